@@ -1,0 +1,37 @@
+"""API-key authentication for DRF: `Authorization: Bearer <key>`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
+
+from .models import ApiKey, Client
+from .selectors import api_key_authenticate
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Client, ApiKey] | None:
+        header = request.headers.get("Authorization", "")
+        if not header:
+            return None
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != self.keyword.lower() or not raw.strip():
+            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
+        key = api_key_authenticate(raw_key=raw.strip())
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        return key.client, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class IsClient(permissions.BasePermission):
+    """The request carries a valid API key (request.user is the Client)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, Client)

@@ -1,0 +1,42 @@
+"""Serializer fields shared by the API."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from typing import Any
+
+from rest_framework import serializers
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def validate_e164(value: str) -> str:
+    if value and not E164.match(value):
+        raise serializers.ValidationError("Use E.164 format, e.g. +14155550100.")
+    return value
+
+
+def validate_timezone(value: str) -> str:
+    if value:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise serializers.ValidationError("Unknown IANA time zone.") from exc
+    return value
+
+
+class BoundedJSONObjectField(serializers.DictField):
+    """A JSON object whose encoded size is bounded (variables, metadata, attributes)."""
+
+    def __init__(self, *args: Any, max_bytes: int = 32_768, **kwargs: Any) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(*args, **kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        import json
+
+        value = super().to_internal_value(data)
+        if len(json.dumps(value, default=str)) > self.max_bytes:
+            raise serializers.ValidationError(f"Must be at most {self.max_bytes} bytes as JSON.")
+        return dict(value)

@@ -1,0 +1,102 @@
+"""`manage.py demo [--json]`: creates (or reuses) a demo client, key, admin, templates and
+recipients, and prints what a newcomer needs to send a first notification. Idempotent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from apps.clients.models import ApiKey, Client
+from apps.clients.services import api_key_create, hash_key
+from apps.recipients.services import recipients_upsert
+from apps.templates.models import Template
+from apps.templates.services import template_create, template_version_create
+
+TEMPLATES: list[dict[str, Any]] = [
+    {
+        "key": "welcome",
+        "name": "Welcome email",
+        "channels": ["email"],
+        "category": "transactional",
+        "subject": "Welcome to Acme, {{ name }}!",
+        "text_body": "Hi {{ name }},\n\nThanks for joining Acme.\n",
+        "html_body": "<p>Hi {{ name }},</p><p>Thanks for joining <b>Acme</b>.</p>",
+    },
+    {
+        "key": "order_confirmation",
+        "name": "Order confirmation",
+        "channels": ["email"],
+        "category": "transactional",
+        "subject": "Order {{ orderId }} confirmed",
+        "text_body": "Hi {{ name }}, your order {{ orderId }} is confirmed.",
+        "html_body": "<p>Hi {{ name }}, your order <b>{{ orderId }}</b> is confirmed.</p>",
+    },
+]
+
+RECIPIENTS: list[dict[str, Any]] = [
+    {"id": "demo_user", "email": "demo.user@example.com", "phone": "+15005550006",
+     "locale": "en", "timezone": "Europe/London", "attributes": {"plan": "pro"}},
+    {"id": "bounce_user", "email": "bounce@example.com", "locale": "en", "timezone": "UTC"},
+]
+
+
+class Command(BaseCommand):
+    help = "Create or reuse the demo client, API key, admin user, templates and recipients."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+
+    @transaction.atomic
+    def handle(self, *args: Any, **options: Any) -> None:
+        raw_key = settings.DEMO_API_KEY
+        if not raw_key:
+            raise CommandError("DEMO_API_KEY is empty: the demo is for local use only.")
+        client, _ = Client.objects.get_or_create(slug="demo", defaults={"name": "Demo client"})
+        if not ApiKey.objects.filter(key_hash=hash_key(raw_key), revoked_at__isnull=True).exists():
+            api_key_create(client=client, name="demo", raw_key=raw_key)
+
+        user_model = get_user_model()
+        admin = user_model.objects.filter(username=settings.DEMO_ADMIN_USERNAME).first()
+        if admin is None:
+            user_model.objects.create_superuser(
+                username=settings.DEMO_ADMIN_USERNAME, email="admin@example.com",
+                password=settings.DEMO_ADMIN_PASSWORD,
+            )
+
+        templates: dict[str, str] = {}
+        for spec in TEMPLATES:
+            template = Template.objects.filter(client=client, key=spec["key"]).first()
+            if template is None:
+                template = template_create(client=client, key=spec["key"], name=spec["name"],
+                                           channels=spec["channels"], category=spec["category"])
+                template_version_create(template=template, subject=spec["subject"],
+                                        text_body=spec["text_body"], html_body=spec["html_body"])
+            templates[template.key] = str(template.id)
+        recipients_upsert(client=client, items=RECIPIENTS)
+
+        result = {
+            "client": client.slug,
+            "api_key": raw_key,
+            "admin_username": settings.DEMO_ADMIN_USERNAME,
+            "admin_password": settings.DEMO_ADMIN_PASSWORD,
+            "templates": templates,
+            "recipients": [r["id"] for r in RECIPIENTS],
+            "example_send": {
+                "recipients": ["demo_user"],
+                "template_id": "welcome",
+                "variables": {"name": "Ada"},
+                "channels": ["email"],
+                "priority": "high",
+            },
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(result, indent=2))
+        else:
+            self.stdout.write(f"Demo client '{client.slug}' ready.")
+            self.stdout.write(f"API key: {raw_key}")
+            self.stdout.write(f"Admin: {result['admin_username']} / {result['admin_password']}")

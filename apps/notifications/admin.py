@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from apps.core.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline
+
+from .models import Delivery, DeliveryEvent, Notification
+
+TIMELINE_LIMIT = 200
+
+
+class DeliveryInline(ReadOnlyInline):
+    model = Delivery
+    fields = ["recipient", "channel", "status", "attempts", "provider", "error_code",
+              "error_message", "updated_at"]
+    readonly_fields = fields
+    max_num = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        return super().get_queryset(request).select_related("recipient")
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["id", "client", "template_key", "status", "priority", "category",
+                    "recipient_count", "created_at"]
+    list_filter = ["status", "priority", "category", "client"]
+    list_select_related = ["client", "template_version__template"]
+    search_fields = ["=id", "=idempotency_key"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    readonly_fields = ["id", "client", "status", "template_version", "priority", "category",
+                       "channels", "variables", "metadata", "scheduled_at", "idempotency_key",
+                       "recipient_count", "created_at", "updated_at", "completed_at", "timeline"]
+    fields = readonly_fields
+    inlines = [DeliveryInline]
+
+    @admin.display(description="template", ordering="template_version__template__key")
+    def template_key(self, obj: Notification) -> str:
+        version = obj.template_version
+        return f"{version.template.key} v{version.version}"
+
+    @admin.display(description="timeline")
+    def timeline(self, obj: Notification) -> Any:
+        events = (
+            DeliveryEvent.objects.filter(delivery__notification=obj)
+            .select_related("delivery__recipient")
+            .order_by("occurred_at", "id")[:TIMELINE_LIMIT]
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (e.occurred_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], e.delivery.recipient.external_id,
+                 e.delivery.channel, e.event, e.status,
+                 " ".join(x for x in (e.provider, e.error_code, e.error_message) if x))
+                for e in events
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>time (UTC)</th><th>recipient</th><th>channel</th>"
+            "<th>event</th><th>status</th><th>provider / reason</th></tr></thead>"
+            "<tbody>{}</tbody></table>", rows,
+        )
+
+
+class DeliveryEventInline(ReadOnlyInline):
+    model = DeliveryEvent
+    fields = ["occurred_at", "event", "status", "provider", "provider_message_id",
+              "error_code", "error_message", "detail"]
+    readonly_fields = fields
+    show_change_link = False
+    ordering = ["occurred_at", "id"]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["id", "notification_link", "recipient", "channel", "status", "attempts",
+                    "provider", "error_code", "updated_at"]
+    list_filter = ["status", "channel", "provider", "priority"]
+    list_select_related = ["recipient", "notification"]
+    search_fields = ["=id", "=provider_message_id", "=recipient__external_id", "=notification__id"]
+    show_full_result_count = False
+    readonly_fields = ["id", "notification", "client", "recipient", "channel", "priority",
+                       "status", "address", "attempts", "due_at", "lease_until", "provider",
+                       "provider_message_id", "error_code", "error_message", "created_at",
+                       "updated_at", "sent_at", "delivered_at", "completed_at"]
+    fields = readonly_fields
+    inlines = [DeliveryEventInline]
+
+    @admin.display(description="notification")
+    def notification_link(self, obj: Delivery) -> Any:
+        url = reverse("admin:notifications_notification_change", args=[obj.notification_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.notification_id)[:8])

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from .views import NotificationCollectionApi, NotificationDetailApi, NotificationStatusApi
+
+urlpatterns = [
+    path("notifications", NotificationCollectionApi.as_view(), name="notifications"),
+    path("notifications/<uuid:notification_id>", NotificationDetailApi.as_view(),
+         name="notification-detail"),
+    path("notifications/<uuid:notification_id>/status", NotificationStatusApi.as_view(),
+         name="notification-status"),
+]

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.exceptions import error_body
+
+from ..models import Notification, NotificationStatus
+from ..selectors import notification_get, notification_list, notification_status_counts
+from ..services import notification_send, request_fingerprint
+from .serializers import (
+    NotificationAcceptedSerializer,
+    NotificationDetailSerializer,
+    NotificationSendSerializer,
+    NotificationSerializer,
+    NotificationStatusSerializer,
+)
+
+
+def _accepted_body(notification: Notification) -> dict[str, Any]:
+    deliveries = getattr(notification, "prefetched_deliveries", None)
+    if deliveries is None:
+        deliveries = list(notification.deliveries.select_related("recipient").order_by("created_at", "id"))
+    return {
+        "id": str(notification.id),
+        "status": notification.status,
+        "created_at": notification.created_at.isoformat(),
+        "scheduled_at": notification.scheduled_at.isoformat() if notification.scheduled_at else None,
+        "deliveries": [
+            {"id": str(d.id), "recipient": d.recipient.external_id, "channel": d.channel,
+             "status": d.status}
+            for d in deliveries
+        ],
+    }
+
+
+class NotificationListFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=NotificationStatus.choices, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class NotificationCollectionApi(ListAPIView):
+    serializer_class = NotificationSerializer
+
+    @extend_schema(
+        request=NotificationSendSerializer,
+        responses={202: NotificationAcceptedSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
+                                     description="Same key and body within 24 h returns the first response.")],
+    )
+    def post(self, request: Request) -> Response:
+        """Send a template to recipients on one or more channels. 202 once committed."""
+        serializer = NotificationSendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "").strip() or None
+        if key is not None and len(key) > 255:
+            return Response(
+                error_body("invalid", "Idempotency-Key is too long.",
+                           {"Idempotency-Key": ["At most 255 characters."]}),
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        outcome = notification_send(
+            client=request.user,
+            **serializer.validated_data,
+            idempotency_key=key,
+            request_hash=request_fingerprint(request.data),
+        )
+        response = Response(_accepted_body(outcome.notification), status=status.HTTP_202_ACCEPTED)
+        if outcome.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    @extend_schema(parameters=[NotificationListFilterSerializer])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Your notifications, newest first (cursor pagination)."""
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        filters = NotificationListFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return notification_list(client=self.request.user, **filters.validated_data)
+
+
+class NotificationDetailApi(APIView):
+    @extend_schema(responses=NotificationDetailSerializer)
+    def get(self, request: Request, notification_id: str) -> Response:
+        """The notification, its deliveries and each delivery's timeline."""
+        notification = notification_get(client=request.user, notification_id=notification_id)
+        return Response(NotificationDetailSerializer(notification).data)
+
+
+class NotificationStatusApi(APIView):
+    @extend_schema(responses=NotificationStatusSerializer)
+    def get(self, request: Request, notification_id: str) -> Response:
+        """The notification's status with a count of its deliveries per status."""
+        notification = notification_get(
+            client=request.user, notification_id=notification_id, with_timeline=False
+        )
+        counts = notification_status_counts(notification=notification)
+        return Response(
+            {
+                "id": str(notification.id),
+                "status": notification.status,
+                "total": sum(counts.values()),
+                "counts": counts,
+                "updated_at": notification.updated_at.isoformat(),
+                "completed_at": notification.completed_at.isoformat()
+                if notification.completed_at else None,
+            }
+        )

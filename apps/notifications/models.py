@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from apps.clients.models import Client
+from apps.core.queues import Priority
+from apps.recipients.models import Recipient
+from apps.templates.models import TemplateVersion
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email"
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    PUSH = "push"
+
+
+class DeliveryStatus(models.TextChoices):
+    SCHEDULED = "scheduled"
+    PENDING = "pending"
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
+
+
+# A worker may take a delivery in these statuses (once its due time has come).
+CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.QUEUED, DeliveryStatus.RETRYING)
+# No further change by our own doing; only a late provider receipt may still move `sent`.
+TERMINAL = (
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.BOUNCED,
+    DeliveryStatus.SUPPRESSED,
+    DeliveryStatus.CANCELLED,
+)
+# Order used to keep provider receipts monotonic: a receipt never moves a delivery backwards.
+STATUS_RANK = {
+    DeliveryStatus.SCHEDULED: 0,
+    DeliveryStatus.PENDING: 1,
+    DeliveryStatus.QUEUED: 2,
+    DeliveryStatus.RETRYING: 3,
+    DeliveryStatus.SENDING: 4,
+    DeliveryStatus.SENT: 5,
+    DeliveryStatus.DELIVERED: 6,
+    DeliveryStatus.BOUNCED: 7,
+    DeliveryStatus.FAILED: 7,
+    DeliveryStatus.SUPPRESSED: 7,
+    DeliveryStatus.CANCELLED: 7,
+}
+
+
+class NotificationStatus(models.TextChoices):
+    SCHEDULED = "scheduled"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    PARTIALLY_FAILED = "partially_failed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Notification(models.Model):
+    """One send request: a template version, variables and recipients × channels."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="notifications")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+    template_version = models.ForeignKey(
+        TemplateVersion, on_delete=models.PROTECT, related_name="notifications"
+    )
+    variables = models.JSONField(default=dict, blank=True)
+    channels = models.JSONField(default=list)
+    priority = models.CharField(
+        max_length=10, choices=Priority.choices(), default=Priority.NORMAL.value
+    )
+    category = models.CharField(max_length=50, default="transactional")
+    metadata = models.JSONField(default=dict, blank=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    # Derived from the deliveries (services.notifications_refresh_status); stored for lists.
+    status = models.CharField(
+        max_length=20, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
+    )
+    recipient_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="notification_unique_idempotency_key",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["client", "-created_at"], name="notification_client_created"),
+            models.Index(fields=["client", "status", "-created_at"], name="notification_client_st"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class Delivery(models.Model):
+    """One recipient × channel of a notification, and where it stands."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    priority = models.CharField(max_length=10, choices=Priority.choices())
+    status = models.CharField(
+        max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    # Address snapshot at accept time (the recipient may change later).
+    address = models.CharField(max_length=320)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the next attempt may start (scheduled send or retry backoff); null = now.
+    due_at = models.DateTimeField(null=True, blank=True)
+    # When the relay sweeper may hand this delivery out again (queue or worker lost it).
+    lease_until = models.DateTimeField(null=True, blank=True)
+    provider = models.CharField(max_length=50, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(fields=["notification", "status"], name="delivery_notification_status"),
+            # The relay sweeper's scan: only rows still in flight are indexed.
+            models.Index(
+                fields=["lease_until"],
+                name="delivery_inflight_lease",
+                condition=Q(status__in=["pending", "queued", "sending", "retrying", "scheduled"]),
+            ),
+            models.Index(
+                fields=["provider", "provider_message_id"],
+                name="delivery_provider_msg",
+                condition=~Q(provider_message_id=""),
+            ),
+            models.Index(fields=["recipient", "-created_at"], name="delivery_recipient_created"),
+            models.Index(fields=["client", "status", "-created_at"], name="delivery_client_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.recipient_id} ({self.status})"
+
+
+class DeliveryEvent(models.Model):
+    """Append-only history of a delivery: every status change and provider receipt."""
+
+    id = models.BigAutoField(primary_key=True)
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=20, choices=DeliveryStatus.choices)
+    # What happened, in provider-neutral words: accepted, claimed, sent, delivered, bounced,
+    # retry_scheduled, failed, requeued, processed (provider receipt), …
+    event = models.CharField(max_length=40)
+    provider = models.CharField(max_length=50, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    # The provider's own id for a receipt (SendGrid sg_event_id …): a receipt seen twice is
+    # stored once.
+    provider_event_id = models.CharField(max_length=255, blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        indexes = [models.Index(fields=["delivery", "occurred_at"], name="event_delivery_time")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_event_id"],
+                condition=~Q(provider_event_id=""),
+                name="event_unique_provider_event",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.status}"

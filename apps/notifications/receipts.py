@@ -1,0 +1,135 @@
+"""Provider receipts (delivered, bounced, …) applied to deliveries: idempotent and monotonic."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import STATUS_RANK, Delivery, DeliveryEvent, DeliveryStatus
+from .status import notifications_refresh_status
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A provider's receipt in NotifyHub's words (built by each inbound webhook's parser)."""
+
+    provider: str
+    event: str  # processed, delivered, bounced, dropped, deferred, opened, clicked, …
+    occurred_at: datetime
+    status: DeliveryStatus | None = None  # the delivery status it implies, if any
+    delivery_id: str = ""
+    provider_message_id: str = ""
+    provider_event_id: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReceiptReport:
+    received: int = 0
+    applied: int = 0
+    unknown: int = 0
+    duplicates: int = 0
+
+
+def _valid_uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+@transaction.atomic
+def delivery_receipts_apply(*, events: list[ProviderEvent]) -> ReceiptReport:
+    report = ReceiptReport(received=len(events))
+    if not events:
+        return report
+    ids = {i for e in events if (i := _valid_uuid(e.delivery_id))}
+    by_message: dict[str, set[str]] = {}
+    for e in events:
+        if e.provider_message_id:
+            by_message.setdefault(e.provider, set()).add(e.provider_message_id)
+    query = Q(id__in=ids)
+    for provider, message_ids in by_message.items():
+        query |= Q(provider=provider, provider_message_id__in=message_ids)
+    deliveries = {
+        str(d.id): d
+        for d in Delivery.objects.select_for_update().filter(query).order_by("id")
+    }
+    by_msg_id = {(d.provider, d.provider_message_id): d for d in deliveries.values()}
+
+    # Receipts already stored (same provider event id) are skipped: the same callback twice
+    # changes nothing.
+    seen_ids = [e.provider_event_id for e in events if e.provider_event_id]
+    seen = set(
+        DeliveryEvent.objects.filter(
+            provider__in={e.provider for e in events}, provider_event_id__in=seen_ids
+        ).values_list("provider_event_id", flat=True)
+    ) if seen_ids else set()
+
+    now = timezone.now()
+    new_events: list[DeliveryEvent] = []
+    changed: dict[str, Delivery] = {}
+    for e in sorted(events, key=lambda ev: ev.occurred_at):
+        delivery = deliveries.get(_valid_uuid(e.delivery_id) or "") or by_msg_id.get(
+            (e.provider, e.provider_message_id)
+        )
+        if delivery is None:
+            report.unknown += 1
+            logger.info("receipt for unknown message from %s (event %s) ignored", e.provider, e.event)
+            continue
+        if e.provider_event_id and e.provider_event_id in seen:
+            report.duplicates += 1
+            continue
+        if e.provider_event_id:
+            seen.add(e.provider_event_id)
+        if e.status is not None and STATUS_RANK[e.status] > STATUS_RANK[DeliveryStatus(delivery.status)]:
+            delivery.status = e.status
+            if e.status == DeliveryStatus.DELIVERED:
+                delivery.delivered_at = e.occurred_at
+            if e.status in (DeliveryStatus.DELIVERED, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED):
+                delivery.completed_at = now
+                delivery.lease_until = None
+                delivery.due_at = None
+            if e.error_code or e.error_message:
+                delivery.error_code = e.error_code
+                delivery.error_message = e.error_message
+            changed[str(delivery.id)] = delivery
+            report.applied += 1
+        new_events.append(
+            DeliveryEvent(
+                delivery=delivery,
+                status=delivery.status,
+                event=e.event,
+                provider=e.provider,
+                provider_message_id=e.provider_message_id or delivery.provider_message_id,
+                provider_event_id=e.provider_event_id,
+                error_code=e.error_code,
+                error_message=e.error_message,
+                detail=e.detail,
+                occurred_at=e.occurred_at,
+            )
+        )
+    if changed:
+        for d in changed.values():
+            d.updated_at = now
+        Delivery.objects.bulk_update(
+            list(changed.values()),
+            ["status", "delivered_at", "completed_at", "lease_until", "due_at", "error_code",
+             "error_message", "updated_at"],
+        )
+    DeliveryEvent.objects.bulk_create(new_events, ignore_conflicts=True)
+    notifications_refresh_status(
+        notification_ids={d.notification_id for d in changed.values()}
+    )
+    return report

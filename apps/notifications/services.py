@@ -1,0 +1,193 @@
+"""Accepting a send: validate against the domain, then commit the notification and its
+deliveries in one transaction and publish them after commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.clients.models import Client
+from apps.core.exceptions import ApplicationError
+from apps.recipients.models import Recipient
+from apps.recipients.selectors import recipients_by_external_id
+from apps.recipients.services import recipients_upsert
+from apps.templates.selectors import template_get_for_send
+
+from .channels.registry import supported_channels
+from .enqueue import deliveries_enqueue
+from .models import Delivery, DeliveryEvent, DeliveryStatus, Notification, NotificationStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    notification: Notification
+    replayed: bool  # an Idempotency-Key matched an earlier request: nothing new was created
+
+
+def request_fingerprint(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_schedule(scheduled_at: datetime | None) -> None:
+    if scheduled_at is not None and scheduled_at < timezone.now() - timedelta(seconds=5):
+        raise ApplicationError(
+            "scheduled_at is in the past.",
+            code="schedule_in_past",
+            fields={"scheduled_at": ["Must be in the future."]},
+        )
+
+
+def _resolve_recipients(
+    *, client: Client, recipients: list[str | dict[str, Any]]
+) -> list[Recipient]:
+    """Inline recipients are upserted; ids must already exist. Keeps order, drops repeats."""
+    inline = [r for r in recipients if isinstance(r, dict)]
+    known = recipients_upsert(client=client, items=inline) if inline else {}
+    wanted_ids = [r for r in recipients if isinstance(r, str) and r not in known]
+    if wanted_ids:
+        known.update(recipients_by_external_id(client=client, external_ids=wanted_ids))
+    missing = {
+        f"recipients[{i}]": ["Unknown recipient id; create it with PUT /api/v1/recipients/{id}."]
+        for i, r in enumerate(recipients)
+        if isinstance(r, str) and r not in known
+    }
+    if missing:
+        raise ApplicationError("Unknown recipient.", code="unknown_recipient", fields=missing)
+    ordered: dict[str, Recipient] = {}
+    for r in recipients:
+        external_id = r["id"] if isinstance(r, dict) else r
+        ordered.setdefault(str(external_id), known[str(external_id)])
+    return list(ordered.values())
+
+
+@transaction.atomic
+def notification_send(
+    *,
+    client: Client,
+    recipients: list[str | dict[str, Any]],
+    template_id: str,
+    variables: dict[str, Any] | None = None,
+    channels: list[str] | None = None,
+    priority: str = "normal",
+    category: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    scheduled_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> SendOutcome:
+    variables = variables or {}
+    if idempotency_key:
+        earlier = Notification.objects.filter(client=client, idempotency_key=idempotency_key).first()
+        if earlier is not None:
+            return _replay(earlier, request_hash)
+
+    template = template_get_for_send(client=client, template_ref=template_id)
+    version = template.active_version
+    assert version is not None  # template_get_for_send guarantees it
+    channels = list(dict.fromkeys(channels or template.channels))
+    available = supported_channels()
+    unsupported = [c for c in channels if c not in available]
+    if not channels or unsupported:
+        raise ApplicationError(
+            "No provider is configured for a requested channel.",
+            code="channel_not_supported",
+            fields={"channels": [f"Not available: {', '.join(unsupported) or 'none given'}. "
+                                 f"Available: {', '.join(available)}."]},
+        )
+    missing_vars = [name for name in version.required_variables if name not in variables]
+    if missing_vars:
+        raise ApplicationError(
+            f"Missing template variables: {', '.join(missing_vars)}.",
+            code="missing_variables",
+            fields={f"variables.{name}": ["Required by the template."] for name in missing_vars},
+        )
+    _check_schedule(scheduled_at)
+
+    resolved = _resolve_recipients(client=client, recipients=recipients)
+    no_address = {}
+    for index, recipient in enumerate(resolved):
+        absent = [c for c in channels if not recipient.address_for(c)]
+        if absent:
+            no_address[f"recipients[{index}]"] = [f"No address for channel: {', '.join(absent)}."]
+    if no_address:
+        raise ApplicationError(
+            "A recipient has no address for a requested channel.",
+            code="recipient_missing_address",
+            fields=no_address,
+        )
+
+    now = timezone.now()
+    scheduled = scheduled_at is not None and scheduled_at > now
+    notification = Notification(
+        client=client,
+        idempotency_key=idempotency_key or None,
+        request_hash=request_hash,
+        template_version=version,
+        variables=variables,
+        channels=channels,
+        priority=priority,
+        category=category or template.category,
+        metadata=metadata or {},
+        scheduled_at=scheduled_at,
+        status=NotificationStatus.SCHEDULED if scheduled else NotificationStatus.PENDING,
+        recipient_count=len(resolved),
+    )
+    try:
+        with transaction.atomic():
+            notification.save(force_insert=True)
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the race.
+        earlier = Notification.objects.get(client=client, idempotency_key=idempotency_key)
+        return _replay(earlier, request_hash)
+
+    status = DeliveryStatus.SCHEDULED if scheduled else DeliveryStatus.PENDING
+    # The sweeper's lease: when a scheduled delivery is due, or when a lost publish is redone.
+    lease = scheduled_at if scheduled else now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
+    deliveries = [
+        Delivery(
+            notification=notification,
+            client=client,
+            recipient=recipient,
+            channel=channel,
+            priority=priority,
+            status=status,
+            address=recipient.address_for(channel),
+            due_at=scheduled_at if scheduled else None,
+            lease_until=lease,
+        )
+        for recipient in resolved
+        for channel in channels
+    ]
+    Delivery.objects.bulk_create(deliveries, batch_size=2000)
+    DeliveryEvent.objects.bulk_create(
+        [
+            DeliveryEvent(delivery=d, status=status, event="accepted", occurred_at=now)
+            for d in deliveries
+        ],
+        batch_size=2000,
+    )
+    if not scheduled:
+        items = [(str(d.id), priority) for d in deliveries]
+        transaction.on_commit(lambda: deliveries_enqueue(items=items))
+    notification.prefetched_deliveries = deliveries  # type: ignore[attr-defined]
+    return SendOutcome(notification=notification, replayed=False)
+
+
+def _replay(earlier: Notification, request_hash: str) -> SendOutcome:
+    if request_hash and earlier.request_hash and earlier.request_hash != request_hash:
+        raise ApplicationError(
+            "This Idempotency-Key was used with a different request body.",
+            code="idempotency_key_reused",
+            fields={"Idempotency-Key": ["Use a new key for a different request."]},
+        )
+    return SendOutcome(notification=earlier, replayed=True)

@@ -1,0 +1,25 @@
+"""Celery tasks: thin wrappers that take ids and call a service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from .dispatch import deliveries_dispatch
+from .relay import relay_sweep
+
+
+@shared_task(name="notifications.deliveries_dispatch_task", acks_late=True,
+             reject_on_worker_lost=True, ignore_result=True)
+def deliveries_dispatch_task(delivery_ids: list[str]) -> dict[str, Any]:
+    report = deliveries_dispatch(delivery_ids=delivery_ids)
+    return {"claimed": report.claimed, "sent": report.sent, "retrying": report.retrying,
+            "failed": report.failed}
+
+
+@shared_task(name="notifications.relay_sweep_task", ignore_result=True)
+def relay_sweep_task() -> dict[str, int]:
+    report = relay_sweep()
+    return {"requeued": report.requeued, "recovered": report.recovered_from_sending,
+            "released": report.released_scheduled}

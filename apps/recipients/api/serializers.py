@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.core.fields import BoundedJSONObjectField, validate_e164, validate_timezone
+
+from ..models import Recipient
+
+
+class RecipientInputSerializer(serializers.Serializer):
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
+    phone = serializers.CharField(required=False, allow_blank=True, validators=[validate_e164])
+    whatsapp = serializers.CharField(required=False, allow_blank=True, validators=[validate_e164])
+    locale = serializers.RegexField(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", required=False,
+                                    max_length=15)
+    timezone = serializers.CharField(required=False, max_length=64, validators=[validate_timezone])
+    attributes = BoundedJSONObjectField(required=False)
+
+
+class InlineRecipientSerializer(RecipientInputSerializer):
+    id = serializers.CharField(max_length=200)
+
+
+class RecipientOutputSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="external_id")
+
+    class Meta:
+        model = Recipient
+        fields = ["id", "email", "phone", "whatsapp", "locale", "timezone", "attributes",
+                  "created_at", "updated_at"]

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from apps.core.admin_utils import ReadOnlyInline
+
+from .models import Template, TemplateVersion
+from .services import template_version_create
+
+
+class TemplateVersionInline(ReadOnlyInline):
+    model = TemplateVersion
+    fields = ["version", "locale", "subject", "required_variables", "created_at"]
+    readonly_fields = fields
+    ordering = ["-version"]
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["key", "name", "client", "channels", "category", "active_version"]
+    list_filter = ["client", "category"]
+    list_select_related = ["client", "active_version"]
+    search_fields = ["key", "name"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [TemplateVersionInline]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "active_version":
+            object_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+            kwargs["queryset"] = TemplateVersion.objects.filter(template_id=object_id)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(TemplateVersion)
+class TemplateVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Versions are immutable: adding one appends (and publishes) it; nothing is edited."""
+
+    list_display = ["template", "version", "locale", "subject", "created_at"]
+    list_filter = ["template__client"]
+    list_select_related = ["template"]
+    search_fields = ["template__key", "subject"]
+    fields = ["template", "locale", "subject", "text_body", "html_body", "version",
+              "required_variables", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is not None:
+            return list(self.fields)
+        return ["version", "required_variables", "created_at"]
+
+    def save_model(self, request: HttpRequest, obj: TemplateVersion, form: Any, change: bool) -> None:
+        if change:
+            return
+        created = template_version_create(
+            template=obj.template, subject=obj.subject, text_body=obj.text_body,
+            html_body=obj.html_body, locale=obj.locale,
+        )
+        obj.pk, obj.version = created.pk, created.version
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

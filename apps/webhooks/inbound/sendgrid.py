@@ -1,0 +1,103 @@
+"""SendGrid Event Webhook: ECDSA-signed batches of events."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from django.conf import settings
+from django.http import HttpRequest
+from sendgrid.helpers.eventwebhook import EventWebhook
+from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
+
+from apps.notifications.channels.sendgrid import DELIVERY_ARG
+from apps.notifications.models import DeliveryStatus
+from apps.notifications.receipts import ProviderEvent
+
+from .base import PayloadError, ProviderWebhookView, SignatureError
+
+# SendGrid event → (NotifyHub event name, delivery status it implies).
+EVENT_MAP: dict[str, tuple[str, DeliveryStatus | None]] = {
+    "processed": ("processed", None),
+    "deferred": ("deferred", None),
+    "delivered": ("delivered", DeliveryStatus.DELIVERED),
+    "bounce": ("bounced", DeliveryStatus.BOUNCED),
+    "dropped": ("dropped", DeliveryStatus.FAILED),
+    "open": ("opened", None),
+    "click": ("clicked", None),
+    "spamreport": ("spam_reported", None),
+    "unsubscribe": ("unsubscribed", None),
+    "group_unsubscribe": ("unsubscribed", None),
+}
+
+
+def _public_key() -> Any:
+    key = settings.SENDGRID_WEBHOOK_PUBLIC_KEY
+    if not key:
+        raise SignatureError("SENDGRID_WEBHOOK_PUBLIC_KEY is not configured.")
+    try:
+        return EventWebhook().convert_public_key_to_ecdsa(key)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise SignatureError("SENDGRID_WEBHOOK_PUBLIC_KEY is not a valid key.") from exc
+
+
+class SendGridWebhookView(ProviderWebhookView):
+    provider = "sendgrid"
+
+    def verify_signature(self, request: HttpRequest) -> None:
+        signature = request.headers.get(EventWebhookHeader.SIGNATURE, "")
+        timestamp = request.headers.get(EventWebhookHeader.TIMESTAMP, "")
+        if not signature or not timestamp:
+            raise SignatureError("Missing signature headers.")
+        try:
+            age = abs(time.time() - int(timestamp))
+        except ValueError as exc:
+            raise SignatureError("Bad timestamp.") from exc
+        if age > settings.PROVIDER_WEBHOOK_MAX_AGE_SECONDS:
+            raise SignatureError("Stale timestamp.")
+        try:
+            payload = request.body.decode("utf-8")
+            valid = EventWebhook().verify_signature(payload, signature, timestamp, _public_key())
+        except (UnicodeDecodeError, binascii.Error, ValueError) as exc:
+            raise SignatureError("Malformed signature.") from exc
+        if not valid:
+            raise SignatureError("Signature does not match.")
+
+    def parse_events(self, request: HttpRequest) -> list[ProviderEvent]:
+        try:
+            items = json.loads(request.body)
+        except ValueError as exc:
+            raise PayloadError("Body is not JSON.") from exc
+        if not isinstance(items, list):
+            raise PayloadError("Expected a JSON array of events.")
+        events = []
+        for item in items:
+            if not isinstance(item, dict) or item.get("event") not in EVENT_MAP:
+                continue
+            name, status = EVENT_MAP[item["event"]]
+            try:
+                occurred = datetime.fromtimestamp(int(item.get("timestamp", 0)), tz=UTC)
+            except (TypeError, ValueError, OverflowError):
+                occurred = datetime.now(tz=UTC)
+            sg_message_id = str(item.get("sg_message_id", ""))
+            error_message = str(item.get("reason") or item.get("response") or "")[:2000]
+            events.append(
+                ProviderEvent(
+                    provider=self.provider,
+                    event=name,
+                    status=status,
+                    occurred_at=occurred,
+                    delivery_id=str(item.get(DELIVERY_ARG, "")),
+                    # X-Message-Id is the part of sg_message_id before the first dot.
+                    provider_message_id=sg_message_id.split(".", 1)[0],
+                    provider_event_id=str(item.get("sg_event_id", ""))[:255],
+                    error_code=str(item.get("status", ""))[:100] if status else "",
+                    error_message=error_message if status in (DeliveryStatus.BOUNCED, DeliveryStatus.FAILED) else "",
+                    detail={k: item[k] for k in ("type", "url", "useragent") if k in item},
+                )
+            )
+        return events

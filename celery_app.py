@@ -1,0 +1,41 @@
+"""The Celery app: queue declarations, routing and the beat schedule, in one place.
+
+Workers (see Procfile):
+  celery -A celery_app worker -Q critical                     # its own pool: OTPs never wait
+  celery -A celery_app worker -Q high,normal,low,maintenance  # batched lower priorities
+  celery -A celery_app beat                                   # relay sweeper and scheduled work
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue as KombuQueue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifyhub.settings.local")
+
+from django.conf import settings  # noqa: E402
+
+from apps.core.queues import Queue  # noqa: E402
+
+app = Celery("notifyhub")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
+app.conf.task_default_queue = Queue.NORMAL.value
+app.conf.task_routes = {
+    "notifications.relay_sweep_task": {"queue": Queue.MAINTENANCE.value},
+}
+app.conf.broker_transport_options = {
+    "visibility_timeout": settings.CELERY_BROKER_VISIBILITY_TIMEOUT,
+}
+app.conf.broker_connection_retry_on_startup = True
+app.conf.worker_hijack_root_logger = False
+app.conf.beat_schedule = {
+    "relay-sweep": {
+        "task": "notifications.relay_sweep_task",
+        "schedule": settings.RELAY_SWEEP_INTERVAL_SECONDS,
+        "options": {"queue": Queue.MAINTENANCE.value, "expires": settings.RELAY_SWEEP_INTERVAL_SECONDS},
+    },
+}
+app.autodiscover_tasks(["apps.notifications"])

@@ -1,0 +1,22 @@
+"""`make test`: real PostgreSQL and Redis, the provider sandbox, short leases."""
+
+from .base import *  # noqa: F403
+from .base import REDIS_URL, env
+
+# Tests use their own Redis database so a running `make run` is not disturbed.
+TEST_REDIS_URL = env("TEST_REDIS_URL", REDIS_URL.rsplit("/", 1)[0] + "/15")
+CELERY_BROKER_URL = TEST_REDIS_URL
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": TEST_REDIS_URL,
+        "KEY_PREFIX": "notifyhub-test",
+    }
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# No collected static files in tests: serve nothing through WhiteNoise.
+MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405

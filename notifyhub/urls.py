@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.core.api import HealthApi, ReadyApi
+from apps.core.views import api_not_found, server_error
+from apps.recipients.api.views import RecipientDetailApi
+from apps.webhooks.inbound.sendgrid import SendGridWebhookView
+
+api_v1 = [
+    path("health", HealthApi.as_view(), name="health"),
+    path("ready", ReadyApi.as_view(), name="ready"),
+    path("", include("apps.notifications.api.urls")),
+    path("recipients/<str:external_id>", RecipientDetailApi.as_view(), name="recipient-detail"),
+    path("webhooks/sendgrid", SendGridWebhookView.as_view(), name="webhook-sendgrid"),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("admin/", admin.site.urls),
+    path("", include("django_prometheus.urls")),
+    path("api/<path:rest>", api_not_found),
+]
+
+handler404 = "apps.core.views.not_found"
+handler500 = server_error

@@ -1,0 +1,124 @@
+"""Fixtures every test folder shares: API clients, signing keys, the provider sandbox and a
+real Celery worker. The sandbox and workers are real processes; nothing in the send path is
+mocked."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from tests.factories import ClientFactory, TemplateFactory, api_key_for
+from tests.support.processes import WorkerProcess, database_url
+from tests.support.sandbox import SandboxProcess
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_test_broker() -> None:
+    """Tests publish to their own Redis database; start each session with it empty."""
+    url = settings.CELERY_BROKER_URL
+    assert url.endswith("/15") or os.environ.get("TEST_REDIS_URL"), "tests must not use a shared broker DB"
+    redis.Redis.from_url(url).flushdb()
+
+
+@pytest.fixture(scope="session")
+def webhook_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Any]:
+    """An ECDSA P-256 key pair like SendGrid's: (private PEM path, base64 DER public, key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path_factory.mktemp("keys") / "sendgrid.pem"
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption())
+    )
+    public = base64.b64encode(
+        key.public_key().public_bytes(serialization.Encoding.DER,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+    ).decode()
+    return path, public, key
+
+
+@pytest.fixture(autouse=True)
+def _sendgrid_public_key(settings: Any, webhook_keys: tuple[Path, str, Any]) -> None:
+    settings.SENDGRID_WEBHOOK_PUBLIC_KEY = webhook_keys[1]
+
+
+@pytest.fixture(scope="session")
+def sandbox(live_server: Any, webhook_keys: tuple[Path, str, Any]) -> Iterator[SandboxProcess]:
+    """The provider sandbox, calling back this test session's live server."""
+    with SandboxProcess(
+        SANDBOX_SENDGRID_CALLBACK_URL=f"{live_server.url}/api/v1/webhooks/sendgrid",
+        SANDBOX_SENDGRID_SIGNING_KEY_FILE=str(webhook_keys[0]),
+        SANDBOX_CALLBACK_INTERVAL_MS="100",
+        SANDBOX_DELIVERED_DELAY_MS="50",
+    ) as process:
+        previous = settings.SENDGRID_API_HOST
+        settings.SENDGRID_API_HOST = process.url
+        try:
+            yield process
+        finally:
+            settings.SENDGRID_API_HOST = previous
+
+
+@pytest.fixture
+def clean_sandbox(sandbox: SandboxProcess) -> SandboxProcess:
+    sandbox.reset()
+    return sandbox
+
+
+@pytest.fixture
+def worker_env(sandbox: SandboxProcess, webhook_keys: tuple[Path, str, Any]) -> dict[str, str]:
+    """Environment for a worker process that shares this test's database, broker and sandbox."""
+    from django.db import connection
+
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "notifyhub.settings.test",
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
+        "SENDGRID_API_HOST": sandbox.url,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": webhook_keys[1],
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def start_worker(worker_env: dict[str, str]) -> Iterator[Any]:
+    """Starts real Celery workers; all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(**kwargs: Any) -> WorkerProcess:
+        env = {**worker_env, **kwargs.pop("env", {})}
+        worker = WorkerProcess(env, **kwargs).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def client_tenant(db: None) -> Any:
+    return ClientFactory()
+
+
+@pytest.fixture
+def api(client_tenant: Any) -> APIClient:
+    """An API client authenticated as `client_tenant`."""
+    api_client = APIClient()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(client_tenant)}")
+    return api_client
+
+
+@pytest.fixture
+def email_template(client_tenant: Any) -> Any:
+    return TemplateFactory(client=client_tenant, key="welcome")
