@@ -30,22 +30,37 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), moved AS (
     UPDATE notifications_delivery AS d
-    SET status = CASE WHEN d.status IN ('sending', 'scheduled') THEN 'queued' ELSE d.status END,
-        lease_until = %(next_lease)s,
+    SET status = CASE
+            -- a delivery whose workers died on every attempt is a poison message: stop
+            WHEN d.status = 'sending' AND d.attempts >= %(max_attempts)s THEN 'failed'
+            WHEN d.status IN ('sending', 'scheduled') THEN 'queued'
+            ELSE d.status END,
+        error_code = CASE WHEN d.status = 'sending' AND d.attempts >= %(max_attempts)s
+                          THEN 'worker_lost' ELSE d.error_code END,
+        error_message = CASE WHEN d.status = 'sending' AND d.attempts >= %(max_attempts)s
+                             THEN 'The worker sending it stopped on every attempt.'
+                             ELSE d.error_message END,
+        completed_at = CASE WHEN d.status = 'sending' AND d.attempts >= %(max_attempts)s
+                            THEN %(now)s ELSE d.completed_at END,
+        lease_until = CASE WHEN d.status = 'sending' AND d.attempts >= %(max_attempts)s
+                           THEN NULL ELSE %(next_lease)s END,
         updated_at = %(now)s
     FROM due
     WHERE d.id = due.id
-    RETURNING d.id, d.priority, d.notification_id, due.old_status
+    RETURNING d.id, d.priority, d.notification_id, due.old_status, d.status AS new_status
 ), events AS (
     INSERT INTO notifications_deliveryevent
         (delivery_id, status, event, provider, provider_message_id, provider_event_id,
          error_code, error_message, detail, occurred_at, created_at)
-    SELECT id, 'queued', CASE WHEN old_status = 'scheduled' THEN 'released' ELSE 'requeued' END,
-           '', '', '', '', '', jsonb_build_object('previous_status', old_status), %(now)s, %(now)s
+    SELECT id, new_status,
+           CASE WHEN new_status = 'failed' THEN 'failed'
+                WHEN old_status = 'scheduled' THEN 'released' ELSE 'requeued' END,
+           '', '', '', CASE WHEN new_status = 'failed' THEN 'worker_lost' ELSE '' END, '',
+           jsonb_build_object('previous_status', old_status), %(now)s, %(now)s
     FROM moved
     WHERE old_status IN ('sending', 'scheduled')
 )
-SELECT id, priority, notification_id, old_status FROM moved
+SELECT id, priority, notification_id, old_status, new_status FROM moved
 """
 
 
@@ -54,6 +69,7 @@ class SweepReport:
     requeued: int = 0
     recovered_from_sending: int = 0
     released_scheduled: int = 0
+    gave_up: int = 0
 
 
 def relay_sweep(*, limit: int | None = None) -> SweepReport:
@@ -62,15 +78,17 @@ def relay_sweep(*, limit: int | None = None) -> SweepReport:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             _SWEEP_SQL,
-            {"now": now, "next_lease": next_lease, "limit": limit or settings.RELAY_SWEEP_BATCH},
+            {"now": now, "next_lease": next_lease, "limit": limit or settings.RELAY_SWEEP_BATCH,
+             "max_attempts": settings.DELIVERY_MAX_ATTEMPTS},
         )
         rows = cursor.fetchall()
-    report = SweepReport(requeued=len(rows))
-    report.recovered_from_sending = sum(1 for r in rows if r[3] == "sending")
-    report.released_scheduled = sum(1 for r in rows if r[3] == "scheduled")
+    requeue = [r for r in rows if r[4] != "failed"]
+    report = SweepReport(requeued=len(requeue), gave_up=len(rows) - len(requeue))
+    report.recovered_from_sending = sum(1 for r in requeue if r[3] == "sending")
+    report.released_scheduled = sum(1 for r in requeue if r[3] == "scheduled")
     if rows:
         logger.info("relay sweep: requeued %d (recovered %d from crashed sends, released %d scheduled)",
                     report.requeued, report.recovered_from_sending, report.released_scheduled)
         notifications_refresh_status(notification_ids={r[2] for r in rows})
-        deliveries_enqueue(items=[(str(r[0]), r[1]) for r in rows])
+        deliveries_enqueue(items=[(str(r[0]), r[1]) for r in requeue])
     return report

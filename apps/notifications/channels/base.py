@@ -75,8 +75,8 @@ class Provider(ABC):
     def send(self, message: OutboundMessage) -> SendResult:
         try:
             payload = self.build_payload(message)
-        except ValueError as exc:
-            return SendResult.permanent(self.name, "invalid_message", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a message we cannot build is never sendable
+            return SendResult.permanent(self.name, "invalid_message", f"{type(exc).__name__}: {exc}")
         try:
             return self.call(payload, message)
         except Exception as exc:  # noqa: BLE001 - classify, never swallow

@@ -9,7 +9,7 @@ from urllib.error import URLError
 from django.conf import settings
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Content, CustomArg, From, Mail, To
+from sendgrid.helpers.mail import Category, Content, CustomArg, From, Mail, To
 
 from .base import OutboundMessage, Provider, SendResult
 
@@ -47,7 +47,7 @@ class SendGridProvider(Provider):
         mail.add_custom_arg(CustomArg(DELIVERY_ARG, message.delivery_id))
         mail.add_custom_arg(CustomArg(NOTIFICATION_ARG, message.notification_id))
         if message.category:
-            mail.category = message.category  # type: ignore[assignment]
+            mail.category = Category(message.category)
         return mail.get()  # type: ignore[no-any-return]
 
     def call(self, payload: dict[str, Any], message: OutboundMessage) -> SendResult:

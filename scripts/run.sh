@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# `make run`: private PostgreSQL + Redis, dev secrets, migrations, demo data, then every
+# process of the Procfile under honcho in the foreground. Ctrl-C stops everything, including
+# the services if this run started them.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+PY="$ROOT/.venv/bin/python"
+[[ -x "$PY" ]] || { echo "run.sh: $PY not found; use 'make run' (it creates the venv)" >&2; exit 1; }
+
+say() { printf '[run] %s\n' "$*" >&2; }
+
+# --- cleanup: stop honcho (if running), then the services this run started ------------------
+SERVICES_STARTED=""
+HONCHO_PID=""
+cleaned=0
+# shellcheck disable=SC2317  # invoked from traps
+cleanup() {
+  ((cleaned)) && return 0
+  cleaned=1
+  if [[ -n "$HONCHO_PID" ]] && kill -0 "$HONCHO_PID" 2>/dev/null; then
+    say "stopping honcho (pid $HONCHO_PID)..."
+    # honcho handles SIGTERM by stopping all its processes (SIGKILL after 5 s).
+    kill -TERM "$HONCHO_PID" 2>/dev/null || true
+    wait "$HONCHO_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$SERVICES_STARTED" ]]; then
+    say "stopping the services this run started: $SERVICES_STARTED"
+    # shellcheck disable=SC2086  # word-split on purpose: "pg redis" -> pg redis
+    bash "$ROOT/scripts/services.sh" down $SERVICES_STARTED || true
+  fi
+}
+# shellcheck disable=SC2317  # invoked from traps
+on_signal() {  # on_signal EXIT_CODE
+  trap '' INT TERM  # a second Ctrl-C must not interrupt the cleanup half-way
+  cleanup
+  exit "$1"
+}
+trap cleanup EXIT
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+
+# --- 1. services ------------------------------------------------------------------------------
+# Assign first, then eval: `eval "$(cmd)"` would swallow a failure of cmd.
+services_env="$(bash "$ROOT/scripts/services.sh" up)"
+eval "$services_env"
+SERVICES_STARTED="${NOTIFYHUB_SERVICES_STARTED:-}"
+unset NOTIFYHUB_SERVICES_STARTED
+
+mkdir -p "$ROOT/.run"
+export PYTHONUNBUFFERED=1
+export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-notifyhub.settings.local}"
+
+# --- 2. dev secrets: key pair the sandbox uses to sign SendGrid-style webhooks ------------------
+say "generating the sandbox webhook signing key"
+keygen_out="$("$PY" -m apps.sandbox keygen --out "$ROOT/.run/sendgrid_webhook_key.pem")"
+# The public key is the (last non-empty) line it prints.
+SENDGRID_WEBHOOK_PUBLIC_KEY="$(printf '%s\n' "$keygen_out" | sed '/^[[:space:]]*$/d' | tail -n 1 | tr -d '[:space:]')"
+[[ -n "$SENDGRID_WEBHOOK_PUBLIC_KEY" ]] || { say "'python -m apps.sandbox keygen' printed no public key"; exit 1; }
+export SENDGRID_WEBHOOK_PUBLIC_KEY
+export SANDBOX_SENDGRID_SIGNING_KEY_FILE="$ROOT/.run/sendgrid_webhook_key.pem"
+
+# --- 3. database, static files, demo data ----------------------------------------------------
+say "migrating ($DJANGO_SETTINGS_MODULE)"
+"$PY" manage.py migrate --noinput
+"$PY" manage.py collectstatic --noinput -v0
+say "loading demo data"
+"$PY" manage.py demo --json >"$ROOT/.run/demo.json.tmp"
+mv -f "$ROOT/.run/demo.json.tmp" "$ROOT/.run/demo.json"
+
+# --- 4. banner ---------------------------------------------------------------------------------
+"$PY" - "$ROOT/.run/demo.json" <<'PYEOF'
+import json
+import shlex
+import sys
+
+with open(sys.argv[1]) as fh:
+    demo = json.load(fh)
+
+key = str(demo.get("api_key", "<api_key missing from demo.json>"))
+body = json.dumps(demo.get("example_send", {}), separators=(",", ":"))
+curl = " \\\n    ".join(
+    [
+        "curl -sS -X POST http://127.0.0.1:8000/api/v1/notifications",
+        "-H " + shlex.quote(f"Authorization: Bearer {key}"),
+        "-H 'Content-Type: application/json'",
+        "-d " + shlex.quote(body),
+    ]
+)
+line = "=" * 72
+print(f"""
+{line}
+ NotifyHub is starting (Ctrl-C stops everything)
+
+   API            http://127.0.0.1:8000/api/v1/
+   API docs       http://127.0.0.1:8000/api/docs/
+   Admin          http://127.0.0.1:8000/admin/
+                  login: {demo.get("admin_username", "?")} / {demo.get("admin_password", "?")}
+   Demo API key   {key}
+   Sandbox inbox  http://127.0.0.1:8025/
+
+ Send the example notification:
+
+  {curl}
+{line}
+""", flush=True)
+PYEOF
+
+# --- 5. honcho in the foreground -------------------------------------------------------------
+# Started in the background and waited for, so that the INT/TERM traps run immediately (bash
+# defers traps while a foreground child runs). honcho installs its own SIGINT/SIGTERM handlers
+# and puts each process in its own session, so it is the one that stops them.
+"$ROOT/.venv/bin/honcho" start -f Procfile &
+HONCHO_PID=$!
+rc=0
+wait "$HONCHO_PID" || rc=$?
+HONCHO_PID=""
+exit "$rc"

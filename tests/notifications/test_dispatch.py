@@ -1,0 +1,222 @@
+"""The worker side, run in-process against the real sandbox through the SendGrid SDK."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from apps.notifications.dispatch import backoff_seconds, deliveries_claim, deliveries_dispatch
+from apps.notifications.models import Delivery, Notification
+from apps.notifications.relay import relay_sweep
+from apps.notifications.services import notification_send
+from tests.factories import TemplateFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def accept(client: Any, *recipients: str, template: str = "welcome", **kwargs: Any) -> Notification:
+    outcome = notification_send(
+        client=client,
+        recipients=[{"id": r.split("@")[0], "email": r} for r in recipients],
+        template_id=template,
+        variables=kwargs.pop("variables", {"name": "Ada"}),
+        **kwargs,
+    )
+    return outcome.notification
+
+
+def test_dispatch_renders_and_sends_through_sendgrid_and_records_sent(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any
+) -> None:
+    notification = accept(client_tenant, "ada@example.com")
+    delivery = notification.deliveries.get()
+
+    report = deliveries_dispatch(delivery_ids=[str(delivery.id)])
+
+    assert report.sent == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "sent"
+    assert delivery.provider == "sendgrid"
+    assert delivery.attempts == 1
+    [message] = clean_sandbox.messages(custom_args={"notifyhub_delivery_id": str(delivery.id)})
+    assert message["to"] == "ada@example.com"
+    assert message["subject"] == "Hello Ada"
+    assert "Hi Ada, this is ada." in message["text"]
+    assert delivery.provider_message_id == message["message_id"]
+    assert list(delivery.events.values_list("event", flat=True)) == ["accepted", "claimed", "sent"]
+    notification.refresh_from_db()
+    assert notification.status == "completed"
+
+
+def test_html_variables_are_escaped_in_the_html_part_only(
+    client_tenant: Any, clean_sandbox: Any
+) -> None:
+    TemplateFactory(client=client_tenant, key="esc", version__subject="Hi {{ name }}",
+                    version__text_body="{{ name }}", version__html_body="<p>{{ name }}</p>")
+    notification = accept(client_tenant, "x@example.com", template="esc",
+                          variables={"name": "<script>x</script>"})
+    deliveries_dispatch(delivery_ids=[str(d.id) for d in notification.deliveries.all()])
+    [message] = clean_sandbox.messages(to="x@example.com")
+    assert message["html"] == "<p>&lt;script&gt;x&lt;/script&gt;</p>"
+    assert message["text"] == "<script>x</script>"
+
+
+def test_a_delivery_is_claimed_once_even_if_dispatched_twice(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any
+) -> None:
+    notification = accept(client_tenant, "ada@example.com")
+    ids = [str(notification.deliveries.get().id)]
+    deliveries_dispatch(delivery_ids=ids)
+    second = deliveries_dispatch(delivery_ids=ids)
+    assert second.claimed == 0
+    assert len(clean_sandbox.messages(to="ada@example.com")) == 1
+
+
+def test_claim_takes_only_claimable_and_due_rows(client_tenant: Any, email_template: Any) -> None:
+    notification = accept(client_tenant, "a@example.com", "b@example.com")
+    a, b = notification.deliveries.order_by("address")
+    Delivery.objects.filter(id=b.id).update(status="retrying", due_at=timezone.now() + timedelta(minutes=1))
+    claimed = deliveries_claim(delivery_ids=[str(a.id), str(b.id)])
+    assert claimed == {str(a.id): 1}
+    assert deliveries_claim(delivery_ids=[str(a.id)]) == {}
+
+
+def test_provider_5xx_schedules_a_retry_with_backoff(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any
+) -> None:
+    clean_sandbox.control(fail_next=1, fail_status=503)
+    notification = accept(client_tenant, "ada@example.com")
+    delivery = notification.deliveries.get()
+
+    report = deliveries_dispatch(delivery_ids=[str(delivery.id)])
+
+    assert report.retrying == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "retrying"
+    assert delivery.error_code == "http_503"
+    assert delivery.due_at is not None and delivery.due_at > timezone.now()
+    assert clean_sandbox.messages() == []
+
+
+def test_429_retry_waits_at_least_retry_after(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any
+) -> None:
+    clean_sandbox.control(fail_next=1, fail_status=429, retry_after=30)
+    notification = accept(client_tenant, "ada@example.com")
+    delivery = notification.deliveries.get()
+    deliveries_dispatch(delivery_ids=[str(delivery.id)])
+    delivery.refresh_from_db()
+    assert delivery.error_code == "rate_limited"
+    assert delivery.due_at is not None
+    assert delivery.due_at - timezone.now() > timedelta(seconds=25)
+
+
+def test_retryable_failures_end_failed_after_the_last_attempt(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any, settings: Any
+) -> None:
+    settings.DELIVERY_MAX_ATTEMPTS = 3
+    clean_sandbox.control(fail_next=10, fail_status=500)
+    notification = accept(client_tenant, "ada@example.com")
+    delivery = notification.deliveries.get()
+    for _ in range(3):
+        Delivery.objects.filter(id=delivery.id).update(due_at=None)
+        deliveries_dispatch(delivery_ids=[str(delivery.id)])
+    delivery.refresh_from_db()
+    assert delivery.status == "failed"
+    assert delivery.attempts == 3
+    assert delivery.error_code == "http_500"
+    notification.refresh_from_db()
+    assert notification.status == "failed"
+    assert clean_sandbox.stats()["by_status"].get("500") == 3
+
+
+def test_provider_rejection_is_permanent_and_not_retried(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any, settings: Any
+) -> None:
+    settings.SENDGRID_API_KEY = "not-the-sandbox-key"
+    notification = accept(client_tenant, "ada@example.com")
+    delivery = notification.deliveries.get()
+    report = deliveries_dispatch(delivery_ids=[str(delivery.id)])
+    assert report.failed == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error_code, delivery.attempts) == ("failed", "provider_auth_error", 1)
+
+
+def test_unreachable_provider_is_retryable(
+    client_tenant: Any, email_template: Any, settings: Any
+) -> None:
+    settings.SENDGRID_API_HOST = "http://127.0.0.1:9"
+    notification = accept(client_tenant, "ada@example.com")
+    delivery = notification.deliveries.get()
+    deliveries_dispatch(delivery_ids=[str(delivery.id)])
+    delivery.refresh_from_db()
+    assert delivery.status == "retrying"
+    assert delivery.error_code == "connection_error"
+
+
+def test_backoff_doubles_with_jitter_and_is_capped(settings: Any) -> None:
+    settings.RETRY_INITIAL_SECONDS, settings.RETRY_MAX_SECONDS, settings.RETRY_JITTER = 1, 300, 0.25
+    assert 0.75 <= backoff_seconds(1) <= 1.25
+    assert 3.0 <= backoff_seconds(3) <= 5.0
+    assert backoff_seconds(20) <= 300
+    assert backoff_seconds(1, retry_after=60) >= 60
+
+
+def test_relay_sweep_recovers_a_delivery_whose_worker_died_mid_send(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any
+) -> None:
+    notification = accept(client_tenant, "ada@example.com")
+    delivery = notification.deliveries.get()
+    deliveries_claim(delivery_ids=[str(delivery.id)])  # claimed, then the worker "dies"
+    Delivery.objects.filter(id=delivery.id).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    report = relay_sweep()
+
+    assert report.recovered_from_sending == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "queued"
+    assert delivery.events.filter(event="requeued").exists()
+    deliveries_dispatch(delivery_ids=[str(delivery.id)])
+    delivery.refresh_from_db()
+    assert delivery.status == "sent"
+    assert delivery.attempts == 2
+
+
+def test_relay_sweep_releases_due_scheduled_sends_and_leaves_future_ones(
+    client_tenant: Any, email_template: Any
+) -> None:
+    later = accept(client_tenant, "a@example.com", scheduled_at=timezone.now() + timedelta(hours=1))
+    due = accept(client_tenant, "b@example.com", scheduled_at=timezone.now() + timedelta(seconds=30))
+    Delivery.objects.filter(notification=due).update(
+        lease_until=timezone.now() - timedelta(seconds=1), due_at=timezone.now() - timedelta(seconds=1)
+    )
+    report = relay_sweep()
+    assert report.released_scheduled == 1
+    assert due.deliveries.get().status == "queued"
+    assert later.deliveries.get().status == "scheduled"
+    due.refresh_from_db()
+    assert due.status == "pending"
+
+
+def test_relay_sweep_ignores_rows_within_their_lease(client_tenant: Any, email_template: Any) -> None:
+    accept(client_tenant, "a@example.com")
+    assert relay_sweep().requeued == 0
+
+
+def test_a_delivery_whose_worker_dies_on_every_attempt_ends_failed_with_the_reason(
+    client_tenant: Any, email_template: Any, settings: Any
+) -> None:
+    settings.DELIVERY_MAX_ATTEMPTS = 2
+    notification = accept(client_tenant, "ada@example.com")
+    delivery = notification.deliveries.get()
+    for _ in range(2):
+        deliveries_claim(delivery_ids=[str(delivery.id)])
+        Delivery.objects.filter(id=delivery.id).update(lease_until=timezone.now() - timedelta(seconds=1))
+        relay_sweep()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error_code) == ("failed", "worker_lost")
+    notification.refresh_from_db()
+    assert notification.status == "failed"
