@@ -51,7 +51,7 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[t
         events = (
             DeliveryEvent.objects.filter(delivery__notification=obj)
             .select_related("delivery__recipient")
-            .order_by("occurred_at", "id")[:TIMELINE_LIMIT]
+            .order_by("id")[:TIMELINE_LIMIT]
         )
         rows = format_html_join(
             "",
@@ -76,7 +76,7 @@ class DeliveryEventInline(ReadOnlyInline):
               "error_code", "error_message", "detail"]
     readonly_fields = fields
     show_change_link = False
-    ordering = ["occurred_at", "id"]
+    ordering = ["id"]
 
 
 @admin.register(Delivery)

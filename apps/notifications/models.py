@@ -189,8 +189,10 @@ class DeliveryEvent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["occurred_at", "id"]
-        indexes = [models.Index(fields=["delivery", "occurred_at"], name="event_delivery_time")]
+        # Recorded order: provider timestamps are often whole seconds, so they may sort
+        # before our own sub-second events of the same moment.
+        ordering = ["id"]
+        indexes = [models.Index(fields=["delivery", "id"], name="event_delivery_order")]
         constraints = [
             models.UniqueConstraint(
                 fields=["provider", "provider_event_id"],

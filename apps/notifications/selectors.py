@@ -21,7 +21,7 @@ def notification_get(*, client: Client, notification_id: object, with_timeline: 
     if with_timeline:
         deliveries = (
             Delivery.objects.select_related("recipient")
-            .prefetch_related(Prefetch("events", queryset=DeliveryEvent.objects.order_by("occurred_at", "id")))
+            .prefetch_related(Prefetch("events", queryset=DeliveryEvent.objects.order_by("id")))
             .order_by("created_at", "id")
         )
         qs = qs.prefetch_related(Prefetch("deliveries", queryset=deliveries))

@@ -1,0 +1,106 @@
+"""Command line: ``python -m apps.sandbox [serve|keygen|pubkey] ...``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import ConfigError, SandboxConfig
+from .signing import load_or_create_private_key, load_private_key, public_key_b64
+
+SUBCOMMANDS = ("serve", "keygen", "pubkey")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m apps.sandbox",
+        description="NotifyHub provider sandbox (SendGrid v3 Mail Send impersonation).",
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the sandbox HTTP server (default)")
+    serve.add_argument("--host", help="bind address (env SANDBOX_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (env SANDBOX_PORT, default 8025)")
+
+    keygen = sub.add_parser(
+        "keygen",
+        help="create a P-256 signing key if missing and print its SendGrid-style public key",
+    )
+    keygen.add_argument("--out", required=True, type=Path, help="private key PEM path")
+
+    pubkey = sub.add_parser("pubkey", help="print the SendGrid-style public key of a PEM key")
+    pubkey.add_argument("--key-file", required=True, type=Path, help="private key PEM path")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .server import create_app
+
+    try:
+        config = SandboxConfig.from_env(host=args.host, port=args.port)
+    except ConfigError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(config.log_level)
+    # aiohttp logs access lines under aiohttp.access; keep them for DEBUG only.
+    access_log = logging.getLogger("aiohttp.access") if config.log_level == "DEBUG" else None
+    app = create_app(config)
+    logging.getLogger("sandbox").info("sandbox listening on http://%s:%d", config.host, config.port)
+    web.run_app(
+        app,
+        host=config.host,
+        port=config.port,
+        access_log=access_log,
+        print=None,
+        shutdown_timeout=2.0,
+    )
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    try:
+        key, created = load_or_create_private_key(args.out)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"sandbox keygen: {exc}", file=sys.stderr)
+        return 1
+    state = "created" if created else "kept existing"
+    print(f"sandbox keygen: {state} {args.out}", file=sys.stderr)
+    print(public_key_b64(key))
+    return 0
+
+
+def _pubkey(args: argparse.Namespace) -> int:
+    try:
+        key = load_private_key(args.key_file)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"sandbox pubkey: {exc}", file=sys.stderr)
+        return 1
+    print(public_key_b64(key))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # `serve` is the default subcommand, also when only options are given.
+    if not args_list or (args_list[0] not in SUBCOMMANDS and args_list[0] not in ("-h", "--help")):
+        args_list.insert(0, "serve")
+    args = _parser().parse_args(args_list)
+    handlers = {"serve": _serve, "keygen": _keygen, "pubkey": _pubkey}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
