@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core.api import HealthApi, ReadyApi
@@ -7,7 +7,7 @@ from apps.core.views import api_not_found, server_error
 from apps.recipients.api.views import RecipientDetailApi
 from apps.webhooks.inbound.sendgrid import SendGridWebhookView
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
     path("ready", ReadyApi.as_view(), name="ready"),
     path("", include("apps.notifications.api.urls")),

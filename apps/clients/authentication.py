@@ -30,6 +30,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+def request_client(request: Request) -> Client:
+    """The client (tenant) an authenticated API request acts for."""
+    user: Any = request.user
+    if not isinstance(user, Client):
+        raise exceptions.NotAuthenticated()
+    return user
+
+
 class IsClient(permissions.BasePermission):
     """The request carries a valid API key (request.user is the Client)."""
 

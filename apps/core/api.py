@@ -42,14 +42,14 @@ class ReadyApi(APIView):
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("readiness: database")
             checks["database"] = "unavailable"
         try:
             import redis
 
             redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2).ping()
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("readiness: broker")
             checks["broker"] = "unavailable"
         ok = all(v == "ok" for v in checks.values())

@@ -18,7 +18,7 @@ from rest_framework.views import exception_handler
 class ApplicationError(Exception):
     """A business rule the request broke (valid JSON, wrong for the domain): 422 by default."""
 
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    status_code: int = status.HTTP_422_UNPROCESSABLE_ENTITY
     code = "unprocessable"
 
     def __init__(
@@ -39,12 +39,12 @@ class ApplicationError(Exception):
 
 
 class NotFound(ApplicationError):
-    status_code = status.HTTP_404_NOT_FOUND
+    status_code: int = status.HTTP_404_NOT_FOUND
     code = "not_found"
 
 
 class Conflict(ApplicationError):
-    status_code = status.HTTP_409_CONFLICT
+    status_code: int = status.HTTP_409_CONFLICT
     code = "conflict"
 
 

@@ -11,19 +11,17 @@ from rest_framework import serializers
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
-def validate_e164(value: str) -> str:
+def validate_e164(value: str) -> None:
     if value and not E164.match(value):
         raise serializers.ValidationError("Use E.164 format, e.g. +14155550100.")
-    return value
 
 
-def validate_timezone(value: str) -> str:
+def validate_timezone(value: str) -> None:
     if value:
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise serializers.ValidationError("Unknown IANA time zone.") from exc
-    return value
 
 
 class BoundedJSONObjectField(serializers.DictField):

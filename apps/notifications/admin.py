@@ -17,9 +17,8 @@ TIMELINE_LIMIT = 200
 
 class DeliveryInline(ReadOnlyInline):
     model = Delivery
-    fields = ["recipient", "channel", "status", "attempts", "provider", "error_code",
-              "error_message", "updated_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("recipient", "channel", "status", "attempts", "provider",
+                                "error_code", "error_message", "updated_at")
     max_num = 0
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
@@ -35,10 +34,10 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[t
     search_fields = ["=id", "=idempotency_key"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    readonly_fields = ["id", "client", "status", "template_version", "priority", "category",
-                       "channels", "variables", "metadata", "scheduled_at", "idempotency_key",
-                       "recipient_count", "created_at", "updated_at", "completed_at", "timeline"]
-    fields = readonly_fields
+    fields = readonly_fields = ("id", "client", "status", "template_version", "priority",
+                                "category", "channels", "variables", "metadata", "scheduled_at",
+                                "idempotency_key", "recipient_count", "created_at", "updated_at",
+                                "completed_at", "timeline")
     inlines = [DeliveryInline]
 
     @admin.display(description="template", ordering="template_version__template__key")
@@ -72,9 +71,8 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[t
 
 class DeliveryEventInline(ReadOnlyInline):
     model = DeliveryEvent
-    fields = ["occurred_at", "event", "status", "provider", "provider_message_id",
-              "error_code", "error_message", "detail"]
-    readonly_fields = fields
+    fields = readonly_fields = ("occurred_at", "event", "status", "provider",
+                                "provider_message_id", "error_code", "error_message", "detail")
     show_change_link = False
     ordering = ["id"]
 
@@ -87,11 +85,11 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-
     list_select_related = ["recipient", "notification"]
     search_fields = ["=id", "=provider_message_id", "=recipient__external_id", "=notification__id"]
     show_full_result_count = False
-    readonly_fields = ["id", "notification", "client", "recipient", "channel", "priority",
-                       "status", "address", "attempts", "due_at", "lease_until", "provider",
-                       "provider_message_id", "error_code", "error_message", "created_at",
-                       "updated_at", "sent_at", "delivered_at", "completed_at"]
-    fields = readonly_fields
+    fields = readonly_fields = ("id", "notification", "client", "recipient", "channel",
+                                "priority", "status", "address", "attempts", "due_at",
+                                "lease_until", "provider", "provider_message_id", "error_code",
+                                "error_message", "created_at", "updated_at", "sent_at",
+                                "delivered_at", "completed_at")
     inlines = [DeliveryEventInline]
 
     @admin.display(description="notification")

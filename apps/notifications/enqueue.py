@@ -47,7 +47,7 @@ def deliveries_enqueue(*, items: Iterable[tuple[str, str]], countdown: float | N
                     retry=True,
                     retry_policy=_PUBLISH_RETRY,
                 )
-            except Exception:  # noqa: BLE001 - the sweeper re-publishes; the accept still holds
+            except Exception:
                 logger.exception("could not publish %d deliveries; the relay sweeper will", len(chunk))
                 continue
             published.extend(chunk)

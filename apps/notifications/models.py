@@ -69,11 +69,12 @@ class NotificationStatus(models.TextChoices):
 
 
 class Notification(models.Model):
-    """One send request: a template version, variables and recipients × channels."""
+    """One send request: a template version, variables, and recipients by channels."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="notifications")
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL (not "") when absent, so the partial unique constraint ignores it.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(max_length=64, blank=True)
     template_version = models.ForeignKey(
         TemplateVersion, on_delete=models.PROTECT, related_name="notifications"
@@ -114,7 +115,7 @@ class Notification(models.Model):
 
 
 class Delivery(models.Model):
-    """One recipient × channel of a notification, and where it stands."""
+    """One recipient on one channel of a notification, and where it stands."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     notification = models.ForeignKey(

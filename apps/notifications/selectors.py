@@ -14,7 +14,9 @@ from .models import Delivery, DeliveryEvent, Notification
 DETAIL_DELIVERY_LIMIT = 1000
 
 
-def notification_get(*, client: Client, notification_id: object, with_timeline: bool = True) -> Notification:
+def notification_get(
+    *, client: Client, notification_id: str, with_timeline: bool = True
+) -> Notification:
     qs = Notification.objects.filter(client=client, id=notification_id).select_related(
         "template_version__template"
     )

@@ -13,8 +13,7 @@ from .services import template_version_create
 
 class TemplateVersionInline(ReadOnlyInline):
     model = TemplateVersion
-    fields = ["version", "locale", "subject", "required_variables", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("version", "locale", "subject", "required_variables", "created_at")
     ordering = ["-version"]
 
 
@@ -30,7 +29,10 @@ class TemplateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "active_version":
             object_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
-            kwargs["queryset"] = TemplateVersion.objects.filter(template_id=object_id)
+            versions = TemplateVersion.objects.all()
+            kwargs["queryset"] = (
+                versions.filter(template_id=str(object_id)) if object_id else versions.none()
+            )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
@@ -42,12 +44,12 @@ class TemplateVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ["template__client"]
     list_select_related = ["template"]
     search_fields = ["template__key", "subject"]
-    fields = ["template", "locale", "subject", "text_body", "html_body", "version",
-              "required_variables", "created_at"]
+    fields = ("template", "locale", "subject", "text_body", "html_body", "version",
+              "required_variables", "created_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is not None:
-            return list(self.fields)
+            return [str(f) for f in self.fields]
         return ["version", "required_variables", "created_at"]
 
     def save_model(self, request: HttpRequest, obj: TemplateVersion, form: Any, change: bool) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from django.db.models import Q
@@ -13,10 +14,8 @@ from .models import Template
 def template_get_for_send(*, client: Client, template_ref: str) -> Template:
     """A client's template by id or key, with its active version; 422 if unusable."""
     query = Q(key=template_ref)
-    try:
+    with contextlib.suppress(ValueError):
         query |= Q(id=uuid.UUID(str(template_ref)))
-    except ValueError:
-        pass
     template = (
         Template.objects.select_related("active_version").filter(query, client=client).first()
     )

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.clients.authentication import request_client
 from apps.core.exceptions import error_body
 
 from ..models import Notification, NotificationStatus
@@ -52,8 +53,12 @@ class NotificationCollectionApi(ListAPIView):
     @extend_schema(
         request=NotificationSendSerializer,
         responses={202: NotificationAcceptedSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
-                                     description="Same key and body within 24 h returns the first response.")],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", str, OpenApiParameter.HEADER,
+                description="Same key and body within 24 h returns the first response.",
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         """Send a template to recipients on one or more channels. 202 once committed."""
@@ -67,7 +72,7 @@ class NotificationCollectionApi(ListAPIView):
                 status=status.HTTP_400_BAD_REQUEST,
             )
         outcome = notification_send(
-            client=request.user,
+            client=request_client(request),
             **serializer.validated_data,
             idempotency_key=key,
             request_hash=request_fingerprint(request.data),
@@ -85,14 +90,14 @@ class NotificationCollectionApi(ListAPIView):
     def get_queryset(self) -> Any:
         filters = NotificationListFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        return notification_list(client=self.request.user, **filters.validated_data)
+        return notification_list(client=request_client(self.request), **filters.validated_data)
 
 
 class NotificationDetailApi(APIView):
     @extend_schema(responses=NotificationDetailSerializer)
     def get(self, request: Request, notification_id: str) -> Response:
         """The notification, its deliveries and each delivery's timeline."""
-        notification = notification_get(client=request.user, notification_id=notification_id)
+        notification = notification_get(client=request_client(request), notification_id=notification_id)
         return Response(NotificationDetailSerializer(notification).data)
 
 
@@ -101,7 +106,7 @@ class NotificationStatusApi(APIView):
     def get(self, request: Request, notification_id: str) -> Response:
         """The notification's status with a count of its deliveries per status."""
         notification = notification_get(
-            client=request.user, notification_id=notification_id, with_timeline=False
+            client=request_client(request), notification_id=notification_id, with_timeline=False
         )
         counts = notification_status_counts(notification=notification)
         return Response(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 from urllib.error import URLError
 
@@ -58,7 +57,7 @@ class SendGridProvider(Provider):
             )
         except HTTPError as exc:
             return self._classify_http(exc.status_code, exc.body, exc.headers)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return SendResult.retryable(self.name, "timeout", "SendGrid did not answer in time.")
         except URLError as exc:
             return SendResult.retryable(self.name, "connection_error", str(exc.reason))

@@ -6,6 +6,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.clients.authentication import request_client
+
 from ..selectors import recipient_get
 from ..services import recipient_upsert
 from .serializers import RecipientInputSerializer, RecipientOutputSerializer
@@ -18,9 +20,9 @@ class RecipientDetailApi(APIView):
         """Create or update a recipient by your own id for them. Fields left out are kept."""
         serializer = RecipientInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        existed = request.user.recipients.filter(external_id=external_id).exists()
+        existed = request_client(request).recipients.filter(external_id=external_id).exists()
         recipient = recipient_upsert(
-            client=request.user, external_id=external_id, data=serializer.validated_data
+            client=request_client(request), external_id=external_id, data=serializer.validated_data
         )
         return Response(
             RecipientOutputSerializer(recipient).data,
@@ -29,5 +31,5 @@ class RecipientDetailApi(APIView):
 
     @extend_schema(responses=RecipientOutputSerializer)
     def get(self, request: Request, external_id: str) -> Response:
-        recipient = recipient_get(client=request.user, external_id=external_id)
+        recipient = recipient_get(client=request_client(request), external_id=external_id)
         return Response(RecipientOutputSerializer(recipient).data)

@@ -35,6 +35,9 @@ EVENT_MAP: dict[str, tuple[str, DeliveryStatus | None]] = {
 }
 
 
+_FAILURES = (DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
+
+
 def _public_key() -> Any:
     key = settings.SENDGRID_WEBHOOK_PUBLIC_KEY
     if not key:
@@ -96,7 +99,7 @@ class SendGridWebhookView(ProviderWebhookView):
                     provider_message_id=sg_message_id.split(".", 1)[0],
                     provider_event_id=str(item.get("sg_event_id", ""))[:255],
                     error_code=str(item.get("status", ""))[:100] if status else "",
-                    error_message=error_message if status in (DeliveryStatus.BOUNCED, DeliveryStatus.FAILED) else "",
+                    error_message=error_message if status in _FAILURES else "",
                     detail={k: item[k] for k in ("type", "url", "useragent") if k in item},
                 )
             )
