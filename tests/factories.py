@@ -46,7 +46,7 @@ class TemplateFactory(factory.django.DjangoModelFactory):
     category = "transactional"
 
     @factory.post_generation
-    def version(obj: Template, create: bool, extracted: Any, **kwargs: Any) -> None:  # noqa: N805
+    def version(obj: Template, create: bool, extracted: Any, **kwargs: Any) -> None:
         if not create or extracted is False:
             return
         content = {

@@ -58,7 +58,7 @@ class WorkerProcess:
         if self.beat:
             cmd += ["-B", "--scheduler", "celery.beat:PersistentScheduler", "-s", self._schedule.name]
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             cmd, cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.clients.models import ApiKey
+from tests.factories import ClientFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_creating_a_key_in_the_admin_shows_it_once_and_stores_only_a_hash(admin_client: Any) -> None:
+    tenant = ClientFactory()
+    response = admin_client.post("/admin/clients/apikey/add/", {"client": tenant.pk, "name": "ci"},
+                                 follow=True)
+    page = response.content.decode()
+    match = re.search(r"The new API key is (nh_\S+)", page)
+    assert match, page[:2000]
+    raw = match.group(1)
+    key = ApiKey.objects.get(client=tenant)
+    assert raw not in (key.key_hash, key.prefix) and raw.startswith(key.prefix)
+    listing = admin_client.get("/admin/clients/apikey/").content.decode()
+    assert raw not in listing
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert api.get("/api/v1/notifications").status_code == 200
+
+
+def test_revoke_action_disables_a_key(admin_client: Any) -> None:
+    from tests.factories import api_key_for
+
+    tenant = ClientFactory()
+    raw = api_key_for(tenant)
+    key = ApiKey.objects.get(client=tenant)
+    admin_client.post("/admin/clients/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert api.get("/api/v1/notifications").status_code == 401

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from apps.clients.models import ApiKey, Client
+from apps.templates.models import Template
+
+pytestmark = pytest.mark.django_db
+
+
+def run_demo() -> dict:
+    out = io.StringIO()
+    call_command("demo", "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_demo_is_idempotent_and_its_example_send_is_accepted() -> None:
+    first = run_demo()
+    second = run_demo()
+    assert first == second
+    assert Client.objects.filter(slug="demo").count() == 1
+    assert ApiKey.objects.count() == 1
+    assert set(first["templates"]) == set(Template.objects.values_list("key", flat=True))
+    for key in ("api_key", "admin_username", "admin_password", "templates", "recipients",
+                "example_send"):
+        assert key in first
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {first['api_key']}")
+    response = api.post("/api/v1/notifications", first["example_send"], format="json")
+    assert response.status_code == 202, response.json()
+
+
+def test_admin_login_from_demo_works(client) -> None:  # type: ignore[no-untyped-def]
+    demo = run_demo()
+    assert client.login(username=demo["admin_username"], password=demo["admin_password"])
+    assert client.get("/admin/").status_code == 200

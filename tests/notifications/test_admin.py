@@ -1,0 +1,74 @@
+"""The admin console: pages render, lists do not issue a query per row, history is read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.notifications.models import Delivery, Notification
+from apps.notifications.services import notification_send
+from tests.factories import TemplateFactory
+
+pytestmark = pytest.mark.django_db
+
+LISTS = [
+    "/admin/notifications/notification/",
+    "/admin/notifications/delivery/",
+    "/admin/recipients/recipient/",
+    "/admin/templates/template/",
+    "/admin/templates/templateversion/",
+    "/admin/clients/apikey/",
+]
+
+
+def make_notifications(client: Any, count: int) -> None:
+    for i in range(count):
+        notification_send(client=client, template_id="welcome", variables={"name": "x"},
+                          recipients=[{"id": f"n{i}", "email": f"n{i}@example.com"}])
+
+
+def queries_for(admin_client: Any, url: str) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        response = admin_client.get(url)
+    assert response.status_code == 200, url
+    return len(ctx.captured_queries)
+
+
+@pytest.mark.parametrize("url", LISTS)
+def test_list_pages_do_not_query_per_row(admin_client: Any, client_tenant: Any, url: str) -> None:
+    TemplateFactory(client=client_tenant, key="welcome")
+    make_notifications(client_tenant, 2)
+    few = queries_for(admin_client, url)
+    make_notifications(client_tenant, 25)
+    assert queries_for(admin_client, url) <= few
+
+
+def test_notification_page_shows_deliveries_and_timeline(admin_client: Any, client_tenant: Any) -> None:
+    TemplateFactory(client=client_tenant, key="welcome")
+    make_notifications(client_tenant, 1)
+    notification = Notification.objects.get()
+    response = admin_client.get(f"/admin/notifications/notification/{notification.id}/change/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "n0" in page and "accepted" in page
+    delivery = Delivery.objects.get()
+    assert admin_client.get(f"/admin/notifications/delivery/{delivery.id}/change/").status_code == 200
+
+
+def test_history_cannot_be_changed_or_deleted_from_the_admin(admin_client: Any, client_tenant: Any) -> None:
+    TemplateFactory(client=client_tenant, key="welcome")
+    make_notifications(client_tenant, 1)
+    notification = Notification.objects.get()
+    assert admin_client.get("/admin/notifications/notification/add/").status_code == 403
+    assert admin_client.get(f"/admin/notifications/notification/{notification.id}/delete/").status_code == 403
+    admin_client.post(f"/admin/notifications/notification/{notification.id}/change/", {"status": "failed"})
+    notification.refresh_from_db()
+    assert notification.status == "pending"
+
+
+def test_search_by_a_non_uuid_term_does_not_break(admin_client: Any) -> None:
+    for url in ("/admin/notifications/notification/", "/admin/notifications/delivery/"):
+        assert admin_client.get(url, {"q": "not-a-uuid"}).status_code == 200
