@@ -24,8 +24,25 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 RUN_DIR="$ROOT/.run"
 STARTED_FILE="$RUN_DIR/started"
-PG_PORT="${NOTIFYHUB_PG_PORT:-54329}"
-REDIS_PORT="${NOTIFYHUB_REDIS_PORT:-63799}"
+
+# Ports: NOTIFYHUB_PG_PORT / NOTIFYHUB_REDIS_PORT if set; else the port this checkout used
+# before (.run/<name>.port); else the default if nothing listens there, or the next free port
+# above it — so two checkouts on one machine (a dev tree and CI's fresh clone) never collide.
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+choose_port() {  # choose_port NAME DEFAULT -> port
+  local file="$RUN_DIR/$1.port" port
+  if [[ -s "$file" ]]; then cat "$file"; return 0; fi
+  port="$2"
+  while port_taken "$port"; do
+    port=$((port + 1))
+    ((port < $2 + 200)) || { printf '[services] ERROR: no free port near %s\n' "$2" >&2; exit 1; }
+  done
+  mkdir -p "$RUN_DIR"
+  printf '%s\n' "$port" >"$file"
+  printf '%s\n' "$port"
+}
+PG_PORT="${NOTIFYHUB_PG_PORT:-$(choose_port pg 54329)}"
+REDIS_PORT="${NOTIFYHUB_REDIS_PORT:-$(choose_port redis 63799)}"
 PG_DB=notifyhub
 WAIT_SECONDS=30
 
