@@ -72,3 +72,21 @@ def test_history_cannot_be_changed_or_deleted_from_the_admin(admin_client: Any, 
 def test_search_by_a_non_uuid_term_does_not_break(admin_client: Any) -> None:
     for url in ("/admin/notifications/notification/", "/admin/notifications/delivery/"):
         assert admin_client.get(url, {"q": "not-a-uuid"}).status_code == 200
+
+
+def test_admin_home_charts_delivery_outcomes_latency_and_queue_depth(
+    admin_client: Any, client_tenant: Any, clean_sandbox: Any
+) -> None:
+    from apps.notifications.dispatch import deliveries_dispatch
+
+    TemplateFactory(client=client_tenant, key="welcome")
+    make_notifications(client_tenant, 3)
+    deliveries_dispatch(delivery_ids=[str(d.id) for d in Delivery.objects.all()])
+
+    page = admin_client.get("/admin/").content.decode()
+
+    assert "Delivery outcomes per minute" in page
+    assert "<strong>3</strong> sent" in page
+    assert page.count("<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\"") == 3
+    assert "sent: 3" in page  # the bar for this minute carries its value
+    assert "Queue depth now" in page

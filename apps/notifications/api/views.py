@@ -27,18 +27,24 @@ from .serializers import (
 def _accepted_body(notification: Notification) -> dict[str, Any]:
     deliveries = getattr(notification, "prefetched_deliveries", None)
     if deliveries is None:
-        deliveries = list(notification.deliveries.select_related("recipient").order_by("created_at", "id"))
-    return {
-        "id": str(notification.id),
-        "status": notification.status,
-        "created_at": notification.created_at.isoformat(),
-        "scheduled_at": notification.scheduled_at.isoformat() if notification.scheduled_at else None,
-        "deliveries": [
-            {"id": str(d.id), "recipient": d.recipient.external_id, "channel": d.channel,
-             "status": d.status}
-            for d in deliveries
-        ],
-    }
+        deliveries = list(
+            notification.deliveries.select_related("recipient").order_by("created_at", "id")
+        )
+    return dict(
+        NotificationAcceptedSerializer(
+            {
+                "id": notification.id,
+                "status": notification.status,
+                "created_at": notification.created_at,
+                "scheduled_at": notification.scheduled_at,
+                "deliveries": [
+                    {"id": d.id, "recipient": d.recipient.external_id, "channel": d.channel,
+                     "status": d.status}
+                    for d in deliveries
+                ],
+            }
+        ).data
+    )
 
 
 class NotificationListFilterSerializer(serializers.Serializer):
