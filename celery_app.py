@@ -15,9 +15,9 @@ from kombu import Queue as KombuQueue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifyhub.settings.local")
 
-from django.conf import settings  # noqa: E402
+from django.conf import settings
 
-from apps.core.queues import Queue  # noqa: E402
+from apps.core.queues import Queue
 
 app = Celery("notifyhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")

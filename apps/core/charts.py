@@ -36,7 +36,7 @@ def stacked_bars(
     labels: Sequence[str], series: dict[str, Sequence[float]], *, title: str,
     width: int = 720, height: int = 220,
 ) -> SafeString:
-    """One bar per label, stacked by series (e.g. minute × outcome)."""
+    """One bar per label, stacked by series (e.g. outcomes per minute)."""
     left, bottom, top = 40, 30, 24
     plot_h = height - bottom - top
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
@@ -83,7 +83,8 @@ def lines(
             for i, v in enumerate(values) if v is not None
         ]
         if points:
-            parts.append(f'<polyline fill="none" stroke-width="2" stroke="{PALETTE.get(name, DEFAULT_COLOR)}" '
+            color = PALETTE.get(name, DEFAULT_COLOR)
+            parts.append(f'<polyline fill="none" stroke-width="2" stroke="{color}" '
                          f'points="{" ".join(points)}"/>')
     for i, label in enumerate(labels):
         if i % max(len(labels) // 6, 1) == 0:
