@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -33,7 +33,7 @@ def _legend(names: Sequence[str], x: int, y: int) -> str:
 
 
 def stacked_bars(
-    labels: Sequence[str], series: dict[str, Sequence[float]], *, title: str,
+    labels: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str,
     width: int = 720, height: int = 220,
 ) -> SafeString:
     """One bar per label, stacked by series (e.g. outcomes per minute)."""
@@ -48,7 +48,7 @@ def stacked_bars(
              f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" '
              'stroke="#ccc"/>']
     for i, label in enumerate(labels):
-        y = height - bottom
+        y: float = height - bottom
         for name, values in series.items():
             h = values[i] / peak * plot_h
             if h > 0:
@@ -64,7 +64,7 @@ def stacked_bars(
 
 
 def lines(
-    labels: Sequence[str], series: dict[str, Sequence[float | None]], *, title: str, unit: str = "",
+    labels: Sequence[str], series: Mapping[str, Sequence[float | None]], *, title: str, unit: str = "",
     width: int = 720, height: int = 220,
 ) -> SafeString:
     left, bottom, top = 48, 30, 24
