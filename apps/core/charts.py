@@ -86,6 +86,10 @@ def lines(
             color = PALETTE.get(name, DEFAULT_COLOR)
             parts.append(f'<polyline fill="none" stroke-width="2" stroke="{color}" '
                          f'points="{" ".join(points)}"/>')
+            parts.extend(
+                f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2.5" fill="{color}"/>'
+                for p in points
+            )
     for i, label in enumerate(labels):
         if i % max(len(labels) // 6, 1) == 0:
             parts.append(f'<text x="{left + i * step:.1f}" y="{height - 12}">{escape(label)}</text>')
