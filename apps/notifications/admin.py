@@ -3,8 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -13,16 +12,6 @@ from apps.core.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline
 from .models import Delivery, DeliveryEvent, Notification
 
 TIMELINE_LIMIT = 200
-
-
-class DeliveryInline(ReadOnlyInline):
-    model = Delivery
-    fields = readonly_fields = ("recipient", "channel", "status", "attempts", "provider",
-                                "error_code", "error_message", "updated_at")
-    max_num = 0
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
-        return super().get_queryset(request).select_related("recipient")
 
 
 @admin.register(Notification)
@@ -37,15 +26,28 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[t
     fields = readonly_fields = ("id", "client", "status", "template_version", "priority",
                                 "category", "channels", "variables", "metadata", "scheduled_at",
                                 "idempotency_key", "recipient_count", "created_at", "updated_at",
-                                "completed_at", "timeline")
-    inlines = [DeliveryInline]
+                                "completed_at", "deliveries_by_status", "timeline")
 
     @admin.display(description="template", ordering="template_version__template__key")
     def template_key(self, obj: Notification) -> str:
         version = obj.template_version
         return f"{version.template.key} v{version.version}"
 
-    @admin.display(description="timeline")
+    @admin.display(description="deliveries")
+    def deliveries_by_status(self, obj: Notification) -> Any:
+        """Counts per status, each linking to those deliveries (a notification may have
+        thousands, so they are not inlined)."""
+        counts = (
+            Delivery.objects.filter(notification=obj).values("status")
+            .annotate(n=Count("id")).order_by("status")
+        )
+        url = reverse("admin:notifications_delivery_changelist")
+        return format_html_join(
+            " · ", '<a href="{}?notification__id__exact={}&amp;status__exact={}">{}: {}</a>',
+            ((url, obj.id, row["status"], row["status"], row["n"]) for row in counts),
+        )
+
+    @admin.display(description="timeline (first 200 events)")
     def timeline(self, obj: Notification) -> Any:
         events = (
             DeliveryEvent.objects.filter(delivery__notification=obj)

@@ -54,7 +54,12 @@ def test_notification_page_shows_deliveries_and_timeline(admin_client: Any, clie
     assert response.status_code == 200
     page = response.content.decode()
     assert "n0" in page and "accepted" in page
+    assert f"notification__id__exact={notification.id}&amp;status__exact=pending" in page
+    listing = admin_client.get("/admin/notifications/delivery/",
+                               {"notification__id__exact": str(notification.id)})
+    assert listing.status_code == 200
     delivery = Delivery.objects.get()
+    assert str(delivery.id) in listing.content.decode()
     assert admin_client.get(f"/admin/notifications/delivery/{delivery.id}/change/").status_code == 200
 
 
