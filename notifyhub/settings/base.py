@@ -148,6 +148,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelEnum": "apps.notifications.models.Channel",
+        "PriorityEnum": "apps.core.queues.Priority.choices",
+        "DeliveryStatusEnum": "apps.notifications.models.DeliveryStatus",
+        "NotificationStatusEnum": "apps.notifications.models.NotificationStatus",
+    },
 }
 
 # --- Celery (celery_app.py reads these through namespace CELERY_) ----------------------------

@@ -81,7 +81,7 @@ class NotificationSendSerializer(serializers.Serializer):
     channels = serializers.ListField(
         child=serializers.ChoiceField(choices=Channel.choices), required=False, min_length=1
     )
-    priority = serializers.ChoiceField(choices=[p.value for p in Priority], default="normal")
+    priority = serializers.ChoiceField(choices=Priority.choices(), default="normal")
     category = serializers.RegexField(r"^[a-z0-9_.-]{1,50}$", required=False)
     metadata = BoundedJSONObjectField(required=False, default=dict, max_bytes=8192)
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
