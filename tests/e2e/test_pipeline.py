@@ -107,8 +107,10 @@ def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(
     ends `delivered`, and the sandbox holds exactly one message per delivery."""
     _, api = tenant_api
     total = 300
-    clean_sandbox.control(latency_ms=40)
-    worker_env = {"DELIVERY_LEASE_SECONDS": "4", "DISPATCH_CONCURRENCY": "8",
+    # ~80 calls/s (2 processes x 4 threads, 100 ms each): the batch takes ~4 s, so the kill
+    # below lands well inside it.
+    clean_sandbox.control(latency_ms=100)
+    worker_env = {"DELIVERY_LEASE_SECONDS": "4", "DISPATCH_CONCURRENCY": "4",
                   "RELAY_SWEEP_INTERVAL_SECONDS": "1", "DISPATCH_CHUNK_SIZE": "100"}
     first = start_worker(env=worker_env, name="doomed")
     response = api.post("/api/v1/notifications", {
@@ -116,7 +118,7 @@ def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(
         "template_id": "welcome", "variables": {"name": "x"}}, format="json")
     notification_id = response.json()["id"]
 
-    wait_for(lambda: len(clean_sandbox.messages()) >= 60, timeout=60, message="sending under way")
+    wait_for(lambda: len(clean_sandbox.messages()) >= 40, timeout=60, message="sending under way")
     # Hold every new provider call, let the calls already answered be recorded, then kill the
     # worker while its batch is in flight: no call is between "accepted" and "recorded".
     clean_sandbox.control(latency_ms=3000)
