@@ -1,8 +1,9 @@
 """Provider sandbox for NotifyHub.
 
 A standalone aiohttp process that impersonates third-party delivery providers
-(currently SendGrid's v3 Mail Send API), records every message it accepts and
-calls NotifyHub back with provider-style signed webhook events.
+(SendGrid v3 Mail Send, Twilio Messages for SMS and WhatsApp, FCM HTTP v1 with its
+OAuth token endpoint, and an SMTP server on the same event loop), records every
+message it accepts and calls NotifyHub back with provider-style signed webhooks.
 
 This package must never import Django: it runs as its own process
 (``python -m apps.sandbox serve``) in development, tests and benchmarks.

@@ -7,8 +7,9 @@ timestamped signatures (SendGrid) always send a fresh timestamp.
 
 The dispatcher knows nothing about a particular provider: it takes a URL, a
 body encoder, static headers and an optional :class:`Signer`.  SendGrid uses a
-JSON array per batch; a provider that posts one form-encoded event per request
-(Twilio) can use ``max_batch=1`` with its own encoder and signer.
+JSON array per batch; Twilio posts one form-encoded event per request
+(``max_batch=1``) to a URL chosen per event (``url_for``: each message's
+StatusCallback).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class CallbackDispatcher:
         retry_cap: float = 10.0,
         max_attempts: int = 20,
         request_timeout: float = 10.0,
+        url_for: Callable[[Any], str] | None = None,
     ) -> None:
         if max_batch < 1 or max_inflight < 1 or max_attempts < 1:
             raise ValueError("max_batch, max_inflight and max_attempts must be >= 1")
@@ -79,6 +81,8 @@ class CallbackDispatcher:
         self.retry_cap = retry_cap
         self.max_attempts = max_attempts
         self.request_timeout = request_timeout
+        # Per-event target URL; consecutive events for the same URL share a batch.
+        self.url_for = url_for
 
         self._buffer: deque[Any] = deque()
         self._full = asyncio.Event()
@@ -165,14 +169,27 @@ class CallbackDispatcher:
             self._full.clear()
             while self._buffer:
                 await self._slots.acquire()
-                size = min(self.max_batch, len(self._buffer))
-                batch = [self._buffer.popleft() for _ in range(size)]
+                batch, url = self._next_batch()
                 if not batch:  # buffer was reset while we waited for a slot
                     self._slots.release()
                     break
-                task = asyncio.create_task(self._deliver(batch))
+                task = asyncio.create_task(self._deliver(batch, url))
                 self._inflight[task] = len(batch)
                 task.add_done_callback(self._delivery_done)
+
+    def _next_batch(self) -> tuple[list[Any], str]:
+        if self.url_for is None:
+            size = min(self.max_batch, len(self._buffer))
+            return [self._buffer.popleft() for _ in range(size)], self.url
+        batch: list[Any] = []
+        url = ""
+        while self._buffer and len(batch) < self.max_batch:
+            event_url = self.url_for(self._buffer[0])
+            if batch and event_url != url:
+                break
+            url = event_url
+            batch.append(self._buffer.popleft())
+        return batch, url
 
     def _delivery_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
@@ -181,7 +198,7 @@ class CallbackDispatcher:
         if not task.cancelled() and task.exception() is not None:
             log.error("%s callbacks: delivery task crashed: %r", self.name, task.exception())
 
-    async def _deliver(self, batch: list[Any]) -> None:
+    async def _deliver(self, batch: list[Any], url: str) -> None:
         assert self._session is not None
         body = self.encoder(batch)
         delay = self.retry_base
@@ -189,10 +206,10 @@ class CallbackDispatcher:
         for attempt in range(1, self.max_attempts + 1):
             headers = dict(self.static_headers)
             if self.signer is not None:
-                headers.update(self.signer.headers(self.url, body))
+                headers.update(self.signer.headers(url, body))
             status: int | None = None
             try:
-                async with self._session.post(self.url, data=body, headers=headers, timeout=timeout) as resp:
+                async with self._session.post(url, data=body, headers=headers, timeout=timeout) as resp:
                     status = resp.status
                     await resp.read()
                 problem = f"HTTP {status}"

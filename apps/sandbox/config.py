@@ -8,6 +8,10 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 DEFAULT_SENDGRID_CALLBACK_URL = "http://127.0.0.1:8000/api/v1/webhooks/sendgrid"
+DEFAULT_TWILIO_STATUS_CALLBACK_URL = "http://127.0.0.1:8000/api/v1/webhooks/twilio"
+DEFAULT_TWILIO_INBOUND_URL = "http://127.0.0.1:8000/api/v1/webhooks/twilio/inbound"
+# Twilio's documented format: "AC" + 32 hex digits (the SDK does not check it).
+DEFAULT_TWILIO_ACCOUNT_SID = "AC" + "0" * 32
 
 
 class ConfigError(ValueError):
@@ -40,6 +44,24 @@ class SandboxConfig:
     # Empty string disables SendGrid callbacks.
     sendgrid_callback_url: str = DEFAULT_SENDGRID_CALLBACK_URL
 
+    # Twilio Messages (SMS, WhatsApp)
+    twilio_account_sid: str = DEFAULT_TWILIO_ACCOUNT_SID
+    twilio_auth_token: str = "sandbox-twilio-token"  # noqa: S105 - public sandbox default
+    # Used when a message has no StatusCallback; empty string disables.
+    twilio_status_callback_url: str = DEFAULT_TWILIO_STATUS_CALLBACK_URL
+    twilio_inbound_url: str = DEFAULT_TWILIO_INBOUND_URL
+
+    # FCM HTTP v1: service-account JSON whose public key verifies token assertions;
+    # None -> any well-formed assertion is accepted (with a warning).
+    fcm_service_account_file: str | None = None
+    fcm_token_ttl_s: int = 3600
+
+    # SMTP server in the same process; 0 disables it.
+    smtp_port: int = 2525
+
+    # How long a request is held when a provider is set to ``timeout``.
+    timeout_hold_s: int = 60
+
     # Callback dispatcher (shared by all providers)
     callback_interval_ms: int = 200
     callback_max_batch: int = 500
@@ -62,6 +84,18 @@ class SandboxConfig:
             sendgrid_callback_url=env.get(
                 "SANDBOX_SENDGRID_CALLBACK_URL", defaults.sendgrid_callback_url
             ).strip(),
+            twilio_account_sid=env.get("SANDBOX_TWILIO_ACCOUNT_SID") or defaults.twilio_account_sid,
+            twilio_auth_token=env.get("SANDBOX_TWILIO_AUTH_TOKEN") or defaults.twilio_auth_token,
+            twilio_status_callback_url=env.get(
+                "SANDBOX_TWILIO_STATUS_CALLBACK_URL", defaults.twilio_status_callback_url
+            ).strip(),
+            twilio_inbound_url=(
+                env.get("SANDBOX_TWILIO_INBOUND_URL") or defaults.twilio_inbound_url
+            ).strip(),
+            fcm_service_account_file=env.get("SANDBOX_FCM_SERVICE_ACCOUNT_FILE") or None,
+            fcm_token_ttl_s=_env_int(env, "SANDBOX_FCM_TOKEN_TTL_S", defaults.fcm_token_ttl_s, minimum=1),
+            smtp_port=_env_int(env, "SANDBOX_SMTP_PORT", defaults.smtp_port),
+            timeout_hold_s=_env_int(env, "SANDBOX_TIMEOUT_HOLD_S", defaults.timeout_hold_s, minimum=1),
             callback_interval_ms=_env_int(
                 env, "SANDBOX_CALLBACK_INTERVAL_MS", defaults.callback_interval_ms, minimum=1
             ),

@@ -12,9 +12,12 @@ import aiohttp
 from aiohttp import web
 
 from .config import SandboxConfig
+from .fcm import FcmProvider
 from .provider import Provider, SandboxContext
 from .sendgrid import SendGridProvider
+from .smtp import SmtpProvider
 from .store import ControlError
+from .twilio import TwilioProvider
 
 log = logging.getLogger("sandbox")
 
@@ -24,7 +27,7 @@ SESSION_KEY = web.AppKey("sandbox_session", aiohttp.ClientSession)
 
 MAX_BODY = 32 * 1024 * 1024  # SendGrid accepts mail up to 30 MB
 INBOX_LIMIT = 200
-MESSAGE_FILTERS = {"to", "message_id", "provider"}
+MESSAGE_FILTERS = {"to", "message_id", "provider", "channel"}
 CUSTOM_ARG_PREFIX = "custom_arg."
 
 
@@ -43,15 +46,17 @@ async def _on_startup(app: web.Application) -> None:
     session = aiohttp.ClientSession()
     app[SESSION_KEY] = session
     for provider in _providers(app):
-        for dispatcher in provider.dispatchers:
-            dispatcher.start(session)
+        await provider.start(session)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    # Release requests held in `timeout` mode so the server can stop promptly.
+    app[CTX_KEY].control.release_held()
 
 
 async def _on_cleanup(app: web.Application) -> None:
     for provider in _providers(app):
-        provider.delayed.cancel_all()
-        for dispatcher in provider.dispatchers:
-            await dispatcher.stop()
+        await provider.stop()
     await app[SESSION_KEY].close()
 
 
@@ -116,19 +121,35 @@ async def get_message(request: web.Request) -> web.Response:
     return web.json_response(message.to_dict())
 
 
-def stats_snapshot(app: web.Application) -> dict[str, Any]:
-    ctx = app[CTX_KEY]
-    snapshot = ctx.stats.snapshot()
-    per_second = snapshot.pop("per_second")
+def _callback_totals(providers: list[Provider]) -> dict[str, int]:
     callbacks = {"batches_sent": 0, "events_sent": 0, "failures": 0, "dropped": 0, "pending": 0}
-    for provider in _providers(app):
+    for provider in providers:
         callbacks["pending"] += provider.pending_events
         for dispatcher in provider.dispatchers:
             for key, value in dispatcher.stats().items():
                 callbacks[key] += value
+    return callbacks
+
+
+def stats_snapshot(app: web.Application) -> dict[str, Any]:
+    """Global counters as before, plus ``by_provider``: the same counters, ``per_second``,
+    ``messages`` and ``callbacks`` for each provider (and provider-specific extras)."""
+    ctx = app[CTX_KEY]
+    snapshot = ctx.stats.snapshot()
+    per_second = snapshot.pop("per_second")
+    by_provider = snapshot.pop("by_provider")
+    stored: dict[str, int] = {}
+    for message in ctx.store:
+        stored[message.provider] = stored.get(message.provider, 0) + 1
+    for provider in _providers(app):
+        entry = by_provider.setdefault(provider.name, {})
+        entry["messages"] = stored.get(provider.name, 0)
+        entry["callbacks"] = _callback_totals([provider])
+        entry.update(provider.extra_stats())
     snapshot["messages"] = len(ctx.store)
-    snapshot["callbacks"] = callbacks
+    snapshot["callbacks"] = _callback_totals(_providers(app))
     snapshot["per_second"] = per_second
+    snapshot["by_provider"] = by_provider
     return snapshot
 
 
@@ -147,7 +168,10 @@ th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #ddd;vertical
 th{background:#f5f5f5}
 tr:hover td{background:#fafafa}
 code{font-size:.85rem}
-.st-delivered{color:#1a7f37}.st-bounce{color:#cf222e}.st-processed{color:#9a6700}
+.st-delivered{color:#1a7f37}.st-bounce,.st-failed,.st-undelivered{color:#cf222e}
+.st-processed,.st-queued,.st-sent,.st-accepted{color:#9a6700}
+.ch{display:inline-block;padding:0 .4rem;border-radius:.6rem;font-size:.8rem;background:#eef}
+.ch-sms{background:#e6f4ea}.ch-whatsapp{background:#d8f3dc}.ch-push{background:#fff3cd}
 """
 
 
@@ -159,17 +183,20 @@ async def inbox(request: web.Request) -> web.Response:
     rows = []
     for m in messages:
         status = m.status or ""
+        # Subject for email, title for push, the body's start for SMS/WhatsApp.
+        summary = m.subject or (m.text or "")[:80]
         rows.append(
             "<tr>"
             f"<td>{esc(m.received_at)}</td>"
+            f'<td><span class="ch ch-{esc(m.channel)}">{esc(m.channel)}</span></td>'
             f"<td>{esc(m.provider)}</td>"
-            f"<td>{esc(m.to)}</td>"
-            f"<td>{esc(m.subject or '')}</td>"
+            f"<td>{esc(m.to[:80])}</td>"
+            f"<td>{esc(summary)}</td>"
             f'<td class="st-{esc(status)}">{esc(status)}</td>'
             f'<td><a href="/sandbox/messages/{esc(m.id)}"><code>{esc(m.message_id)}</code></a></td>'
             "</tr>"
         )
-    body = "\n".join(rows) or '<tr><td colspan="6">No messages yet.</td></tr>'
+    body = "\n".join(rows) or '<tr><td colspan="7">No messages yet.</td></tr>'
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     cb = stats["callbacks"]
     page = f"""<!doctype html>
@@ -184,8 +211,8 @@ requests {stats["requests"]}, accepted {stats["accepted"]}, rejected {stats["rej
 aborted {stats["aborted"]} &middot; callbacks sent {cb["events_sent"]},
 pending {cb["pending"]}, failures {cb["failures"]} &middot; {esc(now)} &middot;
 <a href="/sandbox/messages">JSON</a> &middot; <a href="/sandbox/stats">stats</a></div>
-<table><thead><tr><th>Time</th><th>Provider</th><th>To</th><th>Subject</th><th>Status</th>
-<th>Message id</th></tr></thead>
+<table><thead><tr><th>Time</th><th>Channel</th><th>Provider</th><th>To</th>
+<th>Subject / text</th><th>Status</th><th>Message id</th></tr></thead>
 <tbody>
 {body}
 </tbody></table>
@@ -202,7 +229,12 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     ctx = SandboxContext(config=config)
     app = web.Application(client_max_size=MAX_BODY)
     app[CTX_KEY] = ctx
-    providers: list[Provider] = [SendGridProvider(ctx)]
+    providers: list[Provider] = [
+        SendGridProvider(ctx),
+        TwilioProvider(ctx),
+        FcmProvider(ctx),
+        SmtpProvider(ctx),
+    ]
     app[PROVIDERS_KEY] = providers
     for provider in providers:
         provider.setup(app)
@@ -217,5 +249,6 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     app.router.add_get("/sandbox/stats", get_stats)
 
     app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
     return app

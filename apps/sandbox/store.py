@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,8 @@ class StoredMessage:
     to: str
     from_: str
     subject: str | None
+    # email, sms, whatsapp or push
+    channel: str = "email"
     text: str | None = None
     html: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -56,6 +59,7 @@ class StoredMessage:
         data: dict[str, Any] = {
             "id": self.id,
             "provider": self.provider,
+            "channel": self.channel,
             "message_id": self.message_id,
             "to": self.to,
             "from": self.from_,
@@ -100,17 +104,21 @@ class MessageStore:
         message_id: str | None = None,
         custom_args: Mapping[str, str] | None = None,
         provider: str | None = None,
+        channel: str | None = None,
     ) -> list[StoredMessage]:
         """Messages matching every given filter, oldest first."""
         result = []
         for msg in self._messages.values():
             if provider is not None and msg.provider != provider:
                 continue
+            if channel is not None and msg.channel != channel:
+                continue
             if to is not None and msg.to.lower() != to.lower():
                 continue
             if message_id is not None and message_id not in (
                 msg.message_id,
                 msg.extra.get("sg_message_id"),
+                msg.extra.get("name"),
                 msg.id,
             ):
                 continue
@@ -120,37 +128,28 @@ class MessageStore:
         return result
 
 
-class RequestStats:
-    """Counters for provider API requests (not control/inspection endpoints)."""
+class _Counters:
+    """Request counters for one scope (all providers, or one provider)."""
 
     def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
         self.requests = 0
         self.accepted = 0
         self.rejected = 0
         self.aborted = 0
+        self.resets = 0
         self.by_status: Counter[str] = Counter()
         self._per_second: OrderedDict[int, int] = OrderedDict()
 
-    def record_request(self) -> None:
-        self.requests += 1
-
-    def record_aborted(self) -> None:
-        self.aborted += 1
-
-    def record_response(self, status: int) -> None:
+    def record_response(self, status: int, second: int) -> None:
         self.by_status[str(status)] += 1
         if 200 <= status < 300:
             self.accepted += 1
-            second = int(time.time())
             self._per_second[second] = self._per_second.get(second, 0) + 1
-            self._trim(second)
+            self.trim(second)
         else:
             self.rejected += 1
 
-    def _trim(self, now: int) -> None:
+    def trim(self, now: int) -> None:
         cutoff = now - PER_SECOND_WINDOW
         while self._per_second:
             oldest = next(iter(self._per_second))
@@ -158,16 +157,81 @@ class RequestStats:
                 break
             del self._per_second[oldest]
 
-    def snapshot(self) -> dict[str, Any]:
-        self._trim(int(time.time()))
+    def snapshot(self, now: int) -> dict[str, Any]:
+        self.trim(now)
         return {
             "requests": self.requests,
             "accepted": self.accepted,
             "rejected": self.rejected,
             "aborted": self.aborted,
+            "resets": self.resets,
             "by_status": dict(sorted(self.by_status.items())),
             "per_second": {str(k): v for k, v in self._per_second.items()},
         }
+
+
+class RequestStats:
+    """Counters for provider API requests (not control/inspection endpoints).
+
+    Every ``record_*`` call counts globally and, when ``provider`` is given, for
+    that provider too (``by_provider`` in the snapshot). SMTP records SMTP reply
+    codes (250, 550, 451, 421) where HTTP providers record HTTP statuses.
+    """
+
+    def __init__(self, providers: tuple[str, ...] = ()) -> None:
+        self.providers = tuple(providers)
+        self.reset()
+
+    def reset(self) -> None:
+        self._all = _Counters()
+        self._by_provider: dict[str, _Counters] = {name: _Counters() for name in self.providers}
+
+    def _scopes(self, provider: str | None) -> list[_Counters]:
+        scopes = [self._all]
+        if provider is not None:
+            scopes.append(self._by_provider.setdefault(provider, _Counters()))
+        return scopes
+
+    # Backwards-compatible read access to the global counters.
+    @property
+    def requests(self) -> int:
+        return self._all.requests
+
+    @property
+    def accepted(self) -> int:
+        return self._all.accepted
+
+    @property
+    def rejected(self) -> int:
+        return self._all.rejected
+
+    @property
+    def aborted(self) -> int:
+        return self._all.aborted
+
+    def record_request(self, provider: str | None = None) -> None:
+        for scope in self._scopes(provider):
+            scope.requests += 1
+
+    def record_aborted(self, provider: str | None = None) -> None:
+        for scope in self._scopes(provider):
+            scope.aborted += 1
+
+    def record_reset(self, provider: str | None = None) -> None:
+        """A request answered by resetting the connection (provider ``down``)."""
+        for scope in self._scopes(provider):
+            scope.resets += 1
+
+    def record_response(self, status: int, provider: str | None = None) -> None:
+        second = int(time.time())
+        for scope in self._scopes(provider):
+            scope.record_response(status, second)
+
+    def snapshot(self) -> dict[str, Any]:
+        now = int(time.time())
+        data = self._all.snapshot(now)
+        data["by_provider"] = {name: c.snapshot(now) for name, c in self._by_provider.items()}
+        return data
 
 
 class ControlError(ValueError):
@@ -183,29 +247,14 @@ class ControlState:
     fail_status: int = 500
     retry_after: int = 1
     fail_rate: float = 0.0
+    # The provider resets every API connection (SMTP: 421 greeting, then close).
+    down: bool = False
+    # The provider holds every API request (SANDBOX_TIMEOUT_HOLD_S, default 60 s).
+    timeout: bool = False
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Validate and merge ``changes``; nothing is applied if any key is invalid."""
-        unknown = set(changes) - set(asdict(self))
-        if unknown:
-            raise ControlError(f"unknown control key(s): {', '.join(sorted(unknown))}")
-        validated: dict[str, Any] = {}
-        for key, value in changes.items():
-            if key == "fail_rate":
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ControlError("fail_rate must be a number between 0 and 1")
-                if not 0.0 <= float(value) <= 1.0:
-                    raise ControlError("fail_rate must be between 0 and 1")
-                validated[key] = float(value)
-                continue
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ControlError(f"{key} must be an integer")
-            if key == "fail_status" and not 400 <= value <= 599:
-                raise ControlError("fail_status must be an HTTP error status (400-599)")
-            if value < 0:
-                raise ControlError(f"{key} must be >= 0")
-            validated[key] = value
-        for key, value in validated.items():
+        for key, value in validate_control(changes).items():
             setattr(self, key, value)
 
     def take_failure(self) -> bool:
@@ -221,3 +270,154 @@ class ControlState:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CONTROL_KEYS = frozenset(f.name for f in fields(ControlState))
+
+
+def validate_control(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked copy of ``changes`` (ControlState keys only); raises ControlError."""
+    unknown = set(changes) - CONTROL_KEYS
+    if unknown:
+        raise ControlError(f"unknown control key(s): {', '.join(sorted(unknown))}")
+    validated: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key in ("down", "timeout"):
+            if not isinstance(value, bool):
+                raise ControlError(f"{key} must be true or false")
+            validated[key] = value
+            continue
+        if key == "fail_rate":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ControlError("fail_rate must be a number between 0 and 1")
+            if not 0.0 <= float(value) <= 1.0:
+                raise ControlError("fail_rate must be between 0 and 1")
+            validated[key] = float(value)
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ControlError(f"{key} must be an integer")
+        if key == "fail_status" and not 400 <= value <= 599:
+            raise ControlError("fail_status must be an HTTP error status (400-599)")
+        if value < 0:
+            raise ControlError(f"{key} must be >= 0")
+        validated[key] = value
+    return validated
+
+
+class ControlBoard:
+    """Global control state plus per-provider overrides.
+
+    ``POST /sandbox/control`` without ``provider`` changes the global state, which
+    every provider follows (``fail_next`` is one counter shared by all, as before
+    per-provider scoping existed). With ``"provider": NAME`` the given keys become
+    overrides for that provider only; an overridden key shadows the global one for
+    that provider (an overridden ``fail_next`` is that provider's own counter)
+    until ``POST /sandbox/reset``.
+
+    Requests held by ``timeout`` are released by any control change or reset.
+    """
+
+    def __init__(self, providers: tuple[str, ...] = ()) -> None:
+        self.providers = tuple(providers)
+        self.globals = ControlState()
+        self.overrides: dict[str, dict[str, Any]] = {name: {} for name in self.providers}
+        self._release: asyncio.Event | None = None
+
+    # -- changes -------------------------------------------------------------
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Apply ``changes`` (optionally scoped by ``"provider"``); all or nothing."""
+        changes = dict(changes)
+        provider = changes.pop("provider", None)
+        if provider is not None and provider not in self.providers:
+            allowed = ", ".join(self.providers)
+            raise ControlError(f"unknown provider {provider!r}; allowed: {allowed}")
+        validated = validate_control(changes)
+        if provider is None:
+            for key, value in validated.items():
+                setattr(self.globals, key, value)
+        else:
+            self.overrides[provider].update(validated)
+        self.release_held()
+
+    def reset(self) -> None:
+        self.globals.reset()
+        for overrides in self.overrides.values():
+            overrides.clear()
+        self.release_held()
+
+    # -- reading -------------------------------------------------------------
+
+    def effective(self, provider: str | None) -> ControlState:
+        """The values that apply to ``provider`` (a copy)."""
+        values = self.globals.to_dict()
+        if provider is not None:
+            values.update(self.overrides.get(provider, {}))
+        return ControlState(**values)
+
+    def take_failure(self, provider: str | None) -> bool:
+        """Decide (and consume) whether ``provider``'s current request should fail."""
+        overrides = self.overrides.get(provider, {}) if provider is not None else {}
+        if "fail_next" in overrides:
+            if overrides["fail_next"] > 0:
+                overrides["fail_next"] -= 1
+                return True
+        elif self.globals.fail_next > 0:
+            self.globals.fail_next -= 1
+            return True
+        rate = overrides.get("fail_rate", self.globals.fail_rate)
+        return rate > 0 and random.random() < rate
+
+    # Backwards compatibility: attribute reads give the global values.
+    @property
+    def latency_ms(self) -> int:
+        return self.globals.latency_ms
+
+    @property
+    def fail_status(self) -> int:
+        return self.globals.fail_status
+
+    @property
+    def retry_after(self) -> int:
+        return self.globals.retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        """Global values at the top level (as before), plus ``providers``: each
+        provider's effective values and its ``overrides``."""
+        data = self.globals.to_dict()
+        data["providers"] = {
+            name: {**self.effective(name).to_dict(), "overrides": dict(self.overrides[name])}
+            for name in self.providers
+        }
+        return data
+
+    # -- holding requests (``timeout``) ---------------------------------------
+
+    def _event(self) -> asyncio.Event:
+        if self._release is None:
+            self._release = asyncio.Event()
+        return self._release
+
+    def release_held(self) -> None:
+        if self._release is not None:
+            self._release.set()
+            self._release = None
+
+    async def hold(self, seconds: float, gone: Callable[[], bool] | None = None) -> bool:
+        """Wait ``seconds`` or until the next control change/reset; True if released early.
+
+        ``gone`` is polled so a request whose client gave up stops waiting soon."""
+        event = self._event()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(remaining, 0.25))
+            except TimeoutError:
+                if gone is not None and gone():
+                    return False
+                continue
+            return True

@@ -430,7 +430,14 @@ def test_client_gone_during_latency_is_not_stored(sandbox: SandboxProcess, recei
 
 
 def test_control_validation_and_reset(sandbox: SandboxProcess) -> None:
-    for bad in ({"fail_rate": 2}, {"latency_ms": "slow"}, {"nope": 1}, {"fail_status": 200}):
+    for bad in (
+        {"fail_rate": 2},
+        {"latency_ms": "slow"},
+        {"nope": 1},
+        {"fail_status": 200},
+        {"down": 1},
+        {"provider": "pigeon", "down": True},
+    ):
         request = urllib.request.Request(
             sandbox.url + "/sandbox/control",
             data=json.dumps(bad).encode(),
@@ -442,14 +449,21 @@ def test_control_validation_and_reset(sandbox: SandboxProcess) -> None:
         assert excinfo.value.code == 400
 
     sandbox.control(latency_ms=5, fail_rate=0.5)
+    sandbox.control(provider="sendgrid", fail_next=3)
     sandbox.reset()
-    assert sandbox.control() == {
+    state = sandbox.control()
+    providers = state.pop("providers")
+    assert state == {
         "latency_ms": 0,
         "fail_next": 0,
         "fail_status": 500,
         "retry_after": 1,
         "fail_rate": 0.0,
+        "down": False,
+        "timeout": False,
     }
+    assert set(providers) == {"sendgrid", "twilio", "fcm", "smtp"}
+    assert all(p["overrides"] == {} and p["fail_next"] == 0 for p in providers.values())
 
 
 # -- signed event webhook callbacks -----------------------------------------------
