@@ -1,0 +1,205 @@
+"""A token bucket shared by all workers through Redis: one per provider account.
+
+The bucket holds up to ``burst`` tokens and refills continuously at ``rate_per_second``
+(fractional tokens accrue; only whole tokens are handed out). Refill and take happen in one
+Lua script on Redis server time, so workers on different hosts agree and never over-grant.
+
+Nothing sleeps or spins: ``acquire`` answers how many tokens were granted now and, if fewer
+than asked, how long until the next token (``wait_seconds``); the caller defers the rest of
+its work by that much (e.g. a Celery ``countdown``).
+
+If Redis is unreachable the bucket fails open -- everything asked for is granted, with
+``Grant.fail_open`` set -- and logs at most once a minute per bucket: the limiter being down
+must not stop delivery (the provider's own 429s are the backstop).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+
+from ._redis import RedisGuard, client_from_settings
+
+log = logging.getLogger(__name__)
+
+#: Seed per-account limits (requests per second) by provider, used by ``from_settings`` when
+#: ``settings.PROVIDER_RATE_LIMITS`` does not name the account or provider.
+DEFAULT_RATES: Final[dict[str, float]] = {"twilio": 100.0, "sendgrid": 500.0, "whatsapp": 80.0}
+
+#: Idle buckets expire after twice the time to fill them, but never sooner than this.
+MIN_IDLE_TTL_SECONDS: Final = 60
+
+# KEYS: bucket hash (tokens, ts_us). ARGV: rate per second, burst, n, all_or_nothing (0/1),
+# ttl_ms. Returns {granted, wait_us}.
+_SCRIPT: Final = r"""
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local all_or_nothing = ARGV[4] == '1'
+local ttl_ms = tonumber(ARGV[5])
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])  -- microseconds, exact below 2^53
+
+local v = redis.call('HMGET', key, 'tokens', 'ts')
+local tokens = tonumber(v[1])
+local ts = tonumber(v[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+local elapsed = now - ts
+if elapsed < 0 then elapsed = 0 end
+tokens = math.min(burst, tokens + elapsed * rate / 1000000)
+
+local granted
+if all_or_nothing then
+  if tokens >= n then granted = n else granted = 0 end
+else
+  granted = math.min(n, math.floor(tokens))
+end
+tokens = tokens - granted
+
+local wait_us = 0
+if granted < n then
+  -- Partial: until the next whole token. All-or-nothing: until all n are there.
+  local missing = 1 - tokens
+  if all_or_nothing then missing = n - tokens end
+  wait_us = math.ceil(missing * 1000000 / rate)
+end
+
+redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', string.format('%d', now))
+redis.call('PEXPIRE', key, ttl_ms)
+return {granted, wait_us}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """The answer of :meth:`TokenBucket.acquire`.
+
+    ``granted``: tokens taken now (0..requested); do that much work now. ``wait_seconds``:
+    when ``granted < requested``, seconds until the next token (for all-or-nothing: until
+    all requested tokens) is available -- defer the remainder by this much; 0.0 otherwise.
+    ``fail_open``: Redis was unreachable and the grant was not actually rate-limited.
+    """
+
+    granted: int
+    requested: int
+    wait_seconds: float = 0.0
+    fail_open: bool = False
+
+    @property
+    def complete(self) -> bool:
+        """True if every requested token was granted."""
+        return self.granted >= self.requested
+
+    def __bool__(self) -> bool:
+        return self.complete
+
+
+class TokenBucket:
+    """A Redis-shared token bucket (see the module docstring). One round trip per call.
+
+    As with the circuit breaker, give it a fail-fast client (no retries, short timeouts);
+    :meth:`from_settings` does.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        name: str,
+        rate_per_second: float,
+        burst: int | None = None,
+        *,
+        key_prefix: str = "notifyhub:rl",
+    ) -> None:
+        """``burst`` (bucket capacity) defaults to ``ceil(rate_per_second)``, at least 1.
+        A fresh (or expired) bucket starts full."""
+        if not name:
+            raise ValueError("name must be non-empty")
+        if not rate_per_second > 0 or math.isinf(rate_per_second):
+            raise ValueError("rate_per_second must be a positive finite number")
+        if burst is None:
+            burst = max(1, math.ceil(rate_per_second))
+        if burst < 1:
+            raise ValueError("burst must be >= 1")
+        self.name = name
+        self.rate_per_second = float(rate_per_second)
+        self.burst = int(burst)
+        #: Idle keys expire after 2x the time to fill the bucket, min 60 s; an expired bucket
+        #: is simply full again, which is exactly what it would be after that long anyway.
+        self.idle_ttl_seconds = max(MIN_IDLE_TTL_SECONDS, math.ceil(2 * self.burst / self.rate_per_second))
+        self._key = f"{key_prefix}:{{{name}}}"
+        self._redis = redis_client
+        self._script = redis_client.register_script(_SCRIPT)
+        self._guard = RedisGuard(redis_client, "rate limiter", name, log)
+
+    @classmethod
+    def from_settings(cls, name: str, **overrides: Any) -> TokenBucket:
+        """A bucket for provider account ``name`` (``"<provider>:<account>"``) on the shared
+        fail-fast client.
+
+        Rate and burst: ``settings.PROVIDER_RATE_LIMITS[name]``, else ``[<provider>]``, else
+        :data:`DEFAULT_RATES` ``[<provider>]``; an entry is a number (rate) or a dict of
+        ``rate_per_second`` / ``burst``. ``overrides`` win over all of these. Raises
+        ``KeyError`` if no rate is known.
+        """
+        from django.conf import settings  # lazy
+
+        configured: dict[str, Any] = getattr(settings, "PROVIDER_RATE_LIMITS", {})
+        provider = name.split(":", 1)[0]
+        entry: Any = configured.get(name, configured.get(provider, DEFAULT_RATES.get(provider)))
+        options: dict[str, Any] = {}
+        if isinstance(entry, dict):
+            options.update(entry)
+        elif entry is not None:
+            options["rate_per_second"] = float(entry)
+        options.update(overrides)
+        if "rate_per_second" not in options:
+            raise KeyError(f"no rate limit configured for {name!r}")
+        return cls(client_from_settings(), name, **options)
+
+    def acquire(self, n: int = 1) -> Grant:
+        """Take up to ``n`` tokens now (refilling first by the elapsed server time).
+
+        Returns how many were granted (0..n) and, if fewer than ``n``, the seconds until the
+        next token. Never sleeps. Fails open (grants ``n``) if Redis is unreachable.
+        """
+        return self._acquire(n, all_or_nothing=False)
+
+    def acquire_all_or_nothing(self, n: int) -> Grant:
+        """Take exactly ``n`` tokens or none. If none, ``wait_seconds`` is when ``n`` tokens
+        will have accumulated (assuming nobody else takes them). ``n`` must not exceed
+        ``burst`` (it could never be satisfied)."""
+        if n > self.burst:
+            raise ValueError(f"n={n} exceeds burst={self.burst}; it could never be granted")
+        return self._acquire(n, all_or_nothing=True)
+
+    def reset(self) -> None:
+        """Refill the bucket (delete its state). Raises ``redis.RedisError`` if unreachable."""
+        self._redis.delete(self._key)
+
+    def _acquire(self, n: int, *, all_or_nothing: bool) -> Grant:
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        if not self._guard.available():
+            return Grant(n, n, 0.0, fail_open=True)
+        args: list[str | int] = [
+            repr(self.rate_per_second), self.burst, n, int(all_or_nothing), self.idle_ttl_seconds * 1000
+        ]
+        try:
+            granted, wait_us = self._script(keys=[self._key], args=args)
+        except redis.RedisError as exc:
+            self._guard.failed(exc, "acquire")
+            return Grant(n, n, 0.0, fail_open=True)
+        self._guard.recovered()
+        return Grant(int(granted), n, int(wait_us) / 1_000_000)
+
+    def __repr__(self) -> str:
+        return f"<TokenBucket {self.name!r} {self.rate_per_second:g}/s burst {self.burst}>"
