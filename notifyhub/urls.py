@@ -4,15 +4,20 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core.api import HealthApi, ReadyApi
 from apps.core.views import api_not_found, server_error
-from apps.recipients.api.views import RecipientDetailApi
+from apps.recipients.api.views import RecipientDetailApi, RecipientDevicesApi
 from apps.webhooks.inbound.sendgrid import SendGridWebhookView
+from apps.webhooks.inbound.twilio import TwilioStatusWebhookView, WhatsAppStatusWebhookView
 
 api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
     path("ready", ReadyApi.as_view(), name="ready"),
     path("", include("apps.notifications.api.urls")),
     path("recipients/<str:external_id>", RecipientDetailApi.as_view(), name="recipient-detail"),
+    path("recipients/<str:external_id>/devices", RecipientDevicesApi.as_view(),
+         name="recipient-devices"),
     path("webhooks/sendgrid", SendGridWebhookView.as_view(), name="webhook-sendgrid"),
+    path("webhooks/twilio", TwilioStatusWebhookView.as_view(), name="webhook-twilio"),
+    path("webhooks/whatsapp", WhatsAppStatusWebhookView.as_view(), name="webhook-whatsapp"),
 ]
 
 urlpatterns = [

@@ -60,6 +60,12 @@ SENDGRID_WEBHOOK_PUBLIC_KEY="$(printf '%s\n' "$keygen_out" | sed '/^[[:space:]]*
 [[ -n "$SENDGRID_WEBHOOK_PUBLIC_KEY" ]] || { say "'python -m apps.sandbox keygen' printed no public key"; exit 1; }
 export SENDGRID_WEBHOOK_PUBLIC_KEY
 export SANDBOX_SENDGRID_SIGNING_KEY_FILE="$ROOT/.run/sendgrid_webhook_key.pem"
+# FCM: a service account whose token_uri is the sandbox's OAuth endpoint (push works locally).
+if [[ ! -f "$ROOT/.run/fcm_service_account.json" ]]; then
+  "$PY" -m apps.sandbox fcm-service-account --out "$ROOT/.run/fcm_service_account.json" >/dev/null
+fi
+export FCM_SERVICE_ACCOUNT_FILE="$ROOT/.run/fcm_service_account.json"
+export SANDBOX_FCM_SERVICE_ACCOUNT_FILE="$FCM_SERVICE_ACCOUNT_FILE"
 
 # --- 3. database, static files, demo data ----------------------------------------------------
 say "migrating ($DJANGO_SETTINGS_MODULE)"

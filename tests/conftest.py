@@ -51,27 +51,65 @@ def _sendgrid_public_key(settings: Any, webhook_keys: tuple[Path, str, Any]) -> 
     settings.SENDGRID_WEBHOOK_PUBLIC_KEY = webhook_keys[1]
 
 
+def _sandbox_settings(process: SandboxProcess, live_server_url: str) -> dict[str, Any]:
+    """NotifyHub settings that point every provider SDK at this sandbox."""
+    return {
+        "SENDGRID_API_HOST": process.url,
+        "TWILIO_API_BASE_URL": process.url,
+        "TWILIO_ACCOUNT_SID": process.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": process.twilio_auth_token,
+        "FCM_API_BASE_URL": process.url,
+        "FCM_SERVICE_ACCOUNT_FILE": process.fcm_service_account_file or "",
+        "FCM_PROJECT_ID": process.fcm_project_id,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": process.smtp_port,
+        "PUBLIC_BASE_URL": live_server_url,
+    }
+
+
 @pytest.fixture(scope="session")
 def sandbox(live_server: Any, webhook_keys: tuple[Path, str, Any]) -> Iterator[SandboxProcess]:
-    """The provider sandbox, calling back this test session's live server."""
+    """The provider sandbox (SendGrid, Twilio, FCM, SMTP), calling back this test session's
+    live server; NotifyHub's settings point at it for the whole session."""
     with SandboxProcess(
         SANDBOX_SENDGRID_CALLBACK_URL=f"{live_server.url}/api/v1/webhooks/sendgrid",
         SANDBOX_SENDGRID_SIGNING_KEY_FILE=str(webhook_keys[0]),
+        SANDBOX_TWILIO_STATUS_CALLBACK_URL=f"{live_server.url}/api/v1/webhooks/twilio",
+        SANDBOX_TWILIO_INBOUND_URL=f"{live_server.url}/api/v1/webhooks/twilio/inbound",
         SANDBOX_CALLBACK_INTERVAL_MS="100",
         SANDBOX_DELIVERED_DELAY_MS="50",
     ) as process:
-        previous = settings.SENDGRID_API_HOST
-        settings.SENDGRID_API_HOST = process.url
+        overrides = _sandbox_settings(process, live_server.url)
+        previous = {name: getattr(settings, name) for name in overrides}
+        for name, value in overrides.items():
+            setattr(settings, name, value)
         try:
             yield process
         finally:
-            settings.SENDGRID_API_HOST = previous
+            for name, value in previous.items():
+                setattr(settings, name, value)
+
+
+def _reset_provider_gates() -> None:
+    """Breakers and rate limits live in Redis: every test starts with them closed and full."""
+    from apps.notifications import gate
+
+    client = redis.Redis.from_url(settings.RESILIENCE_REDIS_URL)
+    for pattern in ("notifyhub:cb:*", "notifyhub:rl:*"):
+        keys = list(client.scan_iter(pattern))
+        if keys:
+            client.delete(*keys)
+    gate.reset_caches()
 
 
 @pytest.fixture
-def clean_sandbox(sandbox: SandboxProcess) -> SandboxProcess:
+def clean_sandbox(sandbox: SandboxProcess) -> Iterator[SandboxProcess]:
+    """The sandbox with no messages, failures or pending callbacks; reset again afterwards so
+    a late callback cannot reach the live server during another test."""
     sandbox.reset()
-    return sandbox
+    _reset_provider_gates()
+    yield sandbox
+    sandbox.reset()
 
 
 @pytest.fixture
@@ -81,10 +119,10 @@ def worker_env(sandbox: SandboxProcess, webhook_keys: tuple[Path, str, Any]) -> 
 
     return {
         **os.environ,
+        **{name: str(value) for name, value in _sandbox_settings(sandbox, settings.PUBLIC_BASE_URL).items()},
         "DJANGO_SETTINGS_MODULE": "notifyhub.settings.test",
         "DATABASE_URL": database_url(connection.settings_dict),
         "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
-        "SENDGRID_API_HOST": sandbox.url,
         "SENDGRID_WEBHOOK_PUBLIC_KEY": webhook_keys[1],
         "PYTHONUNBUFFERED": "1",
     }

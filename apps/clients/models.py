@@ -15,6 +15,12 @@ class Client(models.Model):
     default_from_email = models.CharField(
         max_length=254, blank=True, help_text="Sender for email; empty uses the service default."
     )
+    sms_from = models.CharField(
+        max_length=20, blank=True, help_text="SMS sender (E.164 or alphanumeric); empty: default."
+    )
+    whatsapp_from = models.CharField(
+        max_length=20, blank=True, help_text="WhatsApp sender (E.164); empty uses the default."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

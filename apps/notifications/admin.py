@@ -2,14 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
-from django.db.models import Count
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from apps.core.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline
 
-from .models import Delivery, DeliveryEvent, Notification
+from .models import Delivery, DeliveryEvent, Notification, Suppression
+from .redrive import deliveries_redrive, failed_deliveries
 
 TIMELINE_LIMIT = 200
 
@@ -27,6 +29,18 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[t
                                 "category", "channels", "variables", "metadata", "scheduled_at",
                                 "idempotency_key", "recipient_count", "created_at", "updated_at",
                                 "completed_at", "deliveries_by_status", "timeline")
+
+    actions = ["redrive"]
+
+    @admin.action(description="Re-drive the failed deliveries of the selected notifications")
+    def redrive(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        count = 0
+        for notification_id in queryset.values_list("id", flat=True):
+            count += deliveries_redrive(
+                deliveries=failed_deliveries(notification_id=notification_id),
+                actor=f"admin:{request.user}",
+            )
+        messages.success(request, f"Re-drove {count} failed deliveries.")
 
     @admin.display(description="template", ordering="template_version__template__key")
     def template_key(self, obj: Notification) -> str:
@@ -93,8 +107,36 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-
                                 "error_message", "created_at", "updated_at", "sent_at",
                                 "delivered_at", "completed_at")
     inlines = [DeliveryEventInline]
+    actions = ["redrive"]
+
+    @admin.action(description="Re-drive the selected failed deliveries")
+    def redrive(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        count = deliveries_redrive(
+            deliveries=failed_deliveries(delivery_ids=list(queryset.values_list("id", flat=True))),
+            actor=f"admin:{request.user}",
+        )
+        messages.success(request, f"Re-drove {count} failed deliveries (others were not failed).")
 
     @admin.display(description="notification")
     def notification_link(self, obj: Delivery) -> Any:
         url = reverse("admin:notifications_notification_change", args=[obj.notification_id])
         return format_html('<a href="{}">{}</a>', url, str(obj.notification_id)[:8])
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Addresses NotifyHub will not send to. Deleting a row lifts the suppression."""
+
+    list_display = ["address", "channel", "client", "reason", "created_at"]
+    list_filter = ["channel", "reason", "client"]
+    list_select_related = ["client"]
+    search_fields = ["=address"]
+    readonly_fields = ["client", "channel", "address", "reason", "detail", "source_delivery",
+                       "created_at"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

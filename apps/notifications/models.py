@@ -132,6 +132,8 @@ class Delivery(models.Model):
     # Address snapshot at accept time (the recipient may change later).
     address = models.CharField(max_length=320)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # SMS: message segments billed (GSM-7 160/153, UCS-2 70/67 characters).
+    segments = models.PositiveSmallIntegerField(null=True, blank=True)
     # When the next attempt may start (scheduled send or retry backoff); null = now.
     due_at = models.DateTimeField(null=True, blank=True)
     # When the relay sweeper may hand this delivery out again (queue or worker lost it).
@@ -213,3 +215,30 @@ class DeliveryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.status}"
+
+
+class Suppression(models.Model):
+    """An address that must not be sent to on a channel (invalid number, Twilio 21610
+    unsubscribed, hard bounce …). Checked at send time; ends the delivery `suppressed`."""
+
+    id = models.BigAutoField(primary_key=True)
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="suppressions")
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    address = models.CharField(max_length=320)
+    reason = models.CharField(max_length=100)
+    detail = models.TextField(blank=True)
+    source_delivery = models.ForeignKey(
+        Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "channel", "address"], name="suppression_unique_address"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.address} ({self.reason})"

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from .models import STATUS_RANK, Delivery, DeliveryEvent, DeliveryStatus
 from .status import notifications_refresh_status
+from .suppressions import SuppressionItem, suppressions_add
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class ProviderEvent:
     error_code: str = ""
     error_message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    suppress_address: bool = False  # the provider says this address can never receive
 
 
 @dataclass
@@ -80,6 +83,7 @@ def delivery_receipts_apply(*, events: list[ProviderEvent]) -> ReceiptReport:
     now = timezone.now()
     new_events: list[DeliveryEvent] = []
     changed: dict[str, Delivery] = {}
+    suppress: list[tuple[Delivery, ProviderEvent]] = []
     for e in sorted(events, key=lambda ev: ev.occurred_at):
         delivery = deliveries.get(_valid_uuid(e.delivery_id) or "") or by_msg_id.get(
             (e.provider, e.provider_message_id)
@@ -106,6 +110,8 @@ def delivery_receipts_apply(*, events: list[ProviderEvent]) -> ReceiptReport:
                 delivery.error_message = e.error_message
             changed[str(delivery.id)] = delivery
             report.applied += 1
+            if e.suppress_address:
+                suppress.append((delivery, e))
         new_events.append(
             DeliveryEvent(
                 delivery=delivery,
@@ -121,15 +127,44 @@ def delivery_receipts_apply(*, events: list[ProviderEvent]) -> ReceiptReport:
             )
         )
     if changed:
-        for d in changed.values():
-            d.updated_at = now
-        Delivery.objects.bulk_update(
-            list(changed.values()),
-            ["status", "delivered_at", "completed_at", "lease_until", "due_at", "error_code",
-             "error_message", "updated_at"],
-        )
+        _update_deliveries(list(changed.values()), now)
     DeliveryEvent.objects.bulk_create(new_events, ignore_conflicts=True)
+    if suppress:
+        suppressions_add(items=[
+            SuppressionItem(client_id=d.client_id, channel=d.channel, address=d.address,
+                            reason=e.error_code or e.event, detail=e.error_message,
+                            delivery_id=d.id)
+            for d, e in suppress
+        ])
     notifications_refresh_status(
         notification_ids={d.notification_id for d in changed.values()}
     )
     return report
+
+
+_UPDATE_SQL = """
+UPDATE notifications_delivery AS d
+SET status = x.status, delivered_at = x.delivered_at, completed_at = x.completed_at,
+    lease_until = x.lease_until, due_at = x.due_at, error_code = x.error_code,
+    error_message = x.error_message, updated_at = %(now)s
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS x(
+    id uuid, status text, delivered_at timestamptz, completed_at timestamptz,
+    lease_until timestamptz, due_at timestamptz, error_code text, error_message text)
+WHERE d.id = x.id
+"""
+
+
+def _update_deliveries(rows: list[Delivery], now: datetime) -> None:
+    """One UPDATE for the batch (Django's bulk_update builds a CASE per column in Python,
+    which costs more CPU than the receipts themselves)."""
+    payload = [
+        {"id": str(d.id), "status": d.status,
+         "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+         "completed_at": d.completed_at.isoformat() if d.completed_at else None,
+         "lease_until": d.lease_until.isoformat() if d.lease_until else None,
+         "due_at": d.due_at.isoformat() if d.due_at else None,
+         "error_code": d.error_code, "error_message": d.error_message}
+        for d in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_UPDATE_SQL, {"rows": json.dumps(payload), "now": now})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet
 
 from apps.clients.models import Client
 from apps.core.exceptions import NotFound
@@ -47,12 +47,20 @@ def notification_list(
     *,
     client: Client,
     status: str | None = None,
+    channel: str | None = None,
+    recipient: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[Notification]:
     qs = Notification.objects.filter(client=client).select_related("template_version__template")
     if status:
         qs = qs.filter(status=status)
+    if channel:
+        qs = qs.filter(channels__contains=[channel])
+    if recipient:
+        qs = qs.filter(Exists(Delivery.objects.filter(
+            notification=OuterRef("pk"), recipient__client=client, recipient__external_id=recipient
+        )))
     if created_after:
         qs = qs.filter(created_at__gte=created_after)
     if created_before:

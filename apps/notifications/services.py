@@ -17,8 +17,9 @@ from django.utils import timezone
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
-from apps.recipients.selectors import recipients_by_external_id
+from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
 from apps.recipients.services import recipients_upsert
+from apps.templates.rendering import has_content_for
 from apps.templates.selectors import template_get_for_send
 
 from .channels.registry import supported_channels
@@ -104,6 +105,13 @@ def notification_send(
             fields={"channels": [f"Not available: {', '.join(unsupported) or 'none given'}. "
                                  f"Available: {', '.join(available)}."]},
         )
+    no_content = [c for c in channels if not has_content_for(version, c)]
+    if no_content:
+        raise ApplicationError(
+            f"Template '{template.key}' has no content for: {', '.join(no_content)}.",
+            code="template_missing_channel",
+            fields={"channels": [f"Add {', '.join(no_content)} content to the template."]},
+        )
     missing_vars = [name for name in version.required_variables if name not in variables]
     if missing_vars:
         raise ApplicationError(
@@ -114,6 +122,10 @@ def notification_send(
     _check_schedule(scheduled_at)
 
     resolved = _resolve_recipients(client=client, recipients=recipients)
+    if "push" in channels:
+        with_devices = active_device_tokens(recipient_ids=[r.id for r in resolved])
+        for recipient in resolved:
+            recipient.has_active_device = str(recipient.id) in with_devices  # type: ignore[attr-defined]
     no_address = {}
     for index, recipient in enumerate(resolved):
         absent = [c for c in channels if not recipient.address_for(c)]

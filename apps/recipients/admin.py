@@ -1,6 +1,17 @@
+from __future__ import annotations
+
 from django.contrib import admin
 
-from .models import Recipient
+from apps.core.admin_utils import ReadOnlyInline
+
+from .models import Device, Recipient
+
+
+class DeviceInline(ReadOnlyInline):
+    model = Device
+    fields = readonly_fields = ("platform", "token", "is_active", "deactivated_at",
+                                "deactivation_reason", "created_at")
+    show_change_link = False
 
 
 @admin.register(Recipient)
@@ -11,3 +22,4 @@ class RecipientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ["=external_id", "=email", "=phone"]
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
+    inlines = [DeviceInline]

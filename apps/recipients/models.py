@@ -34,6 +34,46 @@ class Recipient(models.Model):
         return self.external_id
 
     def address_for(self, channel: str) -> str:
+        """The address a channel sends to ("" if none). Push is addressed to the recipient's
+        active devices, resolved at send time: the recipient id stands in as its address."""
+        if channel == "push":
+            return self.external_id if getattr(self, "has_active_device", False) else ""
         return {"email": self.email, "sms": self.phone, "whatsapp": self.whatsapp or self.phone}.get(
             channel, ""
         )
+
+
+class DevicePlatform(models.TextChoices):
+    ANDROID = "android"
+    IOS = "ios"
+    WEB = "web"
+
+
+class Device(models.Model):
+    """A push token of a recipient's device. Deactivated (never deleted) when FCM reports it
+    unregistered or invalid, so the history of what was sent where stays readable."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="devices")
+    token = models.CharField(max_length=4096)
+    platform = models.CharField(max_length=10, choices=DevicePlatform.choices)
+    is_active = models.BooleanField(default=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    deactivation_reason = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A token identifies one app install: registering it for another recipient moves it.
+            models.UniqueConstraint(fields=["client", "token"], name="device_unique_token"),
+        ]
+        indexes = [
+            models.Index(fields=["recipient"], name="device_active_by_recipient",
+                         condition=models.Q(is_active=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform} …{self.token[-8:]}"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+from uuid import UUID
 
 from django.db import transaction
+from django.utils import timezone
 
 from apps.clients.models import Client
 
-from .models import Recipient
+from .models import Device, Recipient
 
 RECIPIENT_FIELDS = ("email", "phone", "whatsapp", "locale", "timezone", "attributes")
 
@@ -55,3 +57,53 @@ def recipients_upsert(
 
 def recipient_upsert(*, client: Client, external_id: str, data: Mapping[str, Any]) -> Recipient:
     return recipients_upsert(client=client, items=[{**data, "id": external_id}])[external_id]
+
+
+@transaction.atomic
+def device_register(*, recipient: Recipient, token: str, platform: str) -> tuple[Device, bool]:
+    """Registers a push token for a recipient (201 semantics when created).
+
+    A token seen before is reactivated and, if it belonged to another recipient of the same
+    client (the app was signed into another account), moved to this one."""
+    device = (
+        Device.objects.select_for_update()
+        .filter(client_id=recipient.client_id, token=token)
+        .first()
+    )
+    if device is None:
+        device, created = Device.objects.get_or_create(
+            client_id=recipient.client_id, token=token,
+            defaults={"recipient": recipient, "platform": platform},
+        )
+        if created:
+            return device, True
+    device.recipient = recipient
+    device.platform = platform
+    device.is_active = True
+    device.deactivated_at = None
+    device.deactivation_reason = ""
+    device.save(update_fields=["recipient", "platform", "is_active", "deactivated_at",
+                               "deactivation_reason", "updated_at"])
+    return device, False
+
+
+@transaction.atomic
+def device_unregister(*, recipient: Recipient, token: str) -> bool:
+    """Deactivates a recipient's token (kept for history). False if it was not theirs."""
+    return bool(
+        Device.objects.filter(recipient=recipient, token=token, is_active=True).update(
+            is_active=False, deactivated_at=timezone.now(), deactivation_reason="unregistered_by_client",
+            updated_at=timezone.now(),
+        )
+    )
+
+
+def devices_deactivate(*, client_id: UUID | str, tokens: Iterable[str], reason: str) -> int:
+    """Deactivates tokens the push provider reported dead (UNREGISTERED, invalid)."""
+    tokens = list(tokens)
+    if not tokens:
+        return 0
+    now = timezone.now()
+    return Device.objects.filter(client_id=client_id, token__in=tokens, is_active=True).update(
+        is_active=False, deactivated_at=now, deactivation_reason=reason[:100], updated_at=now
+    )

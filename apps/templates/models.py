@@ -44,6 +44,14 @@ class TemplateVersion(models.Model):
     subject = models.CharField(max_length=998, blank=True)
     text_body = models.TextField(blank=True)
     html_body = models.TextField(blank=True)
+    sms_body = models.TextField(blank=True)
+    whatsapp_body = models.TextField(blank=True)
+    # An approved WhatsApp template (Twilio Content API SID, "HX…"): required to start a
+    # conversation outside the 24-hour window. Variables go as ContentVariables.
+    whatsapp_content_sid = models.CharField(max_length=64, blank=True)
+    push_title = models.CharField(max_length=200, blank=True)
+    push_body = models.TextField(blank=True)
+    push_data = models.JSONField(default=dict, blank=True)
     # Variables the sources need, derived from them at creation (checked at accept time).
     required_variables = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -58,3 +58,56 @@ def render_part(version_id: str, part: str, source: str, context: dict[str, Any]
         raise RenderError(f"Could not render {part}: {exc}") from exc
     except Exception as exc:
         raise RenderError(f"Could not render {part}: {type(exc).__name__}") from exc
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """A version's content for one channel, rendered for one recipient."""
+
+    subject: str = ""  # email subject, push title
+    text: str = ""  # email text part, SMS / WhatsApp body, push body
+    html: str = ""
+    data: dict[str, str] | None = None  # push data payload
+
+
+def channel_sources(version: Any, channel: str) -> dict[str, str]:
+    """Which template source feeds which part of a channel's message (with fallbacks: an SMS
+    without its own body uses the email text, WhatsApp falls back to the SMS body …)."""
+    if channel == "email":
+        return {"subject": version.subject, "text": version.text_body, "html": version.html_body}
+    if channel == "sms":
+        return {"text": version.sms_body or version.text_body}
+    if channel == "whatsapp":
+        return {"text": version.whatsapp_body or version.sms_body or version.text_body}
+    if channel == "push":
+        return {"subject": version.push_title or version.subject,
+                "text": version.push_body or version.sms_body or version.text_body}
+    return {}
+
+
+def has_content_for(version: Any, channel: str) -> bool:
+    if channel == "whatsapp" and version.whatsapp_content_sid:
+        return True
+    if channel == "push" and version.push_data:
+        return True
+    sources = channel_sources(version, channel)
+    return any(sources.get(part) for part in ("text", "html"))
+
+
+def render_for_channel(version: Any, channel: str, context: dict[str, Any]) -> RenderedMessage:
+    vid = str(version.id)
+    sources = channel_sources(version, channel)
+    parts = {
+        name: render_part(vid, f"{channel}.{name}", source, context, html=(name == "html"))
+        for name, source in sources.items()
+    }
+    data = None
+    if channel == "push" and version.push_data:
+        data = {
+            str(key): render_part(vid, f"push.data.{key}", str(value), context, html=False)
+            for key, value in version.push_data.items()
+        }
+    return RenderedMessage(
+        subject=parts.get("subject", "").strip(), text=parts.get("text", ""),
+        html=parts.get("html", ""), data=data,
+    )

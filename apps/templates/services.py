@@ -28,12 +28,22 @@ def template_version_create(
     subject: str = "",
     text_body: str = "",
     html_body: str = "",
+    sms_body: str = "",
+    whatsapp_body: str = "",
+    whatsapp_content_sid: str = "",
+    push_title: str = "",
+    push_body: str = "",
+    push_data: dict[str, str] | None = None,
     locale: str = "en",
     publish: bool = True,
 ) -> TemplateVersion:
     """Appends a version (numbered after the highest) and, by default, makes it active."""
+    push_data = push_data or {}
     try:
-        required = template_variables(subject, text_body, html_body)
+        required = template_variables(
+            subject, text_body, html_body, sms_body, whatsapp_body, push_title, push_body,
+            *[str(v) for v in push_data.values()],
+        )
     except RenderError as exc:
         raise ApplicationError(str(exc), code="template_syntax_error") from exc
     Template.objects.select_for_update().filter(pk=template.pk).first()
@@ -45,6 +55,12 @@ def template_version_create(
         subject=subject,
         text_body=text_body,
         html_body=html_body,
+        sms_body=sms_body,
+        whatsapp_body=whatsapp_body,
+        whatsapp_content_sid=whatsapp_content_sid,
+        push_title=push_title,
+        push_body=push_body,
+        push_data=push_data,
         required_variables=required,
     )
     if publish:

@@ -193,8 +193,29 @@ MAX_RECIPIENTS_PER_REQUEST = env_int("MAX_RECIPIENTS_PER_REQUEST", 10000)
 # --- Providers -------------------------------------------------------------------------------
 # channel -> ordered provider names (first is primary); see apps/notifications/channels/.
 CHANNEL_PROVIDERS = {
-    "email": ["sendgrid"],
+    "email": ["sendgrid", "smtp"],
+    "sms": ["twilio_sms"],
+    "whatsapp": ["twilio_whatsapp"],
+    "push": ["fcm"],
 }
+# Shared per provider account through Redis (apps/notifications/resilience/).
+PROVIDER_GATES_ENABLED = env_bool("PROVIDER_GATES_ENABLED", True)
+PROVIDER_RATE_LIMITS = {  # messages per second (seed 000/004); a dict allows "burst" too
+    "sendgrid": env_float("SENDGRID_RATE_PER_SECOND", 500),
+    "smtp": env_float("SMTP_RATE_PER_SECOND", 50),
+    "twilio_sms": env_float("TWILIO_SMS_RATE_PER_SECOND", 100),
+    "twilio_whatsapp": env_float("TWILIO_WHATSAPP_RATE_PER_SECOND", 80),
+    "fcm": env_float("FCM_RATE_PER_SECOND", 1000),
+}
+CIRCUIT_BREAKER = {
+    "window_seconds": env_float("BREAKER_WINDOW_SECONDS", 30),
+    "min_requests": env_int("BREAKER_MIN_REQUESTS", 20),
+    "failure_ratio": env_float("BREAKER_FAILURE_RATIO", 0.5),
+    "open_seconds": env_float("BREAKER_OPEN_SECONDS", 30),
+    "max_open_seconds": env_float("BREAKER_MAX_OPEN_SECONDS", 300),
+}
+# Where providers call NotifyHub back (status callbacks are signed over this exact URL).
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 SENDGRID_API_KEY = env("SENDGRID_API_KEY", "sandbox-sendgrid-key")
 SENDGRID_API_HOST = env("SENDGRID_API_HOST", "http://127.0.0.1:8025")
 SENDGRID_TIMEOUT_SECONDS = env_float("SENDGRID_TIMEOUT_SECONDS", 10.0)
@@ -203,6 +224,28 @@ SENDGRID_WEBHOOK_PUBLIC_KEY = env("SENDGRID_WEBHOOK_PUBLIC_KEY", "")
 # Signed batches older than this (or this far in the future) are refused as replays.
 PROVIDER_WEBHOOK_MAX_AGE_SECONDS = env_int("PROVIDER_WEBHOOK_MAX_AGE_SECONDS", 600)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "NotifyHub <notifications@notifyhub.local>")
+
+# Second email provider: any SMTP server (the sandbox runs one on 2525).
+SMTP_HOST = env("SMTP_HOST", "127.0.0.1")
+SMTP_PORT = env_int("SMTP_PORT", 2525)
+SMTP_USERNAME = env("SMTP_USERNAME", "")
+SMTP_PASSWORD = env("SMTP_PASSWORD", "")
+SMTP_USE_TLS = env_bool("SMTP_USE_TLS", False)
+SMTP_TIMEOUT_SECONDS = env_float("SMTP_TIMEOUT_SECONDS", 10.0)
+
+# Twilio (SMS and WhatsApp). TWILIO_API_BASE_URL redirects the SDK (the sandbox locally).
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", "sandbox-twilio-token")
+TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", "http://127.0.0.1:8025")
+TWILIO_SMS_FROM = env("TWILIO_SMS_FROM", "+15005550006")
+TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", "+15005550006")
+TWILIO_TIMEOUT_SECONDS = env_float("TWILIO_TIMEOUT_SECONDS", 10.0)
+
+# FCM HTTP v1 through pyfcm: a service-account JSON (its token_uri may point at the sandbox).
+FCM_SERVICE_ACCOUNT_FILE = env("FCM_SERVICE_ACCOUNT_FILE", "")
+FCM_PROJECT_ID = env("FCM_PROJECT_ID", "")
+FCM_API_BASE_URL = env("FCM_API_BASE_URL", "http://127.0.0.1:8025")
+FCM_TIMEOUT_SECONDS = env_float("FCM_TIMEOUT_SECONDS", 10.0)
 
 # --- Demo ------------------------------------------------------------------------------------
 DEMO_API_KEY = env("DEMO_API_KEY", "nh_demo_localdevelopmentonly0000000000000000")
@@ -226,6 +269,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # The Twilio SDK logs every request at INFO (URLs carry the account SID).
+        "twilio.http_client": {"level": "WARNING"},
         "celery": {"level": "INFO"},
     },
 }

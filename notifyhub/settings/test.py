@@ -6,6 +6,7 @@ from .base import REDIS_URL, env
 # Tests use their own Redis database so a running `make run` is not disturbed.
 TEST_REDIS_URL = env("TEST_REDIS_URL", REDIS_URL.rsplit("/", 1)[0] + "/15")
 CELERY_BROKER_URL = TEST_REDIS_URL
+RESILIENCE_REDIS_URL = TEST_REDIS_URL
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import redis
-from django.conf import settings
 from rest_framework.test import APIClient
 
 from apps.notifications.models import Delivery, DeliveryEvent, Notification
@@ -26,11 +25,6 @@ def tenant_api() -> tuple[Any, APIClient]:
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(tenant)}")
     return tenant, api
-
-
-@pytest.fixture(autouse=True)
-def _empty_broker() -> None:
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
 
 def statuses(notification_id: str) -> collections.Counter[str]:

@@ -46,7 +46,7 @@ def test_dispatch_renders_and_sends_through_sendgrid_and_records_sent(
     assert message["subject"] == "Hello Ada"
     assert "Hi Ada, this is ada." in message["text"]
     assert delivery.provider_message_id == message["message_id"]
-    assert list(delivery.events.values_list("event", flat=True)) == ["accepted", "claimed", "sent"]
+    assert list(delivery.events.values_list("event", flat=True))[:3] == ["accepted", "claimed", "sent"]
     notification.refresh_from_db()
     assert notification.status == "completed"
 

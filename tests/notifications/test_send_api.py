@@ -209,11 +209,15 @@ def test_recipient_without_address_for_channel_is_422_and_nothing_written(
     assert Notification.objects.count() == 0
 
 
-def test_channel_without_provider_is_422(api: Any, email_template: Any) -> None:
-    response = send(api, {"recipients": [{"id": "a", "phone": "+15005550006"}],
-                          "template_id": "welcome", "variables": {"name": "x"}, "channels": ["sms"]})
+def test_channel_without_a_configured_provider_is_422(
+    api: Any, email_template: Any, settings: Any
+) -> None:
+    settings.FCM_SERVICE_ACCOUNT_FILE = ""  # push is not configured
+    response = send(api, {"recipients": [{"id": "a", "email": "a@example.com"}],
+                          "template_id": "welcome", "variables": {"name": "x"}, "channels": ["push"]})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "channel_not_supported"
+    assert "push" in response.json()["error"]["fields"]["channels"][0]
 
 
 def test_template_can_be_referenced_by_id(api: Any, email_template: Any) -> None:

@@ -169,3 +169,16 @@ class NotificationStatusSerializer(serializers.Serializer):
     counts = serializers.DictField(child=serializers.IntegerField())
     updated_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
+
+
+class RetryFailedSerializer(serializers.Serializer):
+    notification_id = serializers.UUIDField(required=False)
+    delivery_ids = serializers.ListField(child=serializers.UUIDField(), required=False,
+                                         max_length=10_000)
+    failed_after = serializers.DateTimeField(required=False)
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=10_000, default=1000)
+
+
+class RetryFailedResultSerializer(serializers.Serializer):
+    redriven = serializers.IntegerField()

@@ -1,6 +1,11 @@
 from django.urls import path
 
-from .views import NotificationCollectionApi, NotificationDetailApi, NotificationStatusApi
+from .views import (
+    NotificationCollectionApi,
+    NotificationDetailApi,
+    NotificationStatusApi,
+    RetryFailedApi,
+)
 
 urlpatterns = [
     path("notifications", NotificationCollectionApi.as_view(), name="notifications"),
@@ -8,4 +13,5 @@ urlpatterns = [
          name="notification-detail"),
     path("notifications/<uuid:notification_id>/status", NotificationStatusApi.as_view(),
          name="notification-status"),
+    path("admin/retry-failed", RetryFailedApi.as_view(), name="retry-failed"),
 ]

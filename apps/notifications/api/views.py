@@ -12,7 +12,8 @@ from rest_framework.views import APIView
 from apps.clients.authentication import request_client
 from apps.core.exceptions import error_body
 
-from ..models import Notification, NotificationStatus
+from ..models import Channel, Notification, NotificationStatus
+from ..redrive import deliveries_redrive, failed_deliveries
 from ..selectors import notification_get, notification_list, notification_status_counts
 from ..services import notification_send, request_fingerprint
 from .serializers import (
@@ -21,6 +22,8 @@ from .serializers import (
     NotificationSendSerializer,
     NotificationSerializer,
     NotificationStatusSerializer,
+    RetryFailedResultSerializer,
+    RetryFailedSerializer,
 )
 
 
@@ -49,6 +52,8 @@ def _accepted_body(notification: Notification) -> dict[str, Any]:
 
 class NotificationListFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=NotificationStatus.choices, required=False)
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    recipient = serializers.CharField(required=False, max_length=200)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
 
@@ -126,3 +131,21 @@ class NotificationStatusApi(APIView):
                 if notification.completed_at else None,
             }
         )
+
+
+class RetryFailedApi(APIView):
+    @extend_schema(request=RetryFailedSerializer, responses={202: RetryFailedResultSerializer})
+    def post(self, request: Request) -> Response:
+        """Re-drive your dead-lettered deliveries (status `failed`): all of them, or those of
+        one notification, a list of ids, a channel, or failed after a time. Each gets a fresh
+        attempt budget; the re-drive shows on its timeline."""
+        serializer = RetryFailedSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        limit = data.pop("limit")
+        client = request_client(request)
+        key = getattr(request.auth, "prefix", "")
+        count = deliveries_redrive(
+            deliveries=failed_deliveries(client=client, **data), actor=f"api_key:{key}", limit=limit
+        )
+        return Response({"redriven": count}, status=status.HTTP_202_ACCEPTED)

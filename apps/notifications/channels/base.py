@@ -35,6 +35,12 @@ class OutboundMessage:
     from_address: str = ""
     category: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Push: the recipient's active device tokens (one message is fanned out to each).
+    tokens: tuple[str, ...] = ()
+    # Push data payload; provider-side template (WhatsApp Content SID) and its variables.
+    data: dict[str, str] = field(default_factory=dict)
+    provider_template_id: str = ""
+    template_variables: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,10 +52,20 @@ class SendResult:
     error_message: str = ""
     retry_after: float | None = None  # seconds, when the provider said
     suppress_address: bool = False  # permanent and the address itself is bad
+    # Push: tokens the provider reported dead (deactivated at once).
+    invalid_tokens: tuple[str, ...] = ()
+    segments: int | None = None  # SMS segments billed
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts_against_provider(self) -> bool:
+        """Whether this result says the provider is unhealthy (for the circuit breaker):
+        retryable errors do; a rejected address or message does not."""
+        return self.outcome == Outcome.RETRYABLE
 
     @classmethod
-    def sent(cls, provider: str, message_id: str) -> SendResult:
-        return cls(Outcome.SENT, provider, provider_message_id=message_id)
+    def sent(cls, provider: str, message_id: str, **extra: Any) -> SendResult:
+        return cls(Outcome.SENT, provider, provider_message_id=message_id, **extra)
 
     @classmethod
     def retryable(
@@ -60,10 +76,10 @@ class SendResult:
 
     @classmethod
     def permanent(
-        cls, provider: str, code: str, message: str, *, suppress: bool = False
+        cls, provider: str, code: str, message: str, *, suppress: bool = False, **extra: Any
     ) -> SendResult:
         return cls(Outcome.PERMANENT, provider, error_code=code, error_message=message,
-                   suppress_address=suppress)
+                   suppress_address=suppress, **extra)
 
 
 class Provider(ABC):
@@ -71,6 +87,11 @@ class Provider(ABC):
 
     name: ClassVar[str]
     channel: ClassVar[str]
+
+    def is_configured(self) -> bool:
+        """False when the settings this provider needs are missing (the channel is then not
+        offered to senders)."""
+        return True
 
     def send(self, message: OutboundMessage) -> SendResult:
         try:

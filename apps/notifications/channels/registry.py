@@ -11,6 +11,10 @@ from .base import Provider
 
 PROVIDERS: dict[str, str] = {
     "sendgrid": "apps.notifications.channels.sendgrid.SendGridProvider",
+    "smtp": "apps.notifications.channels.smtp.SmtpProvider",
+    "twilio_sms": "apps.notifications.channels.twilio_messages.TwilioSmsProvider",
+    "twilio_whatsapp": "apps.notifications.channels.twilio_messages.TwilioWhatsAppProvider",
+    "fcm": "apps.notifications.channels.fcm.FcmProvider",
 }
 
 
@@ -21,11 +25,13 @@ def get_provider(name: str) -> Provider:
 
 
 def providers_for(channel: str) -> list[Provider]:
-    return [get_provider(name) for name in settings.CHANNEL_PROVIDERS.get(channel, [])]
+    """The channel's configured providers, primary first (failover goes down the list)."""
+    providers = (get_provider(name) for name in settings.CHANNEL_PROVIDERS.get(channel, []))
+    return [p for p in providers if p.is_configured()]
 
 
 def supported_channels() -> list[str]:
-    return [c for c, names in settings.CHANNEL_PROVIDERS.items() if names]
+    return [c for c in settings.CHANNEL_PROVIDERS if providers_for(c)]
 
 
 def reset_cache() -> None:

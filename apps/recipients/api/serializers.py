@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from apps.core.fields import BoundedJSONObjectField, validate_e164, validate_timezone
 
-from ..models import Recipient
+from ..models import Device, DevicePlatform, Recipient
 
 
 class RecipientInputSerializer(serializers.Serializer):
@@ -28,3 +28,19 @@ class RecipientOutputSerializer(serializers.ModelSerializer):
         model = Recipient
         fields = ["id", "email", "phone", "whatsapp", "locale", "timezone", "attributes",
                   "created_at", "updated_at"]
+
+
+class DeviceInputSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=4096)
+    platform = serializers.ChoiceField(choices=DevicePlatform.choices)
+
+
+class DeviceDeleteSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=4096)
+
+
+class DeviceOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Device
+        fields = ["id", "token", "platform", "is_active", "deactivated_at", "deactivation_reason",
+                  "created_at"]

@@ -1,16 +1,26 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
+from apps.core.exceptions import NotFound
 
-from ..selectors import recipient_get
-from ..services import recipient_upsert
-from .serializers import RecipientInputSerializer, RecipientOutputSerializer
+from ..selectors import devices_for, recipient_get
+from ..services import device_register, device_unregister, recipient_upsert
+from .serializers import (
+    DeviceDeleteSerializer,
+    DeviceInputSerializer,
+    DeviceOutputSerializer,
+    RecipientInputSerializer,
+    RecipientOutputSerializer,
+)
 
 
 class RecipientDetailApi(APIView):
@@ -33,3 +43,35 @@ class RecipientDetailApi(APIView):
     def get(self, request: Request, external_id: str) -> Response:
         recipient = recipient_get(client=request_client(request), external_id=external_id)
         return Response(RecipientOutputSerializer(recipient).data)
+
+
+class RecipientDevicesApi(ListAPIView):
+    serializer_class = DeviceOutputSerializer
+
+    def get_queryset(self) -> Any:
+        recipient = recipient_get(client=request_client(self.request),
+                                  external_id=self.kwargs["external_id"])
+        return devices_for(recipient=recipient)
+
+    @extend_schema(request=DeviceInputSerializer,
+                   responses={201: DeviceOutputSerializer, 200: DeviceOutputSerializer})
+    def post(self, request: Request, external_id: str) -> Response:
+        """Register a push token (android, ios or web) for this recipient."""
+        serializer = DeviceInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        recipient = recipient_get(client=request_client(request), external_id=external_id)
+        device, created = device_register(recipient=recipient, **serializer.validated_data)
+        return Response(DeviceOutputSerializer(device).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=DeviceDeleteSerializer, responses={204: None},
+                   parameters=[OpenApiParameter("token", str, required=False)])
+    def delete(self, request: Request, external_id: str) -> Response:
+        """Unregister a push token (JSON body `{"token": …}` or `?token=`)."""
+        data = request.data if request.data else request.query_params
+        serializer = DeviceDeleteSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        recipient = recipient_get(client=request_client(request), external_id=external_id)
+        if not device_unregister(recipient=recipient, token=serializer.validated_data["token"]):
+            raise NotFound("No active device with this token for this recipient.")
+        return Response(status=status.HTTP_204_NO_CONTENT)

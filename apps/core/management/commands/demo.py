@@ -13,7 +13,7 @@ from django.db import transaction
 
 from apps.clients.models import ApiKey, Client
 from apps.clients.services import api_key_create, hash_key
-from apps.recipients.services import recipients_upsert
+from apps.recipients.services import device_register, recipients_upsert
 from apps.templates.models import Template
 from apps.templates.services import template_create, template_version_create
 
@@ -28,6 +28,23 @@ TEMPLATES: list[dict[str, Any]] = [
         "html_body": "<p>Hi {{ name }},</p><p>Thanks for joining <b>Acme</b>.</p>",
     },
     {
+        "key": "otp",
+        "name": "One-time code (SMS)",
+        "channels": ["sms"],
+        "category": "security",
+        "sms_body": "Your Acme code is {{ code }}. It expires in 10 minutes.",
+    },
+    {
+        "key": "order_shipped",
+        "name": "Order shipped (WhatsApp, push)",
+        "channels": ["whatsapp", "push"],
+        "category": "transactional",
+        "whatsapp_body": "Hi {{ name }}, order {{ orderId }} is on its way.",
+        "push_title": "Order {{ orderId }} shipped",
+        "push_body": "It is on its way, {{ name }}.",
+        "push_data": {"deep_link": "acme://orders/{{ orderId }}"},
+    },
+    {
         "key": "order_confirmation",
         "name": "Order confirmation",
         "channels": ["email"],
@@ -39,8 +56,9 @@ TEMPLATES: list[dict[str, Any]] = [
 ]
 
 RECIPIENTS: list[dict[str, Any]] = [
-    {"id": "demo_user", "email": "demo.user@example.com", "phone": "+15005550006",
-     "locale": "en", "timezone": "Europe/London", "attributes": {"plan": "pro"}},
+    {"id": "demo_user", "email": "demo.user@example.com", "phone": "+14155550100",
+     "whatsapp": "+14155550100", "locale": "en", "timezone": "Europe/London",
+     "attributes": {"plan": "pro"}},
     {"id": "bounce_user", "email": "bounce@example.com", "locale": "en", "timezone": "UTC"},
 ]
 
@@ -74,10 +92,13 @@ class Command(BaseCommand):
             if template is None:
                 template = template_create(client=client, key=spec["key"], name=spec["name"],
                                            channels=spec["channels"], category=spec["category"])
-                template_version_create(template=template, subject=spec["subject"],
-                                        text_body=spec["text_body"], html_body=spec["html_body"])
+                content = {k: v for k, v in spec.items()
+                           if k not in ("key", "name", "channels", "category")}
+                template_version_create(template=template, **content)
             templates[template.key] = str(template.id)
-        recipients_upsert(client=client, items=RECIPIENTS)
+        saved = recipients_upsert(client=client, items=RECIPIENTS)
+        device_register(recipient=saved["demo_user"], token="demo-device-token",  # noqa: S106
+                        platform="android")
 
         result = {
             "client": client.slug,
@@ -92,6 +113,12 @@ class Command(BaseCommand):
                 "variables": {"name": "Ada"},
                 "channels": ["email"],
                 "priority": "high",
+            },
+            "more_examples": {
+                "sms": {"recipients": ["demo_user"], "template_id": "otp",
+                        "variables": {"code": "482913"}, "priority": "critical"},
+                "whatsapp_and_push": {"recipients": ["demo_user"], "template_id": "order_shipped",
+                                      "variables": {"name": "Ada", "orderId": "ORD-789"}},
             },
         }
         if options["json"]:

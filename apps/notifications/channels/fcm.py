@@ -1,0 +1,141 @@
+"""Push through Firebase Cloud Messaging HTTP v1, with the official `pyfcm` SDK.
+
+pyfcm builds the payload and authenticates with the service account (google-auth, whose
+`token_uri` may point at the sandbox). Two SDK behaviours are turned off because they break
+the worker's rules: it sleeps on Retry-After and retries 502/503 inside the call. Here a call
+is one HTTP request, and its answer is classified with FCM's own error codes."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import requests
+from django.conf import settings
+from google.auth.exceptions import GoogleAuthError
+from pyfcm import FCMNotification
+from pyfcm.errors import FCMError
+from requests.adapters import HTTPAdapter
+
+from .base import OutboundMessage, Outcome, Provider, SendResult
+
+DEAD_TOKEN_CODES = {"UNREGISTERED", "SENDER_ID_MISMATCH"}
+RETRYABLE_CODES = {"UNAVAILABLE", "INTERNAL", "QUOTA_EXCEEDED"}
+QUOTA_MIN_RETRY_SECONDS = 60.0
+
+_local = threading.local()
+
+
+class _SingleShotFCM(FCMNotification):  # type: ignore[misc]
+    """pyfcm without its in-call sleeping and retries (the worker defers instead)."""
+
+    def send_request(self, payload: Any = None, timeout: Any = None) -> requests.Response:
+        response = self.requests_session.post(self.fcm_end_point, data=payload, timeout=timeout)
+        if self._is_access_token_expired(response):  # refresh the OAuth token once
+            self.thread_local.token_expiry = 0
+            response = self.requests_session.post(self.fcm_end_point, data=payload, timeout=timeout)
+        return response
+
+
+def fcm_client() -> _SingleShotFCM:
+    key = (settings.FCM_SERVICE_ACCOUNT_FILE, settings.FCM_PROJECT_ID, settings.FCM_API_BASE_URL)
+    cached = getattr(_local, "client", None)
+    if cached is None or cached[0] != key:
+        client = _SingleShotFCM(
+            service_account_file=settings.FCM_SERVICE_ACCOUNT_FILE,
+            project_id=settings.FCM_PROJECT_ID or None,
+            adapter=HTTPAdapter(max_retries=0),
+        )
+        client.FCM_END_POINT_BASE = f"{settings.FCM_API_BASE_URL.rstrip('/')}/v1/projects"
+        _local.client = (key, client)
+    return _local.client[1]  # type: ignore[no-any-return]
+
+
+def _error_code(response: requests.Response) -> tuple[str, str]:
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        return "", response.text[:300]
+    code = ""
+    for detail in error.get("details", []) or []:
+        code = detail.get("errorCode") or code
+    return code or str(error.get("status", "")), str(error.get("message", ""))[:300]
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+class FcmProvider(Provider):
+    name = "fcm"
+    channel = "push"
+
+    def is_configured(self) -> bool:
+        return bool(settings.FCM_SERVICE_ACCOUNT_FILE)
+
+    def build_payload(self, message: OutboundMessage) -> dict[str, Any]:
+        if not message.tokens:
+            raise ValueError("The recipient has no active device.")
+        if not (message.subject or message.text or message.data):
+            raise ValueError("The rendered push has no title, body or data.")
+        return {
+            "notification_title": message.subject or None,
+            "notification_body": message.text or None,
+            "data_payload": {str(k): str(v) for k, v in message.data.items()} or None,
+        }
+
+    def call(self, payload: dict[str, Any], message: OutboundMessage) -> SendResult:
+        """Fans out to each active token; sent if any device took it."""
+        results = [self._send_one(token, payload) for token in message.tokens]
+        dead_results = [r for r in results if r.invalid_tokens]
+        dead = tuple(t for r in dead_results for t in r.invalid_tokens)
+        sent = [r for r in results if r.outcome == Outcome.SENT]
+        detail: dict[str, Any] = {"devices": len(results), "sent": len(sent), "deactivated": len(dead)}
+        if dead_results:
+            detail["deactivation_reason"] = dead_results[0].error_code
+        if sent:
+            return SendResult.sent(self.name, sent[0].provider_message_id, invalid_tokens=dead,
+                                   detail=detail)
+        retryable = [r for r in results if r.outcome == Outcome.RETRYABLE]
+        if retryable:
+            after = max((r.retry_after or 0.0 for r in retryable), default=0.0) or None
+            first = retryable[0]
+            return SendResult(Outcome.RETRYABLE, self.name, error_code=first.error_code,
+                              error_message=first.error_message, retry_after=after,
+                              invalid_tokens=dead, detail=detail)
+        first = results[0]
+        return SendResult.permanent(
+            self.name, "no_valid_device" if dead else first.error_code,
+            first.error_message, invalid_tokens=dead, detail=detail,
+        )
+
+    def _send_one(self, token: str, payload: dict[str, Any]) -> SendResult:
+        client = fcm_client()
+        try:
+            body = client.parse_payload(fcm_token=token, **payload)
+            response = client.send_request(body, timeout=settings.FCM_TIMEOUT_SECONDS)
+        except requests.Timeout:
+            return SendResult.retryable(self.name, "timeout", "FCM did not answer in time.")
+        except requests.ConnectionError as exc:
+            return SendResult.retryable(self.name, "connection_error", type(exc).__name__)
+        except (FCMError, GoogleAuthError) as exc:  # the OAuth token could not be obtained
+            return SendResult.retryable(self.name, "auth_token_error", str(exc)[:300])
+        if response.status_code == 200:
+            return SendResult.sent(self.name, str(response.json().get("name", "")))
+        code, text = _error_code(response)
+        if code in DEAD_TOKEN_CODES or (
+            code == "INVALID_ARGUMENT" and "token" in text.lower()
+        ):
+            return SendResult.permanent(self.name, code.lower(), text, invalid_tokens=(token,))
+        if code in RETRYABLE_CODES or response.status_code == 429 or response.status_code >= 500:
+            after = _retry_after(response)
+            if code == "QUOTA_EXCEEDED" or response.status_code == 429:
+                after = max(after or 0.0, QUOTA_MIN_RETRY_SECONDS)
+            return SendResult.retryable(self.name, (code or f"http_{response.status_code}").lower(),
+                                        text, after)
+        if response.status_code == 401:
+            return SendResult.permanent(self.name, "provider_auth_error", text)
+        return SendResult.permanent(self.name, (code or f"http_{response.status_code}").lower(), text)

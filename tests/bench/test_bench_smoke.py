@@ -1,0 +1,63 @@
+"""`python -m bench` runs end to end on a small scale: exit code 0, one JSON document on
+stdout, and every delivery of both pipelines counted as delivered. The numbers themselves are
+not asserted: timing belongs in the benchmark, not in a test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+
+from bench.environment import targets_from
+from tests.support.processes import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+DELIVERIES = 30
+# Its own database and Redis DB, so a `make bench` running at the same time is not disturbed.
+SMOKE_DB = "notifyhub_bench_smoke"
+SMOKE_REDIS_DB = "13"
+
+
+@pytest.fixture
+def _drop_smoke_db_afterwards() -> Iterator[None]:
+    yield
+    targets = targets_from(os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL"),
+                           db_name=SMOKE_DB, redis_db=int(SMOKE_REDIS_DB))
+    with psycopg.connect(targets.maintenance_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SMOKE_DB)))
+    redis.Redis.from_url(targets.redis_url).flushdb()
+
+
+@pytest.mark.usefixtures("_drop_smoke_db_afterwards")
+def test_bench_runs_and_every_delivery_of_both_pipelines_is_delivered() -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "notifyhub.settings.local"}
+    cmd = [
+        sys.executable, "-m", "bench", "--deliveries", str(DELIVERIES), "--accept-runs", "1",
+        "--timeout", "60", "--db-name", SMOKE_DB, "--redis-db", SMOKE_REDIS_DB,
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        # SIGTERM lets the benchmark stop its gunicorn, worker and sandbox first.
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+        pytest.fail(f"python -m bench did not finish within 150 s:\n{stderr[-4000:]}")
+
+    assert proc.returncode == 0, stderr[-4000:]
+    result = json.loads(stdout)
+    for mode in ("optimized", "naive"):
+        phase = result[mode]
+        assert phase["deliveries"] == DELIVERIES
+        assert phase["delivered"] == DELIVERIES, (mode, phase["counts"])
+        assert phase["counts"] == {"delivered": DELIVERIES}, (mode, phase["counts"])
