@@ -44,8 +44,9 @@ class TemplateVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ["template__client"]
     list_select_related = ["template"]
     search_fields = ["template__key", "subject"]
-    fields = ("template", "locale", "subject", "text_body", "html_body", "version",
-              "required_variables", "created_at")
+    fields = ("template", "locale", "subject", "text_body", "html_body", "sms_body",
+              "whatsapp_body", "whatsapp_content_sid", "push_title", "push_body", "push_data",
+              "version", "required_variables", "created_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is not None:
@@ -57,7 +58,9 @@ class TemplateVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return
         created = template_version_create(
             template=obj.template, subject=obj.subject, text_body=obj.text_body,
-            html_body=obj.html_body, locale=obj.locale,
+            html_body=obj.html_body, sms_body=obj.sms_body, whatsapp_body=obj.whatsapp_body,
+            whatsapp_content_sid=obj.whatsapp_content_sid, push_title=obj.push_title,
+            push_body=obj.push_body, push_data=obj.push_data, locale=obj.locale,
         )
         obj.pk, obj.version = created.pk, created.version
 

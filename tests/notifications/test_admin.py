@@ -95,3 +95,18 @@ def test_admin_home_charts_delivery_outcomes_latency_and_queue_depth(
     assert page.count("<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\"") == 3
     assert "sent: 3" in page  # the bar for this minute carries its value
     assert "Queue depth now" in page
+
+
+def test_adding_a_template_version_in_the_admin_appends_and_publishes_it(
+    admin_client: Any, client_tenant: Any
+) -> None:
+    template = TemplateFactory(client=client_tenant, key="welcome")
+    response = admin_client.post("/admin/templates/templateversion/add/", {
+        "template": str(template.id), "locale": "en", "subject": "v2 {{ name }}",
+        "text_body": "Hello", "html_body": "", "sms_body": "SMS {{ code }}", "whatsapp_body": "",
+        "whatsapp_content_sid": "", "push_title": "", "push_body": "", "push_data": "{}",
+    })
+    assert response.status_code == 302, response.content.decode()[:3000]
+    template.refresh_from_db()
+    assert template.active_version.version == 2
+    assert template.active_version.required_variables == ["code", "name"]

@@ -71,6 +71,9 @@ def twilio_client() -> Client:
 class TwilioMessagesProvider(Provider):
     callback_path: ClassVar[str]
 
+    def is_configured(self) -> bool:
+        return bool(settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN)
+
     def address(self, number: str) -> str:
         return number
 
