@@ -21,6 +21,11 @@ class Client(models.Model):
     whatsapp_from = models.CharField(
         max_length=20, blank=True, help_text="WhatsApp sender (E.164); empty uses the default."
     )
+    delivery_policy = models.JSONField(
+        default=dict, blank=True,
+        help_text='Retry overrides, for all channels ("*") or one: {"sms": {"max_attempts": 3, '
+                  '"initial_seconds": 2, "max_seconds": 120, "jitter": 0.25}}. Empty: defaults.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -28,6 +33,15 @@ class Client(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from apps.notifications.policy import validate_overrides
+
+        problems = validate_overrides(self.delivery_policy)
+        if problems:
+            raise ValidationError({"delivery_policy": problems})
 
     # DRF treats the authenticated principal as a user; a client is one.
     is_authenticated = True

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -35,6 +34,7 @@ from .channels.base import OutboundMessage, Outcome, Provider, SendResult
 from .channels.registry import providers_for
 from .enqueue import deliveries_enqueue
 from .models import Delivery, DeliveryStatus
+from .policy import RetryPolicy, retry_policy
 from .status import notifications_refresh_status
 from .suppressions import SuppressionItem, suppressed_addresses, suppressions_add
 
@@ -123,16 +123,6 @@ class Attempt:
     failed_over_from: list[str] = field(default_factory=list)
 
 
-def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
-    """1 s, 2 s, 4 s … capped, ±jitter; never shorter than what the provider asked for."""
-    base = min(settings.RETRY_MAX_SECONDS, settings.RETRY_INITIAL_SECONDS * 2 ** max(attempt - 1, 0))
-    jitter = settings.RETRY_JITTER
-    delay = base * random.uniform(1 - jitter, 1 + jitter)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return float(min(delay, settings.RETRY_MAX_SECONDS))
-
-
 def deliveries_claim(*, delivery_ids: Sequence[str]) -> dict[str, int]:
     """Atomically takes the still-claimable deliveries among these: id → attempt number."""
     now = timezone.now()
@@ -174,17 +164,18 @@ def _write_many(rows: Sequence[dict[str, Any]], now: datetime) -> None:
 
 def outcome_row(
     *, delivery_id: str, attempt: int, result: SendResult, now: datetime,
-    detail: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None, policy: RetryPolicy | None = None,
 ) -> tuple[dict[str, Any], str, datetime | None]:
     """The row recording one provider call's outcome, the new status and, for a retry, when."""
+    policy = policy or retry_policy(channel="")
     due_at: datetime | None = None
     lease_until: datetime | None = None
     detail = {**(detail or {}), **result.detail}
     if result.outcome == Outcome.SENT:
         status, event = DeliveryStatus.SENT, "sent"
-    elif result.outcome == Outcome.RETRYABLE and attempt < settings.DELIVERY_MAX_ATTEMPTS:
+    elif result.outcome == Outcome.RETRYABLE and attempt < policy.max_attempts:
         status, event = DeliveryStatus.RETRYING, "retry_scheduled"
-        due_at = now + timedelta(seconds=backoff_seconds(attempt, result.retry_after))
+        due_at = now + timedelta(seconds=policy.backoff(attempt, result.retry_after))
         # If the countdown message is lost, the sweeper takes over a little after it was due.
         lease_until = due_at + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
         detail["next_attempt_at"] = due_at.isoformat()
@@ -203,14 +194,14 @@ def outcome_row(
 
 def delivery_record_outcome(
     *, delivery_id: str, attempt: int, result: SendResult, now: datetime | None = None,
-    detail: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None, policy: RetryPolicy | None = None,
 ) -> tuple[str, datetime | None]:
     """Writes the outcome of one provider call and its event in one statement.
 
     Returns the new status and, when a retry is due, its time."""
     now = now or timezone.now()
     row, status, due_at = outcome_row(delivery_id=delivery_id, attempt=attempt, result=result,
-                                      now=now, detail=detail)
+                                      now=now, detail=detail, policy=policy)
     _write_many([row], now)
     return status, due_at
 
@@ -340,8 +331,11 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
                 later[(delivery.priority, math.ceil(seconds * 2) / 2)].append(did)
                 continue
             detail = {"failed_over_from": attempt.failed_over_from} if attempt.failed_over_from else None
+            policy = retry_policy(channel=delivery.channel,
+                                  client_overrides=delivery.client.delivery_policy)
             row, status, due_at = outcome_row(delivery_id=did, attempt=attempts[did],
-                                              result=result, now=now, detail=detail)
+                                              result=result, now=now, detail=detail,
+                                              policy=policy)
             rows.append(row)
             if result.invalid_tokens:
                 reason = result.detail.get("deactivation_reason") or result.error_code

@@ -188,6 +188,8 @@ DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 5)
 RETRY_INITIAL_SECONDS = env_float("RETRY_INITIAL_SECONDS", 1.0)
 RETRY_MAX_SECONDS = env_float("RETRY_MAX_SECONDS", 300.0)
 RETRY_JITTER = env_float("RETRY_JITTER", 0.25)
+# Per-channel overrides of the four numbers above (a client's delivery_policy overrides these).
+RETRY_POLICY_BY_CHANNEL: dict[str, dict[str, float]] = {}
 MAX_RECIPIENTS_PER_REQUEST = env_int("MAX_RECIPIENTS_PER_REQUEST", 10000)
 
 # --- Providers -------------------------------------------------------------------------------
