@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "apps.templates",
     "apps.notifications",
     "apps.webhooks",
+    "apps.preferences",
+    "apps.segments",
+    "apps.scheduling",
 ]
 
 MIDDLEWARE = [
