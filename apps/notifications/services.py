@@ -7,8 +7,9 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -25,6 +26,7 @@ from apps.templates.selectors import template_get_for_send
 from .channels.registry import supported_channels
 from .enqueue import deliveries_enqueue
 from .models import Delivery, DeliveryEvent, DeliveryStatus, Notification, NotificationStatus
+from .status import notifications_refresh_status
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +85,18 @@ def notification_send(
     category: str | None = None,
     metadata: dict[str, Any] | None = None,
     scheduled_at: datetime | None = None,
+    local_send_time: time | None = None,
+    local_send_date: date | None = None,
     idempotency_key: str | None = None,
     request_hash: str = "",
 ) -> SendOutcome:
     variables = variables or {}
+    if local_send_time is not None and scheduled_at is not None:
+        raise ApplicationError(
+            "Use either scheduled_at or local_send_time, not both.",
+            code="conflicting_schedule",
+            fields={"local_send_time": ["Not allowed together with scheduled_at."]},
+        )
     if idempotency_key:
         earlier = Notification.objects.filter(client=client, idempotency_key=idempotency_key).first()
         if earlier is not None:
@@ -139,6 +149,18 @@ def notification_send(
         )
 
     now = timezone.now()
+    # "09:00 in each recipient's local time": one due time per recipient.
+    local_due: dict[str, datetime] = {}
+    if local_send_time is not None:
+        local_due = {str(r.id): local_due_time(r.timezone, local_send_time, local_send_date, now)
+                     for r in resolved}
+        if local_send_date is not None and any(d <= now for d in local_due.values()):
+            raise ApplicationError(
+                "For some recipients that local time has already passed.",
+                code="schedule_in_past",
+                fields={"local_send_date": ["Pick a later date."]},
+            )
+        scheduled_at = min(local_due.values()) if local_due else None
     scheduled = scheduled_at is not None and scheduled_at > now
     notification = Notification(
         client=client,
@@ -163,8 +185,14 @@ def notification_send(
         return _replay(earlier, request_hash)
 
     status = DeliveryStatus.SCHEDULED if scheduled else DeliveryStatus.PENDING
+    requeue_lease = now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
+
+    def due_for(recipient: Recipient) -> datetime | None:
+        if not scheduled:
+            return None
+        return local_due.get(str(recipient.id), scheduled_at)
+
     # The sweeper's lease: when a scheduled delivery is due, or when a lost publish is redone.
-    lease = scheduled_at if scheduled else now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
     deliveries = [
         Delivery(
             notification=notification,
@@ -174,8 +202,8 @@ def notification_send(
             priority=priority,
             status=status,
             address=recipient.address_for(channel),
-            due_at=scheduled_at if scheduled else None,
-            lease_until=lease,
+            due_at=due_for(recipient),
+            lease_until=due_for(recipient) or requeue_lease,
         )
         for recipient in resolved
         for channel in channels
@@ -203,3 +231,49 @@ def _replay(earlier: Notification, request_hash: str) -> SendOutcome:
             fields={"Idempotency-Key": ["Use a new key for a different request."]},
         )
     return SendOutcome(notification=earlier, replayed=True)
+
+
+def local_due_time(tz_name: str, at: time, on: date | None, now: datetime) -> datetime:
+    """`at` o'clock in the recipient's time zone: on `on`, or the next time it comes round.
+    An unknown or empty time zone counts as UTC; a local time skipped by a DST change moves
+    forward with it (zoneinfo's fold rules)."""
+    try:
+        tz = ZoneInfo(tz_name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    local_now = now.astimezone(tz)
+    day = on or local_now.date()
+    candidate = datetime.combine(day, at, tzinfo=tz)
+    if on is None and candidate <= local_now:
+        candidate = datetime.combine(day + timedelta(days=1), at, tzinfo=tz)
+    return candidate.astimezone(ZoneInfo("UTC"))
+
+
+@transaction.atomic
+def notification_cancel(*, notification: Notification, actor: str = "") -> int:
+    """Cancels every delivery not yet handed to a provider (scheduled, pending, queued,
+    retrying). Returns how many; raises 409 if none could be (all already sent or final)."""
+    now = timezone.now()
+    cancellable = ("scheduled", "pending", "queued", "retrying")
+    ids = list(
+        # Waits for a sweeper or worker holding a row: a cancel is definitive.
+        Delivery.objects.select_for_update()
+        .filter(notification=notification, status__in=cancellable)
+        .values_list("id", flat=True)
+    )
+    if not ids:
+        raise ApplicationError(
+            "Nothing left to cancel: every delivery was already sent or has finished.",
+            code="not_cancellable", status_code=409,
+        )
+    Delivery.objects.filter(id__in=ids).update(
+        status=DeliveryStatus.CANCELLED, completed_at=now, lease_until=None, due_at=None,
+        updated_at=now,
+    )
+    DeliveryEvent.objects.bulk_create(
+        [DeliveryEvent(delivery_id=i, status=DeliveryStatus.CANCELLED, event="cancelled",
+                       occurred_at=now, detail={"actor": actor} if actor else {})
+         for i in ids]
+    )
+    notifications_refresh_status(notification_ids=[notification.id])
+    return len(ids)

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from .views import (
+    NotificationCancelApi,
     NotificationCollectionApi,
     NotificationDetailApi,
     NotificationStatusApi,
@@ -13,5 +14,7 @@ urlpatterns = [
          name="notification-detail"),
     path("notifications/<uuid:notification_id>/status", NotificationStatusApi.as_view(),
          name="notification-status"),
+    path("notifications/<uuid:notification_id>/cancel", NotificationCancelApi.as_view(),
+         name="notification-cancel"),
     path("admin/retry-failed", RetryFailedApi.as_view(), name="retry-failed"),
 ]

@@ -15,7 +15,7 @@ from apps.core.exceptions import error_body
 from ..models import Channel, Notification, NotificationStatus
 from ..redrive import deliveries_redrive, failed_deliveries
 from ..selectors import notification_get, notification_list, notification_status_counts
-from ..services import notification_send, request_fingerprint
+from ..services import notification_cancel, notification_send, request_fingerprint
 from .serializers import (
     NotificationAcceptedSerializer,
     NotificationDetailSerializer,
@@ -48,6 +48,18 @@ def _accepted_body(notification: Notification) -> dict[str, Any]:
             }
         ).data
     )
+
+
+def _status_body(notification: Notification) -> dict[str, Any]:
+    counts = notification_status_counts(notification=notification)
+    return {
+        "id": str(notification.id),
+        "status": notification.status,
+        "total": sum(counts.values()),
+        "counts": counts,
+        "updated_at": notification.updated_at.isoformat(),
+        "completed_at": notification.completed_at.isoformat() if notification.completed_at else None,
+    }
 
 
 class NotificationListFilterSerializer(serializers.Serializer):
@@ -119,18 +131,7 @@ class NotificationStatusApi(APIView):
         notification = notification_get(
             client=request_client(request), notification_id=notification_id, with_timeline=False
         )
-        counts = notification_status_counts(notification=notification)
-        return Response(
-            {
-                "id": str(notification.id),
-                "status": notification.status,
-                "total": sum(counts.values()),
-                "counts": counts,
-                "updated_at": notification.updated_at.isoformat(),
-                "completed_at": notification.completed_at.isoformat()
-                if notification.completed_at else None,
-            }
-        )
+        return Response(_status_body(notification))
 
 
 class RetryFailedApi(APIView):
@@ -149,3 +150,17 @@ class RetryFailedApi(APIView):
             deliveries=failed_deliveries(client=client, **data), actor=f"api_key:{key}", limit=limit
         )
         return Response({"redriven": count}, status=status.HTTP_202_ACCEPTED)
+
+
+class NotificationCancelApi(APIView):
+    @extend_schema(request=None, responses={200: NotificationStatusSerializer})
+    def put(self, request: Request, notification_id: str) -> Response:
+        """Cancel what has not been sent yet (scheduled, queued or waiting to retry). 409 if
+        every delivery was already sent."""
+        client = request_client(request)
+        notification = notification_get(client=client, notification_id=notification_id,
+                                        with_timeline=False)
+        key = getattr(request.auth, "prefix", "")
+        notification_cancel(notification=notification, actor=f"api_key:{key}")
+        notification.refresh_from_db()
+        return Response(_status_body(notification))
