@@ -23,16 +23,12 @@ def account_name(provider: Provider) -> str:
 
 @cache
 def breaker_for(name: str) -> CircuitBreaker:
-    return CircuitBreaker.from_settings(name, on_state_change=_log_state_change)
+    return CircuitBreaker.from_settings(name)  # it logs its own state changes
 
 
 @cache
 def bucket_for(name: str) -> TokenBucket:
     return TokenBucket.from_settings(name)
-
-
-def _log_state_change(name: str, old: str, new: str) -> None:
-    logger.warning("circuit breaker %s: %s -> %s", name, old, new)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ class OutboundMessage:
     data: dict[str, str] = field(default_factory=dict)
     provider_template_id: str = ""
     template_variables: dict[str, Any] = field(default_factory=dict)
+    # Email: extra headers (List-Unsubscribe, List-Unsubscribe-Post …).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

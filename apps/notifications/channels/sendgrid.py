@@ -8,7 +8,7 @@ from urllib.error import URLError
 from django.conf import settings
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Category, Content, CustomArg, From, Mail, To
+from sendgrid.helpers.mail import Category, Content, CustomArg, From, Header, Mail, To
 
 from .base import OutboundMessage, Provider, SendResult
 
@@ -43,6 +43,8 @@ class SendGridProvider(Provider):
             mail.add_content(Content("text/plain", message.text))
         if message.html:
             mail.add_content(Content("text/html", message.html))
+        for name, value in message.headers.items():
+            mail.add_header(Header(name, value))
         mail.add_custom_arg(CustomArg(DELIVERY_ARG, message.delivery_id))
         mail.add_custom_arg(CustomArg(NOTIFICATION_ARG, message.notification_id))
         if message.category:

@@ -32,6 +32,7 @@ class SmtpProvider(Provider):
             from_email=message.from_address or settings.DEFAULT_FROM_EMAIL,
             to=[message.to],
             headers={
+                **message.headers,
                 "Message-ID": make_msgid(domain="notifyhub.local"),
                 "X-NotifyHub-Delivery-Id": message.delivery_id,
             },
