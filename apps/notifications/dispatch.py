@@ -25,6 +25,13 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from apps.preferences.selectors import (
+    Decision,
+    Verdict,
+    frequency_cap_release,
+    preference_decisions,
+)
+from apps.preferences.unsubscribe import list_unsubscribe_headers
 from apps.recipients.selectors import active_device_tokens
 from apps.recipients.services import devices_deactivate
 from apps.templates.rendering import RenderError, render_for_channel
@@ -101,6 +108,13 @@ FROM input AS i JOIN updated AS u ON u.id = i.id
 """
 
 
+PREFERENCE_MESSAGES = {
+    "channel_disabled": "The recipient turned this channel off.",
+    "category_opted_out": "The recipient opted out of this category.",
+    "frequency_cap": "The recipient's frequency cap for this category is reached.",
+}
+
+
 @dataclass
 class DispatchReport:
     claimed: int = 0
@@ -109,6 +123,7 @@ class DispatchReport:
     deferred: int = 0
     failed: int = 0
     suppressed: int = 0
+    held: int = 0
     notification_ids: set[str] = field(default_factory=set)
 
 
@@ -258,6 +273,8 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]]) -> OutboundM
         data=rendered.data or {},
         provider_template_id=version.whatsapp_content_sid if delivery.channel == "whatsapp" else "",
         template_variables=notification.variables if delivery.channel == "whatsapp" else {},
+        headers=(list_unsubscribe_headers(recipient=recipient, category=notification.category)
+                 if delivery.channel == "email" else {}),
     )
 
 
@@ -362,6 +379,36 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
     def finish_now(delivery: Delivery, result: SendResult) -> None:
         settle([(delivery, Attempt(result=result))])
 
+    # The recipient's preferences decide first (authoritative at send time): opted out →
+    # suppressed; quiet hours → held until they end, without spending the attempt.
+    now = timezone.now()
+    decisions = preference_decisions(deliveries=deliveries, now=now)
+    preference_rows: list[dict[str, Any]] = []
+    allowed: list[Delivery] = []
+    for delivery in deliveries:
+        did = str(delivery.id)
+        decision = decisions.get(did)
+        if decision is None or decision.allowed:
+            allowed.append(delivery)
+            continue
+        report.notification_ids.add(str(delivery.notification_id))
+        if decision.verdict == Verdict.HOLD and decision.until is not None:
+            preference_rows.append(_row(
+                delivery_id=did, attempt=attempts[did], status=DeliveryStatus.SCHEDULED,
+                event="held", due_at=decision.until, lease_until=decision.until,
+                attempts_delta=-1, detail={"reason": decision.reason,
+                                           "until": decision.until.isoformat()}))
+            report.held += 1
+        else:
+            preference_rows.append(_row(
+                delivery_id=did, attempt=attempts[did], status=DeliveryStatus.SUPPRESSED,
+                event="suppressed", error_code=decision.reason,
+                error_message=PREFERENCE_MESSAGES.get(decision.reason, decision.reason)))
+            report.suppressed += 1
+    _write_many(preference_rows, now)
+    deliveries = allowed
+    not_sent: dict[str, Decision] = {}  # allowed under a frequency cap, then not sent
+
     # Suppressed addresses end here, before anything is rendered or sent.
     blocked = suppressed_addresses(
         keys={(d.client_id, d.channel, d.address) for d in deliveries if d.channel != "push"}
@@ -371,10 +418,12 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
     )
     work: list[tuple[Delivery, OutboundMessage, list[Provider]]] = []
     suppressed_rows: list[dict[str, Any]] = []
-    now = timezone.now()
     for delivery in deliveries:
         did = str(delivery.id)
         reason = blocked.get((str(delivery.client_id), delivery.channel, delivery.address))
+        no_device = delivery.channel == "push" and not push_tokens.get(str(delivery.recipient_id))
+        if (reason or no_device) and did in decisions:
+            not_sent[did] = decisions[did]
         if reason:
             suppressed_rows.append(_row(
                 delivery_id=did, attempt=attempts[did], status=DeliveryStatus.SUPPRESSED,
@@ -391,6 +440,8 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
         try:
             message = build_message(delivery, push_tokens)
         except RenderError as exc:
+            if did in decisions:
+                not_sent[did] = decisions[did]
             finish_now(delivery, SendResult.permanent("", "render_error", str(exc)))
             continue
         if delivery.channel == "push" and not message.tokens:
@@ -399,6 +450,8 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
             continue
         work.append((delivery, message, providers))
     _write_many(suppressed_rows, now)
+    if not_sent:
+        frequency_cap_release(decisions=not_sent)
 
     if len(work) == 1:
         delivery, message, providers = work[0]

@@ -29,6 +29,12 @@ class Recipient(models.Model):
                 fields=["client", "external_id"], name="recipient_unique_external_id"
             )
         ]
+        indexes = [
+            # Inbound STOP/START find every recipient with the sending number.
+            models.Index(fields=["phone"], name="recipient_phone", condition=~models.Q(phone="")),
+            models.Index(fields=["whatsapp"], name="recipient_whatsapp",
+                         condition=~models.Q(whatsapp="")),
+        ]
 
     def __str__(self) -> str:
         return self.external_id

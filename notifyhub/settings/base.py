@@ -203,6 +203,17 @@ CHANNEL_PROVIDERS = {
     "whatsapp": ["twilio_whatsapp"],
     "push": ["fcm"],
 }
+# Recipient preferences (apps/preferences): categories that bypass opt-outs, quiet hours and caps.
+PREFERENCES_CRITICAL_CATEGORIES = {
+    c for c in env("PREFERENCES_CRITICAL_CATEGORIES", "security,otp").split(",") if c
+}
+PREFERENCES_HELP_TEXT = env(
+    "PREFERENCES_HELP_TEXT",
+    "NotifyHub notifications. Reply STOP to unsubscribe, START to resubscribe. "
+    "Msg & data rates may apply.",
+)
+PREFERENCES_CACHE_SECONDS = env_int("PREFERENCES_CACHE_SECONDS", 3600)
+
 # Shared per provider account through Redis (apps/notifications/resilience/).
 PROVIDER_GATES_ENABLED = env_bool("PROVIDER_GATES_ENABLED", True)
 PROVIDER_RATE_LIMITS = {  # messages per second (seed 000/004); a dict allows "burst" too

@@ -1,0 +1,356 @@
+"""Writes: every change of a preference profile goes through `preferences_change`, which locks
+the profiles, applies the changes, writes one ConsentRecord per effective change in the same
+transaction, bumps the profile's version and refreshes the cache on commit.
+
+Entry points: `preference_update` (PUT), `preference_channel_set` (PATCH a channel),
+`preference_opt_out` / `preference_opt_in` (API, unsubscribe link), `inbound_keyword_apply`
+(STOP/START/HELP texted to our numbers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.core.exceptions import ApplicationError, NotFound
+from apps.notifications.models import Channel
+from apps.recipients.models import Recipient
+
+from .models import ConsentAction, ConsentRecord, ConsentSource, PreferenceProfile
+from .selectors import critical_categories, recipients_for_number
+from .snapshot import Preferences, cache_forget, cache_store
+from .unsubscribe import UnsubscribeTarget
+
+logger = logging.getLogger(__name__)
+
+MAX_USER_AGENT = 512
+
+
+@dataclass(frozen=True)
+class ChangeContext:
+    """Who changes a preference, through what, from where (the consent evidence)."""
+
+    source: str  # ConsentSource
+    actor: str = ""
+    ip: str | None = None
+    user_agent: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)  # added to every record
+
+    @classmethod
+    def from_request(cls, request: HttpRequest, *, source: str, actor: str,
+                     detail: Mapping[str, Any] | None = None) -> ChangeContext:
+        raw_ip = request.META.get("REMOTE_ADDR") or ""
+        try:
+            ip: str | None = str(ipaddress.ip_address(raw_ip))
+        except ValueError:
+            ip = None
+        return cls(source=source, actor=actor[:200], ip=ip,
+                   user_agent=request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
+                   detail=dict(detail or {}))
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: Any  # datetime.time
+    end: Any
+    timezone: str = ""
+
+
+@dataclass
+class PreferenceChanges:
+    """What to change; anything not mentioned is kept.
+
+    channels: channel → {"enabled": bool, "quiet_hours": "HH:MM-HH:MM" | None} (either key);
+    categories: category → enabled; quiet_hours: QuietHours, None to clear (only with
+    `set_quiet_hours`); frequency_caps: category → {"limit", "period"} or None to remove."""
+
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    categories: dict[str, bool] = field(default_factory=dict)
+    set_quiet_hours: bool = False
+    quiet_hours: QuietHours | None = None
+    frequency_caps: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    def check_rules(self) -> None:
+        """Business rules: critical categories can be neither opted out of nor capped."""
+        critical = critical_categories()
+        errors: dict[str, list[str]] = {}
+        for category, enabled in self.categories.items():
+            if category.lower() in critical and not enabled:
+                errors[f"categories.{category}"] = [
+                    f"'{category}' is a critical category: it cannot be opted out of."]
+        for category, cap in self.frequency_caps.items():
+            if category.lower() in critical and cap is not None:
+                errors[f"frequency_caps.{category}"] = [
+                    f"'{category}' is a critical category: it cannot be capped."]
+        if errors:
+            raise ApplicationError("Critical categories are always delivered.",
+                                   code="critical_category", fields=errors)
+
+
+def _record(profile: PreferenceProfile, context: ChangeContext, *, action: str,
+            channel: str = "", category: str = "", detail: dict[str, Any] | None = None
+            ) -> ConsentRecord:
+    return ConsentRecord(
+        client_id=profile.client_id, recipient_id=profile.recipient_id, channel=channel,
+        category=category, action=action, source=context.source, actor=context.actor,
+        ip=context.ip, user_agent=context.user_agent, detail={**context.detail, **(detail or {})},
+    )
+
+
+def _apply(profile: PreferenceProfile, changes: PreferenceChanges,
+           context: ChangeContext) -> tuple[bool, list[ConsentRecord]]:
+    """Applies changes to a locked profile in memory: (stored data changed, consent records).
+    Every change of a stored value has its record; setting a value it already has, none."""
+    records: list[ConsentRecord] = []
+    changed = False
+    channels = {name: dict(spec or {}) for name, spec in profile.channels.items()}
+    for channel, spec in changes.channels.items():
+        current = channels.setdefault(channel, {})
+        # An explicit opt-in over the default is recorded too (affirmative consent).
+        if "enabled" in spec and current.get("enabled") is not bool(spec["enabled"]):
+            after = bool(spec["enabled"])
+            current["enabled"] = after
+            changed = True
+            records.append(_record(
+                profile, context, channel=channel,
+                action=ConsentAction.OPT_IN if after else ConsentAction.OPT_OUT))
+        if "quiet_hours" in spec:
+            before_qh = current.get("quiet_hours") or None
+            after_qh = spec["quiet_hours"] or None
+            if before_qh != after_qh:
+                if after_qh:
+                    current["quiet_hours"] = after_qh
+                else:
+                    current.pop("quiet_hours", None)
+                changed = True
+                records.append(_record(
+                    profile, context, channel=channel, action=ConsentAction.UPDATE,
+                    detail={"field": "quiet_hours", "before": before_qh, "after": after_qh}))
+        if not current:
+            channels.pop(channel)
+    profile.channels = channels
+
+    categories = dict(profile.categories)
+    for category, enabled in changes.categories.items():
+        if categories.get(category) is not enabled:
+            categories[category] = enabled
+            changed = True
+            records.append(_record(
+                profile, context, category=category,
+                action=ConsentAction.OPT_IN if enabled else ConsentAction.OPT_OUT))
+    profile.categories = categories
+
+    if changes.set_quiet_hours:
+        before_doc = _quiet_hours_doc(profile.quiet_hours_start, profile.quiet_hours_end,
+                                      profile.quiet_hours_timezone)
+        new = changes.quiet_hours
+        if new is None:
+            profile.quiet_hours_start = profile.quiet_hours_end = None
+            profile.quiet_hours_timezone = ""
+        else:
+            profile.quiet_hours_start, profile.quiet_hours_end = new.start, new.end
+            profile.quiet_hours_timezone = new.timezone or ""
+        after_doc = _quiet_hours_doc(profile.quiet_hours_start, profile.quiet_hours_end,
+                                     profile.quiet_hours_timezone)
+        if before_doc != after_doc:
+            changed = True
+            records.append(_record(profile, context, action=ConsentAction.UPDATE,
+                                   detail={"field": "quiet_hours", "before": before_doc,
+                                           "after": after_doc}))
+
+    caps = dict(profile.frequency_caps)
+    for category, cap in changes.frequency_caps.items():
+        before_cap = caps.get(category)
+        after_cap = {"limit": int(cap["limit"]), "period": str(cap["period"])} if cap else None
+        if before_cap == after_cap:
+            continue
+        if after_cap is None:
+            caps.pop(category, None)
+        else:
+            caps[category] = after_cap
+        changed = True
+        records.append(_record(profile, context, category=category, action=ConsentAction.UPDATE,
+                               detail={"field": "frequency_cap", "before": before_cap,
+                                       "after": after_cap}))
+    profile.frequency_caps = caps
+    return changed, records
+
+
+def _quiet_hours_doc(start: Any, end: Any, tz: str) -> dict[str, Any] | None:
+    if start is None or end is None:
+        return None
+    return {"start": f"{start:%H:%M}", "end": f"{end:%H:%M}", "timezone": tz or None}
+
+
+def _lock_profiles(recipients: Sequence[Recipient]) -> dict[str, PreferenceProfile]:
+    """The recipients' profiles, created when missing, locked for this transaction."""
+    PreferenceProfile.objects.bulk_create(
+        [PreferenceProfile(recipient_id=r.pk, client_id=r.client_id) for r in recipients],
+        ignore_conflicts=True,
+    )
+    rows = PreferenceProfile.objects.select_for_update().filter(
+        recipient_id__in=[r.pk for r in recipients]
+    ).order_by("recipient_id")
+    return {str(p.recipient_id): p for p in rows}
+
+
+@transaction.atomic
+def preferences_change(
+    *, recipients: Sequence[Recipient], changes: PreferenceChanges, context: ChangeContext
+) -> tuple[dict[str, PreferenceProfile], list[ConsentRecord]]:
+    """Applies the same changes to each recipient's profile, with their consent records, in
+    one transaction. Returns recipient id → profile, and the records written."""
+    changes.check_rules()
+    if not recipients:
+        return {}, []
+    profiles = _lock_profiles(recipients)
+    records: list[ConsentRecord] = []
+    touched: list[PreferenceProfile] = []
+    now = timezone.now()
+    for profile in profiles.values():
+        changed, new_records = _apply(profile, changes, context)
+        records.extend(new_records)
+        if changed:
+            profile.version += 1
+            profile.updated_at = now  # bulk_update does not apply auto_now
+            touched.append(profile)
+    if touched:
+        PreferenceProfile.objects.bulk_update(
+            touched, ["channels", "categories", "quiet_hours_start", "quiet_hours_end",
+                      "quiet_hours_timezone", "frequency_caps", "version", "updated_at"],
+        )
+    if records:
+        ConsentRecord.objects.bulk_create(records)
+    if touched:
+        fresh = {str(p.recipient_id): Preferences.from_profile(p) for p in touched}
+        # Now (a reader in this window loads the old row and may re-add it: the commit hook
+        # overwrites that) and after commit (the value every worker reads from then on).
+        cache_forget(fresh)
+        transaction.on_commit(lambda: cache_store(fresh))
+    return profiles, records
+
+
+def preference_update(
+    *, recipient: Recipient, changes: PreferenceChanges, context: ChangeContext
+) -> PreferenceProfile:
+    profiles, _ = preferences_change(recipients=[recipient], changes=changes, context=context)
+    return profiles[str(recipient.pk)]
+
+
+def preference_channel_set(
+    *, recipient: Recipient, channel: str, enabled: bool | None = None,
+    quiet_hours: str | None = None, set_quiet_hours: bool = False, context: ChangeContext,
+) -> PreferenceProfile:
+    spec: dict[str, Any] = {}
+    if enabled is not None:
+        spec["enabled"] = enabled
+    if set_quiet_hours:
+        spec["quiet_hours"] = quiet_hours
+    return preference_update(recipient=recipient,
+                             changes=PreferenceChanges(channels={channel: spec}), context=context)
+
+
+def _opt_changes(*, enabled: bool, channel: str | None, category: str | None) -> PreferenceChanges:
+    changes = PreferenceChanges()
+    if channel:
+        changes.channels[channel] = {"enabled": enabled}
+    if category:
+        changes.categories[category] = enabled
+    return changes
+
+
+def preference_opt_out(*, recipient: Recipient, channel: str | None = None,
+                       category: str | None = None, context: ChangeContext) -> PreferenceProfile:
+    return preference_update(
+        recipient=recipient, context=context,
+        changes=_opt_changes(enabled=False, channel=channel, category=category))
+
+
+def preference_opt_in(*, recipient: Recipient, channel: str | None = None,
+                      category: str | None = None, context: ChangeContext) -> PreferenceProfile:
+    return preference_update(
+        recipient=recipient, context=context,
+        changes=_opt_changes(enabled=True, channel=channel, category=category))
+
+
+# -- inbound keywords (Twilio) -------------------------------------------------------------
+
+OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
+HELP_KEYWORDS = frozenset({"HELP"})
+DEFAULT_HELP_TEXT = ("NotifyHub notifications. Reply STOP to unsubscribe, START to resubscribe. "
+                     "Msg & data rates may apply.")
+WHATSAPP_PREFIX = "whatsapp:"
+
+
+@dataclass(frozen=True)
+class KeywordOutcome:
+    keyword: str = ""  # "opt_out", "opt_in", "help" or "" (not a keyword)
+    channel: str = ""
+    recipients: int = 0  # recipients the number belongs to
+    changed: int = 0  # of which changed state
+    reply: str = ""  # text to answer with ("" = no reply)
+
+
+def inbound_keyword_apply(*, from_: str, body: str, context: ChangeContext | None = None
+                          ) -> KeywordOutcome:
+    """A message texted to one of our numbers: STOP-like keywords turn the channel off for
+    every recipient (of every client) with that number, START-like ones back on; HELP answers
+    with PREFERENCES_HELP_TEXT. The whole trimmed body must be the keyword (any case)."""
+    keyword = (body or "").strip().upper()
+    whatsapp = from_.lower().startswith(WHATSAPP_PREFIX)
+    channel = Channel.WHATSAPP.value if whatsapp else Channel.SMS.value
+    number = (from_[len(WHATSAPP_PREFIX):] if whatsapp else from_).strip()
+    if keyword in HELP_KEYWORDS:
+        return KeywordOutcome("help", channel,
+                              reply=str(getattr(settings, "PREFERENCES_HELP_TEXT", DEFAULT_HELP_TEXT)))
+    if keyword in OPT_OUT_KEYWORDS:
+        enabled, kind = False, "opt_out"
+    elif keyword in OPT_IN_KEYWORDS:
+        enabled, kind = True, "opt_in"
+    else:
+        return KeywordOutcome("", channel)
+    if not number:
+        return KeywordOutcome("", channel)
+    source = ConsentSource.WHATSAPP_KEYWORD if whatsapp else ConsentSource.SMS_KEYWORD
+    base = context or ChangeContext(source=source)
+    context = ChangeContext(source=source, actor=from_[:200], ip=base.ip,
+                            user_agent=base.user_agent, detail={**base.detail, "keyword": keyword})
+    recipients = list(recipients_for_number(channel=channel, number=number))
+    _, records = preferences_change(
+        recipients=recipients, context=context,
+        changes=PreferenceChanges(channels={channel: {"enabled": enabled}}),
+    )
+    logger.info("inbound %s %s from %s: %d recipients, %d changed", channel, keyword, number,
+                len(recipients), len(records))
+    return KeywordOutcome(kind, channel, recipients=len(recipients), changed=len(records))
+
+
+# -- unsubscribe links ---------------------------------------------------------------------
+
+
+def unsubscribe_apply(*, target: UnsubscribeTarget, context: ChangeContext) -> Recipient:
+    """Opts the link's recipient out of its category (or its channel); the actor is the
+    address the link was sent to. NotFound when the recipient no longer exists."""
+    recipient = Recipient.objects.filter(pk=target.recipient_id).first()
+    if recipient is None:
+        raise NotFound("This recipient no longer exists.")
+    context = ChangeContext(
+        source=ConsentSource.LINK, actor=recipient.address_for(target.channel)[:200] or context.actor,
+        ip=context.ip, user_agent=context.user_agent,
+        detail={**context.detail, "via_channel": target.channel},
+    )
+    if target.category:
+        preference_opt_out(recipient=recipient, category=target.category, context=context)
+    else:
+        preference_opt_out(recipient=recipient, channel=target.channel, context=context)
+    return recipient

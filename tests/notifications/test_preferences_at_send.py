@@ -1,0 +1,70 @@
+"""Preferences are checked when a delivery is sent: the authoritative moment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apps.notifications.dispatch import deliveries_dispatch
+from apps.notifications.models import Delivery
+from apps.notifications.services import notification_send
+from tests.factories import TemplateFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def send(client: Any, category: str, recipient: dict[str, Any], template: str = "news") -> Delivery:
+    notification = notification_send(client=client, template_id=template, category=category,
+                                     variables={"name": "Ada"}, recipients=[recipient]).notification
+    deliveries_dispatch(delivery_ids=[str(d.id) for d in notification.deliveries.all()])
+    return notification.deliveries.get()
+
+
+@pytest.fixture
+def news(client_tenant: Any) -> None:
+    TemplateFactory(client=client_tenant, key="news")
+
+
+def test_an_opted_out_category_ends_suppressed_with_the_reason(
+    api: Any, client_tenant: Any, news: None, clean_sandbox: Any
+) -> None:
+    api.put("/api/v1/recipients/ada", {"email": "ada@example.com"}, format="json")
+    assert api.post("/api/v1/preferences/ada/opt-out", {"category": "marketing"},
+                    format="json").status_code in (200, 201)
+    delivery = send(client_tenant, "marketing", {"id": "ada"})
+    assert (delivery.status, delivery.error_code) == ("suppressed", "category_opted_out")
+    assert clean_sandbox.messages() == []
+    security = send(client_tenant, "security", {"id": "ada"})  # critical categories bypass
+    assert security.status == "sent"
+
+
+def test_a_disabled_channel_ends_suppressed(api: Any, client_tenant: Any, news: None,
+                                            clean_sandbox: Any) -> None:
+    api.put("/api/v1/recipients/ada", {"email": "ada@example.com"}, format="json")
+    api.patch("/api/v1/preferences/ada/channels/email", {"enabled": False}, format="json")
+    delivery = send(client_tenant, "updates", {"id": "ada"})
+    assert (delivery.status, delivery.error_code) == ("suppressed", "channel_disabled")
+
+
+def test_quiet_hours_hold_the_delivery_without_spending_an_attempt(
+    api: Any, client_tenant: Any, news: None, clean_sandbox: Any
+) -> None:
+    api.put("/api/v1/recipients/ada", {"email": "ada@example.com", "timezone": "UTC"}, format="json")
+    response = api.put("/api/v1/preferences/ada", {
+        "quiet_hours": {"start": "00:00", "end": "23:59", "timezone": "UTC"}}, format="json")
+    assert response.status_code == 200, response.json()
+    delivery = send(client_tenant, "updates", {"id": "ada"})
+    assert (delivery.status, delivery.attempts) == ("scheduled", 0)
+    assert delivery.due_at is not None and delivery.due_at == delivery.lease_until
+    held = delivery.events.get(event="held")
+    assert held.detail["reason"] == "quiet_hours"
+    assert clean_sandbox.messages() == []
+
+
+def test_emails_carry_one_click_unsubscribe_headers(client_tenant: Any, news: None,
+                                                    clean_sandbox: Any) -> None:
+    send(client_tenant, "marketing", {"id": "ada", "email": "ada@example.com"})
+    [message] = clean_sandbox.messages(to="ada@example.com")
+    assert message["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "/api/v1/preferences/unsubscribe/" in message["headers"]["List-Unsubscribe"]
