@@ -21,6 +21,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.core.exceptions import ApplicationError, NotFound
+from apps.core.logging import mask_phone
 from apps.notifications.models import Channel
 from apps.recipients.models import Recipient
 
@@ -330,8 +331,8 @@ def inbound_keyword_apply(*, from_: str, body: str, context: ChangeContext | Non
         recipients=recipients, context=context,
         changes=PreferenceChanges(channels={channel: {"enabled": enabled}}),
     )
-    logger.info("inbound %s %s from %s: %d recipients, %d changed", channel, keyword, number,
-                len(recipients), len(records))
+    logger.info("inbound %s %s from %s: %d recipients, %d changed", channel, keyword,
+                mask_phone(number), len(recipients), len(records))
     return KeywordOutcome(kind, channel, recipients=len(recipients), changed=len(records))
 
 
