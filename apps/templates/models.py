@@ -17,9 +17,16 @@ class Template(models.Model):
     name = models.CharField(max_length=200)
     channels = ArrayField(models.CharField(max_length=20), default=list)
     category = models.CharField(max_length=50, default="transactional")
+    # The last step of every locale fallback (`fr-CA` → `fr` → default_locale).
+    default_locale = models.CharField(max_length=15, default="en")
+    # The default locale's active version (kept in step with TemplateActiveVersion by the
+    # publish services): the send path pins it when it does not pick per recipient.
     active_version = models.ForeignKey(
         "TemplateVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Variables the admin preview renders with; required variables missing here are shown as
+    # `{name}` placeholders. Never used for real sends.
+    sample_variables = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -34,8 +41,10 @@ class Template(models.Model):
 
 
 class TemplateVersion(models.Model):
-    """One immutable version of a template's content. Never edited after creation: a
-    notification renders exactly the version it was accepted with."""
+    """One immutable version of a template's content in one locale. Never edited after
+    creation: a notification renders exactly the version it was accepted with. Numbers count
+    per template and locale (`en` v3, `fr` v1). A version that was never published is a draft;
+    which one is live per locale is `TemplateActiveVersion`."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
@@ -57,12 +66,64 @@ class TemplateVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["template", "-version"]
+        ordering = ["template_id", "locale", "-version"]
         constraints = [
             models.UniqueConstraint(
-                fields=["template", "version"], name="template_version_unique_number"
+                fields=["template", "locale", "version"], name="template_version_unique_number"
             )
+        ]
+        permissions = [
+            ("publish_templateversion", "Can publish and roll back template versions"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.template.key} v{self.version}"
+        return f"{self.template.key} {self.locale} v{self.version}"
+
+
+class TemplateActiveVersion(models.Model):
+    """Which version of a template is live for one locale. Publishing or rolling back moves
+    this pointer (and appends a TemplatePublication); versions themselves never change."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="active_versions")
+    locale = models.CharField(max_length=15)
+    version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="+")
+    published_at = models.DateTimeField()
+    published_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["locale"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "locale"], name="template_active_locale")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template_id} {self.locale} → v{self.version_id}"
+
+
+class PublicationAction(models.TextChoices):
+    PUBLISH = "publish"
+    ROLLBACK = "rollback"
+
+
+class TemplatePublication(models.Model):
+    """Append-only history of publishes and rollbacks: who made which version live, when,
+    and which one it replaced."""
+
+    id = models.BigAutoField(primary_key=True)
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="publications")
+    locale = models.CharField(max_length=15)
+    version = models.ForeignKey(TemplateVersion, on_delete=models.CASCADE, related_name="publications")
+    previous_version = models.ForeignKey(
+        TemplateVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    action = models.CharField(max_length=10, choices=PublicationAction.choices)
+    actor = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["template", "-id"], name="template_publication_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.locale} v{self.version_id}"

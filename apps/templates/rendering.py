@@ -1,24 +1,44 @@
 """Jinja2 rendering in a sandbox: undefined variables fail, HTML is autoescaped, compiled
-templates are cached per version (versions are immutable, so the cache never goes stale)."""
+templates are cached per version (versions are immutable, so the cache never goes stale).
+
+The environments and their guards are in `environment.py`."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateError, TemplateSyntaxError, meta
+
+from .environment import MAX_OUTPUT_CHARS, html_env, text_env, unknown_names, unsupported_tags
 
 # Names every render gets from NotifyHub itself, so they are not required from the sender.
 BUILTIN_NAMES = frozenset({"recipient"})
 
-_text_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-_html_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+# Every channel a version can hold content for, in display order.
+CHANNELS: tuple[str, ...] = ("email", "sms", "whatsapp", "push")
+
+# The version fields that are template sources (push_data values are sources too).
+SOURCE_FIELDS: tuple[str, ...] = ("subject", "text_body", "html_body", "sms_body",
+                                  "whatsapp_body", "push_title", "push_body")
 
 
 class RenderError(Exception):
-    pass
+    """A template could not be parsed or rendered. `part` names the field (`html_body`,
+    `push_data.url`) or the rendered part (`email.subject`) when known."""
+
+    def __init__(self, message: str, *, part: str = "") -> None:
+        super().__init__(message)
+        self.part = part
+
+
+class MissingVariablesError(RenderError):
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"Missing template variables: {', '.join(names)}.")
+        self.names = names
 
 
 @dataclass(frozen=True)
@@ -28,24 +48,61 @@ class RenderedEmail:
     html: str
 
 
+def source_parts(
+    *, subject: str = "", text_body: str = "", html_body: str = "", sms_body: str = "",
+    whatsapp_body: str = "", push_title: str = "", push_body: str = "",
+    push_data: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """Every template source of a version's content, by field name (`push_data.<key>`)."""
+    parts = {"subject": subject, "text_body": text_body, "html_body": html_body,
+             "sms_body": sms_body, "whatsapp_body": whatsapp_body, "push_title": push_title,
+             "push_body": push_body}
+    parts.update({f"push_data.{key}": str(value) for key, value in (push_data or {}).items()})
+    return parts
+
+
+def required_variables(parts: Mapping[str, str]) -> list[str]:
+    """The variables a version's sources read (sorted, without built-ins), after checking every
+    source compiles: syntax, unknown filters/tests, unsupported tags.
+
+    Raises RenderError naming the part (`html_body`, `push_data.url`) and the line."""
+    names: set[str] = set()
+    for part, source in parts.items():
+        if not source:
+            continue
+        env = html_env if part == "html_body" else text_env
+        try:
+            ast = env.parse(source)
+            refused = unsupported_tags(ast)
+            if refused:
+                raise RenderError(
+                    f"Template syntax error in {part}: {', '.join(refused)} is not supported "
+                    "in NotifyHub templates.", part=part,
+                )
+            unknown = unknown_names(ast, env)
+            if unknown:
+                raise RenderError(f"Template syntax error in {part}: {'; '.join(unknown)}.", part=part)
+            env.compile(ast)
+            names |= meta.find_undeclared_variables(ast)
+        except TemplateSyntaxError as exc:
+            raise RenderError(
+                f"Template syntax error in {part}: line {exc.lineno}: {exc.message}", part=part
+            ) from exc
+        except TemplateError as exc:
+            raise RenderError(f"Template syntax error in {part}: {exc}", part=part) from exc
+    return sorted(names - BUILTIN_NAMES)
+
+
 def template_variables(*sources: str) -> list[str]:
     """The variables a set of template sources reads (sorted), excluding built-ins.
 
     Raises RenderError for a syntax error, with the line."""
-    names: set[str] = set()
-    for source in sources:
-        if not source:
-            continue
-        try:
-            names |= meta.find_undeclared_variables(_text_env.parse(source))
-        except TemplateError as exc:
-            raise RenderError(f"Template syntax error: {exc}") from exc
-    return sorted(names - BUILTIN_NAMES)
+    return required_variables({f"source {i + 1}": s for i, s in enumerate(sources)})
 
 
 @lru_cache(maxsize=2048)
 def _compiled(version_id: str, part: str, source: str, html: bool) -> Any:
-    env = _html_env if html else _text_env
+    env = html_env if html else text_env
     return env.from_string(source)
 
 
@@ -53,11 +110,23 @@ def render_part(version_id: str, part: str, source: str, context: dict[str, Any]
     if not source:
         return ""
     try:
-        return str(_compiled(version_id, part, source, html).render(context))
+        chunks: list[str] = []
+        size = 0
+        for chunk in _compiled(version_id, part, source, html).generate(context):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise RenderError(
+                    f"Could not render {part}: output longer than {MAX_OUTPUT_CHARS} characters.",
+                    part=part,
+                )
+            chunks.append(chunk)
+        return "".join(chunks)
+    except RenderError:
+        raise
     except TemplateError as exc:
-        raise RenderError(f"Could not render {part}: {exc}") from exc
+        raise RenderError(f"Could not render {part}: {exc}", part=part) from exc
     except Exception as exc:
-        raise RenderError(f"Could not render {part}: {type(exc).__name__}") from exc
+        raise RenderError(f"Could not render {part}: {type(exc).__name__}", part=part) from exc
 
 
 @dataclass(frozen=True)
@@ -94,6 +163,20 @@ def has_content_for(version: Any, channel: str) -> bool:
     return any(sources.get(part) for part in ("text", "html"))
 
 
+def has_own_content_for(version: Any, channel: str) -> bool:
+    """The version has content written for this channel (not only a fallback from another)."""
+    own = {
+        "email": version.subject or version.text_body or version.html_body,
+        "sms": version.sms_body,
+        "whatsapp": version.whatsapp_body or version.whatsapp_content_sid,
+        "push": version.push_title or version.push_body or version.push_data,
+    }
+    return bool(own.get(channel))
+
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
 def render_for_channel(version: Any, channel: str, context: dict[str, Any]) -> RenderedMessage:
     vid = str(version.id)
     sources = channel_sources(version, channel)
@@ -107,7 +190,51 @@ def render_for_channel(version: Any, channel: str, context: dict[str, Any]) -> R
             str(key): render_part(vid, f"push.data.{key}", str(value), context, html=False)
             for key, value in version.push_data.items()
         }
-    return RenderedMessage(
-        subject=parts.get("subject", "").strip(), text=parts.get("text", ""),
-        html=parts.get("html", ""), data=data,
-    )
+    # A subject/title is one line: a variable cannot add header lines to it.
+    subject = _LINE_BREAKS.sub(" ", parts.get("subject", "")).strip()
+    return RenderedMessage(subject=subject, text=parts.get("text", ""),
+                           html=parts.get("html", ""), data=data)
+
+
+# --- preview -------------------------------------------------------------------------------
+
+def preview_channels(version: Any, channels: Iterable[str] = ()) -> list[str]:
+    """The channels worth previewing for a version: the template's channels plus any channel the
+    version has its own content for, in `CHANNELS` order, leaving out those it cannot send."""
+    wanted = set(channels) | {c for c in CHANNELS if has_own_content_for(version, c)}
+    return [c for c in CHANNELS if c in wanted and has_content_for(version, c)]
+
+
+def sample_recipient(locale: str) -> dict[str, Any]:
+    return {"id": "preview-recipient", "locale": locale, "timezone": "UTC", "attributes": {}}
+
+
+def preview_context(version: Any, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The render context for a preview; raises MissingVariablesError (names, sorted)."""
+    missing = [name for name in version.required_variables if name not in variables]
+    if missing:
+        raise MissingVariablesError(missing)
+    return {"recipient": sample_recipient(version.locale), **variables}
+
+
+def preview_channel(version: Any, channel: str, context: dict[str, Any]) -> dict[str, Any]:
+    """One channel's rendered parts, named as the API shows them."""
+    message = render_for_channel(version, channel, context)
+    if channel == "email":
+        return {"subject": message.subject, "text": message.text, "html": message.html}
+    if channel == "sms":
+        return {"body": message.text}
+    if channel == "whatsapp":
+        return {"body": message.text, "content_sid": version.whatsapp_content_sid}
+    return {"title": message.subject, "body": message.text, "data": message.data or {}}
+
+
+def preview(version: Any, variables: Mapping[str, Any], *,
+            channels: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """Every channel's rendered parts for `variables` (see `preview_channels`): email
+    subject/text/html, sms body, whatsapp body (+ content_sid), push title/body/data.
+
+    Raises MissingVariablesError naming the variables the version needs and did not get, or
+    RenderError naming the part that failed."""
+    context = preview_context(version, variables)
+    return {c: preview_channel(version, c, context) for c in preview_channels(version, channels)}

@@ -1,24 +1,166 @@
-"""Writes for templates: versions are appended, never edited."""
+"""Writes for templates. Versions are appended, never edited; publishing or rolling back moves
+the per-locale pointer (TemplateActiveVersion) and appends a TemplatePublication, in the same
+transaction. `Template.active_version` always mirrors the default locale's pointer."""
 
 from __future__ import annotations
 
-from django.db import transaction
+from typing import Any, TypedDict
+
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
+from django.db.models.deletion import ProtectedError
+from django.utils import timezone
 
 from apps.clients.models import Client
-from apps.core.exceptions import ApplicationError
+from apps.core.exceptions import ApplicationError, Conflict
 
-from .models import Template, TemplateVersion
-from .rendering import RenderError, template_variables
+from .locales import is_valid_locale, locale_key, normalize_locale
+from .models import (
+    PublicationAction,
+    Template,
+    TemplateActiveVersion,
+    TemplatePublication,
+    TemplateVersion,
+)
+from .rendering import CHANNELS, RenderError, required_variables, source_parts
+from .selectors import (
+    default_locale_version,
+    template_is_used,
+    template_version_get,
+)
+
+
+class VersionContent(TypedDict, total=False):
+    """A version's content fields (all optional; at least one must be non-empty)."""
+
+    subject: str
+    text_body: str
+    html_body: str
+    sms_body: str
+    whatsapp_body: str
+    whatsapp_content_sid: str
+    push_title: str
+    push_body: str
+    push_data: dict[str, str]
+
+
+CONTENT_FIELDS: tuple[str, ...] = tuple(VersionContent.__annotations__)
+
+
+def _checked_locale(value: str, field: str) -> str:
+    if not is_valid_locale(value):
+        raise ApplicationError(f"Invalid locale '{value}'.", code="invalid_locale",
+                               fields={field: ["Use a language tag such as en, fr or fr-CA."]})
+    return normalize_locale(value)
+
+
+def _checked_channels(channels: list[str]) -> list[str]:
+    unknown = [c for c in channels if c not in CHANNELS]
+    if not channels or unknown:
+        raise ApplicationError(
+            "Unknown or no channels.", code="invalid_channels",
+            fields={"channels": [f"Use one or more of: {', '.join(CHANNELS)}."]},
+        )
+    return list(dict.fromkeys(channels))
 
 
 @transaction.atomic
 def template_create(
-    *, client: Client, key: str, name: str, channels: list[str], category: str = "transactional"
+    *,
+    client: Client,
+    key: str,
+    name: str,
+    channels: list[str],
+    category: str = "transactional",
+    default_locale: str = "en",
+    sample_variables: dict[str, Any] | None = None,
+    content: VersionContent | None = None,
+    publish: bool = True,
+    actor: str = "",
 ) -> Template:
-    return Template.objects.create(
-        client=client, key=key, name=name, channels=channels, category=category
+    """Creates a template; with `content`, also its first version in the default locale
+    (published unless `publish=False`). 409 `template_key_taken` if the key is in use."""
+    default_locale = _checked_locale(default_locale, "default_locale")
+    channels = _checked_channels(channels)
+    try:
+        with transaction.atomic():
+            template = Template.objects.create(
+                client=client, key=key, name=name, channels=channels, category=category,
+                default_locale=default_locale, sample_variables=sample_variables or {},
+            )
+    except IntegrityError as exc:
+        raise Conflict(f"A template with key '{key}' exists.", code="template_key_taken",
+                       fields={"key": ["Already used by another of your templates."]}) from exc
+    if content is not None:
+        template_version_create(template=template, **content, publish=publish, actor=actor)
+        template.refresh_from_db(fields=["active_version"])
+    return template
+
+
+@transaction.atomic
+def template_update(
+    *,
+    template: Template,
+    name: str | None = None,
+    channels: list[str] | None = None,
+    category: str | None = None,
+    default_locale: str | None = None,
+    sample_variables: dict[str, Any] | None = None,
+) -> Template:
+    """Updates a template's settings (never its key or content; content changes are new
+    versions). A new default locale must already be published, unless nothing is."""
+    locked = Template.objects.select_for_update().get(pk=template.pk)
+    fields = ["updated_at"]
+    if name is not None:
+        locked.name = name
+        fields.append("name")
+    if channels is not None:
+        locked.channels = _checked_channels(channels)
+        fields.append("channels")
+    if category is not None:
+        locked.category = category
+        fields.append("category")
+    if sample_variables is not None:
+        locked.sample_variables = sample_variables
+        fields.append("sample_variables")
+    if default_locale is not None and locale_key(default_locale) != locale_key(locked.default_locale):
+        new_default = _checked_locale(default_locale, "default_locale")
+        allowed, version = default_locale_version(template=locked, locale=new_default)
+        if not allowed:
+            raise ApplicationError(
+                f"Locale '{new_default}' has no published version.", code="locale_not_published",
+                fields={"default_locale": ["Publish a version in this locale first."]},
+            )
+        locked.default_locale = new_default
+        locked.active_version = version
+        fields += ["default_locale", "active_version"]
+    locked.save(update_fields=fields)
+    return locked
+
+
+@transaction.atomic
+def template_delete(*, template: Template) -> None:
+    """Deletes a template and its versions; 409 `template_in_use` if any notification used it
+    (notifications keep the exact version they rendered, so those versions must stay)."""
+    locked = Template.objects.select_for_update().get(pk=template.pk)
+    in_use = Conflict(
+        f"Template '{locked.key}' is used by notifications and cannot be deleted.",
+        code="template_in_use",
     )
+    if template_is_used(template=locked):
+        raise in_use
+    try:
+        with transaction.atomic():
+            Template.objects.filter(pk=locked.pk).update(active_version=None)
+            TemplateActiveVersion.objects.filter(template=locked).delete()
+            Template.objects.filter(pk=locked.pk).delete()
+            # Foreign keys are deferred: check now, so a notification committed since the
+            # check above is a 409 and not an error at commit.
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    except (IntegrityError, ProtectedError) as exc:
+        raise in_use from exc
 
 
 @transaction.atomic
@@ -34,20 +176,33 @@ def template_version_create(
     push_title: str = "",
     push_body: str = "",
     push_data: dict[str, str] | None = None,
-    locale: str = "en",
+    locale: str | None = None,
     publish: bool = True,
+    actor: str = "",
 ) -> TemplateVersion:
-    """Appends a version (numbered after the highest) and, by default, makes it active."""
-    push_data = push_data or {}
+    """Appends a version for `locale` (default: the template's default locale), numbered after
+    that locale's highest. Published at once unless `publish=False` (a draft).
+
+    422 `template_syntax_error` naming the part (`fields`: {"html_body": [...]}) for a source
+    that does not compile; 422 `template_empty` for a version without any content."""
+    push_data = {str(k): str(v) for k, v in (push_data or {}).items()}
+    locale = _checked_locale(locale or template.default_locale, "locale")
     try:
-        required = template_variables(
-            subject, text_body, html_body, sms_body, whatsapp_body, push_title, push_body,
-            *[str(v) for v in push_data.values()],
-        )
+        required = required_variables(source_parts(
+            subject=subject, text_body=text_body, html_body=html_body, sms_body=sms_body,
+            whatsapp_body=whatsapp_body, push_title=push_title, push_body=push_body,
+            push_data=push_data,
+        ))
     except RenderError as exc:
-        raise ApplicationError(str(exc), code="template_syntax_error") from exc
+        raise ApplicationError(str(exc), code="template_syntax_error",
+                               fields={exc.part: [str(exc)]} if exc.part else {}) from exc
+    if not any((subject, text_body, html_body, sms_body, whatsapp_body, whatsapp_content_sid,
+                push_title, push_body, push_data)):
+        raise ApplicationError("A version needs content for at least one channel.",
+                               code="template_empty")
     Template.objects.select_for_update().filter(pk=template.pk).first()
-    number = (template.versions.aggregate(n=Max("version"))["n"] or 0) + 1
+    versions = TemplateVersion.objects.filter(template=template, locale=locale)
+    number = (versions.aggregate(n=Max("version"))["n"] or 0) + 1
     version = TemplateVersion.objects.create(
         template=template,
         version=number,
@@ -64,6 +219,60 @@ def template_version_create(
         required_variables=required,
     )
     if publish:
-        template.active_version = version
-        template.save(update_fields=["active_version", "updated_at"])
+        template_version_publish(version=version, actor=actor)
+        if locale_key(locale) == locale_key(template.default_locale):
+            template.active_version = version
     return version
+
+
+def _make_active(*, version: TemplateVersion, actor: str, rollback: bool) -> TemplateActiveVersion:
+    template = Template.objects.select_for_update().get(pk=version.template_id)
+    now = timezone.now()
+    pointer = (
+        TemplateActiveVersion.objects.select_for_update().select_related("version")
+        .filter(template=template, locale=version.locale).first()
+    )
+    if pointer is not None and pointer.version_id == version.pk:
+        return pointer  # already live: nothing to record
+    previous = pointer.version if pointer is not None else None
+    if rollback and (previous is None or version.version >= previous.version):
+        raise ApplicationError(
+            f"Version {version.version} is not older than the active version of '{version.locale}'.",
+            code="not_a_rollback", fields={"version": ["Roll back to an older version."]},
+        )
+    if pointer is None:
+        pointer = TemplateActiveVersion.objects.create(
+            template=template, locale=version.locale, version=version, published_at=now,
+            published_by=actor,
+        )
+    else:
+        pointer.version, pointer.published_at, pointer.published_by = version, now, actor
+        pointer.save(update_fields=["version", "published_at", "published_by"])
+    action = (PublicationAction.ROLLBACK if previous is not None and version.version < previous.version
+              else PublicationAction.PUBLISH)
+    TemplatePublication.objects.create(template=template, locale=version.locale, version=version,
+                                       previous_version=previous, action=action, actor=actor)
+    if locale_key(version.locale) == locale_key(template.default_locale):
+        Template.objects.filter(pk=template.pk).update(active_version=version, updated_at=now)
+    return pointer
+
+
+@transaction.atomic
+def template_version_publish(*, version: TemplateVersion, actor: str) -> TemplateActiveVersion:
+    """Makes `version` the live one for its locale (a draft, or an older version: that is
+    recorded as a rollback). Idempotent: publishing the live version records nothing."""
+    return _make_active(version=version, actor=actor, rollback=False)
+
+
+@transaction.atomic
+def template_rollback(
+    *, template: Template, locale: str, to_version: TemplateVersion | int, actor: str
+) -> TemplateActiveVersion:
+    """Re-publishes an older version of `locale` (a version object or its number). 404 if the
+    locale has no such version, 422 `not_a_rollback` if it is not older than the live one."""
+    if isinstance(to_version, int):
+        to_version = template_version_get(template=template, number=to_version, locale=locale)
+    elif to_version.template_id != template.pk or locale_key(to_version.locale) != locale_key(locale):
+        raise ApplicationError("The version belongs to another template or locale.",
+                               code="version_mismatch")
+    return _make_active(version=to_version, actor=actor, rollback=True)
