@@ -25,6 +25,7 @@ app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
 app.conf.task_default_queue = Queue.NORMAL.value
 app.conf.task_routes = {
     "notifications.relay_sweep_task": {"queue": Queue.MAINTENANCE.value},
+    "scheduling.recurring_send_task": {"queue": Queue.MAINTENANCE.value},
 }
 app.conf.broker_transport_options = {
     "visibility_timeout": settings.CELERY_BROKER_VISIBILITY_TIMEOUT,
@@ -38,4 +39,4 @@ app.conf.beat_schedule = {
         "options": {"queue": Queue.MAINTENANCE.value, "expires": settings.RELAY_SWEEP_INTERVAL_SECONDS},
     },
 }
-app.autodiscover_tasks(["apps.notifications"])
+app.autodiscover_tasks(["apps.notifications", "apps.scheduling"])

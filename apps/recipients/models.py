@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from apps.clients.models import Client
@@ -34,6 +35,9 @@ class Recipient(models.Model):
             models.Index(fields=["phone"], name="recipient_phone", condition=~models.Q(phone="")),
             models.Index(fields=["whatsapp"], name="recipient_whatsapp",
                          condition=~models.Q(whatsapp="")),
+            # Segments: `equals` and list `contains` compile to attributes @> '…'.
+            GinIndex(fields=["attributes"], name="recipient_attributes_gin",
+                     opclasses=["jsonb_path_ops"]),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
+from rest_framework import serializers
+
+from apps.core.fields import BoundedJSONObjectField
+from apps.core.queues import Priority
+from apps.notifications.models import Channel
+
+from ..crontab import MAX_LENGTHS, field_error, timezone_error
+from ..models import RecurringSend
+from ..selectors import recurring_send_next_run
+from ..services import MAX_RECIPIENT_IDS
+
+
+class CrontabField(serializers.CharField):
+    def __init__(self, crontab_field: str, **kwargs: Any) -> None:
+        self.crontab_field = crontab_field
+        super().__init__(max_length=MAX_LENGTHS[crontab_field], **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data).strip()
+        message = field_error(self.crontab_field, value)
+        if message:
+            raise serializers.ValidationError(message)
+        return value
+
+
+class TimeZoneNameField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        message = timezone_error(value)
+        if message:
+            raise serializers.ValidationError(message)
+        return value
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Weekday digest at 09:00 Paris time to a segment",
+            value={"name": "Weekday digest", "template_id": "daily_digest",
+                   "variables": {"edition": "morning"}, "channels": ["email"],
+                   "priority": "low", "segment": "pro_users", "minute": "0", "hour": "9",
+                   "day_of_week": "mon-fri", "timezone": "Europe/Paris"},
+            request_only=True,
+        )
+    ]
+)
+class RecurringSendInputSerializer(serializers.Serializer):
+    """POST: name, template_id, a target (recipient_ids or segment), minute and hour are
+    required. PUT: any subset; the others keep their value."""
+
+    name = serializers.CharField(max_length=200)
+    template_id = serializers.CharField(max_length=100, help_text="The template's id or key.")
+    variables = BoundedJSONObjectField(required=False, default=dict)
+    channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices),
+                                     required=False, default=list,
+                                     help_text="Empty: the template's channels.")
+    priority = serializers.ChoiceField(choices=Priority.choices(), default="normal")
+    category = serializers.RegexField(r"^[a-z0-9_.-]{0,50}$", required=False, allow_blank=True,
+                                      default="")
+    recipient_ids = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=MAX_RECIPIENT_IDS,
+        help_text="Your recipient ids; or give `segment`.",
+    )
+    segment = serializers.CharField(max_length=100, required=False, allow_null=True,
+                                    help_text="A segment's id or key; or give `recipient_ids`.")
+    minute = CrontabField("minute", help_text="Crontab minute, e.g. '0', '*/15'.")
+    hour = CrontabField("hour", help_text="Crontab hour, e.g. '9', '8-18', '*'.")
+    day_of_week = CrontabField("day_of_week", required=False, default="*",
+                               help_text="'*', 'mon-fri', '0,6' (Sunday is 0).")
+    day_of_month = CrontabField("day_of_month", required=False, default="*")
+    month_of_year = CrontabField("month_of_year", required=False, default="*")
+    timezone = TimeZoneNameField(max_length=64, required=False, default="UTC")
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+class ScheduleTemplateRefSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    key = serializers.CharField()
+
+
+class ScheduleSegmentRefSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    key = serializers.CharField()
+
+
+class RecurringSendOutputSerializer(serializers.ModelSerializer):
+    template = ScheduleTemplateRefSerializer()
+    segment = ScheduleSegmentRefSerializer(allow_null=True)
+    next_run_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RecurringSend
+        fields = ["id", "name", "template", "variables", "channels", "priority", "category",
+                  "recipient_ids", "segment", "minute", "hour", "day_of_week", "day_of_month",
+                  "month_of_year", "timezone", "enabled", "next_run_at", "last_run_at",
+                  "last_notification_ids", "last_error", "created_at", "updated_at"]
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_next_run_at(self, obj: RecurringSend) -> str | None:
+        when = recurring_send_next_run(obj)
+        return when.isoformat() if when else None
+
+
+class RunResultSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    notifications = serializers.ListField(child=serializers.UUIDField())
+    recipients = serializers.IntegerField()

@@ -1,0 +1,221 @@
+"""Writes for segments, and sending to a set of recipients in chunks (a segment, or any
+recipient queryset such as a recurring send's list of ids)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError, Q, QuerySet
+
+from apps.clients.models import Client
+from apps.core.exceptions import ApplicationError, Conflict, NotFound
+from apps.notifications.models import Notification
+from apps.notifications.services import notification_send
+from apps.recipients.models import Recipient
+from apps.templates.selectors import template_get_for_send
+
+from .criteria import definition_errors, has_address_q
+from .models import Segment
+from .selectors import segment_queryset
+
+logger = logging.getLogger(__name__)
+
+# The recipient flag that says a recipient has an address for a channel.
+CHANNEL_ADDRESS_FLAGS = {"email": "has_email", "sms": "has_phone", "whatsapp": "has_whatsapp",
+                         "push": "has_push"}
+
+
+def _invalid(fields: dict[str, list[str]]) -> ApplicationError:
+    return ApplicationError("The segment has invalid fields.", code="invalid", fields=fields,
+                            status_code=400)
+
+
+def _check(*, client: Client, key: str, definition: Any, exclude_id: Any = None) -> None:
+    errors = definition_errors(definition)
+    if Segment.objects.filter(client=client, key=key).exclude(id=exclude_id).exists():
+        errors["key"] = ["A segment with this key exists."]
+    if errors:
+        raise _invalid(errors)
+
+
+def _save(segment: Segment) -> Segment:
+    try:
+        with transaction.atomic():
+            segment.save()
+    except IntegrityError as exc:  # a concurrent request took the key
+        raise _invalid({"key": ["A segment with this key exists."]}) from exc
+    return segment
+
+
+@transaction.atomic
+def segment_create(*, client: Client, name: str, key: str, definition: dict[str, Any]) -> Segment:
+    """A new segment; 400 naming the path of every bad node of the definition."""
+    _check(client=client, key=key, definition=definition)
+    return _save(Segment(client=client, name=name, key=key, definition=definition))
+
+
+@transaction.atomic
+def segment_update(
+    *, segment: Segment, name: str | None = None, key: str | None = None,
+    definition: dict[str, Any] | None = None,
+) -> Segment:
+    """Changes the fields given; the others keep their value."""
+    new_key = segment.key if key is None else key
+    new_definition = segment.definition if definition is None else definition
+    _check(client=segment.client, key=new_key, definition=new_definition, exclude_id=segment.id)
+    segment.key, segment.definition = new_key, new_definition
+    if name is not None:
+        segment.name = name
+    return _save(segment)
+
+
+@transaction.atomic
+def segment_delete(*, segment: Segment) -> None:
+    """Deletes a segment; 409 while a recurring send still targets it."""
+    try:
+        segment.delete()
+    except ProtectedError as exc:
+        users = ", ".join(sorted(str(o) for o in exc.protected_objects))
+        raise Conflict(
+            f"Segment '{segment.key}' is used by: {users}. Delete or retarget them first.",
+            code="segment_in_use",
+        ) from exc
+
+
+def reachable_q(channels: list[str]) -> Q:
+    """Recipients with an address for every one of the channels (as Recipient.address_for)."""
+    query = Q()
+    for channel in channels:
+        flag = CHANNEL_ADDRESS_FLAGS.get(channel)
+        # A channel without addresses here (unknown): nobody; notification_send reports it.
+        query &= has_address_q(flag) if flag else Q(pk__in=[])
+    return query
+
+
+def _replayed(*, client: Client, key: str, request_hash: str) -> list[Notification]:
+    prefix = f"{key}#"
+    earlier = [
+        n for n in Notification.objects.filter(client=client, idempotency_key__startswith=prefix)
+        if (n.idempotency_key or "")[len(prefix):].isdigit()
+    ]
+    earlier.sort(key=lambda n: int((n.idempotency_key or "")[len(prefix):]))
+    if earlier and request_hash and earlier[0].request_hash and earlier[0].request_hash != request_hash:
+        raise ApplicationError(
+            "This Idempotency-Key was used with a different request body.",
+            code="idempotency_key_reused",
+            fields={"Idempotency-Key": ["Use a new key for a different request."]},
+        )
+    return earlier
+
+
+@transaction.atomic
+def recipients_send_in_chunks(
+    *,
+    client: Client,
+    audience: QuerySet[Recipient],
+    template_id: str,
+    variables: dict[str, Any] | None = None,
+    channels: list[str] | None = None,
+    priority: str = "normal",
+    category: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    scheduled_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> list[Notification]:
+    """Sends to every recipient of `audience` that has an address for each channel: streams
+    their external ids (keyset by external id, one query per chunk) in chunks of
+    MAX_RECIPIENTS_PER_REQUEST and makes one `notification_send` per chunk (metadata gets
+    `"chunk": i`). Recipients without an address are left out in SQL, not failed.
+
+    All chunks commit together (deliveries are published after commit). With an idempotency
+    key, chunk i uses `<key>#<i>` and a repeated call returns the first call's notifications.
+    """
+    if idempotency_key:
+        earlier = _replayed(client=client, key=idempotency_key, request_hash=request_hash)
+        if earlier:
+            return earlier
+    template = template_get_for_send(client=client, template_ref=template_id)
+    channels = list(dict.fromkeys(channels or template.channels))
+    reachable = (
+        audience.filter(client=client).filter(reachable_q(channels)).order_by("external_id")
+    )
+    size = settings.MAX_RECIPIENTS_PER_REQUEST
+    notifications: list[Notification] = []
+    last: str | None = None
+    while True:
+        page = reachable if last is None else reachable.filter(external_id__gt=last)
+        external_ids = list(page.values_list("external_id", flat=True)[:size])
+        if not external_ids:
+            break
+        index = len(notifications)
+        recipients: list[str | dict[str, Any]] = list(external_ids)
+        outcome = notification_send(
+            client=client,
+            recipients=recipients,
+            template_id=str(template.id),
+            variables=variables,
+            channels=channels,
+            priority=priority,
+            category=category,
+            metadata={**(metadata or {}), "chunk": index},
+            scheduled_at=scheduled_at,
+            idempotency_key=f"{idempotency_key}#{index}" if idempotency_key else None,
+            request_hash=request_hash,
+        )
+        notifications.append(outcome.notification)
+        if len(external_ids) < size:
+            break
+        last = external_ids[-1]
+    return notifications
+
+
+def segment_idempotency_key(*, segment: Segment, key: str) -> str:
+    return f"segment:{segment.id}:{key}"
+
+
+@transaction.atomic
+def segment_send(
+    *,
+    client: Client,
+    segment: Segment,
+    template_id: str,
+    variables: dict[str, Any] | None = None,
+    channels: list[str] | None = None,
+    priority: str = "normal",
+    category: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    scheduled_at: datetime | None = None,
+    actor: str = "",
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> list[Notification]:
+    """Sends a template to the segment's recipients as they are now: one notification per
+    chunk of MAX_RECIPIENTS_PER_REQUEST, metadata `{"segment": key, "chunk": i}`. Recipients
+    without an address for a requested channel are skipped. Returns the notifications (none
+    when nobody matches)."""
+    if segment.client_id != client.id:
+        raise NotFound(f"Segment '{segment.key}' not found.")
+    # Sends to one segment are serialized: an idempotent replay sees the committed first call.
+    Segment.objects.select_for_update().filter(pk=segment.pk).values_list("pk").first()
+    notifications = recipients_send_in_chunks(
+        client=client,
+        audience=segment_queryset(segment=segment),
+        template_id=template_id,
+        variables=variables,
+        channels=channels,
+        priority=priority,
+        category=category,
+        metadata={**(metadata or {}), "segment": segment.key},
+        scheduled_at=scheduled_at,
+        idempotency_key=segment_idempotency_key(segment=segment, key=idempotency_key)
+        if idempotency_key else None,
+        request_hash=request_hash,
+    )
+    logger.info("segment %s sent by %s: %d notification(s), %d recipient(s)", segment.key,
+                actor or "-", len(notifications), sum(n.recipient_count for n in notifications))
+    return notifications
