@@ -242,7 +242,7 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]]) -> OutboundM
     """The provider-neutral message for a delivery: its pinned template version rendered for
     its channel and recipient, the client's sender, and (push) the recipient's tokens."""
     notification = delivery.notification
-    version = notification.template_version
+    version = delivery.template_version or notification.template_version
     recipient = delivery.recipient
     context: dict[str, Any] = {
         **notification.variables,
@@ -312,7 +312,7 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
     report.claimed = len(attempts)
     deliveries = list(
         Delivery.objects.filter(id__in=list(attempts)).select_related(
-            "recipient", "client", "notification__template_version"
+            "recipient", "client", "template_version", "notification__template_version"
         )
     )
     later: dict[tuple[str, float], list[str]] = defaultdict(list)  # (priority, countdown) → ids

@@ -129,6 +129,11 @@ class Delivery(models.Model):
     status = models.CharField(
         max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
     )
+    # The template version this recipient gets (their locale's, pinned at accept time);
+    # null means the notification's own version.
+    template_version = models.ForeignKey(
+        TemplateVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     # Address snapshot at accept time (the recipient may change later).
     address = models.CharField(max_length=320)
     attempts = models.PositiveSmallIntegerField(default=0)

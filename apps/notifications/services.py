@@ -20,8 +20,9 @@ from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
 from apps.recipients.services import recipients_upsert
+from apps.templates.models import TemplateVersion
 from apps.templates.rendering import has_content_for
-from apps.templates.selectors import template_get_for_send
+from apps.templates.selectors import active_versions_by_locale, pick_version, template_get_for_send
 
 from .channels.registry import supported_channels
 from .enqueue import deliveries_enqueue
@@ -115,23 +116,17 @@ def notification_send(
             fields={"channels": [f"Not available: {', '.join(unsupported) or 'none given'}. "
                                  f"Available: {', '.join(available)}."]},
         )
-    no_content = [c for c in channels if not has_content_for(version, c)]
-    if no_content:
-        raise ApplicationError(
-            f"Template '{template.key}' has no content for: {', '.join(no_content)}.",
-            code="template_missing_channel",
-            fields={"channels": [f"Add {', '.join(no_content)} content to the template."]},
-        )
-    missing_vars = [name for name in version.required_variables if name not in variables]
-    if missing_vars:
-        raise ApplicationError(
-            f"Missing template variables: {', '.join(missing_vars)}.",
-            code="missing_variables",
-            fields={f"variables.{name}": ["Required by the template."] for name in missing_vars},
-        )
     _check_schedule(scheduled_at)
 
     resolved = _resolve_recipients(client=client, recipients=recipients)
+    # Each recipient gets the active version of their locale (fr-CA → fr → the default).
+    by_locale = active_versions_by_locale(template=template)
+    pinned = {
+        str(r.id): pick_version(by_locale, template.default_locale, r.locale) or version
+        for r in resolved
+    }
+    for candidate in {v.id: v for v in [version, *pinned.values()]}.values():
+        _check_version(template.key, candidate, channels, variables)
     if "push" in channels:
         with_devices = active_device_tokens(recipient_ids=[r.id for r in resolved])
         for recipient in resolved:
@@ -204,6 +199,7 @@ def notification_send(
             address=recipient.address_for(channel),
             due_at=due_for(recipient),
             lease_until=due_for(recipient) or requeue_lease,
+            template_version=None if pinned[str(recipient.id)] == version else pinned[str(recipient.id)],
         )
         for recipient in resolved
         for channel in channels
@@ -221,6 +217,26 @@ def notification_send(
         transaction.on_commit(lambda: deliveries_enqueue(items=items))
     notification.prefetched_deliveries = deliveries  # type: ignore[attr-defined]
     return SendOutcome(notification=notification, replayed=False)
+
+
+def _check_version(
+    key: str, version: TemplateVersion, channels: list[str], variables: dict[str, Any]
+) -> None:
+    """422 unless this version has content for every channel and gets every variable."""
+    no_content = [c for c in channels if not has_content_for(version, c)]
+    if no_content:
+        raise ApplicationError(
+            f"Template '{key}' ({version.locale}) has no content for: {', '.join(no_content)}.",
+            code="template_missing_channel",
+            fields={"channels": [f"Add {', '.join(no_content)} content to the template."]},
+        )
+    missing_vars = [name for name in version.required_variables if name not in variables]
+    if missing_vars:
+        raise ApplicationError(
+            f"Missing template variables: {', '.join(missing_vars)}.",
+            code="missing_variables",
+            fields={f"variables.{name}": ["Required by the template."] for name in missing_vars},
+        )
 
 
 def _replay(earlier: Notification, request_hash: str) -> SendOutcome:

@@ -214,3 +214,38 @@ def test_a_delivery_whose_worker_dies_on_every_attempt_ends_failed_with_the_reas
     assert (delivery.status, delivery.error_code) == ("failed", "worker_lost")
     notification.refresh_from_db()
     assert notification.status == "failed"
+
+
+def test_each_recipient_gets_their_locales_version_pinned_at_accept(
+    client_tenant: Any, clean_sandbox: Any
+) -> None:
+    from apps.templates.services import template_version_create
+
+    template = TemplateFactory(client=client_tenant, key="hello", version__subject="Hello {{ name }}")
+    template_version_create(template=template, locale="fr", subject="Bonjour {{ name }}",
+                            text_body="Salut")
+    notification = notification_send(
+        client=client_tenant, template_id="hello", variables={"name": "Ada"},
+        recipients=[{"id": "qc", "email": "qc@example.com", "locale": "fr-CA"},
+                    {"id": "uk", "email": "uk@example.com", "locale": "en-GB"},
+                    {"id": "de", "email": "de@example.com", "locale": "de"}],
+    ).notification
+    # Publishing a newer French version now changes nothing for this notification.
+    template_version_create(template=template, locale="fr", subject="Nouveau {{ name }}", text_body="x")
+    deliveries_dispatch(delivery_ids=[str(d.id) for d in notification.deliveries.all()])
+    subjects = {m["to"]: m["subject"] for m in clean_sandbox.messages()}
+    assert subjects == {"qc@example.com": "Bonjour Ada", "uk@example.com": "Hello Ada",
+                        "de@example.com": "Hello Ada"}
+
+
+def test_a_locale_version_missing_a_variable_is_422(client_tenant: Any) -> None:
+    from apps.core.exceptions import ApplicationError
+    from apps.templates.services import template_version_create
+
+    template = TemplateFactory(client=client_tenant, key="hello")
+    template_version_create(template=template, locale="fr", subject="Bonjour {{ prenom }}", text_body="x")
+    with pytest.raises(ApplicationError) as exc:
+        notification_send(client=client_tenant, template_id="hello", variables={"name": "Ada"},
+                          recipients=[{"id": "qc", "email": "qc@example.com", "locale": "fr"}])
+    assert exc.value.code == "missing_variables"
+    assert "variables.prenom" in exc.value.fields
