@@ -68,3 +68,23 @@ def test_emails_carry_one_click_unsubscribe_headers(client_tenant: Any, news: No
     [message] = clean_sandbox.messages(to="ada@example.com")
     assert message["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "/api/v1/preferences/unsubscribe/" in message["headers"]["List-Unsubscribe"]
+
+
+def test_the_one_click_unsubscribe_link_in_an_email_stops_the_next_one(
+    client_tenant: Any, news: None, clean_sandbox: Any
+) -> None:
+    from urllib.parse import urlsplit
+
+    from django.test import Client as HttpClient
+
+    send(client_tenant, "marketing", {"id": "ada", "email": "ada@example.com"})
+    [message] = clean_sandbox.messages(to="ada@example.com")
+    link = message["headers"]["List-Unsubscribe"].strip("<>")
+    response = HttpClient().post(urlsplit(link).path, "List-Unsubscribe=One-Click",
+                                 content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+
+    again = send(client_tenant, "marketing", {"id": "ada"})
+    assert (again.status, again.error_code) == ("suppressed", "category_opted_out")
+    updates = send(client_tenant, "updates", {"id": "ada"})  # only that category
+    assert updates.status == "sent"
