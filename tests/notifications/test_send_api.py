@@ -312,3 +312,11 @@ def test_list_paginates_and_filters_by_status(api: Any, email_template: Any) -> 
     assert len(rest["results"]) == 1
     assert api.get(URL, {"status": "completed"}).json()["results"] == []
     assert api.get(URL, {"status": "bogus"}).status_code == 400
+
+
+def test_more_recipients_than_allowed_is_400(api: Any, email_template: Any, settings: Any) -> None:
+    settings.MAX_RECIPIENTS_PER_REQUEST = 2
+    response = send(api, {"recipients": [{"id": f"u{i}", "email": f"u{i}@example.com"} for i in range(3)],
+                          "template_id": "welcome", "variables": {"name": "x"}})
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["recipients"] == ["At most 2 recipients per request."]

@@ -15,8 +15,7 @@ from rest_framework.test import APIClient
 from apps.notifications.models import Delivery, Notification
 from apps.scheduling.models import RecurringSend
 from tests.factories import ClientFactory, RecipientFactory, TemplateFactory, api_key_for
-from tests.scheduling.beat import DatabaseBeatProcess
-from tests.support.processes import wait_for
+from tests.support.processes import DatabaseBeatProcess, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

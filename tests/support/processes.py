@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,48 +24,30 @@ def database_url(settings_dict: Mapping[str, Any]) -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
 
 
-class WorkerProcess:
-    """`celery -A celery_app worker` on the given queues, optionally with embedded beat.
+class ChildProcess:
+    """A celery command in its own process group, with its output kept for failure messages.
 
-    Started in its own process group so `kill()` can SIGKILL the main process and its
-    prefork children at once, as a crashed machine would."""
+    `kill()` SIGKILLs the whole group (main process and pool children) as a crashed machine
+    would; `stop()` asks politely first."""
 
-    def __init__(
-        self,
-        env: Mapping[str, str],
-        *,
-        queues: str = "critical,high,normal,low,maintenance",
-        concurrency: int = 2,
-        beat: bool = False,
-        name: str = "e2e",
-    ) -> None:
+    def __init__(self, env: Mapping[str, str]) -> None:
         self.env = dict(env)
-        self.queues = queues
-        self.concurrency = concurrency
-        self.beat = beat
-        self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
-        self._schedule = tempfile.NamedTemporaryFile(suffix=".beat", delete=False)  # noqa: SIM115
-        self._schedule.close()
 
-    def start(self) -> WorkerProcess:
-        cmd = [
-            sys.executable, "-m", "celery", "-A", "celery_app", "worker",
-            "-Q", self.queues, "-c", str(self.concurrency), "-n", f"{self.name}-{os.getpid()}@%h",
-            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ]
-        if self.beat:
-            cmd += ["-B", "--scheduler", "celery.beat:PersistentScheduler", "-s", self._schedule.name]
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.command(), cwd=REPO_ROOT, env=self.env, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self
 
     def kill(self) -> None:
-        """SIGKILL the worker and its pool processes: no cleanup, no acknowledgements."""
+        """SIGKILL the process group: no cleanup, no acknowledgements."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
@@ -77,8 +59,6 @@ class WorkerProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if os.path.exists(self._schedule.name):
-            os.unlink(self._schedule.name)
 
     def log_text(self) -> str:
         if not self._log:
@@ -86,11 +66,65 @@ class WorkerProcess:
         self._log.seek(0)
         return self._log.read().decode("utf-8", "replace")
 
-    def __enter__(self) -> WorkerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class WorkerProcess(ChildProcess):
+    """`celery -A celery_app worker` on the given queues, optionally with embedded beat
+    (celery's PersistentScheduler: it knows celery_app.py's beat_schedule only)."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        queues: str = "critical,high,normal,low,maintenance",
+        concurrency: int = 2,
+        beat: bool = False,
+        name: str = "e2e",
+    ) -> None:
+        super().__init__(env)
+        self.queues = queues
+        self.concurrency = concurrency
+        self.beat = beat
+        self.name = name
+        self._schedule = tempfile.NamedTemporaryFile(suffix=".beat", delete=False)  # noqa: SIM115
+        self._schedule.close()
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "celery", "-A", "celery_app", "worker",
+            "-Q", self.queues, "-c", str(self.concurrency), "-n", f"{self.name}-{os.getpid()}@%h",
+            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]
+        if self.beat:
+            cmd += ["-B", "--scheduler", "celery.beat:PersistentScheduler", "-s", self._schedule.name]
+        return cmd
+
+    def stop(self) -> None:
+        super().stop()
+        if os.path.exists(self._schedule.name):
+            os.unlink(self._schedule.name)
+
+
+class DatabaseBeatProcess(ChildProcess):
+    """celery beat with django-celery-beat's DatabaseScheduler, as `make run` runs it: it reads
+    the PeriodicTask rows the scheduling services write."""
+
+    def __init__(self, env: Mapping[str, str], *, max_interval: int = 1) -> None:
+        super().__init__(env)
+        self.max_interval = max_interval
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", "celery_app", "beat",
+            "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+            # Look at the schedule every second, so a tick leaves within ~1 s of its minute.
+            "--max-interval", str(self.max_interval), "--loglevel", "INFO",
+        ]
 
 
 def wait_for(predicate: Any, *, timeout: float, interval: float = 0.2, message: str = "") -> Any:

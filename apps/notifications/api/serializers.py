@@ -55,6 +55,20 @@ class RecipientRefField(serializers.Field):
         return value
 
 
+class SendContentSerializer(serializers.Serializer):
+    """What to send, without to whom: shared by notification, segment and schedule sends."""
+
+    template_id = serializers.CharField(max_length=100)
+    variables = BoundedJSONObjectField(required=False, default=dict)
+    channels = serializers.ListField(
+        child=serializers.ChoiceField(choices=Channel.choices), required=False, min_length=1
+    )
+    priority = serializers.ChoiceField(choices=Priority.choices(), default="normal")
+    category = serializers.RegexField(r"^[a-z0-9_.-]{1,50}$", required=False)
+    metadata = BoundedJSONObjectField(required=False, default=dict, max_bytes=8192)
+    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
 @extend_schema_serializer(
     examples=[
         OpenApiExample(
@@ -72,23 +86,19 @@ class RecipientRefField(serializers.Field):
         )
     ]
 )
-class NotificationSendSerializer(serializers.Serializer):
-    recipients = serializers.ListField(
-        child=RecipientRefField(), min_length=1, max_length=settings.MAX_RECIPIENTS_PER_REQUEST
-    )
-    template_id = serializers.CharField(max_length=100)
-    variables = BoundedJSONObjectField(required=False, default=dict)
-    channels = serializers.ListField(
-        child=serializers.ChoiceField(choices=Channel.choices), required=False, min_length=1
-    )
-    priority = serializers.ChoiceField(choices=Priority.choices(), default="normal")
-    category = serializers.RegexField(r"^[a-z0-9_.-]{1,50}$", required=False)
-    metadata = BoundedJSONObjectField(required=False, default=dict, max_bytes=8192)
-    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
+class NotificationSendSerializer(SendContentSerializer):
+    recipients = serializers.ListField(child=RecipientRefField(), min_length=1)
     local_send_time = serializers.TimeField(
         required=False, help_text="Deliver at this time in each recipient's own time zone "
         "(next occurrence, or on local_send_date).")
     local_send_date = serializers.DateField(required=False)
+
+    def validate_recipients(self, value: list[Any]) -> list[Any]:
+        # Read at request time (not import time) so the setting can change per deployment.
+        limit = settings.MAX_RECIPIENTS_PER_REQUEST
+        if len(value) > limit:
+            raise serializers.ValidationError(f"At most {limit} recipients per request.")
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "local_send_date" in attrs and "local_send_time" not in attrs:

@@ -5,9 +5,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apps.core.fields import BoundedJSONObjectField
-from apps.core.queues import Priority
-from apps.notifications.models import Channel
+from apps.notifications.api.serializers import SendContentSerializer
 
 from ..models import Segment
 
@@ -65,18 +63,8 @@ class SegmentCountSerializer(serializers.Serializer):
         )
     ]
 )
-class SegmentSendSerializer(serializers.Serializer):
+class SegmentSendSerializer(SendContentSerializer):
     """The send body of POST /notifications without `recipients`."""
-
-    template_id = serializers.CharField(max_length=100)
-    variables = BoundedJSONObjectField(required=False, default=dict)
-    channels = serializers.ListField(
-        child=serializers.ChoiceField(choices=Channel.choices), required=False, min_length=1
-    )
-    priority = serializers.ChoiceField(choices=Priority.choices(), default="normal")
-    category = serializers.RegexField(r"^[a-z0-9_.-]{1,50}$", required=False)
-    metadata = BoundedJSONObjectField(required=False, default=dict, max_bytes=8192)
-    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
 
 
 class SegmentSendResultSerializer(serializers.Serializer):
