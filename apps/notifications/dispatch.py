@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -303,6 +305,22 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider]) ->
     return Attempt(defer_seconds=seconds, defer_reason=reason)
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_pid: int | None = None
+_pool_lock = threading.Lock()
+
+
+def sender_pool() -> ThreadPoolExecutor:
+    """The process's provider-call threads (created after fork, sized DISPATCH_CONCURRENCY)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=settings.DISPATCH_CONCURRENCY,
+                                       thread_name_prefix="send")
+            _pool_pid = os.getpid()
+        return _pool
+
+
 def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
     """Claims and sends these deliveries; safe to call twice with the same ids."""
     report = DispatchReport()
@@ -457,19 +475,20 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
         delivery, message, providers = work[0]
         settle([(delivery, attempt_delivery(message, providers))])
     elif work:
-        workers = min(settings.DISPATCH_CONCURRENCY, len(work))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send") as pool:
-            futures: dict[Future[Attempt], Delivery] = {
-                pool.submit(attempt_delivery, message, providers): delivery
-                for delivery, message, providers in work
-            }
-            # Recorded in this thread as calls return: everything that finished while the
-            # previous batch was being written goes in one statement. Under light load that is
-            # one row at a time (smallest crash window); under load, fewer round trips.
-            pending: set[Future[Attempt]] = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                settle([(futures[f], f.result()) for f in done])
+        # A long-lived pool per worker process: its threads keep their provider sessions
+        # (and OAuth tokens) from task to task.
+        pool = sender_pool()
+        futures: dict[Future[Attempt], Delivery] = {
+            pool.submit(attempt_delivery, message, providers): delivery
+            for delivery, message, providers in work
+        }
+        # Recorded in this thread as calls return: everything that finished while the previous
+        # batch was being written goes in one statement. Under light load that is one row at a
+        # time (smallest crash window); under load, fewer round trips.
+        pending: set[Future[Attempt]] = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            settle([(futures[f], f.result()) for f in done])
 
     notifications_refresh_status(notification_ids=report.notification_ids)
     for (priority, countdown), ids in later.items():

@@ -112,3 +112,17 @@ def test_whatsapp_callbacks_have_their_own_endpoint(client_tenant: Any, settings
     delivery.refresh_from_db()
     assert (delivery.status, delivery.error_code) == ("failed", "whatsapp_blocked")
     assert Suppression.objects.filter(channel="whatsapp").exists()
+
+
+def test_a_callback_that_beats_the_worker_finds_its_delivery_by_the_id_in_its_url(
+    client_tenant: Any, settings: Any
+) -> None:
+    TemplateFactory(client=client_tenant, key="otp", channels=["sms"], version__sms_body="Code")
+    notification = notification_send(client=client_tenant, template_id="otp", variables={"name": "x"},
+                                     recipients=[{"id": "ada", "phone": "+14155550100"}]).notification
+    delivery = notification.deliveries.get()
+    deliveries_claim(delivery_ids=[str(delivery.id)])  # sending; Twilio's SID not stored yet
+    post(f"/api/v1/webhooks/twilio?delivery={delivery.id}",
+         {"MessageSid": "SMearly", "MessageStatus": "delivered"}, token=settings.TWILIO_AUTH_TOKEN)
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"

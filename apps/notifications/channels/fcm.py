@@ -23,7 +23,8 @@ DEAD_TOKEN_CODES = {"UNREGISTERED", "SENDER_ID_MISMATCH"}
 RETRYABLE_CODES = {"UNAVAILABLE", "INTERNAL", "QUOTA_EXCEEDED"}
 QUOTA_MIN_RETRY_SECONDS = 60.0
 
-_local = threading.local()
+_clients: dict[tuple[str, str, str], _SingleShotFCM] = {}
+_clients_lock = threading.Lock()
 
 
 class _SingleShotFCM(FCMNotification):  # type: ignore[misc]
@@ -38,17 +39,20 @@ class _SingleShotFCM(FCMNotification):  # type: ignore[misc]
 
 
 def fcm_client() -> _SingleShotFCM:
+    """One client per process (per settings): the service-account key is loaded once and the
+    credentials shared; pyfcm keeps a requests session per thread on its own."""
     key = (settings.FCM_SERVICE_ACCOUNT_FILE, settings.FCM_PROJECT_ID, settings.FCM_API_BASE_URL)
-    cached = getattr(_local, "client", None)
-    if cached is None or cached[0] != key:
-        client = _SingleShotFCM(
-            service_account_file=settings.FCM_SERVICE_ACCOUNT_FILE,
-            project_id=settings.FCM_PROJECT_ID or None,
-            adapter=HTTPAdapter(max_retries=0),
-        )
-        client.FCM_END_POINT_BASE = f"{settings.FCM_API_BASE_URL.rstrip('/')}/v1/projects"
-        _local.client = (key, client)
-    return _local.client[1]  # type: ignore[no-any-return]
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _SingleShotFCM(
+                service_account_file=settings.FCM_SERVICE_ACCOUNT_FILE,
+                project_id=settings.FCM_PROJECT_ID or None,
+                adapter=HTTPAdapter(max_retries=0),
+            )
+            client.FCM_END_POINT_BASE = f"{settings.FCM_API_BASE_URL.rstrip('/')}/v1/projects"
+            _clients[key] = client
+    return client
 
 
 def _error_code(response: requests.Response) -> tuple[str, str]:

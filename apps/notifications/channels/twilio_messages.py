@@ -86,7 +86,10 @@ class TwilioMessagesProvider(Provider):
         payload: dict[str, Any] = {
             "to": self.address(message.to),
             "from_": self.address(self.sender(message)),
-            "status_callback": f"{settings.PUBLIC_BASE_URL}{self.callback_path}",
+            # The delivery id rides in the (signed) callback URL, so a status callback that
+            # arrives before the worker stored Twilio's SID still finds its delivery.
+            "status_callback": f"{settings.PUBLIC_BASE_URL}{self.callback_path}"
+                               f"?delivery={message.delivery_id}",
         }
         if message.provider_template_id:
             payload["content_sid"] = message.provider_template_id

@@ -60,6 +60,7 @@ class TwilioStatusWebhookView(ProviderWebhookView):
                 event=name,
                 status=implied,
                 occurred_at=datetime.now(tz=UTC),
+                delivery_id=request.GET.get("delivery", ""),
                 provider_message_id=sid,
                 # Twilio sends each status once per message; a repeat is a retry of the same.
                 provider_event_id=f"{sid}:{status}",
