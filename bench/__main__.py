@@ -32,13 +32,22 @@ def _non_negative(value: str) -> int:
     return number
 
 
+def _positive_rate(value: str) -> float:
+    number = float(value)
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number (messages per second)")
+    return number
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=(
             "NotifyHub benchmark: accept time of a 1,000-recipient send over real HTTP (gunicorn), "
             "and end-to-end email deliveries per second through the provider sandbox with a real "
-            "Celery worker, for the real pipeline and a naive baseline. Uses its own database "
+            "Celery worker, for the real pipeline and a naive baseline; then SMS (Twilio, sent and "
+            "delivered through signed status callbacks) and push (FCM, sent) deliveries per second "
+            "through the real pipeline, under the providers' rate limits. Uses its own database "
             f"({BENCH_DB_NAME}, dropped and recreated) on the server of DATABASE_URL and its own "
             f"Redis DB (/{BENCH_REDIS_DB}, flushed) on the server of REDIS_URL. One JSON document "
             "on stdout, progress on stderr."
@@ -54,6 +63,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="seconds each end-to-end phase may take (default: 300)")
     parser.add_argument("--skip-naive", action="store_true",
                         help="measure only the real pipeline (no naive phase, no ratios)")
+    channels = parser.add_argument_group(
+        "SMS and push (real pipeline only)",
+        "The worker applies each provider's rate limit (a token bucket in Redis, burst = one "
+        "second's worth): Twilio SMS defaults to 100/s, FCM to 1000/s, so with the defaults the "
+        "SMS phase measures the rate limit. Raise it (e.g. --sms-rate 100000) to measure the "
+        "pipeline itself.",
+    )
+    channels.add_argument("--sms-deliveries", type=_positive, default=1000,
+                          help="SMS deliveries in the SMS phase (default: 1000)")
+    channels.add_argument("--push-deliveries", type=_positive, default=1000,
+                          help="push deliveries (one device each) in the push phase (default: 1000)")
+    channels.add_argument("--sms-rate", type=_positive_rate, default=None, metavar="N",
+                          help="TWILIO_SMS_RATE_PER_SECOND for the worker (default: the settings', 100)")
+    channels.add_argument("--push-rate", type=_positive_rate, default=None, metavar="N",
+                          help="FCM_RATE_PER_SECOND for the worker (default: the settings', 1000)")
+    channels.add_argument("--skip-sms", action="store_true", help="no SMS phase")
+    channels.add_argument("--skip-push", action="store_true", help="no push phase")
+    channels.add_argument("--channels-only", action="store_true",
+                          help="only the SMS and push phases (no accept, email or naive phases; "
+                               "their keys are null)")
     parser.add_argument("--db-name", default=BENCH_DB_NAME,
                         help=f"bench database name (default: {BENCH_DB_NAME}; DROPPED at start)")
     parser.add_argument("--redis-db", type=int, default=BENCH_REDIS_DB,
@@ -61,6 +90,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be > 0")
+    if args.channels_only and args.skip_sms and args.skip_push:
+        parser.error("--channels-only with --skip-sms and --skip-push leaves nothing to run")
     return args
 
 
@@ -68,7 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     install_sigterm_handler()
     options = Options(deliveries=args.deliveries, accept_runs=args.accept_runs,
-                      latency_ms=args.latency_ms, timeout=args.timeout, skip_naive=args.skip_naive)
+                      latency_ms=args.latency_ms, timeout=args.timeout, skip_naive=args.skip_naive,
+                      sms_deliveries=args.sms_deliveries, push_deliveries=args.push_deliveries,
+                      sms_rate=args.sms_rate, push_rate=args.push_rate, skip_sms=args.skip_sms,
+                      skip_push=args.skip_push, channels_only=args.channels_only)
     real_stdout = sys.stdout
     try:
         targets = targets_from(os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL"),

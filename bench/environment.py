@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -18,6 +19,9 @@ import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from tests.support.sandbox import SandboxProcess
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:54329/notifyhub"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:63799/0"
@@ -127,3 +131,32 @@ def write_signing_key(directory: Path) -> tuple[Path, str]:
                                       serialization.PublicFormat.SubjectPublicKeyInfo)
     ).decode()
     return path, public
+
+
+def write_fcm_service_account(directory: Path, *, token_uri: str) -> Path:
+    """A Google service-account JSON (fresh RSA key) whose `token_uri` is the sandbox's OAuth
+    endpoint: the sandbox verifies token requests with it and the worker's pyfcm signs them."""
+    from apps.sandbox.service_account import write_service_account
+
+    path = directory / "fcm-service-account.json"
+    write_service_account(path, token_uri=token_uri)
+    return path
+
+
+def provider_settings(sandbox: SandboxProcess, public_base_url: str) -> dict[str, str]:
+    """The settings (as environment variables) that point every provider SDK of gunicorn and
+    the worker at this run's sandbox, and provider callbacks at gunicorn: the same as
+    tests/conftest.py's `_sandbox_settings`. `PUBLIC_BASE_URL` must be the URL the sandbox
+    calls back (Twilio signs the status callbacks over it)."""
+    return {
+        "SENDGRID_API_HOST": sandbox.url,
+        "TWILIO_API_BASE_URL": sandbox.url,
+        "TWILIO_ACCOUNT_SID": sandbox.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": sandbox.twilio_auth_token,
+        "FCM_API_BASE_URL": sandbox.url,
+        "FCM_SERVICE_ACCOUNT_FILE": sandbox.fcm_service_account_file or "",
+        "FCM_PROJECT_ID": sandbox.fcm_project_id,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(sandbox.smtp_port),
+        "PUBLIC_BASE_URL": public_base_url,
+    }

@@ -1,8 +1,10 @@
 """The benchmark's phases, in order, with every child process stopped on the way out.
 
-setup → accept over HTTP → accept in-process (real vs naive) → optimized end to end →
-naive end to end. Between the end-to-end phases the notification tables are emptied, the
-bench Redis DB is flushed, the sandbox is reset and a fresh worker is started.
+setup → accept over HTTP → accept in-process (real vs naive) → optimized end to end (email)
+→ naive end to end (email) → SMS end to end → push end to end (the channel phases: optimized
+pipeline only). Before each end-to-end phase the notification tables are emptied, the bench
+Redis DB is flushed (rate limits and breakers start full and closed), the sandbox is reset and
+a fresh worker is started.
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-from .environment import Targets, flush_redis, recreate_database, write_signing_key
+from .environment import (
+    BenchSetupError,
+    Targets,
+    flush_redis,
+    provider_settings,
+    recreate_database,
+    write_fcm_service_account,
+    write_signing_key,
+)
 from .processes import (
     CpuSnapshot,
     ManagedProcess,
@@ -52,6 +63,13 @@ class Options:
     latency_ms: int
     timeout: float
     skip_naive: bool
+    sms_deliveries: int = 1000
+    push_deliveries: int = 1000
+    sms_rate: float | None = None  # TWILIO_SMS_RATE_PER_SECOND for the worker (None: settings)
+    push_rate: float | None = None  # FCM_RATE_PER_SECOND for the worker (None: settings)
+    skip_sms: bool = False
+    skip_push: bool = False
+    channels_only: bool = False  # only the SMS and push phases
 
 
 class Bench:
@@ -63,6 +81,7 @@ class Bench:
         self.gunicorn: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
         self.child_env: dict[str, str] = {}
+        self.provider_env: dict[str, str] = {}
         self.server_version = ""
         self.api: Any = None  # measure.HttpApi
         self.client: Any = None  # apps.clients.models.Client
@@ -118,22 +137,36 @@ class Bench:
         while len(ports) < 3:
             ports.add(free_port())
         web_port, sandbox_port, smtp_port = sorted(ports)
+        web_url = f"http://127.0.0.1:{web_port}"
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         os.environ.update({
             **targets.child_env(),
             "DEBUG": "0",
-            "SENDGRID_API_HOST": sandbox_url,
             "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
-            # Only email through SendGrid is measured; the other providers point at this run's
-            # sandbox too, never at a `make run` on the default ports.
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(smtp_port),
-            "SANDBOX_SMTP_PORT": str(smtp_port),
-            "TWILIO_API_BASE_URL": sandbox_url,
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
             "PYTHONUNBUFFERED": "1",
         })
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifyhub.settings.local")
+        # Created here (not by the sandbox at start) so every setting is known before Django
+        # reads them: this process, gunicorn and the worker see the same values.
+        service_account = write_fcm_service_account(self.workdir, token_uri=f"{sandbox_url}/token")
+        self.sandbox = SandboxProcess(
+            dict(os.environ),
+            port=sandbox_port,
+            smtp_port=smtp_port,
+            startup_timeout=STARTUP_TIMEOUT,
+            SANDBOX_SENDGRID_CALLBACK_URL=f"{web_url}/api/v1/webhooks/sendgrid",
+            SANDBOX_SENDGRID_SIGNING_KEY_FILE=str(key_file),
+            SANDBOX_TWILIO_STATUS_CALLBACK_URL=f"{web_url}/api/v1/webhooks/twilio",
+            SANDBOX_TWILIO_INBOUND_URL=f"{web_url}/api/v1/webhooks/twilio/inbound",
+            SANDBOX_FCM_SERVICE_ACCOUNT_FILE=str(service_account),
+            SANDBOX_CALLBACK_INTERVAL_MS=str(SANDBOX_CALLBACK_INTERVAL_MS),
+            SANDBOX_DELIVERED_DELAY_MS=str(SANDBOX_DELIVERED_DELAY_MS),
+            SANDBOX_LOG_LEVEL="WARNING",
+        )
+        # Every provider at this run's sandbox (never at a `make run` on the default ports),
+        # every callback at this run's gunicorn.
+        self.provider_env = provider_settings(self.sandbox, web_url)
+        os.environ.update(self.provider_env)
         self.child_env = dict(os.environ)
 
         self._django_setup()
@@ -144,16 +177,7 @@ class Bench:
         raw_key = self._create_tenant()
 
         log("starting the provider sandbox")
-        self.sandbox = SandboxProcess(
-            self.child_env,
-            port=sandbox_port,
-            startup_timeout=STARTUP_TIMEOUT,
-            SANDBOX_SENDGRID_CALLBACK_URL=f"http://127.0.0.1:{web_port}/api/v1/webhooks/sendgrid",
-            SANDBOX_SENDGRID_SIGNING_KEY_FILE=str(key_file),
-            SANDBOX_CALLBACK_INTERVAL_MS=str(SANDBOX_CALLBACK_INTERVAL_MS),
-            SANDBOX_DELIVERED_DELAY_MS=str(SANDBOX_DELIVERED_DELAY_MS),
-            SANDBOX_LOG_LEVEL="WARNING",
-        ).start()
+        self.sandbox.start()
         log(f"starting gunicorn on 127.0.0.1:{web_port} ({GUNICORN_WORKERS} workers)")
         self.gunicorn = start_gunicorn(
             self.child_env, port=web_port, workers=GUNICORN_WORKERS, timeout=STARTUP_TIMEOUT
@@ -179,11 +203,18 @@ class Bench:
             "cache": self.targets.redis_url,
         }
         if actual != wanted:
-            from .environment import BenchSetupError
-
             raise BenchSetupError(
                 f"settings {os.environ['DJANGO_SETTINGS_MODULE']} do not use the bench database/"
                 f"Redis ({actual} != {wanted}); run with DJANGO_SETTINGS_MODULE=notifyhub.settings.local"
+            )
+        # … nor the sandbox and callback URL (gunicorn and the worker read the same variables).
+        differing = sorted(name for name, value in self.provider_env.items()
+                           if str(getattr(settings, name, None)) != value)
+        if differing:
+            raise BenchSetupError(
+                f"settings {os.environ['DJANGO_SETTINGS_MODULE']} do not take "
+                f"{', '.join(differing)} from the environment; run with "
+                "DJANGO_SETTINGS_MODULE=notifyhub.settings.local"
             )
         import celery_app  # noqa: F401 - makes the project's Celery app the current one
 
@@ -203,6 +234,9 @@ class Bench:
             text_body="Hi {{ name }}, this is {{ recipient.id }}.",
             html_body="<p>Hi {{ name }}, this is <b>{{ recipient.id }}</b>.</p>",
         )
+        from .channels import create_templates
+
+        create_templates(self.client)
         return raw_key
 
     # -- phases -------------------------------------------------------------------------
@@ -272,46 +306,124 @@ class Bench:
             self.sandbox.control(latency_ms=self.options.latency_ms)
 
     def end_to_end(self, mode: str) -> dict[str, Any]:
+        """Email end to end through SendGrid: the real pipeline ("optimized", accepted over
+        HTTP) or the naive one (accepted in-process, bench/naive.py)."""
+        from .measure import HttpApi, chunks, recipients_for, send_body
+
+        options = self.options
+        recipients = recipients_for("o" if mode == "optimized" else "n", options.deliveries)
+        batches = chunks(recipients, SEND_CHUNK)
+        bodies = [send_body(batch, TEMPLATE_KEY, VARIABLES) for batch in batches]
+
+        def accept() -> list[str]:
+            log(f"{mode}: accepting {options.deliveries} deliveries in {len(batches)} send(s)")
+            if mode == "optimized":
+                api: HttpApi = self.api
+                return [api.post_notification(body)[0]["id"] for body in bodies]
+            from .naive import naive_accept
+
+            return [
+                str(naive_accept(client=self.client, recipients=batch, template_id=TEMPLATE_KEY,
+                                 variables=dict(VARIABLES), priority="normal").id)
+                for batch in batches
+            ]
+
+        result, stats, _ = self._phase(mode, expected=options.deliveries, accept=accept)
+        result["sandbox"] = {"accepted": stats.get("accepted"), "rejected": stats.get("rejected"),
+                             "callbacks": stats.get("callbacks")}
+        return result
+
+    def sms_phase(self) -> dict[str, Any]:
+        """SMS end to end through Twilio: sent (the API call returned), then delivered (the
+        signed `delivered` status callback reached gunicorn's /api/v1/webhooks/twilio), under
+        the Twilio SMS rate limit the worker is given."""
+        from .channels import (
+            SMS_PROVIDER,
+            SMS_RATE_ENV,
+            SMS_TEMPLATE_KEY,
+            rate_limit,
+            sms_recipients,
+        )
+        from .measure import chunks, event_counts, send_body
+
+        count = self.options.sms_deliveries
+        limit = rate_limit(SMS_PROVIDER, SMS_RATE_ENV, "--sms-rate", self.options.sms_rate)
+        bodies = [send_body(batch, SMS_TEMPLATE_KEY, VARIABLES)
+                  for batch in chunks(sms_recipients("s", count), SEND_CHUNK)]
+
+        def accept() -> list[str]:
+            log(f"sms: accepting {count} deliveries in {len(bodies)} send(s); Twilio SMS rate "
+                f"limit {limit.per_second:g}/s (burst {limit.burst}, {limit.source})")
+            return [self.api.post_notification(body)[0]["id"] for body in bodies]
+
+        result, stats, ids = self._phase("sms", expected=count, accept=accept,
+                                         worker_env=limit.worker_env())
+        return {**limit.report(), **result, "events": event_counts(ids),
+                "sandbox": _provider_stats(stats, "twilio")}
+
+    def push_phase(self) -> dict[str, Any]:
+        """Push end to end through FCM to one registered device per recipient. FCM sends no
+        receipts: a push is done when the worker recorded it `sent`."""
+        from .channels import (
+            PUSH_PROVIDER,
+            PUSH_RATE_ENV,
+            PUSH_TEMPLATE_KEY,
+            create_push_recipients,
+            rate_limit,
+        )
+        from .measure import chunks, event_counts, send_body
+
+        count = self.options.push_deliveries
+        limit = rate_limit(PUSH_PROVIDER, PUSH_RATE_ENV, "--push-rate", self.options.push_rate)
+        log(f"push: registering {count} recipients with one device each")
+        recipient_ids = create_push_recipients(self.client, "p", count)
+        bodies = [send_body(batch, PUSH_TEMPLATE_KEY, VARIABLES)
+                  for batch in chunks(recipient_ids, SEND_CHUNK)]
+
+        def accept() -> list[str]:
+            log(f"push: accepting {count} deliveries in {len(bodies)} send(s); FCM rate limit "
+                f"{limit.per_second:g}/s (burst {limit.burst}, {limit.source})")
+            return [self.api.post_notification(body)[0]["id"] for body in bodies]
+
+        result, stats, ids = self._phase("push", expected=count, accept=accept, receipts=False,
+                                         worker_env=limit.worker_env())
+        return {**limit.report(), **result, "events": event_counts(ids),
+                "sandbox": _provider_stats(stats, "fcm")}
+
+    def _phase(
+        self,
+        label: str,
+        *,
+        expected: int,
+        accept: Callable[[], Sequence[str]],
+        receipts: bool = True,
+        worker_env: Mapping[str, str] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        """One end-to-end phase: reset, a fresh worker (with `worker_env` on top of the common
+        environment), `accept()` (returns the notification ids; timed), wait until every
+        delivery is final (or, without `receipts`, sent), read the numbers back. Returns the
+        result, the sandbox's stats and the notification ids."""
         from .measure import (
-            HttpApi,
-            chunks,
+            FINAL,
             db_activity,
             delta,
             e2e_result,
-            recipients_for,
-            send_body,
             utc_from_epoch,
             wait_for_deliveries,
         )
 
         options = self.options
         self.reset_between_phases()
-        log(f"{mode}: starting a fresh worker (-c {WORKER_CONCURRENCY})")
-        self.worker = start_worker(self.child_env, concurrency=WORKER_CONCURRENCY,
-                                   name=f"bench-{mode}", timeout=STARTUP_TIMEOUT)
-        recipients = recipients_for("o" if mode == "optimized" else "n", options.deliveries)
-        batches = chunks(recipients, SEND_CHUNK)
-        bodies = [send_body(batch, TEMPLATE_KEY, VARIABLES) for batch in batches]
-
-        api: HttpApi = self.api
+        log(f"{label}: starting a fresh worker (-c {WORKER_CONCURRENCY})")
+        self.worker = start_worker({**self.child_env, **(worker_env or {})},
+                                   concurrency=WORKER_CONCURRENCY, name=f"bench-{label}",
+                                   timeout=STARTUP_TIMEOUT)
         db_before = db_activity(self.targets.db_name)
         cpu_before = CpuSnapshot.take()
-        log(f"{mode}: accepting {options.deliveries} deliveries in {len(batches)} send(s)")
         started_at = utc_from_epoch(time.time())
         t0 = time.monotonic()
         deadline = t0 + options.timeout
-        notification_ids: list[str] = []
-        if mode == "optimized":
-            for body in bodies:
-                response, _ = api.post_notification(body)
-                notification_ids.append(response["id"])
-        else:
-            from .naive import naive_accept
-
-            for batch in batches:
-                notification = naive_accept(client=self.client, recipients=batch, template_id=TEMPLATE_KEY,
-                                            variables=dict(VARIABLES), priority="normal")
-                notification_ids.append(str(notification.id))
+        notification_ids = list(accept())
         accept_seconds = time.monotonic() - t0
 
         def context() -> str:
@@ -320,17 +432,26 @@ class Bench:
             return (f"sandbox stats: {json.dumps(self.sandbox.stats().get('callbacks'))}\n"
                     f"--- worker log ---\n{worker_log}\n--- gunicorn log ---\n{gunicorn_log}")
 
-        sent_seen, final_seen, polls = wait_for_deliveries(
-            label=mode, notification_ids=notification_ids, expected=options.deliveries,
-            deadline=deadline, context=context,
+        def callbacks_pending() -> int:
+            return int(self.sandbox.stats()["callbacks"]["pending"])
+
+        sent_seen, final_seen, polls, stalled = wait_for_deliveries(
+            label=label, notification_ids=notification_ids, expected=expected,
+            deadline=deadline, context=context, receipts=receipts,
+            callbacks_pending=callbacks_pending,
         )
         cpu_after = CpuSnapshot.take()
         time.sleep(1.1)  # let PostgreSQL publish the backends' statistics
         db_after = db_activity(self.targets.db_name)
         result = e2e_result(
-            notification_ids=notification_ids, expected=options.deliveries, started_at=started_at,
+            notification_ids=notification_ids, expected=expected, started_at=started_at,
             accept_seconds=accept_seconds, sent_seen=sent_seen, final_seen=final_seen, t0=t0,
+            receipts=receipts,
         )
+        if stalled:
+            # Sent, but their final receipt was dropped on the way (present only then).
+            result["without_final_receipt"] = sum(
+                n for status, n in result["counts"].items() if status not in FINAL)
         assert self.gunicorn is not None and self.worker is not None
         result["cpu_seconds"] = cpu_breakdown(
             cpu_before, cpu_after,
@@ -341,11 +462,13 @@ class Bench:
         )
         result["db"] = {**delta(db_after, db_before), "bench_progress_polls": polls}
         stats = self.sandbox.stats()
-        result["sandbox"] = {"accepted": stats.get("accepted"), "rejected": stats.get("rejected"),
-                             "callbacks": stats.get("callbacks")}
-        log(f"{mode}: {result['sent_per_second']} sent/s, {result['delivered_per_second']} delivered/s")
+        if receipts:
+            log(f"{label}: {result['sent_per_second']} sent/s, "
+                f"{result['delivered_per_second']} delivered/s")
+        else:
+            log(f"{label}: {result['sent_per_second']} sent/s")
         self._stop_worker()
-        return result
+        return result, stats, notification_ids
 
     # -- report -------------------------------------------------------------------------
 
@@ -386,10 +509,14 @@ class Bench:
         options = self.options
         started = datetime.now(UTC).isoformat(timespec="seconds")
         self.setup()
-        accept_http = self.accept_http()
-        accept_local = self.accept_in_process()
-        optimized = self.end_to_end("optimized")
-        naive = None if options.skip_naive else self.end_to_end("naive")
+        accept_http = accept_local = optimized = naive = None
+        if not options.channels_only:
+            accept_http = self.accept_http()
+            accept_local = self.accept_in_process()
+            optimized = self.end_to_end("optimized")
+            naive = None if options.skip_naive else self.end_to_end("naive")
+        sms = None if options.skip_sms else self.sms_phase()
+        push = None if options.skip_push else self.push_phase()
         return {
             "benchmark": "notifyhub",
             "started_at": started,
@@ -405,18 +532,30 @@ class Bench:
             "optimized": optimized,
             "naive": naive,
             "ratio": _ratios(optimized, naive, accept_local),
+            "sms": sms,
+            "push": push,
             "machine": self.machine(),
-            "warnings": _noise_warnings({"optimized": optimized, "naive": naive}),
+            "warnings": _warnings({"optimized": optimized, "naive": naive, "sms": sms,
+                                   "push": push}),
         }
 
 
-def _noise_warnings(phases: dict[str, dict[str, Any] | None]) -> list[str]:
-    """Phases during which other processes of the machine used much of its CPU: their
-    numbers understate what this machine can do."""
+def _warnings(phases: dict[str, dict[str, Any] | None]) -> list[str]:
+    """Phases during which other processes of the machine used much of its CPU (their
+    numbers understate what this machine can do), and phases that ended with deliveries whose
+    final receipt never arrived."""
     warnings = []
     for name, phase in phases.items():
         if phase is None:
             continue
+        missing = phase.get("without_final_receipt")
+        if missing:
+            warnings.append(
+                f"{name}: {missing} of {phase['deliveries']} deliveries were sent but never got "
+                "a final receipt, and the sandbox had no callback left to send (see `counts` and "
+                "`sandbox.callbacks`: dropped by the pipeline, or refused); the delivered numbers "
+                "count only the others"
+            )
         cpu = phase["cpu_seconds"]
         share = cpu["other_processes"] / cpu["machine_capacity"] if cpu["machine_capacity"] else 0.0
         if share > NOISE_SHARE:
@@ -432,10 +571,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
-def _ratios(optimized: dict[str, Any], naive: dict[str, Any] | None,
-            accept_local: dict[str, Any]) -> dict[str, Any] | None:
+def _ratios(optimized: dict[str, Any] | None, naive: dict[str, Any] | None,
+            accept_local: dict[str, Any] | None) -> dict[str, Any] | None:
     """optimized / naive: > 1 means the real pipeline is faster."""
-    if naive is None:
+    if optimized is None or naive is None or accept_local is None:
         return None
     return {
         "sent_per_second": _ratio(optimized["sent_per_second"], naive["sent_per_second"]),
@@ -443,6 +582,15 @@ def _ratios(optimized: dict[str, Any], naive: dict[str, Any] | None,
         # Accept rate (deliveries/s) optimized over naive, i.e. naive time / optimized time.
         "accept_per_second_in_process": _ratio(accept_local["naive_ms"], accept_local["optimized_ms"]),
     }
+
+
+def _provider_stats(stats: dict[str, Any], provider: str) -> dict[str, Any]:
+    """The sandbox's counters for one provider since the phase's reset (FCM: with the OAuth
+    tokens it issued)."""
+    entry = stats.get("by_provider", {}).get(provider, {})
+    keys = ("requests", "accepted", "rejected", "by_status", "callbacks", "tokens_issued",
+            "token_errors")
+    return {key: entry[key] for key in keys if key in entry}
 
 
 def install_sigterm_handler() -> None:
