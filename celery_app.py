@@ -26,6 +26,10 @@ app.conf.task_default_queue = Queue.NORMAL.value
 app.conf.task_routes = {
     "notifications.relay_sweep_task": {"queue": Queue.MAINTENANCE.value},
     "scheduling.recurring_send_task": {"queue": Queue.MAINTENANCE.value},
+    "webhooks.webhook_messages_deliver_task": {"queue": Queue.WEBHOOKS.value},
+    "webhooks.webhook_messages_relay_task": {"queue": Queue.MAINTENANCE.value},
+    "audit.notifications_retention_task": {"queue": Queue.MAINTENANCE.value},
+    "audit.audit_logs_retention_task": {"queue": Queue.MAINTENANCE.value},
 }
 app.conf.broker_transport_options = {
     "visibility_timeout": settings.CELERY_BROKER_VISIBILITY_TIMEOUT,
@@ -38,5 +42,23 @@ app.conf.beat_schedule = {
         "schedule": settings.RELAY_SWEEP_INTERVAL_SECONDS,
         "options": {"queue": Queue.MAINTENANCE.value, "expires": settings.RELAY_SWEEP_INTERVAL_SECONDS},
     },
+    # Client webhooks (apps/webhooks/outbound/relay.py): publishes due and lost messages.
+    "webhooks-relay": {
+        "task": "webhooks.webhook_messages_relay_task",
+        "schedule": settings.WEBHOOKS_SWEEP_INTERVAL_SECONDS,
+        "options": {"queue": Queue.MAINTENANCE.value,
+                    "expires": settings.WEBHOOKS_SWEEP_INTERVAL_SECONDS},
+    },
+    # Retention (apps/audit/retention.py): batches within a time budget, every interval.
+    "notifications-retention": {
+        "task": "audit.notifications_retention_task",
+        "schedule": settings.RETENTION_INTERVAL_SECONDS,
+        "options": {"queue": Queue.MAINTENANCE.value, "expires": settings.RETENTION_INTERVAL_SECONDS},
+    },
+    "audit-logs-retention": {
+        "task": "audit.audit_logs_retention_task",
+        "schedule": settings.RETENTION_INTERVAL_SECONDS,
+        "options": {"queue": Queue.MAINTENANCE.value, "expires": settings.RETENTION_INTERVAL_SECONDS},
+    },
 }
-app.autodiscover_tasks(["apps.notifications", "apps.scheduling"])
+app.autodiscover_tasks(["apps.notifications", "apps.scheduling", "apps.audit", "apps.webhooks.outbound"])

@@ -8,6 +8,8 @@ import secrets
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.services import audit_record
+
 from .models import ApiKey, Client
 
 KEY_PREFIX_LEN = 12  # "nh_" + 9 characters, unique, shown in the admin and logs
@@ -33,6 +35,8 @@ def api_key_create(*, client: Client, name: str, raw_key: str | None = None) -> 
     key = ApiKey.objects.create(
         client=client, name=name, prefix=key_prefix(raw), key_hash=hash_key(raw)
     )
+    audit_record(action="api_key.create", client=client, object_type="api_key", object_id=key.pk,
+                 changes={"name": name, "prefix": key.prefix})
     return key, raw
 
 
@@ -41,4 +45,6 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        audit_record(action="api_key.revoke", client=api_key.client_id, object_type="api_key",
+                     object_id=api_key.pk, changes={"name": api_key.name, "prefix": api_key.prefix})
     return api_key

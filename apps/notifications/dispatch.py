@@ -37,8 +37,9 @@ from apps.preferences.unsubscribe import list_unsubscribe_headers
 from apps.recipients.selectors import active_device_tokens
 from apps.recipients.services import devices_deactivate
 from apps.templates.rendering import RenderError, render_for_channel
+from apps.webhooks.outbound.outbox import records_webhook_events, webhook_completions_record
 
-from . import gate
+from . import gate, instrumentation
 from .channels.base import OutboundMessage, Outcome, Provider, SendResult
 from .channels.registry import providers_for
 from .enqueue import deliveries_enqueue
@@ -172,6 +173,7 @@ def _row(
     }
 
 
+@records_webhook_events
 def _write_many(rows: Sequence[dict[str, Any]], now: datetime) -> None:
     if not rows:
         return
@@ -298,7 +300,7 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider]) ->
             waits.append((admission.wait_seconds, admission.reason))
             skipped.append(provider.name)
             continue
-        result = provider.send(message)
+        result = instrumentation.timed_send(provider, message)
         gate.report(provider, admission, result)
         return Attempt(result=result, failed_over_from=skipped)
     seconds, reason = min(waits) if waits else (1.0, "no_provider")
@@ -390,6 +392,7 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
             else:
                 report.failed += 1
         _write_many(rows, now)
+        instrumentation.observe_outcomes(rows, [d for d, _ in batch], now)
         for (client_id, reason), tokens in dead_tokens.items():
             devices_deactivate(client_id=client_id, tokens=tokens, reason=reason)
         suppressions_add(items=suppress)
@@ -424,6 +427,7 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
                 error_message=PREFERENCE_MESSAGES.get(decision.reason, decision.reason)))
             report.suppressed += 1
     _write_many(preference_rows, now)
+    instrumentation.observe_outcomes(preference_rows, deliveries, now)
     deliveries = allowed
     not_sent: dict[str, Decision] = {}  # allowed under a frequency cap, then not sent
 
@@ -468,6 +472,7 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
             continue
         work.append((delivery, message, providers))
     _write_many(suppressed_rows, now)
+    instrumentation.observe_outcomes(suppressed_rows, deliveries, now)
     if not_sent:
         frequency_cap_release(decisions=not_sent)
 
@@ -491,6 +496,7 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
             settle([(futures[f], f.result()) for f in done])
 
     notifications_refresh_status(notification_ids=report.notification_ids)
+    webhook_completions_record(notification_ids=report.notification_ids)
     for (priority, countdown), ids in later.items():
         deliveries_enqueue(items=[(i, priority) for i in ids], countdown=countdown)
     return report

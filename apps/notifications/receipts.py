@@ -13,6 +13,9 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.webhooks.outbound.outbox import webhook_receipts_record
+
+from . import instrumentation
 from .models import STATUS_RANK, Delivery, DeliveryEvent, DeliveryStatus
 from .status import notifications_refresh_status
 from .suppressions import SuppressionItem, suppressions_add
@@ -128,6 +131,7 @@ def delivery_receipts_apply(*, events: list[ProviderEvent]) -> ReceiptReport:
         )
     if changed:
         _update_deliveries(list(changed.values()), now)
+        instrumentation.observe_receipts(changed.values())
     DeliveryEvent.objects.bulk_create(new_events, ignore_conflicts=True)
     if suppress:
         suppressions_add(items=[
@@ -139,6 +143,7 @@ def delivery_receipts_apply(*, events: list[ProviderEvent]) -> ReceiptReport:
     notifications_refresh_status(
         notification_ids={d.notification_id for d in changed.values()}
     )
+    webhook_receipts_record(deliveries=changed.values(), events=new_events)
     return report
 
 

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.audit.services import audit_deliveries_redrive
 from apps.clients.models import Client
 
 from .enqueue import deliveries_enqueue
@@ -70,6 +71,7 @@ def deliveries_redrive(*, deliveries: QuerySet[Delivery], actor: str, limit: int
             ]
         )
         notifications_refresh_status(notification_ids={r["notification_id"] for r in rows})
+        audit_deliveries_redrive(rows=rows)
         items = [(str(r["id"]), r["priority"]) for r in rows]
         transaction.on_commit(lambda: deliveries_enqueue(items=items))
     return len(rows)

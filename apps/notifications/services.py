@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.audit.services import audit_notification_cancel, audit_notification_send
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
@@ -23,6 +24,7 @@ from apps.recipients.services import recipients_upsert
 from apps.templates.models import TemplateVersion
 from apps.templates.rendering import has_content_for
 from apps.templates.selectors import active_versions_by_locale, pick_version, template_get_for_send
+from apps.webhooks.outbound.outbox import webhook_completions_record
 
 from .channels.registry import supported_channels
 from .enqueue import deliveries_enqueue
@@ -216,6 +218,7 @@ def notification_send(
         items = [(str(d.id), priority) for d in deliveries]
         transaction.on_commit(lambda: deliveries_enqueue(items=items))
     notification.prefetched_deliveries = deliveries  # type: ignore[attr-defined]
+    audit_notification_send(notification=notification, template=template, recipients=resolved)
     return SendOutcome(notification=notification, replayed=False)
 
 
@@ -292,4 +295,6 @@ def notification_cancel(*, notification: Notification, actor: str = "") -> int:
          for i in ids]
     )
     notifications_refresh_status(notification_ids=[notification.id])
+    webhook_completions_record(notification_ids=[notification.id])
+    audit_notification_cancel(notification=notification, cancelled=len(ids))
     return len(ids)

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.audit.services import audit_preferences_change
 from apps.core.exceptions import ApplicationError, NotFound
 from apps.core.logging import mask_phone
 from apps.notifications.models import Channel
@@ -230,6 +231,8 @@ def preferences_change(
         )
     if records:
         ConsentRecord.objects.bulk_create(records)
+        audit_preferences_change(profiles=touched, records=records, recipients=recipients,
+                                 context=context)
     if touched:
         fresh = {str(p.recipient_id): Preferences.from_profile(p) for p in touched}
         # Now (a reader in this window loads the old row and may re-add it: the commit hook

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone as django_timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from apps.audit.services import audit_record, audit_snapshot, audit_update
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError
 from apps.core.queues import Priority, Queue
@@ -144,6 +145,9 @@ def recurring_send_create(
     recurring_send_check(values, client=client)
     recurring_send = RecurringSend.objects.create(client=client, **values)
     _sync_periodic_task(recurring_send)
+    audit_record(action="schedule.create", client=client, object_type="schedule",
+                 object_id=recurring_send.pk, changes={**values, "template": template.key,
+                                                       "segment": segment.key if segment else None})
     return recurring_send
 
 
@@ -154,6 +158,7 @@ def recurring_send_update(*, recurring_send: RecurringSend, **changes: Any) -> R
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise TypeError(f"Not editable: {', '.join(sorted(unknown))}")
+    before = audit_snapshot(recurring_send, EDITABLE)
     values = {name: getattr(recurring_send, name) for name in EDITABLE}
     values.update(changes)
     if changes.get("segment") is not None and "recipient_ids" not in changes:
@@ -167,6 +172,9 @@ def recurring_send_update(*, recurring_send: RecurringSend, **changes: Any) -> R
         setattr(recurring_send, name, value)
     recurring_send.save()
     _sync_periodic_task(recurring_send)
+    audit_update(action="schedule.update", before=before, after=recurring_send,
+                 client=recurring_send.client_id, object_type="schedule",
+                 extra={"name": recurring_send.name})
     return recurring_send
 
 
@@ -175,6 +183,8 @@ def recurring_send_delete(*, recurring_send: RecurringSend) -> None:
     """Deletes the recurring send, its PeriodicTask and its CrontabSchedule (when no other
     task uses it)."""
     task = recurring_send.periodic_task
+    audit_record(action="schedule.delete", client=recurring_send.client_id, object_type="schedule",
+                 object_id=recurring_send.pk, changes={"name": recurring_send.name})
     recurring_send.delete()
     if task is not None:
         crontab = task.crontab
@@ -266,6 +276,10 @@ def recurring_send_run(
     locked.last_error = result.error
     locked.save(update_fields=["last_run_at", "last_scheduled_for", "last_notification_ids",
                                "last_error", "updated_at"])
+    audit_record(action="schedule.run", client=locked.client_id, object_type="schedule", object_id=locked.pk,
+                 changes={"status": result.status, "manual": manual_key is not None,
+                          "scheduled_for": scheduled_for, "error": result.error,
+                          "notification_ids": locked.last_notification_ids})
     recurring_send.last_run_at, recurring_send.last_scheduled_for = now, locked.last_scheduled_for
     recurring_send.last_notification_ids = locked.last_notification_ids
     recurring_send.last_error = locked.last_error

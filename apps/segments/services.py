@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError, Q, QuerySet
 
+from apps.audit.services import audit_record, audit_snapshot, audit_update
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError, Conflict, NotFound
 from apps.notifications.models import Notification
@@ -55,7 +56,10 @@ def _save(segment: Segment) -> Segment:
 def segment_create(*, client: Client, name: str, key: str, definition: dict[str, Any]) -> Segment:
     """A new segment; 400 naming the path of every bad node of the definition."""
     _check(client=client, key=key, definition=definition)
-    return _save(Segment(client=client, name=name, key=key, definition=definition))
+    segment = _save(Segment(client=client, name=name, key=key, definition=definition))
+    audit_record(action="segment.create", client=client, object_type="segment", object_id=segment.pk,
+                 changes={"name": name, "key": key, "definition": definition})
+    return segment
 
 
 @transaction.atomic
@@ -64,18 +68,23 @@ def segment_update(
     definition: dict[str, Any] | None = None,
 ) -> Segment:
     """Changes the fields given; the others keep their value."""
+    before = audit_snapshot(segment, ("name", "key", "definition"))
     new_key = segment.key if key is None else key
     new_definition = segment.definition if definition is None else definition
     _check(client=segment.client, key=new_key, definition=new_definition, exclude_id=segment.id)
     segment.key, segment.definition = new_key, new_definition
     if name is not None:
         segment.name = name
-    return _save(segment)
+    _save(segment)
+    audit_update(action="segment.update", before=before, after=segment, client=segment.client_id,
+                 object_type="segment", extra={"key": segment.key})
+    return segment
 
 
 @transaction.atomic
 def segment_delete(*, segment: Segment) -> None:
     """Deletes a segment; 409 while a recurring send still targets it."""
+    segment_id = segment.pk
     try:
         segment.delete()
     except ProtectedError as exc:
@@ -84,6 +93,8 @@ def segment_delete(*, segment: Segment) -> None:
             f"Segment '{segment.key}' is used by: {users}. Delete or retarget them first.",
             code="segment_in_use",
         ) from exc
+    audit_record(action="segment.delete", client=segment.client_id, object_type="segment",
+                 object_id=segment_id, changes={"name": segment.name, "key": segment.key})
 
 
 def reachable_q(channels: list[str]) -> Q:

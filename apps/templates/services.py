@@ -11,6 +11,7 @@ from django.db.models import Max
 from django.db.models.deletion import ProtectedError
 from django.utils import timezone
 
+from apps.audit.services import audit_record, audit_snapshot, audit_update
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError, Conflict
 
@@ -91,6 +92,9 @@ def template_create(
     except IntegrityError as exc:
         raise Conflict(f"A template with key '{key}' exists.", code="template_key_taken",
                        fields={"key": ["Already used by another of your templates."]}) from exc
+    audit_record(action="template.create", client=client, object_type="template", object_id=template.pk,
+                 changes={"key": key, "name": name, "channels": channels, "category": category,
+                          "default_locale": default_locale})
     if content is not None:
         template_version_create(template=template, **content, publish=publish, actor=actor)
         template.refresh_from_db(fields=["active_version"])
@@ -110,6 +114,8 @@ def template_update(
     """Updates a template's settings (never its key or content; content changes are new
     versions). A new default locale must already be published, unless nothing is."""
     locked = Template.objects.select_for_update().get(pk=template.pk)
+    before = audit_snapshot(locked, ("name", "channels", "category", "default_locale",
+                                     "sample_variables", "active_version"), from_db=False)
     fields = ["updated_at"]
     if name is not None:
         locked.name = name
@@ -135,6 +141,8 @@ def template_update(
         locked.active_version = version
         fields += ["default_locale", "active_version"]
     locked.save(update_fields=fields)
+    audit_update(action="template.update", before=before, after=locked, client=locked.client_id,
+                 object_type="template", extra={"key": locked.key})
     return locked
 
 
@@ -161,6 +169,8 @@ def template_delete(*, template: Template) -> None:
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     except (IntegrityError, ProtectedError) as exc:
         raise in_use from exc
+    audit_record(action="template.delete", client=locked.client_id, object_type="template",
+                 object_id=locked.pk, changes={"key": locked.key, "name": locked.name})
 
 
 @transaction.atomic
@@ -218,6 +228,10 @@ def template_version_create(
         push_data=push_data,
         required_variables=required,
     )
+    audit_record(action="template.version.create", client=template.client_id,
+                 object_type="template_version", object_id=version.pk,
+                 changes={"template": template.key, "locale": locale, "version": number,
+                          "required_variables": required, "publish": publish})
     if publish:
         template_version_publish(version=version, actor=actor)
         if locale_key(locale) == locale_key(template.default_locale):
@@ -252,6 +266,10 @@ def _make_active(*, version: TemplateVersion, actor: str, rollback: bool) -> Tem
               else PublicationAction.PUBLISH)
     TemplatePublication.objects.create(template=template, locale=version.locale, version=version,
                                        previous_version=previous, action=action, actor=actor)
+    audit_record(action=f"template.version.{action.value}", client=template.client_id,
+                 object_type="template_version", object_id=version.pk,
+                 changes={"template": template.key, "locale": version.locale, "version": version.version,
+                          "previous_version": previous.version if previous is not None else None})
     if locale_key(version.locale) == locale_key(template.default_locale):
         Template.objects.filter(pk=template.pk).update(active_version=version, updated_at=now)
     return pointer

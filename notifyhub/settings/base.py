@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "apps.preferences",
     "apps.segments",
     "apps.scheduling",
+    "apps.audit",
 ]
 
 MIDDLEWARE = [
@@ -66,6 +67,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.audit.middleware.AuditContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -144,6 +146,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Per client (API key's tenant), shared by every web process through Redis
+    # (apps/clients/throttling.py); per-client overrides in API_THROTTLE_RATES_BY_CLIENT.
+    "DEFAULT_THROTTLE_CLASSES": ["apps.clients.throttling.ClientRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"client": env("API_THROTTLE_RATE", "1000/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "NotifyHub API",
@@ -290,3 +296,72 @@ LOGGING = {
         "celery": {"level": "INFO"},
     },
 }
+
+# --- API limits ------------------------------------------------------------------------------
+# Idempotency-Key records (apps/core/idempotency.py): kept this long; each new record purges up
+# to IDEMPOTENCY_PURGE_BATCH expired ones.
+IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 86_400)
+IDEMPOTENCY_PURGE_BATCH = env_int("IDEMPOTENCY_PURGE_BATCH", 100)
+# POST /api/v1/notifications/bulk: items per request, and recipients over all items.
+BULK_MAX_NOTIFICATIONS = env_int("BULK_MAX_NOTIFICATIONS", 50_000)
+BULK_MAX_RECIPIENTS = env_int("BULK_MAX_RECIPIENTS", 100_000)
+# Request bodies Django reads into memory (default 2.5 MB): 50,000 bulk items are ~7-15 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
+# Request throttle and daily delivery quota counters (apps/clients/throttling.py, quotas.py).
+API_LIMITS_REDIS_URL = env("API_LIMITS_REDIS_URL", REDIS_URL)
+# Client slug → rate, overriding REST_FRAMEWORK's DEFAULT_THROTTLE_RATES["client"];
+# from the environment as "slug=rate,slug=rate" (API_THROTTLE_RATES_BY_CLIENT="acme=5000/min").
+API_THROTTLE_RATES_BY_CLIENT: dict[str, str] = dict(
+    item.strip().split("=", 1) for item in env("API_THROTTLE_RATES_BY_CLIENT").split(",") if "=" in item
+)
+# Deliveries a client may have accepted per UTC day (scheduled ones count on the day they are
+# accepted); per client slug as "slug=n,slug=n" (DAILY_DELIVERY_QUOTA_BY_CLIENT="acme=500000").
+DAILY_DELIVERY_QUOTA = env_int("DAILY_DELIVERY_QUOTA", 10_000_000)
+DAILY_DELIVERY_QUOTA_BY_CLIENT: dict[str, int] = {
+    slug.strip(): int(n)
+    for slug, _, n in (item.partition("=") for item in env("DAILY_DELIVERY_QUOTA_BY_CLIENT").split(","))
+    if n.strip()
+}
+
+# --- Audit -----------------------------------------------------------------------------------
+# Retention (apps/audit/retention.py), run by beat on the maintenance queue and by
+# `manage.py retention`. 0 keeps everything. Deliveries and their events go with their
+# notification.
+NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 90)
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 2555)  # about 7 years
+RETENTION_INTERVAL_SECONDS = env_float("RETENTION_INTERVAL_SECONDS", 900.0)
+# Notifications per batch (their deliveries go RETENTION_DELIVERY_BATCH_SIZE at a time).
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 500)
+RETENTION_DELIVERY_BATCH_SIZE = env_int("RETENTION_DELIVERY_BATCH_SIZE", 5000)
+AUDIT_RETENTION_BATCH_SIZE = env_int("AUDIT_RETENTION_BATCH_SIZE", 10000)
+# A beat run stops after this long (it shares the maintenance workers with the relay
+# sweeper); the next run goes on where it stopped.
+RETENTION_TIME_BUDGET_SECONDS = env_float("RETENTION_TIME_BUDGET_SECONDS", 120.0)
+
+# --- Client webhooks -------------------------------------------------------------------------
+# The network guard: webhooks never reach loopback, private, link-local, CGNAT … addresses
+# unless allowed here. On by default for local development (receivers on 127.0.0.1);
+# production.py turns it off. Cloud metadata addresses are refused always.
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", True)
+# CIDRs allowed even with the guard on (an internal receiver), comma-separated.
+WEBHOOKS_ALLOWED_NETWORKS = [c.strip() for c in env("WEBHOOKS_ALLOWED_NETWORKS", "").split(",")
+                             if c.strip()]
+WEBHOOKS_TIMEOUT_SECONDS = env_float("WEBHOOKS_TIMEOUT_SECONDS", 15.0)
+# Seconds before each attempt (the first immediately); after the last, the message failed.
+WEBHOOKS_RETRY_SCHEDULE_SECONDS = [0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600]
+# Longer waits are not task countdowns (they must stay under CELERY_BROKER_VISIBILITY_TIMEOUT):
+# the relay sweeper publishes those messages when they are due.
+WEBHOOKS_MAX_COUNTDOWN_SECONDS = env_int("WEBHOOKS_MAX_COUNTDOWN_SECONDS", 300)
+# An endpoint whose every attempt failed for this long is disabled.
+WEBHOOKS_DISABLE_AFTER_FAILING_SECONDS = env_int("WEBHOOKS_DISABLE_AFTER_FAILING_SECONDS", 5 * 86400)
+# After a rotation the old secret signs too (a second signature) for this long.
+WEBHOOKS_SECRET_ROTATION_OVERLAP_SECONDS = env_int("WEBHOOKS_SECRET_ROTATION_OVERLAP_SECONDS", 86400)
+# A published message not claimed within this time is published again by the sweeper.
+WEBHOOKS_REQUEUE_AFTER_SECONDS = env_int("WEBHOOKS_REQUEUE_AFTER_SECONDS", 300)
+WEBHOOKS_SWEEP_INTERVAL_SECONDS = env_float("WEBHOOKS_SWEEP_INTERVAL_SECONDS", 15.0)
+WEBHOOKS_SWEEP_BATCH = env_int("WEBHOOKS_SWEEP_BATCH", 5000)
+# Messages of one endpoint per task (sent one after the other).
+WEBHOOKS_CHUNK_SIZE = env_int("WEBHOOKS_CHUNK_SIZE", 10)
+WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS = env_int("WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS", 300)
+WEBHOOKS_MAX_ENDPOINTS_PER_CLIENT = env_int("WEBHOOKS_MAX_ENDPOINTS_PER_CLIENT", 20)
+WEBHOOKS_REPLAY_LIMIT = env_int("WEBHOOKS_REPLAY_LIMIT", 10000)

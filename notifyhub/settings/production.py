@@ -16,6 +16,9 @@ TWILIO_API_BASE_URL = os.environ.get("TWILIO_API_BASE_URL", "https://api.twilio.
 FCM_API_BASE_URL = os.environ.get("FCM_API_BASE_URL", "https://fcm.googleapis.com")
 PUBLIC_BASE_URL = os.environ["PUBLIC_BASE_URL"].rstrip("/")
 DEMO_API_KEY = ""
+# Client webhooks never reach private networks in production (allow CIDRs explicitly with
+# WEBHOOKS_ALLOWED_NETWORKS).
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)

@@ -21,3 +21,12 @@ STORAGES = {
 }
 # No collected static files in tests: serve nothing through WhiteNoise.
 MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405
+# Throttle and quota counters in the tests' Redis database.
+API_LIMITS_REDIS_URL = TEST_REDIS_URL
+
+# --- Client webhooks -------------------------------------------------------------------------
+# Receivers in tests listen on 127.0.0.1 (the tests of the guard turn it on).
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
+# No subscriptions cache: Redis is shared by concurrent test sessions whose rows are never
+# committed (the cache's own tests turn it on).
+WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS = 0

@@ -45,9 +45,12 @@ class RecipientRefField(serializers.Field):
                 self.fail("invalid")
             return data
         if isinstance(data, dict):
-            inline = InlineRecipientSerializer(data=data)
-            inline.is_valid(raise_exception=True)
-            return dict(inline.validated_data)
+            # One serializer per field, reused for every recipient: building a serializer's
+            # fields costs more than validating an item (bulk sends validate 100,000).
+            inline = self.__dict__.get("_inline")
+            if inline is None:
+                inline = self.__dict__["_inline"] = InlineRecipientSerializer()
+            return dict(inline.run_validation(data))
         self.fail("invalid")
         raise AssertionError  # unreachable
 
@@ -201,3 +204,213 @@ class RetryFailedSerializer(serializers.Serializer):
 
 class RetryFailedResultSerializer(serializers.Serializer):
     redriven = serializers.IntegerField()
+
+
+# --- bulk send -------------------------------------------------------------------------------
+
+class BulkNotificationsField(serializers.ListField):
+    """The bulk items: sizes are checked before any item is validated (50,000 items at most,
+    BULK_MAX_RECIPIENTS recipients over all items)."""
+
+    child = NotificationSendSerializer()
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        if isinstance(data, list):
+            limit = settings.BULK_MAX_NOTIFICATIONS
+            if len(data) > limit:
+                raise serializers.ValidationError(f"At most {limit} notifications per request.")
+            recipients = sum(
+                len(item["recipients"]) for item in data
+                if isinstance(item, dict) and isinstance(item.get("recipients"), list)
+            )
+            if recipients > settings.BULK_MAX_RECIPIENTS:
+                raise serializers.ValidationError(
+                    f"At most {settings.BULK_MAX_RECIPIENTS} recipients over all notifications.")
+        return list(super().to_internal_value(data))
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Two order confirmations",
+            value={"notifications": [
+                {"recipients": [{"id": "user_1", "email": "a@example.com"}],
+                 "template_id": "order_confirmation",
+                 "variables": {"name": "Ada", "orderId": "ORD-1"}},
+                {"recipients": ["user_2"], "template_id": "order_confirmation",
+                 "variables": {"name": "Bob", "orderId": "ORD-2"}, "priority": "high"},
+            ]},
+            request_only=True,
+        ),
+    ]
+)
+class BulkSendSerializer(serializers.Serializer):
+    notifications = BulkNotificationsField(min_length=1)
+
+
+class BulkAcceptedItemSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=NotificationStatus.choices)
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Accepted",
+            value={"count": 2, "notifications": [
+                {"index": 0, "id": "4f6c1c1e-7f3a-4f7e-9a55-1f1f0c5b2d10", "status": "pending"},
+                {"index": 1, "id": "0b9d2a33-5a8c-4bb5-8a1e-7d61b0b9e6a2", "status": "pending"},
+            ]},
+            response_only=True, status_codes=["202"],
+        ),
+    ]
+)
+class BulkAcceptedSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    notifications = BulkAcceptedItemSerializer(many=True)
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+class MetricsWindowSerializer(serializers.Serializer):
+    window = serializers.ChoiceField(choices=["1h", "24h", "7d"], default="24h")
+
+
+class RateSummarySerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    rates = serializers.DictField(child=serializers.FloatField(allow_null=True))
+    delivery_rate = serializers.FloatField(allow_null=True)
+
+
+class ChannelRateSerializer(RateSummarySerializer):
+    channel = serializers.ChoiceField(choices=Channel.choices)
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Last 24 hours",
+            value={
+                "window": "24h", "since": "2026-05-01T10:00:00Z", "until": "2026-05-02T10:00:00Z",
+                "overall": {"total": 1000, "counts": {"delivered": 990, "bounced": 10},
+                            "rates": {"delivered": 0.99, "bounced": 0.01}, "delivery_rate": 0.99},
+                "channels": [{"channel": "email", "total": 1000,
+                              "counts": {"delivered": 990, "bounced": 10},
+                              "rates": {"delivered": 0.99, "bounced": 0.01},
+                              "delivery_rate": 0.99}],
+            },
+            response_only=True,
+        ),
+    ]
+)
+class DeliveryRatesSerializer(serializers.Serializer):
+    window = serializers.CharField()
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    overall = RateSummarySerializer()
+    channels = ChannelRateSerializer(many=True)
+
+
+class LatencySerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+
+
+class ProviderPerformanceSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    provider = serializers.CharField()
+    sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    latency_ms = LatencySerializer(help_text="Accept → sent, milliseconds.")
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Last 24 hours",
+            value={
+                "window": "24h", "since": "2026-05-01T10:00:00Z", "until": "2026-05-02T10:00:00Z",
+                "providers": [
+                    {"channel": "email", "provider": "sendgrid", "sent": 980, "delivered": 975,
+                     "failed": 5, "latency_ms": {"p50": 180.2, "p95": 950.0}},
+                    {"channel": "email", "provider": "smtp", "sent": 20, "delivered": 0,
+                     "failed": 0, "latency_ms": {"p50": 2300.0, "p95": 4100.5}},
+                ],
+            },
+            response_only=True,
+        ),
+    ]
+)
+class ChannelPerformanceSerializer(serializers.Serializer):
+    window = serializers.CharField()
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    providers = ProviderPerformanceSerializer(many=True)
+
+
+class ProviderStateSerializer(serializers.Serializer):
+    channel = serializers.CharField()
+    provider = serializers.CharField()
+    configured = serializers.BooleanField()
+    breaker = serializers.ChoiceField(
+        choices=["closed", "open", "half_open", "unknown", "disabled", "not_configured"])
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Healthy",
+            value={
+                "status": "ok", "checks": {"database": "ok", "broker": "ok"},
+                "queues": {"critical": 0, "high": 0, "normal": 12, "low": 0, "webhooks": 0,
+                           "maintenance": 0},
+                "providers": [
+                    {"channel": "email", "provider": "sendgrid", "configured": True,
+                     "breaker": "closed"},
+                    {"channel": "push", "provider": "fcm", "configured": False,
+                     "breaker": "not_configured"},
+                ],
+            },
+            response_only=True,
+        ),
+    ]
+)
+class SystemStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "degraded"])
+    checks = serializers.DictField(child=serializers.CharField())
+    queues = serializers.DictField(child=serializers.IntegerField())
+    providers = ProviderStateSerializer(many=True)
+
+
+class QueueDepthSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    depth = serializers.IntegerField()
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Some work waiting",
+            value={
+                "broker": "ok",
+                "queues": [{"name": "critical", "depth": 0}, {"name": "high", "depth": 0},
+                           {"name": "normal", "depth": 12}, {"name": "low", "depth": 3},
+                           {"name": "webhooks", "depth": 0}, {"name": "maintenance", "depth": 0}],
+                "total": 15,
+                "backlog": {"normal": {"queued": 1200, "sending": 16}, "low": {"scheduled": 40}},
+            },
+            response_only=True,
+        ),
+    ]
+)
+class QueueStatusSerializer(serializers.Serializer):
+    broker = serializers.ChoiceField(choices=["ok", "unavailable"])
+    queues = QueueDepthSerializer(many=True, help_text="Broker messages per queue (all clients).")
+    total = serializers.IntegerField()
+    backlog = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text="Your deliveries not finished yet: priority → status → count.",
+    )

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
@@ -10,13 +13,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
+from apps.clients.quotas import delivery_quota
 from apps.core.exceptions import error_body
+from apps.core.idempotency import HEADER as IDEMPOTENCY_HEADER
+from apps.core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 
+from .. import instrumentation
+from ..bulk import notifications_send_bulk
+from ..deletion import notification_delete
 from ..models import Channel, Notification, NotificationStatus
 from ..redrive import deliveries_redrive, failed_deliveries
 from ..selectors import notification_get, notification_list, notification_status_counts
 from ..services import notification_cancel, notification_send, request_fingerprint
+from .schema import error_responses
 from .serializers import (
+    BulkAcceptedSerializer,
+    BulkSendSerializer,
     NotificationAcceptedSerializer,
     NotificationDetailSerializer,
     NotificationSendSerializer,
@@ -70,36 +82,54 @@ class NotificationListFilterSerializer(serializers.Serializer):
     created_before = serializers.DateTimeField(required=False)
 
 
-class NotificationCollectionApi(ListAPIView):
+class LimitHeadersMixin:
+    """Adds `Retry-After` to errors that carry one (429 `quota_exceeded`; DRF adds it for
+    `throttled` itself); a body over DATA_UPLOAD_MAX_MEMORY_SIZE is a JSON 413."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, RequestDataTooBig):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            return Response(
+                error_body("request_too_large", f"The request body is larger than {limit} bytes."),
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        response: Response = super().handle_exception(exc)  # type: ignore[misc]
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response["Retry-After"] = str(int(retry_after))
+        return response
+
+
+class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
     serializer_class = NotificationSerializer
 
     @extend_schema(
         request=NotificationSendSerializer,
-        responses={202: NotificationAcceptedSerializer},
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key", str, OpenApiParameter.HEADER,
-                description="Same key and body within 24 h returns the first response.",
-            )
-        ],
+        responses={202: NotificationAcceptedSerializer, **error_responses(
+            400, 409, 413, 422, 429, examples={409: ["idempotency_key_in_flight"]})},
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         """Send a template to recipients on one or more channels. 202 once committed."""
         serializer = NotificationSendSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        key = request.headers.get("Idempotency-Key", "").strip() or None
-        if key is not None and len(key) > 255:
-            return Response(
-                error_body("invalid", "Idempotency-Key is too long.",
-                           {"Idempotency-Key": ["At most 255 characters."]}),
-                status=status.HTTP_400_BAD_REQUEST,
+        # Besides the request-level record (apps.core.idempotency), the key stays on the
+        # notification: reusing it after the record expired still finds this notification.
+        key = request.headers.get(IDEMPOTENCY_HEADER, "").strip() or None
+        client = request_client(request)
+        with delivery_quota(client=client) as charge, transaction.atomic():
+            outcome = notification_send(
+                client=client,
+                **serializer.validated_data,
+                idempotency_key=key,
+                request_hash=request_fingerprint(request.data),
             )
-        outcome = notification_send(
-            client=request_client(request),
-            **serializer.validated_data,
-            idempotency_key=key,
-            request_hash=request_fingerprint(request.data),
-        )
+            if not outcome.replayed:
+                deliveries = outcome.notification.prefetched_deliveries  # type: ignore[attr-defined]
+                charge(len(deliveries))
+        if not outcome.replayed:
+            instrumentation.observe_accepted(deliveries)
         response = Response(_accepted_body(outcome.notification), status=status.HTTP_202_ACCEPTED)
         if outcome.replayed:
             response["Idempotent-Replayed"] = "true"
@@ -122,6 +152,53 @@ class NotificationDetailApi(APIView):
         """The notification, its deliveries and each delivery's timeline."""
         notification = notification_get(client=request_client(request), notification_id=notification_id)
         return Response(NotificationDetailSerializer(notification).data)
+
+    @extend_schema(
+        request=None,
+        responses={204: OpenApiResponse(description="Deleted with its deliveries and timelines."),
+                   **error_responses(404, 409, examples={409: ["notification_in_flight"]})},
+    )
+    def delete(self, request: Request, notification_id: str) -> Response:
+        """Delete the notification, its deliveries and their timelines. Work not sent yet
+        (scheduled, queued, retrying) is dropped; 409 `notification_in_flight` while a delivery
+        is being handed to a provider (`sending`) — retry a moment later."""
+        notification = notification_get(client=request_client(request),
+                                        notification_id=notification_id, with_timeline=False)
+        notification_delete(notification=notification)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class NotificationBulkApi(LimitHeadersMixin, APIView):
+    @extend_schema(
+        request=BulkSendSerializer,
+        responses={202: BulkAcceptedSerializer, **error_responses(
+            400, 409, 413, 422, 429,
+            examples={400: ["bulk_invalid"], 409: ["idempotency_key_in_flight"],
+                      422: ["bulk_unknown_template", "idempotency_key_reused"]})},
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        """Send up to 50,000 notifications at once: every item is a send body. All or
+        nothing — one bad item (400 `invalid`, or a business rule's 422) refuses the whole
+        request, naming each bad item as `notifications[<index>].<field>`; nothing is written."""
+        serializer = BulkSendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        client = request_client(request)
+        with delivery_quota(client=client) as charge, transaction.atomic():
+            accepted = notifications_send_bulk(
+                client=client, items=serializer.validated_data["notifications"]
+            )
+            charge(accepted.deliveries)
+        instrumentation.observe_accepted_counts(accepted.by_channel)
+        body = {
+            "count": len(accepted.notifications),
+            "notifications": [
+                {"index": i, "id": str(n.id), "status": n.status}
+                for i, n in enumerate(accepted.notifications)
+            ],
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 class NotificationStatusApi(APIView):

@@ -1,0 +1,337 @@
+"""The outbox writer: called where delivery statuses change, in the same transaction.
+
+One INSERT … SELECT per batch writes one WebhookMessage per (event, subscribed endpoint),
+building each payload from the delivery, recipient and notification rows as they are after the
+change. Before any of that, one cached read says which clients have enabled endpoints and for
+which event types: a batch that concerns nobody costs one cache GET and no query.
+
+Hooks (one line each in apps/notifications):
+- dispatch.py `_write_many` is decorated with `records_webhook_events`: the batch's outcome
+  statement and its outbox rows commit together (delivery.sent / failed / suppressed).
+- dispatch.py calls `webhook_completions_record` after its status refresh.
+- receipts.py calls `webhook_receipts_record` inside `delivery_receipts_apply`'s transaction
+  (delivery.delivered / bounced / failed, delivery.opened / clicked, notification.completed).
+
+Messages are published after commit; the relay sweeper publishes whatever that misses.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from ..models import WebhookEndpoint
+from .events import ENGAGEMENT_DETAIL_KEYS, ENGAGEMENT_EVENTS, NOTIFICATION_COMPLETED, STATUS_EVENTS
+from .publish import webhook_messages_enqueue_on_commit
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIPTIONS_CACHE_KEY = "webhooks:subscriptions"
+_GENERATION_KEY = "webhooks:subscriptions:generation"
+ALL_EVENTS = "*"
+
+_ENDPOINT_MATCH = """
+    e.disabled_at IS NULL AND e.deleted_at IS NULL
+    AND (e.event_types = '[]'::jsonb OR e.event_types ? {event_type})
+"""
+
+_MESSAGE_COLUMNS = """
+    (id, endpoint_id, event_type, payload, delivery_id, notification_id, dedupe_key, status,
+     attempts, next_attempt_at, lease_until, last_status_code, last_error, created_at,
+     updated_at, succeeded_at)
+"""
+
+# Delivery events: the payload is built from the rows as they are now (after the change in
+# this transaction). `status` guards against an outcome that did not apply (a stale attempt).
+_DELIVERY_EVENTS_SQL = f"""
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(%(items)s::jsonb) AS x(
+        delivery_id uuid, event_type text, status text, occurred_at text, detail jsonb)
+), found AS (
+    SELECT e.id AS endpoint_id, x.event_type, d.id AS delivery_id, d.notification_id,
+           jsonb_build_object(
+               'type', x.event_type,
+               'timestamp', x.occurred_at,
+               'data', jsonb_build_object(
+                   'delivery_id', d.id,
+                   'notification_id', d.notification_id,
+                   'recipient', r.external_id,
+                   'channel', d.channel,
+                   'status', d.status,
+                   'error_code', d.error_code,
+                   'error_message', d.error_message,
+                   'provider', d.provider,
+                   'provider_message_id', d.provider_message_id,
+                   'metadata', n.metadata
+               ) || COALESCE(x.detail, '{{}}'::jsonb)
+           ) AS payload
+    FROM input AS x
+    JOIN notifications_delivery AS d ON d.id = x.delivery_id
+    JOIN recipients_recipient AS r ON r.id = d.recipient_id
+    JOIN notifications_notification AS n ON n.id = d.notification_id
+    JOIN webhooks_webhookendpoint AS e ON e.client_id = d.client_id
+    WHERE d.client_id = ANY(%(clients)s::uuid[])
+      AND (x.status = '' OR d.status = x.status)
+      AND {_ENDPOINT_MATCH.format(event_type="x.event_type")}
+)
+INSERT INTO webhooks_webhookmessage {_MESSAGE_COLUMNS}
+SELECT gen_random_uuid(), endpoint_id, event_type, payload, delivery_id, notification_id, NULL,
+       'pending', 0, %(now)s, %(lease_until)s, NULL, '', %(now)s, %(now)s, NULL
+FROM found
+RETURNING id, endpoint_id
+"""
+
+# notification.completed: once per (endpoint, notification, final status, completion time),
+# however many batches see the notification final. Counts are computed for new ones only.
+_COMPLETIONS_SQL = f"""
+WITH final AS (
+    SELECT n.id, n.client_id, n.status, n.completed_at, n.recipient_count, n.channels,
+           n.metadata,
+           'notification.completed:' || n.id::text || ':' || n.status || ':'
+               || extract(epoch FROM n.completed_at)::text AS dedupe_key
+    FROM notifications_notification AS n
+    WHERE n.id = ANY(%(ids)s::uuid[])
+      AND n.client_id = ANY(%(clients)s::uuid[])
+      AND n.status IN ('completed', 'partially_failed', 'failed', 'cancelled')
+), found AS (
+    SELECT e.id AS endpoint_id, f.*
+    FROM final AS f
+    JOIN webhooks_webhookendpoint AS e ON e.client_id = f.client_id
+    WHERE {_ENDPOINT_MATCH.format(event_type="'notification.completed'")}
+      AND NOT EXISTS (SELECT 1 FROM webhooks_webhookmessage AS m
+                      WHERE m.endpoint_id = e.id AND m.dedupe_key = f.dedupe_key)
+)
+INSERT INTO webhooks_webhookmessage {_MESSAGE_COLUMNS}
+SELECT gen_random_uuid(), f.endpoint_id, 'notification.completed',
+       jsonb_build_object(
+           'type', 'notification.completed',
+           'timestamp', to_jsonb(COALESCE(f.completed_at, %(now)s)),
+           'data', jsonb_build_object(
+               'notification_id', f.id,
+               'status', f.status,
+               'completed_at', to_jsonb(f.completed_at),
+               'recipient_count', f.recipient_count,
+               'channels', f.channels,
+               'counts', (SELECT COALESCE(jsonb_object_agg(c.status, c.n), '{{}}'::jsonb)
+                          FROM (SELECT status, count(*) AS n FROM notifications_delivery
+                                WHERE notification_id = f.id GROUP BY status) AS c),
+               'metadata', f.metadata
+           )
+       ),
+       NULL, f.id, f.dedupe_key, 'pending', 0, %(now)s, %(lease_until)s, NULL, '', %(now)s,
+       %(now)s, NULL
+FROM found AS f
+ON CONFLICT DO NOTHING
+RETURNING id, endpoint_id
+"""
+
+
+# --- Who listens (cached) ---------------------------------------------------------------------
+
+def _load_subscriptions() -> dict[str, list[str]]:
+    by_client: dict[str, set[str]] = {}
+    rows = WebhookEndpoint.objects.filter(disabled_at__isnull=True, deleted_at__isnull=True)
+    for client_id, types in rows.values_list("client_id", "event_types"):
+        by_client.setdefault(str(client_id), set()).update(types or [ALL_EVENTS])
+    return {client: sorted(types) for client, types in by_client.items()}
+
+
+def endpoint_subscriptions() -> dict[str, list[str]]:
+    """client id → the event types its enabled endpoints receive (`*`: all). One query,
+    cached for WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS (0: not cached).
+
+    The cache key carries a generation that every endpoint change replaces after commit: a
+    reader that loaded the rows before the commit stores them under the old generation, which
+    nobody reads any more, so a stale answer cannot outlive the change."""
+    seconds = settings.WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS
+    if seconds <= 0:
+        return _load_subscriptions()
+    try:
+        generation = cache.get(_GENERATION_KEY)
+        if generation is None:
+            cache.add(_GENERATION_KEY, uuid.uuid4().hex, None)
+            generation = cache.get(_GENERATION_KEY)
+        key = f"{SUBSCRIPTIONS_CACHE_KEY}:{generation}"
+        cached = cache.get(key)
+    except RedisError:
+        logger.warning("webhook subscriptions cache unavailable; reading the database")
+        return _load_subscriptions()
+    if cached is not None:
+        return dict(cached)
+    subscriptions = _load_subscriptions()
+    try:
+        cache.set(key, subscriptions, seconds)
+    except RedisError:
+        logger.warning("webhook subscriptions cache unavailable; not cached")
+    return subscriptions
+
+
+def subscriptions_changed() -> None:
+    """Starts a new cache generation now and again after commit (so no process keeps
+    serving the state from before the change)."""
+
+    def bump() -> None:
+        try:
+            cache.set(_GENERATION_KEY, uuid.uuid4().hex, None)
+        except RedisError:
+            logger.warning("could not renew the webhook subscriptions cache; it expires by itself")
+
+    bump()
+    transaction.on_commit(bump)
+
+
+def _clients_for(event_types: set[str], subscriptions: dict[str, list[str]]) -> list[str]:
+    return [client for client, types in subscriptions.items()
+            if ALL_EVENTS in types or event_types.intersection(types)]
+
+
+# --- Writing ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeliveryEventItem:
+    """One event about one delivery. `status`: write it only if the delivery is (still) in
+    this status; empty for events that are not status changes (engagement)."""
+
+    delivery_id: str
+    event_type: str
+    occurred_at: datetime
+    status: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _lease_until(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.WEBHOOKS_REQUEUE_AFTER_SECONDS)
+
+
+def webhook_events_record(
+    *, items: Sequence[DeliveryEventItem], now: datetime | None = None,
+    subscriptions: dict[str, list[str]] | None = None,
+) -> int:
+    """Writes the outbox rows for these delivery events (one statement) and publishes them
+    after commit. Returns how many messages were written."""
+    if not items:
+        return 0
+    if subscriptions is None:
+        subscriptions = endpoint_subscriptions()
+    if not subscriptions:
+        return 0
+    clients = _clients_for({i.event_type for i in items}, subscriptions)
+    if not clients:
+        return 0
+    now = now or timezone.now()
+    payload = [
+        {"delivery_id": i.delivery_id, "event_type": i.event_type, "status": i.status,
+         "occurred_at": i.occurred_at.isoformat(), "detail": i.detail}
+        for i in items
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_DELIVERY_EVENTS_SQL, {"items": json.dumps(payload, default=str),
+                                              "clients": clients, "now": now,
+                                              "lease_until": _lease_until(now)})
+        written = [(str(row[0]), str(row[1])) for row in cursor.fetchall()]
+    webhook_messages_enqueue_on_commit(items=written)
+    return len(written)
+
+
+def webhook_completions_record(
+    *, notification_ids: Iterable[object], now: datetime | None = None,
+    subscriptions: dict[str, list[str]] | None = None,
+) -> int:
+    """notification.completed for those of these notifications that are now final (call it
+    after their status refresh). Written once per final status; safe to call again."""
+    ids = sorted({str(i) for i in notification_ids})
+    if not ids:
+        return 0
+    if subscriptions is None:
+        subscriptions = endpoint_subscriptions()
+    clients = _clients_for({NOTIFICATION_COMPLETED}, subscriptions) if subscriptions else []
+    if not clients:
+        return 0
+    now = now or timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_COMPLETIONS_SQL, {"ids": ids, "clients": clients, "now": now,
+                                          "lease_until": _lease_until(now)})
+        written = [(str(row[0]), str(row[1])) for row in cursor.fetchall()]
+    webhook_messages_enqueue_on_commit(items=written)
+    return len(written)
+
+
+# --- The hooks --------------------------------------------------------------------------------
+
+Rows = Sequence[dict[str, Any]]
+WriteFn = TypeVar("WriteFn", bound=Callable[[Rows, datetime], None])
+
+
+def outcome_items(rows: Rows, now: datetime) -> list[DeliveryEventItem]:
+    """The events in a batch of dispatch outcome rows (see dispatch._row)."""
+    return [
+        DeliveryEventItem(delivery_id=str(row["id"]), event_type=STATUS_EVENTS[row["status"]],
+                          occurred_at=now, status=row["status"])
+        for row in rows
+        if row.get("status") in STATUS_EVENTS
+    ]
+
+
+def records_webhook_events(write: WriteFn) -> WriteFn:
+    """Decorates dispatch's batch writer `(rows, now)`: the outbox rows for the batch's status
+    changes commit with it. With nobody subscribed it is the plain write."""
+
+    @functools.wraps(write)
+    def wrapper(rows: Rows, now: datetime) -> None:
+        items = outcome_items(rows, now)
+        subscriptions = endpoint_subscriptions() if items else {}
+        if not subscriptions:
+            write(rows, now)
+            return
+        with transaction.atomic():
+            write(rows, now)
+            webhook_events_record(items=items, now=now, subscriptions=subscriptions)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def webhook_receipts_record(*, deliveries: Iterable[Any], events: Iterable[Any]) -> int:
+    """Called inside `delivery_receipts_apply`'s transaction, after its status refresh, with
+    the deliveries whose status changed and the receipt events it stored: their status events,
+    engagement events and the completions they caused."""
+    deliveries = list(deliveries)
+    events = list(events)
+    subscriptions = endpoint_subscriptions()
+    if not subscriptions:
+        return 0
+    occurred: dict[tuple[str, str], datetime] = {}
+    items: list[DeliveryEventItem] = []
+    for event in events:
+        delivery_id = str(event.delivery_id)
+        occurred[(delivery_id, event.status)] = event.occurred_at
+        if event.event in ENGAGEMENT_EVENTS:
+            detail = {k: event.detail[k] for k in ENGAGEMENT_DETAIL_KEYS if k in (event.detail or {})}
+            items.append(DeliveryEventItem(delivery_id=delivery_id,
+                                           event_type=ENGAGEMENT_EVENTS[event.event],
+                                           occurred_at=event.occurred_at, detail=detail))
+    now = timezone.now()
+    for delivery in deliveries:
+        # `sent` is dispatch's to report; receipts report what the provider saw after it.
+        if delivery.status in STATUS_EVENTS and delivery.status != "sent":
+            delivery_id = str(delivery.id)
+            items.append(DeliveryEventItem(
+                delivery_id=delivery_id, event_type=STATUS_EVENTS[delivery.status],
+                occurred_at=occurred.get((delivery_id, delivery.status), now),
+                status=delivery.status))
+    written = webhook_events_record(items=items, now=now, subscriptions=subscriptions)
+    return written + webhook_completions_record(
+        notification_ids={d.notification_id for d in deliveries}, now=now,
+        subscriptions=subscriptions)
+

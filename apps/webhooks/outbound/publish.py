@@ -1,0 +1,52 @@
+"""Publishing webhook messages to the `webhooks` queue (the fast path; the relay sweeper is
+the net): after commit, in chunks of one endpoint's messages."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import transaction
+
+from apps.core.queues import Queue
+
+logger = logging.getLogger(__name__)
+
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+def webhook_messages_enqueue(*, items: Iterable[tuple[str, str]], countdown: float | None = None) -> int:
+    """Publishes (message id, endpoint id) pairs, one task per chunk of an endpoint's messages.
+
+    Never raises for a broker problem: the relay sweeper publishes what is left when its lease
+    ends. Returns how many messages were published."""
+    from .tasks import webhook_messages_deliver_task
+
+    by_endpoint: dict[str, list[str]] = defaultdict(list)
+    for message_id, endpoint_id in items:
+        by_endpoint[str(endpoint_id)].append(str(message_id))
+    size = max(1, settings.WEBHOOKS_CHUNK_SIZE)
+    published = 0
+    for ids in by_endpoint.values():
+        for start in range(0, len(ids), size):
+            chunk = ids[start:start + size]
+            try:
+                webhook_messages_deliver_task.apply_async(
+                    args=[chunk], queue=Queue.WEBHOOKS.value, countdown=countdown, retry=True,
+                    retry_policy=_PUBLISH_RETRY,
+                )
+            except Exception:
+                logger.exception("could not publish %d webhook messages; the relay sweeper will",
+                                 len(chunk))
+                continue
+            published += len(chunk)
+    return published
+
+
+def webhook_messages_enqueue_on_commit(*, items: Iterable[tuple[str, str]],
+                                       countdown: float | None = None) -> None:
+    items = list(items)
+    if items:
+        transaction.on_commit(lambda: webhook_messages_enqueue(items=items, countdown=countdown))

@@ -1,0 +1,24 @@
+"""Celery tasks: thin wrappers that take ids and call a service. Deliveries run on the
+`webhooks` queue; the sweeper on `maintenance` (celery_app.py routes both)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from .delivery import webhook_messages_deliver
+from .relay import webhook_messages_relay
+
+
+@shared_task(name="webhooks.webhook_messages_deliver_task", acks_late=True,
+             reject_on_worker_lost=True, ignore_result=True)
+def webhook_messages_deliver_task(message_ids: list[str]) -> dict[str, int]:
+    report = webhook_messages_deliver(message_ids=message_ids)
+    return {"claimed": report.claimed, "succeeded": report.succeeded,
+            "retrying": report.retrying, "failed": report.failed}
+
+
+@shared_task(name="webhooks.webhook_messages_relay_task", ignore_result=True)
+def webhook_messages_relay_task() -> dict[str, int]:
+    report = webhook_messages_relay()
+    return {"published": report.published, "recovered": report.recovered,
+            "failed": report.failed, "endpoints_disabled": report.endpoints_disabled}
