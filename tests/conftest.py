@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,19 @@ def clean_sandbox(sandbox: SandboxProcess) -> Iterator[SandboxProcess]:
     sandbox.reset()
     _reset_provider_gates()
     yield sandbox
+    _let_callbacks_settle(sandbox)
     sandbox.reset()
+
+
+def _let_callbacks_settle(sandbox: SandboxProcess, timeout: float = 3.0) -> None:
+    """Wait until the sandbox has no callback buffered or in flight (twice in a row, so a
+    delayed `delivered` has been queued and sent too): a callback still being applied by the
+    live server while the test's tables are truncated can deadlock the truncate."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2 and time.monotonic() < deadline:
+        quiet = quiet + 1 if sandbox.stats()["callbacks"]["pending"] == 0 else 0
+        time.sleep(0.15)
 
 
 @pytest.fixture
