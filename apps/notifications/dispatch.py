@@ -391,11 +391,13 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
                 later[(delivery.priority, round(countdown, 1))].append(did)
             else:
                 report.failed += 1
-        _write_many(rows, now)
-        instrumentation.observe_outcomes(rows, [d for d, _ in batch], now)
+        # Dead tokens and bad addresses first: once a status says `sent`/`failed`, its
+        # consequences are already visible.
         for (client_id, reason), tokens in dead_tokens.items():
             devices_deactivate(client_id=client_id, tokens=tokens, reason=reason)
         suppressions_add(items=suppress)
+        _write_many(rows, now)
+        instrumentation.observe_outcomes(rows, [d for d, _ in batch], now)
 
     def finish_now(delivery: Delivery, result: SendResult) -> None:
         settle([(delivery, Attempt(result=result))])
