@@ -100,12 +100,12 @@ WITH input AS (
         updated_at = %(now)s
     FROM input AS i
     WHERE d.id = i.id
-    RETURNING d.id
+    RETURNING d.id, d.status
 )
 INSERT INTO notifications_deliveryevent
     (delivery_id, status, event, provider, provider_message_id, provider_event_id,
      error_code, error_message, detail, occurred_at, created_at)
-SELECT i.id, i.status, i.event, i.provider, i.message_id, '', i.error_code, i.error_message,
+SELECT i.id, u.status, i.event, i.provider, i.message_id, '', i.error_code, i.error_message,
        i.detail, %(now)s, %(now)s
 FROM input AS i JOIN updated AS u ON u.id = i.id
 """

@@ -55,7 +55,11 @@ def test_sms_and_whatsapp_reach_delivered_or_failed_through_signed_twilio_callba
     landline = Delivery.objects.get(notification_id=sms["id"], recipient__external_id="landline")
     assert landline.error_code == "landline"
     events = list(landline.events.values_list("event", flat=True))
-    assert events[:3] == ["accepted", "claimed", "sent"] and "undelivered" in events
+    # Twilio's callbacks may land before the worker has written its own "sent" (outcomes are
+    # written in batches), so only the start of the timeline has a fixed order.
+    assert events[:2] == ["accepted", "claimed"]
+    assert {"sent", "carrier_sent", "undelivered"} <= set(events)
+    assert landline.status == "failed"
 
 
 def test_push_reaches_sent_and_dead_tokens_are_deactivated(
