@@ -24,6 +24,23 @@ def validate_timezone(value: str) -> None:
             raise serializers.ValidationError("Unknown IANA time zone.") from exc
 
 
+def has_nul(value: Any) -> bool:
+    """A NUL character in any string or key of a JSON value (PostgreSQL text and jsonb cannot
+    store one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_nul(item) for item in value)
+    return False
+
+
+def validate_no_nul(value: Any) -> None:
+    if has_nul(value):
+        raise serializers.ValidationError("NUL characters (\\u0000) are not allowed.")
+
+
 class BoundedJSONObjectField(serializers.DictField):
     """A JSON object whose encoded size is bounded (variables, metadata, attributes)."""
 
@@ -35,6 +52,7 @@ class BoundedJSONObjectField(serializers.DictField):
         import json
 
         value = super().to_internal_value(data)
+        validate_no_nul(value)
         if len(json.dumps(value, default=str)) > self.max_bytes:
             raise serializers.ValidationError(f"Must be at most {self.max_bytes} bytes as JSON.")
         return dict(value)

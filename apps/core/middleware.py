@@ -4,8 +4,9 @@ import re
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
+from .exceptions import error_body
 from .logging import request_id_var
 
 _VALID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -28,3 +29,25 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response["X-Request-Id"] = request_id
         return response
+
+
+class RejectNulCharactersMiddleware:
+    """A NUL character in the path or the query string is answered 400 before any view runs.
+
+    PostgreSQL text cannot hold one, so an id, key or filter carrying it can never match, and
+    handing it to a query fails in the database driver (a 500). Bodies are checked by the
+    serializers (DRF's CharField refuses NUL; apps.core.fields.no_nul for JSON values)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in value for value in values)
+            for key, values in request.GET.lists()
+        ):
+            message = "The URL contains a NUL character."
+            if request.path.startswith("/api/"):
+                return JsonResponse(error_body("invalid", message, {"url": [message]}), status=400)
+            return HttpResponseBadRequest(message)
+        return self.get_response(request)

@@ -41,7 +41,7 @@ class RecipientRefField(serializers.Field):
 
     def to_internal_value(self, data: Any) -> str | dict[str, Any]:
         if isinstance(data, str):
-            if not data.strip() or len(data) > 200:
+            if not data.strip() or len(data) > 200 or "\x00" in data:
                 self.fail("invalid")
             return data
         if isinstance(data, dict):

@@ -5,6 +5,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from apps.core.fields import validate_no_nul
 from apps.notifications.api.serializers import SendContentSerializer
 
 from ..models import Segment
@@ -23,6 +24,11 @@ DEFINITION_SCHEMA = {
 @extend_schema_field(DEFINITION_SCHEMA)
 class DefinitionField(serializers.JSONField):
     """Any JSON here; the segment service checks it and names the path of each bad node."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        validate_no_nul(value)
+        return value
 
 
 class SegmentInputSerializer(serializers.Serializer):
