@@ -10,8 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
-from apps.core.exceptions import NotFound
+from apps.core.exceptions import ApplicationError, NotFound
 
+from ..models import Recipient
 from ..selectors import devices_for, recipient_get
 from ..services import device_register, device_unregister, recipient_upsert
 from .serializers import (
@@ -30,6 +31,10 @@ class RecipientDetailApi(APIView):
         """Create or update a recipient by your own id for them. Fields left out are kept."""
         serializer = RecipientInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        limit = Recipient._meta.get_field("external_id").max_length or 200
+        if len(external_id) > limit:
+            raise ApplicationError("The recipient id is too long.", code="invalid", status_code=400,
+                                   fields={"id": [f"At most {limit} characters."]})
         existed = request_client(request).recipients.filter(external_id=external_id).exists()
         recipient = recipient_upsert(
             client=request_client(request), external_id=external_id, data=serializer.validated_data
