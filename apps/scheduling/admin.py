@@ -67,7 +67,8 @@ class RecurringSendAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     actions = ["run_now"]
     fieldsets = [
         (None, {"fields": ["client", "name", "enabled"]}),
-        ("What", {"fields": ["template", "variables", "channels", "priority", "category"]}),
+        ("What", {"fields": ["template", "variables", "channels", "priority", "category",
+                             "local_send_time"]}),
         ("To whom (one of)", {"fields": ["recipient_ids", "segment"]}),
         ("When (crontab in the time zone)", {
             "fields": ["minute", "hour", "day_of_week", "day_of_month", "month_of_year",

@@ -42,6 +42,12 @@ class RecurringSend(models.Model):
     day_of_month = models.CharField(max_length=124, default="*")
     month_of_year = models.CharField(max_length=64, default="*")
     timezone = models.CharField(max_length=64, default="UTC", help_text="IANA, e.g. Europe/Paris.")
+    # Each run delivers at this time in each recipient's own time zone (its next occurrence
+    # after the run); empty: at once.
+    local_send_time = models.TimeField(
+        null=True, blank=True,
+        help_text="Deliver at this time in each recipient's time zone (the next occurrence "
+                  "after each run); empty: at once.")
     enabled = models.BooleanField(default=True)
     periodic_task = models.OneToOneField(PeriodicTask, null=True, blank=True, editable=False,
                                          on_delete=models.SET_NULL, related_name="recurring_send")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from django.db import transaction
@@ -17,12 +17,13 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from apps.audit.services import audit_record, audit_snapshot, audit_update
 from apps.clients.models import Client
+from apps.clients.quotas import delivery_quota
 from apps.core.exceptions import ApplicationError
 from apps.core.queues import Priority, Queue
 from apps.notifications.models import Channel, Notification
 from apps.recipients.models import Recipient
 from apps.segments.models import Segment
-from apps.segments.services import recipients_send_in_chunks, segment_send
+from apps.segments.services import Charge, recipients_send_in_chunks, segment_send
 from apps.templates.models import Template
 
 from .crontab import FIELDS, Cron, schedule_errors
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 TASK_NAME = "scheduling.recurring_send_task"
 MAX_RECIPIENT_IDS = 10_000
 EDITABLE = ("name", "template", "variables", "channels", "priority", "category", "recipient_ids",
-            "segment", *FIELDS, "timezone", "enabled")
+            "segment", *FIELDS, "timezone", "local_send_time", "enabled")
 
 
 def recurring_send_check(values: dict[str, Any], *, client: Client) -> None:
@@ -132,6 +133,7 @@ def recurring_send_create(
     day_of_month: str = "*",
     month_of_year: str = "*",
     timezone: str = "UTC",
+    local_send_time: time | None = None,
     enabled: bool = True,
 ) -> RecurringSend:
     """A new recurring send and its PeriodicTask + CrontabSchedule."""
@@ -140,7 +142,8 @@ def recurring_send_create(
         "channels": channels or [], "priority": priority, "category": category or "",
         "recipient_ids": recipient_ids or [], "segment": segment, "minute": minute,
         "hour": hour, "day_of_week": day_of_week, "day_of_month": day_of_month,
-        "month_of_year": month_of_year, "timezone": timezone, "enabled": enabled,
+        "month_of_year": month_of_year, "timezone": timezone,
+        "local_send_time": local_send_time, "enabled": enabled,
     }
     recurring_send_check(values, client=client)
     recurring_send = RecurringSend.objects.create(client=client, **values)
@@ -206,7 +209,8 @@ class RunResult:
         return sum(n.recipient_count for n in self.notifications)
 
 
-def _send(recurring_send: RecurringSend, *, key: str, scheduled_for: datetime | None) -> list[Notification]:
+def _send(recurring_send: RecurringSend, *, key: str, scheduled_for: datetime | None,
+          charge: Charge) -> list[Notification]:
     metadata: dict[str, Any] = {"recurring_send": str(recurring_send.id)}
     if scheduled_for is not None:
         metadata["scheduled_for"] = scheduled_for.isoformat()
@@ -218,7 +222,9 @@ def _send(recurring_send: RecurringSend, *, key: str, scheduled_for: datetime | 
         "priority": recurring_send.priority,
         "category": recurring_send.category or None,
         "metadata": metadata,
+        "local_send_time": recurring_send.local_send_time,
         "idempotency_key": key,
+        "charge": charge,
     }
     if recurring_send.segment is not None:
         return segment_send(segment=recurring_send.segment,
@@ -229,7 +235,6 @@ def _send(recurring_send: RecurringSend, *, key: str, scheduled_for: datetime | 
     return recipients_send_in_chunks(audience=audience, **common)
 
 
-@transaction.atomic
 def recurring_send_run(
     *, recurring_send: RecurringSend, now: datetime | None = None, manual_key: str | None = None
 ) -> RunResult:
@@ -238,10 +243,20 @@ def recurring_send_run(
     Scheduled runs (beat) are idempotent per crontab time: the row is locked, a time already
     run is skipped, and the notifications carry the idempotency key
     `recurring:<id>:<time>#<chunk>`. A disabled schedule does nothing. A run the domain
-    refuses (template changed, variables missing) is recorded in `last_error`, not retried.
+    refuses (template changed, variables missing, the client's daily delivery quota reached)
+    is recorded in `last_error` and the audit log (`schedule.run`, status failed), not retried.
+    Its deliveries count against the daily quota like an API send's.
 
     `manual_key` makes a manual run ("run now"): it sends even when disabled, once per key.
     """
+    # Entered outside the run's transaction: if it rolls back, what was charged is refunded.
+    with delivery_quota(client=recurring_send.client) as charge:
+        return _run(recurring_send=recurring_send, now=now, manual_key=manual_key, charge=charge)
+
+
+@transaction.atomic
+def _run(*, recurring_send: RecurringSend, now: datetime | None, manual_key: str | None,
+         charge: Charge) -> RunResult:
     now = now or django_timezone.now()
     locked = (RecurringSend.objects.select_for_update(of=("self",))
               .select_related("client", "segment", "template").get(pk=recurring_send.pk))
@@ -262,7 +277,7 @@ def recurring_send_run(
     result: RunResult
     try:
         with transaction.atomic():
-            notifications = _send(locked, key=key, scheduled_for=scheduled_for)
+            notifications = _send(locked, key=key, scheduled_for=scheduled_for, charge=charge)
         result = RunResult(status="sent", notifications=notifications, scheduled_for=scheduled_for)
     except ApplicationError as exc:
         logger.warning("recurring send %s failed: %s %s", locked.id, exc.code, exc.message)

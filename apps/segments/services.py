@@ -4,7 +4,8 @@ recipient queryset such as a recurring send's list of ids)."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime, time
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.db.models import ProtectedError, Q, QuerySet
 from apps.audit.services import audit_record, audit_snapshot, audit_update
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError, Conflict, NotFound
+from apps.notifications import instrumentation
 from apps.notifications.models import Notification
 from apps.notifications.services import notification_send
 from apps.recipients.models import Recipient
@@ -123,18 +125,24 @@ def _replayed(*, client: Client, key: str, request_hash: str) -> list[Notificati
     return earlier
 
 
+Charge = Callable[[int], None]
+
+
 @transaction.atomic
 def recipients_send_in_chunks(
     *,
     client: Client,
     audience: QuerySet[Recipient],
     template_id: str,
+    charge: Charge,
     variables: dict[str, Any] | None = None,
     channels: list[str] | None = None,
     priority: str = "normal",
     category: str | None = None,
     metadata: dict[str, Any] | None = None,
     scheduled_at: datetime | None = None,
+    local_send_time: time | None = None,
+    local_send_date: date | None = None,
     idempotency_key: str | None = None,
     request_hash: str = "",
 ) -> list[Notification]:
@@ -145,6 +153,11 @@ def recipients_send_in_chunks(
 
     All chunks commit together (deliveries are published after commit). With an idempotency
     key, chunk i uses `<key>#<i>` and a repeated call returns the first call's notifications.
+
+    `charge` is the daily delivery quota's (apps.clients.quotas.delivery_quota, entered by the
+    caller outside this transaction so a rollback refunds): it is called once, with every new
+    delivery of every chunk, before anything commits — over the quota, the whole send is
+    refused (429 `quota_exceeded`) and nothing is written. Replayed chunks cost nothing.
     """
     if idempotency_key:
         earlier = _replayed(client=client, key=idempotency_key, request_hash=request_hash)
@@ -157,6 +170,7 @@ def recipients_send_in_chunks(
     )
     size = settings.MAX_RECIPIENTS_PER_REQUEST
     notifications: list[Notification] = []
+    accepted: dict[tuple[str, str], int] = {}
     last: str | None = None
     while True:
         page = reachable if last is None else reachable.filter(external_id__gt=last)
@@ -175,13 +189,22 @@ def recipients_send_in_chunks(
             category=category,
             metadata={**(metadata or {}), "chunk": index},
             scheduled_at=scheduled_at,
+            local_send_time=local_send_time,
+            local_send_date=local_send_date,
             idempotency_key=f"{idempotency_key}#{index}" if idempotency_key else None,
             request_hash=request_hash,
         )
         notifications.append(outcome.notification)
+        if not outcome.replayed:
+            for delivery in outcome.notification.prefetched_deliveries:  # type: ignore[attr-defined]
+                counted = (delivery.channel, delivery.priority)
+                accepted[counted] = accepted.get(counted, 0) + 1
         if len(external_ids) < size:
             break
         last = external_ids[-1]
+    charge(sum(accepted.values()))
+    if accepted:
+        transaction.on_commit(lambda: instrumentation.observe_accepted_counts(accepted))
     return notifications
 
 
@@ -195,12 +218,15 @@ def segment_send(
     client: Client,
     segment: Segment,
     template_id: str,
+    charge: Charge,
     variables: dict[str, Any] | None = None,
     channels: list[str] | None = None,
     priority: str = "normal",
     category: str | None = None,
     metadata: dict[str, Any] | None = None,
     scheduled_at: datetime | None = None,
+    local_send_time: time | None = None,
+    local_send_date: date | None = None,
     actor: str = "",
     idempotency_key: str | None = None,
     request_hash: str = "",
@@ -208,7 +234,8 @@ def segment_send(
     """Sends a template to the segment's recipients as they are now: one notification per
     chunk of MAX_RECIPIENTS_PER_REQUEST, metadata `{"segment": key, "chunk": i}`. Recipients
     without an address for a requested channel are skipped. Returns the notifications (none
-    when nobody matches)."""
+    when nobody matches). `charge`: the daily delivery quota (see recipients_send_in_chunks);
+    `local_send_time` sends at that time in each recipient's own time zone."""
     if segment.client_id != client.id:
         raise NotFound(f"Segment '{segment.key}' not found.")
     # Sends to one segment are serialized: an idempotent replay sees the committed first call.
@@ -217,12 +244,15 @@ def segment_send(
         client=client,
         audience=segment_queryset(segment=segment),
         template_id=template_id,
+        charge=charge,
         variables=variables,
         channels=channels,
         priority=priority,
         category=category,
         metadata={**(metadata or {}), "segment": segment.key},
         scheduled_at=scheduled_at,
+        local_send_time=local_send_time,
+        local_send_date=local_send_date,
         idempotency_key=segment_idempotency_key(segment=segment, key=idempotency_key)
         if idempotency_key else None,
         request_hash=request_hash,

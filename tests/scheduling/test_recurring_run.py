@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -122,3 +123,65 @@ def test_the_task_runs_the_schedule_for_the_current_minute(
     again = recurring_send_task(str(every_minute.id))  # "sent" only if a minute boundary passed
     assert Notification.objects.count() == (1 if again["status"] == "already_ran" else 2)
     assert recurring_send_task("6a1f3e0e-0000-4000-8000-000000000000") == {"status": "missing"}
+
+
+def test_runs_count_against_the_daily_quota_and_a_refusal_is_recorded(
+    daily: RecurringSend, client_tenant: Any, settings: Any
+) -> None:
+    """Two deliveries per run: with a quota of 3 the first run sends, the second is refused
+    whole — recorded in last_error and the audit log, nothing sent, nothing charged."""
+    from apps.audit.models import AuditLog
+    from apps.clients.quotas import deliveries_quota_used
+
+    settings.DAILY_DELIVERY_QUOTA_BY_CLIENT = {client_tenant.slug: 3}
+    assert recurring_send_run(recurring_send=daily, now=at(8, 0)).status == "sent"
+    assert deliveries_quota_used(client=client_tenant) == 2
+
+    refused = recurring_send_run(recurring_send=daily, now=at(8, 0, day=6))
+
+    assert refused.status == "failed" and refused.error_code == "quota_exceeded"
+    daily.refresh_from_db()
+    assert daily.last_error.startswith("quota_exceeded: Daily delivery quota reached")
+    assert daily.last_scheduled_for == at(8, 0, day=6)  # not retried by the next tick
+    assert Notification.objects.count() == 1
+    assert deliveries_quota_used(client=client_tenant) == 2
+    row = AuditLog.objects.filter(action="schedule.run").order_by("-id").first()
+    assert row is not None and row.changes["status"] == "failed"
+    assert row.changes["error"].startswith("quota_exceeded")
+    # A manual run is refused the same way (422 through the API).
+    assert recurring_send_run(recurring_send=daily, manual_key="now").error_code == "quota_exceeded"
+
+
+def test_a_run_that_rolls_back_refunds_its_quota(
+    daily: RecurringSend, client_tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.clients.quotas import deliveries_quota_used
+    from apps.scheduling import services
+
+    def broken_audit(**kwargs: Any) -> None:
+        raise RuntimeError("the audit insert failed")
+
+    monkeypatch.setattr(services, "audit_record", broken_audit)
+    with pytest.raises(RuntimeError):
+        recurring_send_run(recurring_send=daily, now=at(8, 0))
+    assert deliveries_quota_used(client=client_tenant) == 0
+
+
+def test_a_local_send_time_delivers_each_run_at_that_time_in_each_recipients_zone(
+    daily: RecurringSend, client_tenant: Any
+) -> None:
+    from apps.recipients.models import Recipient
+    from apps.scheduling.services import recurring_send_update
+
+    Recipient.objects.filter(external_id="ada").update(timezone="Asia/Tokyo")
+    Recipient.objects.filter(external_id="bob").update(timezone="America/New_York")
+    recurring_send_update(recurring_send=daily, hour="0", timezone="UTC",
+                          local_send_time=datetime(2000, 1, 1, 9, 0).time())
+
+    result = recurring_send_run(recurring_send=daily, now=datetime.now(UTC))
+
+    assert result.status == "sent"
+    for delivery in Delivery.objects.select_related("recipient"):
+        local = delivery.due_at.astimezone(ZoneInfo(delivery.recipient.timezone))
+        assert (local.hour, local.minute) == (9, 0)
+        assert delivery.status == "scheduled"

@@ -168,3 +168,17 @@ def test_the_openapi_schema_documents_segments_and_schedules() -> None:
             "/api/v1/segments/{segment_ref}", "/api/v1/segments/{segment_ref}/count",
             "/api/v1/segments/{segment_ref}/recipients",
             "/api/v1/segments/{segment_ref}/send"} <= paths
+
+
+def test_a_local_send_time_is_set_shown_and_cleared_over_the_api(api: APIClient) -> None:
+    created = api.post("/api/v1/schedules", {**BODY, "local_send_time": "09:30"}, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["local_send_time"] == "09:30:00"
+    schedule_id = created.json()["id"]
+
+    kept = api.put(f"/api/v1/schedules/{schedule_id}", {"name": "Renamed"}, format="json")
+    assert kept.json()["local_send_time"] == "09:30:00"
+    cleared = api.put(f"/api/v1/schedules/{schedule_id}", {"local_send_time": None}, format="json")
+    assert cleared.json()["local_send_time"] is None
+    bad = api.put(f"/api/v1/schedules/{schedule_id}", {"local_send_time": "25:00"}, format="json")
+    assert bad.status_code == 400 and "local_send_time" in bad.json()["error"]["fields"]

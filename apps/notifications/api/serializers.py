@@ -70,6 +70,15 @@ class SendContentSerializer(serializers.Serializer):
     category = serializers.RegexField(r"^[a-z0-9_.-]{1,50}$", required=False)
     metadata = BoundedJSONObjectField(required=False, default=dict, max_bytes=8192)
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
+    local_send_time = serializers.TimeField(
+        required=False, help_text="Deliver at this time in each recipient's own time zone "
+        "(next occurrence, or on local_send_date).")
+    local_send_date = serializers.DateField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "local_send_date" in attrs and "local_send_time" not in attrs:
+            raise serializers.ValidationError({"local_send_time": ["Required with local_send_date."]})
+        return attrs
 
 
 @extend_schema_serializer(
@@ -91,10 +100,6 @@ class SendContentSerializer(serializers.Serializer):
 )
 class NotificationSendSerializer(SendContentSerializer):
     recipients = serializers.ListField(child=RecipientRefField(), min_length=1)
-    local_send_time = serializers.TimeField(
-        required=False, help_text="Deliver at this time in each recipient's own time zone "
-        "(next occurrence, or on local_send_date).")
-    local_send_date = serializers.DateField(required=False)
 
     def validate_recipients(self, value: list[Any]) -> list[Any]:
         # Read at request time (not import time) so the setting can change per deployment.
@@ -102,11 +107,6 @@ class NotificationSendSerializer(SendContentSerializer):
         if len(value) > limit:
             raise serializers.ValidationError(f"At most {limit} recipients per request.")
         return value
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "local_send_date" in attrs and "local_send_time" not in attrs:
-            raise serializers.ValidationError({"local_send_time": ["Required with local_send_date."]})
-        return attrs
 
 
 class DeliveryEventSerializer(serializers.ModelSerializer):

@@ -75,6 +75,10 @@ class RecurringSendInputSerializer(serializers.Serializer):
     day_of_month = CrontabField("day_of_month", required=False, default="*")
     month_of_year = CrontabField("month_of_year", required=False, default="*")
     timezone = TimeZoneNameField(max_length=64, required=False, default="UTC")
+    local_send_time = serializers.TimeField(
+        required=False, allow_null=True, default=None,
+        help_text="Deliver each run at this time in each recipient's own time zone (its next "
+                  "occurrence after the run); null: at once.")
     enabled = serializers.BooleanField(required=False, default=True)
 
 
@@ -97,7 +101,7 @@ class RecurringSendOutputSerializer(serializers.ModelSerializer):
         model = RecurringSend
         fields = ["id", "name", "template", "variables", "channels", "priority", "category",
                   "recipient_ids", "segment", "minute", "hour", "day_of_week", "day_of_month",
-                  "month_of_year", "timezone", "enabled", "next_run_at", "last_run_at",
+                  "month_of_year", "timezone", "local_send_time", "enabled", "next_run_at", "last_run_at",
                   "last_notification_ids", "last_error", "created_at", "updated_at"]
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))

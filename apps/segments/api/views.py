@@ -10,8 +10,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
+from apps.clients.quotas import delivery_quota
 from apps.core.exceptions import error_body
 from apps.core.pagination import CursorPagination
+from apps.notifications.api.views import LimitHeadersMixin
 from apps.notifications.services import request_fingerprint
 from apps.recipients.api.serializers import RecipientOutputSerializer
 
@@ -98,7 +100,7 @@ class SegmentRecipientsApi(ListAPIView):
         return segment_queryset(segment=segment)
 
 
-class SegmentSendApi(APIView):
+class SegmentSendApi(LimitHeadersMixin, APIView):
     @extend_schema(
         request=SegmentSendSerializer,
         responses={202: SegmentSendResultSerializer},
@@ -110,8 +112,10 @@ class SegmentSendApi(APIView):
         ],
     )
     def post(self, request: Request, segment_ref: str) -> Response:
-        """Send a template to everyone in the segment now: one notification per 10,000
-        recipients; members without an address for a requested channel are skipped."""
+        """Send a template to everyone in the segment now (or at `scheduled_at`, or at
+        `local_send_time` in each recipient's time zone): one notification per 10,000
+        recipients; members without an address for a requested channel are skipped. Counts
+        against the daily delivery quota (429 `quota_exceeded`, nothing sent)."""
         serializer = SegmentSendSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "").strip() or None
@@ -123,13 +127,15 @@ class SegmentSendApi(APIView):
             )
         client = request_client(request)
         segment = segment_get(client=client, ref=segment_ref)
-        notifications = segment_send(
-            client=client,
-            segment=segment,
-            **serializer.validated_data,
-            actor=f"api_key:{getattr(request.auth, 'prefix', '')}",
-            idempotency_key=key,
-            request_hash=request_fingerprint(request.data),
-        )
+        with delivery_quota(client=client) as charge:
+            notifications = segment_send(
+                client=client,
+                segment=segment,
+                charge=charge,
+                **serializer.validated_data,
+                actor=f"api_key:{getattr(request.auth, 'prefix', '')}",
+                idempotency_key=key,
+                request_hash=request_fingerprint(request.data),
+            )
         matching = segment_count(segment=segment)
         return Response(send_result(notifications, matching), status=status.HTTP_202_ACCEPTED)
