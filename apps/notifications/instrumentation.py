@@ -1,7 +1,8 @@
 """Prometheus metrics of the delivery pipeline (exposed with django-prometheus' at `/metrics`).
 
 - `notifyhub_deliveries_total{channel,provider,status}`: delivery outcomes as they are recorded
-  (worker: sent, retrying, failed, suppressed; receipts: delivered, bounced, failed).
+  (worker: sent, retrying, failed, suppressed; receipts: delivered, bounced, failed; relay
+  sweeper: failed when the worker died on every attempt).
 - `notifyhub_delivery_latency_seconds{channel}`: accept → sent.
 - `notifyhub_provider_calls_total{provider,outcome}` and `notifyhub_provider_call_seconds
   {provider}`: every provider call (outcome sent / retryable / permanent / exception).
@@ -94,6 +95,16 @@ def observe_receipts(deliveries: Iterable[Any]) -> None:
                 DELIVERIES.labels(d.channel or "unknown", d.provider or "none", d.status).inc()
     except Exception:
         logger.exception("metrics: could not record receipts")
+
+
+def observe_failed(channel_providers: Iterable[tuple[str, str]]) -> None:
+    """Counts deliveries failed outside dispatch and receipts (the relay sweeper's
+    `worker_lost`): (channel, provider) per delivery."""
+    try:
+        for channel, provider in channel_providers:
+            DELIVERIES.labels(channel or "unknown", provider or "none", "failed").inc()
+    except Exception:
+        logger.exception("metrics: could not record failed deliveries")
 
 
 def observe_provider_call(provider: str, outcome: str, seconds: float) -> None:

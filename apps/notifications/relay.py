@@ -15,6 +15,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.webhooks.outbound.events import STATUS_EVENTS
+from apps.webhooks.outbound.outbox import (
+    DeliveryEventItem,
+    webhook_completions_record,
+    webhook_events_record,
+)
+
+from . import instrumentation
 from .enqueue import deliveries_enqueue
 from .status import notifications_refresh_status
 
@@ -47,7 +55,8 @@ WITH due AS (
         updated_at = %(now)s
     FROM due
     WHERE d.id = due.id
-    RETURNING d.id, d.priority, d.notification_id, due.old_status, d.status AS new_status
+    RETURNING d.id, d.priority, d.notification_id, due.old_status, d.status AS new_status,
+              d.channel, d.provider
 ), events AS (
     INSERT INTO notifications_deliveryevent
         (delivery_id, status, event, provider, provider_message_id, provider_event_id,
@@ -60,7 +69,7 @@ WITH due AS (
     FROM moved
     WHERE old_status IN ('sending', 'scheduled')
 )
-SELECT id, priority, notification_id, old_status, new_status FROM moved
+SELECT id, priority, notification_id, old_status, new_status, channel, provider FROM moved
 """
 
 
@@ -73,22 +82,39 @@ class SweepReport:
 
 
 def relay_sweep(*, limit: int | None = None) -> SweepReport:
+    """One sweep. A delivery it gives up on (`failed` / `worker_lost`) is reported like any
+    other failure: its `delivery.failed` client webhook is written to the outbox in the same
+    transaction, `notifyhub_deliveries_total{status="failed"}` counts it, and its
+    notification's status is refreshed (with `notification.completed` when that made it
+    final)."""
     now = timezone.now()
     next_lease = now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            _SWEEP_SQL,
-            {"now": now, "next_lease": next_lease, "limit": limit or settings.RELAY_SWEEP_BATCH,
-             "max_attempts": settings.DELIVERY_MAX_ATTEMPTS},
-        )
-        rows = cursor.fetchall()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SWEEP_SQL,
+                {"now": now, "next_lease": next_lease,
+                 "limit": limit or settings.RELAY_SWEEP_BATCH,
+                 "max_attempts": settings.DELIVERY_MAX_ATTEMPTS},
+            )
+            rows = cursor.fetchall()
+        gave_up = [r for r in rows if r[4] == "failed"]
+        webhook_events_record(items=[
+            DeliveryEventItem(delivery_id=str(r[0]), event_type=STATUS_EVENTS["failed"],
+                              occurred_at=now, status="failed")
+            for r in gave_up
+        ], now=now)
     requeue = [r for r in rows if r[4] != "failed"]
-    report = SweepReport(requeued=len(requeue), gave_up=len(rows) - len(requeue))
+    report = SweepReport(requeued=len(requeue), gave_up=len(gave_up))
     report.recovered_from_sending = sum(1 for r in requeue if r[3] == "sending")
     report.released_scheduled = sum(1 for r in requeue if r[3] == "scheduled")
     if rows:
-        logger.info("relay sweep: requeued %d (recovered %d from crashed sends, released %d scheduled)",
-                    report.requeued, report.recovered_from_sending, report.released_scheduled)
+        logger.info("relay sweep: requeued %d (recovered %d from crashed sends, released %d "
+                    "scheduled), gave up on %d", report.requeued, report.recovered_from_sending,
+                    report.released_scheduled, report.gave_up)
         notifications_refresh_status(notification_ids={r[2] for r in rows})
+        if gave_up:
+            instrumentation.observe_failed([(r[5], r[6]) for r in gave_up])
+            webhook_completions_record(notification_ids={r[2] for r in gave_up})
         deliveries_enqueue(items=[(str(r[0]), r[1]) for r in requeue])
     return report
