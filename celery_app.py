@@ -28,6 +28,7 @@ app.conf.task_routes = {
     "scheduling.recurring_send_task": {"queue": Queue.MAINTENANCE.value},
     "webhooks.webhook_messages_deliver_task": {"queue": Queue.WEBHOOKS.value},
     "webhooks.webhook_messages_relay_task": {"queue": Queue.MAINTENANCE.value},
+    "webhooks.webhook_endpoint_disabled_email_task": {"queue": Queue.WEBHOOKS.value},
     "audit.notifications_retention_task": {"queue": Queue.MAINTENANCE.value},
     "audit.audit_logs_retention_task": {"queue": Queue.MAINTENANCE.value},
 }

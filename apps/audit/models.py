@@ -23,6 +23,8 @@ ACTIONS = (
     "preference.opt_out", "preference.opt_in", "preference.update",
     "segment.create", "segment.update", "segment.delete",
     "schedule.create", "schedule.update", "schedule.delete", "schedule.run",
+    "webhook.create", "webhook.delete", "webhook.rotate_secret", "webhook.disabled",
+    "webhook.enable",
     "retention.notifications", "retention.audit",
 )
 

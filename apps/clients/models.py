@@ -21,6 +21,9 @@ class Client(models.Model):
     whatsapp_from = models.CharField(
         max_length=20, blank=True, help_text="WhatsApp sender (E.164); empty uses the default."
     )
+    notify_email = models.EmailField(
+        blank=True, help_text="Where NotifyHub tells this client about its account (e.g. a "
+                              "webhook endpoint disabled after failing); empty: nobody.")
     delivery_policy = models.JSONField(
         default=dict, blank=True,
         help_text='Retry overrides, for all channels ("*") or one: {"sms": {"max_attempts": 3, '

@@ -256,6 +256,16 @@ SMTP_PASSWORD = env("SMTP_PASSWORD", "")
 SMTP_USE_TLS = env_bool("SMTP_USE_TLS", False)
 SMTP_TIMEOUT_SECONDS = env_float("SMTP_TIMEOUT_SECONDS", 10.0)
 
+# NotifyHub's own emails to its clients (a webhook endpoint disabled, apps/webhooks/outbound/
+# notify.py): Django's mail, by default through the SMTP provider's server (the sandbox's
+# inbox on 2525 locally), from DEFAULT_FROM_EMAIL.
+EMAIL_HOST = env("EMAIL_HOST", SMTP_HOST)
+EMAIL_PORT = env_int("EMAIL_PORT", SMTP_PORT)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", SMTP_USERNAME)
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", SMTP_PASSWORD)
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", SMTP_USE_TLS)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+
 # Twilio (SMS and WhatsApp). TWILIO_API_BASE_URL redirects the SDK (the sandbox locally).
 TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)  # the sandbox's account
 TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", "sandbox-twilio-token")

@@ -14,11 +14,13 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from urllib3.util import parse_url
 
+from apps.audit.services import audit_record
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError, Conflict, NotFound
 
 from ..models import WebhookEndpoint, WebhookMessage, WebhookMessageStatus
 from .events import WEBHOOK_TEST
+from .notify import shown_url, webhook_endpoint_disabled_email_enqueue
 from .outbox import subscriptions_changed
 from .publish import webhook_messages_enqueue_on_commit
 from .signing import secret_generate
@@ -62,6 +64,9 @@ def webhook_endpoint_create(
         client=client, url=url, description=description,
         event_types=sorted(set(event_types)), secret=secret_generate(),
     )
+    audit_record(action="webhook.create", client=client, object_type="webhook_endpoint",
+                 object_id=endpoint.pk, changes={"url": shown_url(endpoint.url), "events": endpoint.event_types,
+                                                 "description": description})
     subscriptions_changed()
     return endpoint
 
@@ -81,7 +86,9 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, now: datetime | None =
     WebhookEndpoint.objects.filter(id=endpoint.id, deleted_at__isnull=True).update(
         deleted_at=now, secret="", previous_secret="", previous_secret_expires_at=None,
         updated_at=now)
-    _fail_pending(endpoint.id, "The endpoint was deleted.", now)
+    failed = _fail_pending(endpoint.id, "The endpoint was deleted.", now)
+    audit_record(action="webhook.delete", client=endpoint.client_id, object_type="webhook_endpoint",
+                 object_id=endpoint.pk, changes={"failed_messages": failed})
     subscriptions_changed()
 
 
@@ -100,13 +107,18 @@ def webhook_endpoint_rotate_secret(
     locked.secret = secret_generate()
     locked.updated_at = now
     locked.save(update_fields=["previous_secret", "previous_secret_expires_at", "secret", "updated_at"])
+    audit_record(action="webhook.rotate_secret", client=locked.client_id,
+                 object_type="webhook_endpoint", object_id=locked.pk,
+                 changes={"previous_secret_expires_at": locked.previous_secret_expires_at})
     return locked
 
 
 @transaction.atomic
 def webhook_endpoint_disable(*, endpoint_id: UUID, reason: str, now: datetime | None = None) -> bool:
-    """Disables an endpoint (410 Gone, failing for days, or by hand): records when and why,
-    fails its pending messages and logs it. False if it was already disabled."""
+    """Disables an endpoint (410 Gone, failing for days, or by hand): records when and why
+    (`disabled_at`, `disabled_reason`, an audit row `webhook.disabled`), fails its pending
+    messages, logs it and, after commit, emails the client's `notify_email` if it has one.
+    False if it was already disabled."""
     now = now or timezone.now()
     changed = WebhookEndpoint.objects.filter(id=endpoint_id, disabled_at__isnull=True).update(
         disabled_at=now, disabled_reason=reason[:300], updated_at=now)
@@ -114,8 +126,15 @@ def webhook_endpoint_disable(*, endpoint_id: UUID, reason: str, now: datetime | 
         return False
     failed = _fail_pending(endpoint_id, f"The endpoint was disabled: {reason}", now)
     endpoint = WebhookEndpoint.objects.select_related("client").get(id=endpoint_id)
-    logger.warning("webhook endpoint %s (%s) of client %s disabled: %s; %d pending messages failed",
-                   endpoint.id, endpoint.url, endpoint.client.slug, reason, failed)
+    audit_record(action="webhook.disabled", client=endpoint.client_id, object_type="webhook_endpoint",
+                 object_id=endpoint.pk,
+                 changes={"reason": endpoint.disabled_reason, "failing_since": endpoint.failing_since,
+                          "failed_messages": failed,
+                          "client_notified": bool(endpoint.client.notify_email)})
+    logger.warning("webhook endpoint %s of client %s disabled: %s; %d pending messages failed",
+                   endpoint.id, endpoint.client.slug, reason, failed)
+    if endpoint.client.notify_email:
+        transaction.on_commit(lambda: webhook_endpoint_disabled_email_enqueue(endpoint_id=endpoint_id))
     subscriptions_changed()
     return True
 
@@ -128,6 +147,9 @@ def webhook_endpoint_enable(*, endpoint_id: UUID, now: datetime | None = None) -
         id=endpoint_id, disabled_at__isnull=False, deleted_at__isnull=True,
     ).update(disabled_at=None, disabled_reason="", failing_since=None, updated_at=now)
     if changed:
+        client_id = WebhookEndpoint.objects.values_list("client_id", flat=True).get(id=endpoint_id)
+        audit_record(action="webhook.enable", client=client_id, object_type="webhook_endpoint",
+                     object_id=endpoint_id)
         subscriptions_changed()
     return bool(changed)
 

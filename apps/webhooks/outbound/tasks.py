@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import smtplib
+
 from celery import shared_task
 
 from .delivery import webhook_messages_deliver
+from .notify import webhook_endpoint_disabled_email
 from .relay import webhook_messages_relay
 
 
@@ -22,3 +25,10 @@ def webhook_messages_relay_task() -> dict[str, int]:
     report = webhook_messages_relay()
     return {"published": report.published, "recovered": report.recovered,
             "failed": report.failed, "endpoints_disabled": report.endpoints_disabled}
+
+
+@shared_task(name="webhooks.webhook_endpoint_disabled_email_task", acks_late=True,
+             ignore_result=True, autoretry_for=(smtplib.SMTPException, OSError),
+             retry_backoff=30, retry_backoff_max=600, max_retries=6)
+def webhook_endpoint_disabled_email_task(endpoint_id: str) -> bool:
+    return webhook_endpoint_disabled_email(endpoint_id=endpoint_id)
