@@ -42,4 +42,4 @@ RUN useradd --system --uid 10001 --no-create-home --home-dir /app --shell /usr/s
 USER app
 
 EXPOSE 8000
-CMD ["gunicorn", "notifyhub.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "notifyhub/gunicorn.conf.py", "notifyhub.wsgi:application", "--bind", "0.0.0.0:8000"]

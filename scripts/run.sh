@@ -113,7 +113,14 @@ print(f"""
 """, flush=True)
 PYEOF
 
-# --- 5. honcho in the foreground -------------------------------------------------------------
+# --- 5. Prometheus: one metrics directory for every process of this run -------------------------
+# gunicorn and the Celery workers write their counters there; /metrics adds them all up. Emptied
+# first: files left by an earlier run would be counted again (and their pids reused).
+export PROMETHEUS_MULTIPROC_DIR="$ROOT/.run/prometheus"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
+# --- 6. honcho in the foreground -------------------------------------------------------------
 # Started in the background and waited for, so that the INT/TERM traps run immediately (bash
 # defers traps while a foreground child runs). honcho installs its own SIGINT/SIGTERM handlers
 # and puts each process in its own session, so it is the one that stops them.

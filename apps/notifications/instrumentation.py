@@ -11,14 +11,14 @@
   refused as throttled or quota_exceeded.
 
 Processes: a metric lives in the process that records it. Dispatch and receipts run in Celery
-workers (receipts also in the web process), so `/metrics` on the web process shows only web-side
-counters unless every process on the host writes to one directory: set
-`PROMETHEUS_MULTIPROC_DIR` (an empty directory, wiped before the processes start) in the
-environment of gunicorn and of the Celery workers. prometheus_client then writes each process'
-values to files there and django-prometheus' `/metrics` view aggregates them all. Dead Celery
-pool processes are marked with `mark_process_dead` below (connected to
-`worker_process_shutdown`); for gunicorn add `child_exit = apps.notifications.instrumentation.
-gunicorn_child_exit` to its config. Workers on another host need their own exporter there
+workers (receipts also in the web process), so every process of a host writes to one directory:
+`PROMETHEUS_MULTIPROC_DIR` (empty when the processes start; `make run` uses `.run/prometheus/`,
+emptied on each start) in the environment of gunicorn and of the Celery workers.
+prometheus_client then writes each process' values to files there and django-prometheus'
+`/metrics` view aggregates them all (a MultiProcessCollector registry whenever the variable is
+set). Dead Celery pool processes are marked with `mark_process_dead` below (connected to
+`worker_process_shutdown`); gunicorn's `child_exit` in notifyhub/gunicorn.conf.py does the same
+for web workers. Workers on another host need their own exporter there
 (`start_worker_exporter(port)`), scraped separately.
 
 Recording never raises: a metrics bug must not fail a delivery.

@@ -136,3 +136,21 @@ def wait_for(predicate: Any, *, timeout: float, interval: float = 0.2, message: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s: {message}")
         time.sleep(interval)
+
+
+class GunicornProcess(ChildProcess):
+    """The web process as the Procfile runs it (gunicorn with notifyhub/gunicorn.conf.py)."""
+
+    def __init__(self, env: Mapping[str, str], *, port: int, workers: int = 2) -> None:
+        super().__init__(env)
+        self.port = port
+        self.workers = workers
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "-c", "notifyhub/gunicorn.conf.py",
+                "notifyhub.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+                "--workers", str(self.workers)]
