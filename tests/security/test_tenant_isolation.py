@@ -235,7 +235,7 @@ def test_no_answer_to_a_get_contains_another_clients_data() -> None:
 
 @pytest.mark.django_db
 def test_lists_hold_exactly_the_callers_rows() -> None:
-    alpha, beta = two_worlds()
+    _, beta = two_worlds()
 
     def ids(path: str, **params: Any) -> set[str]:
         body = beta.ok("get", path, params)

@@ -65,7 +65,8 @@ def webhook_endpoint_create(
         event_types=sorted(set(event_types)), secret=secret_generate(),
     )
     audit_record(action="webhook.create", client=client, object_type="webhook_endpoint",
-                 object_id=endpoint.pk, changes={"url": shown_url(endpoint.url), "events": endpoint.event_types,
+                 object_id=endpoint.pk, changes={"url": shown_url(endpoint.url),
+                                                 "events": endpoint.event_types,
                                                  "description": description})
     subscriptions_changed()
     return endpoint
