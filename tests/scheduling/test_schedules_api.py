@@ -182,3 +182,19 @@ def test_a_local_send_time_is_set_shown_and_cleared_over_the_api(api: APIClient)
     assert cleared.json()["local_send_time"] is None
     bad = api.put(f"/api/v1/schedules/{schedule_id}", {"local_send_time": "25:00"}, format="json")
     assert bad.status_code == 400 and "local_send_time" in bad.json()["error"]["fields"]
+
+
+def test_run_now_over_the_daily_quota_is_429_and_recorded(
+    api: APIClient, client_tenant: Any, settings: Any
+) -> None:
+    settings.DAILY_DELIVERY_QUOTA_BY_CLIENT = {client_tenant.slug: 0}
+    schedule_id = api.post("/api/v1/schedules", BODY, format="json").json()["id"]
+
+    response = api.post(f"/api/v1/schedules/{schedule_id}/run")
+
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "quota_exceeded"
+    assert int(response["Retry-After"]) > 0
+    assert not Notification.objects.exists()
+    assert api.get(f"/api/v1/schedules/{schedule_id}").json()["last_error"].startswith(
+        "quota_exceeded")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -12,6 +13,7 @@ from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
 from apps.clients.models import Client
+from apps.clients.quotas import QuotaExceeded, seconds_until_utc_midnight
 from apps.core.exceptions import ApplicationError, error_body
 from apps.segments.selectors import segment_find
 from apps.templates.selectors import template_get_for_send
@@ -108,7 +110,8 @@ class RecurringSendRunApi(APIView):
     )
     def post(self, request: Request, schedule_id: str) -> Response:
         """Run it now, outside its crontab (also when disabled). 202 with the notifications;
-        422 when the send is refused (e.g. a template variable is missing)."""
+        422 when the send is refused (e.g. a template variable is missing); 429
+        `quota_exceeded` over the daily delivery quota."""
         recurring_send = recurring_send_get(client=request_client(request),
                                             recurring_send_id=schedule_id)
         key = request.headers.get("Idempotency-Key", "").strip() or uuid.uuid4().hex
@@ -117,6 +120,10 @@ class RecurringSendRunApi(APIView):
                                        {"Idempotency-Key": ["At most 100 characters."]}),
                             status=status.HTTP_400_BAD_REQUEST)
         result = recurring_send_run(recurring_send=recurring_send, manual_key=key)
+        if result.status == "failed" and result.error_code == QuotaExceeded.code:
+            return Response(error_body(result.error_code, result.error),
+                            status=status.HTTP_429_TOO_MANY_REQUESTS,
+                            headers={"Retry-After": str(seconds_until_utc_midnight(datetime.now(UTC)))})
         if result.status == "failed":
             return Response(error_body(result.error_code, result.error),
                             status=status.HTTP_422_UNPROCESSABLE_ENTITY)
