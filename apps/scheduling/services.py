@@ -133,8 +133,10 @@ def recurring_send_create(
     month_of_year: str = "*",
     timezone: str = "UTC",
     enabled: bool = True,
+    is_test: bool = False,
 ) -> RecurringSend:
-    """A new recurring send and its PeriodicTask + CrontabSchedule."""
+    """A new recurring send and its PeriodicTask + CrontabSchedule. `is_test` (created with a
+    test key) makes every run a test send: sandbox only."""
     values: dict[str, Any] = {
         "name": name, "template": template, "variables": variables or {},
         "channels": channels or [], "priority": priority, "category": category or "",
@@ -143,10 +145,11 @@ def recurring_send_create(
         "month_of_year": month_of_year, "timezone": timezone, "enabled": enabled,
     }
     recurring_send_check(values, client=client)
-    recurring_send = RecurringSend.objects.create(client=client, **values)
+    recurring_send = RecurringSend.objects.create(client=client, is_test=is_test, **values)
     _sync_periodic_task(recurring_send)
     audit_record(action="schedule.create", client=client, object_type="schedule",
-                 object_id=recurring_send.pk, changes={**values, "template": template.key,
+                 object_id=recurring_send.pk, changes={**values, "is_test": is_test,
+                                                       "template": template.key,
                                                        "segment": segment.key if segment else None})
     return recurring_send
 
@@ -219,6 +222,7 @@ def _send(recurring_send: RecurringSend, *, key: str, scheduled_for: datetime | 
         "category": recurring_send.category or None,
         "metadata": metadata,
         "idempotency_key": key,
+        "is_test": recurring_send.is_test,
     }
     if recurring_send.segment is not None:
         return segment_send(segment=recurring_send.segment,

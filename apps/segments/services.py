@@ -137,6 +137,7 @@ def recipients_send_in_chunks(
     scheduled_at: datetime | None = None,
     idempotency_key: str | None = None,
     request_hash: str = "",
+    is_test: bool = False,
 ) -> list[Notification]:
     """Sends to every recipient of `audience` that has an address for each channel: streams
     their external ids (keyset by external id, one query per chunk) in chunks of
@@ -177,6 +178,7 @@ def recipients_send_in_chunks(
             scheduled_at=scheduled_at,
             idempotency_key=f"{idempotency_key}#{index}" if idempotency_key else None,
             request_hash=request_hash,
+            is_test=is_test,
         )
         notifications.append(outcome.notification)
         if len(external_ids) < size:
@@ -204,6 +206,7 @@ def segment_send(
     actor: str = "",
     idempotency_key: str | None = None,
     request_hash: str = "",
+    is_test: bool = False,
 ) -> list[Notification]:
     """Sends a template to the segment's recipients as they are now: one notification per
     chunk of MAX_RECIPIENTS_PER_REQUEST, metadata `{"segment": key, "chunk": i}`. Recipients
@@ -226,6 +229,7 @@ def segment_send(
         idempotency_key=segment_idempotency_key(segment=segment, key=idempotency_key)
         if idempotency_key else None,
         request_hash=request_hash,
+        is_test=is_test,
     )
     logger.info("segment %s sent by %s: %d notification(s), %d recipient(s)", segment.key,
                 actor or "-", len(notifications), sum(n.recipient_count for n in notifications))
