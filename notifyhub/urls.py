@@ -5,8 +5,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from apps.core.api import HealthApi, ReadyApi
 from apps.core.views import api_not_found, server_error
 from apps.recipients.api.views import RecipientDetailApi, RecipientDevicesApi
-from apps.webhooks.inbound.sendgrid import SendGridWebhookView
-from apps.webhooks.inbound.twilio import TwilioStatusWebhookView, WhatsAppStatusWebhookView
+from apps.webhooks.inbound.sendgrid import SendGridTestModeWebhookView, SendGridWebhookView
+from apps.webhooks.inbound.twilio import (
+    TwilioStatusWebhookView,
+    TwilioTestModeStatusWebhookView,
+    WhatsAppStatusWebhookView,
+    WhatsAppTestModeStatusWebhookView,
+)
 
 api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
@@ -24,6 +29,13 @@ api_v1: list[URLPattern | URLResolver] = [
     path("webhooks/sendgrid", SendGridWebhookView.as_view(), name="webhook-sendgrid"),
     path("webhooks/twilio", TwilioStatusWebhookView.as_view(), name="webhook-twilio"),
     path("webhooks/whatsapp", WhatsAppStatusWebhookView.as_view(), name="webhook-whatsapp"),
+    # Receipts of test-mode sends (the sandbox test keys use): test deliveries only.
+    path("webhooks/test/sendgrid", SendGridTestModeWebhookView.as_view(),
+         name="webhook-test-sendgrid"),
+    path("webhooks/test/twilio", TwilioTestModeStatusWebhookView.as_view(),
+         name="webhook-test-twilio"),
+    path("webhooks/test/whatsapp", WhatsAppTestModeStatusWebhookView.as_view(),
+         name="webhook-test-whatsapp"),
 ]
 
 urlpatterns = [

@@ -65,6 +65,8 @@ if [[ ! -f "$ROOT/.run/fcm_service_account.json" ]]; then
   "$PY" -m apps.sandbox fcm-service-account --out "$ROOT/.run/fcm_service_account.json" >/dev/null
 fi
 export FCM_SERVICE_ACCOUNT_FILE="$ROOT/.run/fcm_service_account.json"
+# Test keys (nh_test_…) send through the same local sandbox (TEST_MODE_* settings).
+export TEST_MODE_FCM_SERVICE_ACCOUNT_FILE="${TEST_MODE_FCM_SERVICE_ACCOUNT_FILE:-$FCM_SERVICE_ACCOUNT_FILE}"
 export SANDBOX_FCM_SERVICE_ACCOUNT_FILE="$FCM_SERVICE_ACCOUNT_FILE"
 
 # --- 3. database, static files, demo data ----------------------------------------------------
@@ -104,6 +106,7 @@ print(f"""
    Admin          http://127.0.0.1:8000/admin/
                   login: {demo.get("admin_username", "?")} / {demo.get("admin_password", "?")}
    Demo API key   {key}
+   Test API key   {demo.get("test_api_key") or "-"}  (sends only to the sandbox)
    Sandbox inbox  http://127.0.0.1:8025/
 
  Send the example notification:

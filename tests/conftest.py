@@ -50,11 +50,13 @@ def webhook_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, A
 @pytest.fixture(autouse=True)
 def _sendgrid_public_key(settings: Any, webhook_keys: tuple[Path, str, Any]) -> None:
     settings.SENDGRID_WEBHOOK_PUBLIC_KEY = webhook_keys[1]
+    settings.TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY = webhook_keys[1]
 
 
 def _sandbox_settings(process: SandboxProcess, live_server_url: str) -> dict[str, Any]:
-    """NotifyHub settings that point every provider SDK at this sandbox."""
-    return {
+    """NotifyHub settings that point every provider SDK at this sandbox, live and test mode
+    alike (as `make run` does; tests of test mode move the live ones elsewhere)."""
+    providers = {
         "SENDGRID_API_HOST": process.url,
         "TWILIO_API_BASE_URL": process.url,
         "TWILIO_ACCOUNT_SID": process.twilio_account_sid,
@@ -64,6 +66,10 @@ def _sandbox_settings(process: SandboxProcess, live_server_url: str) -> dict[str
         "FCM_PROJECT_ID": process.fcm_project_id,
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": process.smtp_port,
+    }
+    return {
+        **providers,
+        **{f"TEST_MODE_{name}": value for name, value in providers.items()},
         "PUBLIC_BASE_URL": live_server_url,
     }
 
@@ -137,6 +143,7 @@ def worker_env(sandbox: SandboxProcess, webhook_keys: tuple[Path, str, Any]) -> 
         "DATABASE_URL": database_url(connection.settings_dict),
         "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
         "SENDGRID_WEBHOOK_PUBLIC_KEY": webhook_keys[1],
+        "TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY": webhook_keys[1],
         "PYTHONUNBUFFERED": "1",
     }
 

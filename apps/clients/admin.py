@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import ApiKey, Client
-from .services import api_key_create, api_key_revoke
+from .models import ApiKey, Client, Scope, all_scopes
+from .services import api_key_create, api_key_revoke, api_key_scopes_set
 
 
 @admin.register(Client)
@@ -18,30 +19,51 @@ class ClientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     prepopulated_fields = {"slug": ["name"]}
 
 
+class ApiKeyForm(forms.ModelForm):  # type: ignore[type-arg]
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=all_scopes,
+        help_text="What the key may do; docs/api.md lists the endpoints of each scope.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["client", "name", "mode", "scopes"]
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["name", "client", "prefix", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["client"]
+    form = ApiKeyForm
+    list_display = ["name", "client", "prefix", "mode", "scope_list", "created_at",
+                    "last_used_at", "revoked_at"]
+    list_filter = ["mode", "client"]
     list_select_related = ["client"]
     search_fields = ["name", "prefix", "client__name"]
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        if obj is not None:  # a key never changes owner or name after creation
-            return ["client", "name", *self.readonly_fields]
+        if obj is not None:  # a key never changes owner, name or mode; its scopes may change
+            return ["client", "name", "mode", *self.readonly_fields]
         return list(self.readonly_fields)
 
+    @admin.display(description="scopes")
+    def scope_list(self, obj: ApiKey) -> str:
+        return ", ".join(obj.scopes) or "(none)"
+
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        scopes = list(form.cleaned_data.get("scopes") or [])
         if change:
+            api_key_scopes_set(api_key=obj, scopes=scopes)
             return
-        key, raw = api_key_create(client=obj.client, name=obj.name)
+        key, raw = api_key_create(client=obj.client, name=obj.name, scopes=scopes, mode=obj.mode)
         obj.pk = key.pk
         obj.prefix, obj.key_hash, obj.created_at = key.prefix, key.key_hash, key.created_at
+        obj.scopes, obj.mode = key.scopes, key.mode
+        note = " It is a test key: its sends go to the provider sandbox only." if key.is_test else ""
         messages.warning(
             request,
             f"The new API key is {raw} — copy it now: it is stored only as a hash and will "
-            "not be shown again.",
+            f"not be shown again.{note}",
         )
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -38,6 +38,20 @@ def request_client(request: Request) -> Client:
     return user
 
 
+def request_api_key(request: Request) -> ApiKey:
+    """The API key an authenticated API request came with."""
+    key = request.auth
+    if not isinstance(key, ApiKey):
+        raise exceptions.NotAuthenticated()
+    return key
+
+
+def request_is_test(request: Request) -> bool:
+    """Whether the request came with a test key: what it creates is marked test (sandbox
+    only), and it reads only test notifications."""
+    return request_api_key(request).is_test
+
+
 class IsClient(permissions.BasePermission):
     """The request carries a valid API key (request.user is the Client)."""
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 
@@ -51,9 +52,38 @@ class Client(models.Model):
     is_anonymous = False
 
 
+class Scope(models.TextChoices):
+    """What an API key may do. Every API view declares the scope each method needs
+    (`required_scopes`, apps/clients/scopes.py); docs/api.md has the table."""
+
+    SEND = "send", "send: send, cancel, delete; write recipients, devices, preferences, segments, schedules"
+    READ = "read", "read: read notifications, recipients, preferences, segments, schedules, metrics"
+    TEMPLATES = "templates", "templates: create, change, publish and delete templates"
+    WEBHOOKS = "webhooks", "webhooks: manage webhook endpoints (secrets, tests, replays)"
+    ADMIN = "admin", "admin: re-drive dead letters, queue and system status, audit log"
+
+
+def all_scopes() -> list[str]:
+    return [scope.value for scope in Scope]
+
+
+class KeyMode(models.TextChoices):
+    """A live key sends through the real providers; a test key's notifications go to the
+    provider sandbox only (TEST_MODE_* settings) and it sees only test notifications."""
+
+    LIVE = "live", "live"
+    TEST = "test", "test (sandbox only)"
+
+
+def key_mode(*, is_test: bool) -> KeyMode:
+    """The mode of something a key of that kind created (a notification, a schedule)."""
+    return KeyMode.TEST if is_test else KeyMode.LIVE
+
+
 class ApiKey(models.Model):
     """An API key. Only a SHA-256 hash of the secret is stored; the prefix is kept to find and
-    show it. The full key is shown once, when it is created."""
+    show it. The full key is shown once, when it is created. Its scopes limit what it may do;
+    its mode (live or test) is fixed at creation and visible in the key itself (`nh_test_…`)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="api_keys")
@@ -63,6 +93,14 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    scopes = ArrayField(
+        models.CharField(max_length=20, choices=Scope.choices), default=all_scopes,
+        help_text="What the key may do; a request outside them is refused (403 insufficient_scope).",
+    )
+    mode = models.CharField(
+        max_length=4, choices=KeyMode.choices, default=KeyMode.LIVE,
+        help_text="Test keys send only to the provider sandbox and see only test notifications.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -74,3 +112,10 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def is_test(self) -> bool:
+        return self.mode == KeyMode.TEST
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes

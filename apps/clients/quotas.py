@@ -8,6 +8,9 @@ they are refunded (`delivery_quota`). Scheduled deliveries count on the day they
 
 The quota is DAILY_DELIVERY_QUOTA, or the client's entry in DAILY_DELIVERY_QUOTA_BY_CLIENT (by
 slug). If Redis cannot be reached the quota fails open (logged).
+
+Test keys' sends never count against it: they have their own daily counter per client,
+TEST_MODE_DAILY_DELIVERY_QUOTA (they cost workers and the sandbox, not providers).
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ class QuotaExceeded(ApplicationError):
         self.retry_after = retry_after
 
 
-def daily_delivery_quota(*, client: Client) -> int:
+def daily_delivery_quota(*, client: Client, is_test: bool = False) -> int:
+    if is_test:
+        return int(settings.TEST_MODE_DAILY_DELIVERY_QUOTA)
     return int(settings.DAILY_DELIVERY_QUOTA_BY_CLIENT.get(client.slug, settings.DAILY_DELIVERY_QUOTA))
 
 
-def _day_key(client: Client, now: datetime) -> str:
-    return f"notifyhub:quota:{client.pk}:{now:%Y%m%d}"
+def _day_key(client: Client, now: datetime, is_test: bool = False) -> str:
+    mode = ":test" if is_test else ""
+    return f"notifyhub:quota{mode}:{client.pk}:{now:%Y%m%d}"
 
 
 def seconds_until_utc_midnight(now: datetime) -> int:
@@ -61,15 +67,18 @@ def seconds_until_utc_midnight(now: datetime) -> int:
     return max(int((midnight - now).total_seconds()) + 1, 1)
 
 
-def deliveries_quota_consume(*, client: Client, count: int, now: datetime | None = None) -> int:
-    """Charges `count` deliveries to today's quota; returns today's total. Raises
-    QuotaExceeded (429) without charging anything if they do not all fit."""
+def deliveries_quota_consume(
+    *, client: Client, count: int, now: datetime | None = None, is_test: bool = False
+) -> int:
+    """Charges `count` deliveries to today's quota (a test key's: the test counter); returns
+    today's total. Raises QuotaExceeded (429) without charging anything if they do not all
+    fit."""
     if count <= 0:
         return 0
     now = now or datetime.now(UTC)
-    limit = daily_delivery_quota(client=client)
+    limit = daily_delivery_quota(client=client, is_test=is_test)
     try:
-        accepted, used = script(_CONSUME)(keys=[_day_key(client, now)],
+        accepted, used = script(_CONSUME)(keys=[_day_key(client, now, is_test)],
                                           args=[count, limit, 2 * 86_400])
     except redis.RedisError as exc:
         warn_failing_open("daily delivery quota", exc)
@@ -78,7 +87,8 @@ def deliveries_quota_consume(*, client: Client, count: int, now: datetime | None
         left = max(limit - int(used), 0)
         LIMIT_REJECTIONS.labels("quota_exceeded").inc()
         raise QuotaExceeded(
-            f"Daily delivery quota reached: this request needs {count} deliveries, "
+            f"Daily {'test-mode ' if is_test else ''}delivery quota reached: this request "
+            f"needs {count} deliveries, "
             f"{left} of {limit} are left today (UTC).",
             retry_after=seconds_until_utc_midnight(now),
             fields={"quota": [f"{left} of {limit} deliveries left until 00:00 UTC."]},
@@ -86,29 +96,34 @@ def deliveries_quota_consume(*, client: Client, count: int, now: datetime | None
     return int(used)
 
 
-def deliveries_quota_refund(*, client: Client, count: int, now: datetime | None = None) -> None:
+def deliveries_quota_refund(
+    *, client: Client, count: int, now: datetime | None = None, is_test: bool = False
+) -> None:
     if count <= 0:
         return
     now = now or datetime.now(UTC)
     try:
         script("return redis.call('DECRBY', KEYS[1], ARGV[1])")(
-            keys=[_day_key(client, now)], args=[count])
+            keys=[_day_key(client, now, is_test)], args=[count])
     except redis.RedisError as exc:
         warn_failing_open("daily delivery quota refund", exc)
 
 
-def deliveries_quota_used(*, client: Client, now: datetime | None = None) -> int:
+def deliveries_quota_used(
+    *, client: Client, now: datetime | None = None, is_test: bool = False
+) -> int:
     now = now or datetime.now(UTC)
     try:
         return int(script("return redis.call('GET', KEYS[1]) or '0'")(
-            keys=[_day_key(client, now)]))
+            keys=[_day_key(client, now, is_test)]))
     except redis.RedisError:
         return 0
 
 
 @contextmanager
-def delivery_quota(*, client: Client) -> Iterator[Callable[[int], None]]:
-    """Yields `charge(count)`; whatever was charged is refunded if the block raises.
+def delivery_quota(*, client: Client, is_test: bool = False) -> Iterator[Callable[[int], None]]:
+    """Yields `charge(count)`; whatever was charged is refunded if the block raises. A test
+    key's sends (`is_test`) are charged to the test-mode counter, never the daily quota.
 
     Enter it outside the send's transaction (`with delivery_quota(...) as charge,
     transaction.atomic():`) so a failed commit is refunded too."""
@@ -117,11 +132,11 @@ def delivery_quota(*, client: Client) -> Iterator[Callable[[int], None]]:
 
     def charge(count: int) -> None:
         nonlocal charged
-        deliveries_quota_consume(client=client, count=count, now=now)
+        deliveries_quota_consume(client=client, count=count, now=now, is_test=is_test)
         charged += count
 
     try:
         yield charge
     except BaseException:
-        deliveries_quota_refund(client=client, count=charged, now=now)
+        deliveries_quota_refund(client=client, count=charged, now=now, is_test=is_test)
         raise

@@ -15,5 +15,9 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignor
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "`Authorization: Bearer <api key>`; keys are created in the admin.",
+            "description": "`Authorization: Bearer <api key>`; keys are created in the admin. "
+                           "Each operation needs one of the key's scopes (`send`, `read`, "
+                           "`templates`, `webhooks`, `admin`); without it: 403 "
+                           "`insufficient_scope`. Test keys (`nh_test_…`) send only to the "
+                           "provider sandbox and see only test notifications.",
         }

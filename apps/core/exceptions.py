@@ -12,7 +12,6 @@ from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 
 class ApplicationError(Exception):
@@ -91,7 +90,15 @@ _CODES = {
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+        refusal = Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+        challenge = getattr(exc, "www_authenticate", None)  # 403 insufficient_scope
+        if challenge:
+            refusal["WWW-Authenticate"] = challenge
+        return refusal
+    # Imported here: rest_framework.views resolves the default permission classes on import,
+    # and those (apps.clients.scopes) raise this module's errors.
+    from rest_framework.views import exception_handler
+
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -46,7 +46,7 @@ MAX_KEY_LENGTH = 255
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     HEADER, str, OpenApiParameter.HEADER,
-    description="Up to 255 characters, scoped to your API key's client. Within 24 h the same key "
+    description="Up to 255 characters, scoped to your API key's client and mode. Within 24 h the same key "
     "and body replay the first 2xx response (`Idempotent-Replayed: true`); another body is 422 "
     "`idempotency_key_reused`; while the first request still runs, 409 "
     "`idempotency_key_in_flight`.",
@@ -62,6 +62,27 @@ def request_hash(request: Request) -> str:
         default=str,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+TEST_NAMESPACE = "test:"
+
+
+def namespaced_key(key: str, *, is_test: bool) -> str:
+    """A key as stored: a test API key's keys live apart from the live keys' ("test:…"), so
+    the same Idempotency-Key in both modes means two different requests."""
+    if not is_test:
+        return key
+    if len(TEST_NAMESPACE) + len(key) <= MAX_KEY_LENGTH:
+        return TEST_NAMESPACE + key
+    return f"{TEST_NAMESPACE}sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def idempotency_key_for(request: Request) -> str | None:
+    """The request's Idempotency-Key (stripped) in its API key's namespace; None without one."""
+    key = request.headers.get(HEADER, "").strip()
+    if not key:
+        return None
+    return namespaced_key(key, is_test=bool(getattr(request.auth, "is_test", False)))
 
 
 def _lock_id(client_id: Any, key: str) -> int:
@@ -126,6 +147,7 @@ def idempotent(method: F) -> F:
                            {HEADER: [f"At most {MAX_KEY_LENGTH} characters."]}),
                 status=status.HTTP_400_BAD_REQUEST,
             )
+        key = namespaced_key(key, is_test=bool(getattr(request.auth, "is_test", False)))
         client_id: Any = getattr(request.user, "pk", None)
         fingerprint = request_hash(request)
         with transaction.atomic():

@@ -18,14 +18,15 @@ TIMELINE_LIMIT = 200
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["id", "client", "template_key", "status", "priority", "category",
+    list_display = ["id", "client", "template_key", "status", "is_test", "priority", "category",
                     "recipient_count", "created_at"]
-    list_filter = ["status", "priority", "category", "client"]
+    list_filter = ["status", ("is_test", admin.BooleanFieldListFilter), "priority", "category",
+                   "client"]
     list_select_related = ["client", "template_version__template"]
     search_fields = ["=id", "=idempotency_key"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    fields = readonly_fields = ("id", "client", "status", "template_version", "priority",
+    fields = readonly_fields = ("id", "client", "status", "is_test", "template_version", "priority",
                                 "category", "channels", "variables", "metadata", "scheduled_at",
                                 "idempotency_key", "recipient_count", "created_at", "updated_at",
                                 "completed_at", "deliveries_by_status", "timeline")
@@ -95,14 +96,15 @@ class DeliveryEventInline(ReadOnlyInline):
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["id", "notification_link", "recipient", "channel", "status", "attempts",
-                    "provider", "error_code", "updated_at"]
-    list_filter = ["status", "channel", "provider", "priority"]
+    list_display = ["id", "notification_link", "recipient", "channel", "status", "is_test",
+                    "attempts", "provider", "error_code", "updated_at"]
+    list_filter = ["status", ("is_test", admin.BooleanFieldListFilter), "channel", "provider",
+                   "priority"]
     list_select_related = ["recipient", "notification"]
     search_fields = ["=id", "=provider_message_id", "=recipient__external_id", "=notification__id"]
     show_full_result_count = False
     fields = readonly_fields = ("id", "notification", "client", "recipient", "channel",
-                                "priority", "status", "address", "attempts", "due_at",
+                                "priority", "status", "is_test", "address", "attempts", "due_at",
                                 "lease_until", "provider", "provider_message_id", "error_code",
                                 "error_message", "created_at", "updated_at", "sent_at",
                                 "delivered_at", "completed_at")

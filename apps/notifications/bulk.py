@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 from apps.audit.context import current_context
 from apps.audit.models import AuditLog
 from apps.audit.services import notification_send_entry
-from apps.clients.models import Client
+from apps.clients.models import Client, key_mode
 from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
@@ -171,9 +171,12 @@ def _resolve_recipients(
 
 
 @transaction.atomic
-def notifications_send_bulk(*, client: Client, items: Sequence[Mapping[str, Any]]) -> BulkAccepted:
+def notifications_send_bulk(
+    *, client: Client, items: Sequence[Mapping[str, Any]], is_test: bool = False
+) -> BulkAccepted:
     """Accepts every item (validated send bodies, as NotificationSendSerializer gives them) or
-    none: raises the first failing rule's ApplicationError naming every item that breaks it."""
+    none: raises the first failing rule's ApplicationError naming every item that breaks it.
+    `is_test` marks them all as a test key's (sandbox only), as notification_send does."""
     now = timezone.now()
 
     # 1. Schedules that cannot be right whatever the data.
@@ -200,7 +203,7 @@ def notifications_send_bulk(*, client: Client, items: Sequence[Mapping[str, Any]
     errors.raise_any()
 
     # 3. Channels with a configured provider.
-    available = supported_channels()
+    available = supported_channels(mode=key_mode(is_test=is_test))
     channels_of: list[list[str]] = []
     for index, item in enumerate(items):
         template = templates[str(item["template_id"])]
@@ -332,6 +335,7 @@ def notifications_send_bulk(*, client: Client, items: Sequence[Mapping[str, Any]
             scheduled_at=scheduled_at,
             status=NotificationStatus.SCHEDULED if scheduled else NotificationStatus.PENDING,
             recipient_count=len(resolved_of[index]),
+            is_test=is_test,
         )
         notification.created_at = notification.updated_at = stamp()
         notifications.append(notification)
@@ -349,7 +353,7 @@ def notifications_send_bulk(*, client: Client, items: Sequence[Mapping[str, Any]
                     "status": status, "address": recipient.address_for(channel),
                     "due_at": due_at, "lease_until": due_at or requeue_lease,
                     "template_version_id": None if own_version.id == version.id else own_version.id,
-                    "created_at": (created := stamp()), "updated_at": created,
+                    "is_test": is_test, "created_at": (created := stamp()), "updated_at": created,
                 })
                 by_channel[(channel, priority)] += 1
                 if not scheduled:

@@ -374,11 +374,13 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
                                               result=result, now=now, detail=detail,
                                               policy=policy)
             rows.append(row)
-            if result.invalid_tokens:
+            # A simulated outcome (test mode: the sandbox answered) never changes what live
+            # sends use: no device deactivated, no address suppressed.
+            if result.invalid_tokens and not delivery.is_test:
                 reason = result.detail.get("deactivation_reason") or result.error_code
                 dead_tokens[(delivery.client_id, reason or "invalid_token")].extend(
                     result.invalid_tokens)
-            if result.suppress_address and result.outcome == Outcome.PERMANENT:
+            if result.suppress_address and result.outcome == Outcome.PERMANENT and not delivery.is_test:
                 suppress.append(SuppressionItem(
                     client_id=delivery.client_id, channel=delivery.channel,
                     address=delivery.address, reason=result.error_code,
@@ -456,7 +458,8 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
             report.suppressed += 1
             report.notification_ids.add(str(delivery.notification_id))
             continue
-        providers = providers_for(delivery.channel)
+        # A test key's delivery gets the test-mode providers (the sandbox), a live one the live.
+        providers = providers_for(delivery.channel, mode=delivery.mode)
         if not providers:
             finish_now(delivery, SendResult.permanent("", "channel_not_supported",
                                                       f"No provider for {delivery.channel}."))

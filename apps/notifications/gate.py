@@ -17,8 +17,10 @@ logger = logging.getLogger(__name__)
 
 
 def account_name(provider: Provider) -> str:
-    # One account per provider today; per-client accounts would extend this name.
-    return f"{provider.name}:default"
+    # One live account per provider ("default") and the test-mode sandbox account ("test"),
+    # so a test key's sends never trip or throttle the live provider; per-client accounts
+    # would extend this name.
+    return f"{provider.name}:{provider.account}"
 
 
 @cache

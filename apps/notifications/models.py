@@ -6,7 +6,7 @@ from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.db.models import Q
 
-from apps.clients.models import Client
+from apps.clients.models import Client, key_mode
 from apps.core.queues import Priority
 from apps.recipients.models import Recipient
 from apps.templates.models import TemplateVersion
@@ -93,6 +93,9 @@ class Notification(models.Model):
         max_length=20, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
     )
     recipient_count = models.PositiveIntegerField(default=0)
+    # Accepted with a test key: its deliveries go to the provider sandbox only (test-mode
+    # providers), it is not charged to the daily quota, and only test keys see it.
+    is_test = models.BooleanField("test", default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -109,6 +112,10 @@ class Notification(models.Model):
         indexes = [
             models.Index(fields=["client", "-created_at"], name="notification_client_created"),
             models.Index(fields=["client", "status", "-created_at"], name="notification_client_st"),
+            # A test key's lists: test notifications are few, so a small partial index (live
+            # lists use the two above and skip the few test rows).
+            models.Index(fields=["client", "-created_at"], name="notification_client_test",
+                         condition=Q(is_test=True)),
         ]
 
     def __str__(self) -> str:
@@ -147,6 +154,9 @@ class Delivery(models.Model):
     provider_message_id = models.CharField(max_length=255, blank=True)
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
+    # The notification's is_test, copied: dispatch picks the test-mode providers by it, and
+    # test-mode receipts may only touch such rows.
+    is_test = models.BooleanField("test", default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -178,6 +188,11 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.recipient_id} ({self.status})"
+
+    @property
+    def mode(self) -> str:
+        """Which provider set sends it: "test" (the sandbox only) or "live"."""
+        return key_mode(is_test=self.is_test)
 
 
 class DeliveryEvent(models.Model):

@@ -56,7 +56,10 @@ def _valid_uuid(value: str) -> str | None:
 
 
 @transaction.atomic
-def delivery_receipts_apply(*, events: list[ProviderEvent]) -> ReceiptReport:
+def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = False) -> ReceiptReport:
+    """Applies a verified batch of receipts. `test_only` (receipts from the test-mode sandbox,
+    verified with the test-mode credentials) restricts them to test deliveries: anything else
+    they name counts as unknown."""
     report = ReceiptReport(received=len(events))
     if not events:
         return report
@@ -68,10 +71,10 @@ def delivery_receipts_apply(*, events: list[ProviderEvent]) -> ReceiptReport:
     query = Q(id__in=ids)
     for provider, message_ids in by_message.items():
         query |= Q(provider=provider, provider_message_id__in=message_ids)
-    deliveries = {
-        str(d.id): d
-        for d in Delivery.objects.select_for_update().filter(query).order_by("id")
-    }
+    candidates = Delivery.objects.select_for_update().filter(query)
+    if test_only:
+        candidates = candidates.filter(is_test=True)
+    deliveries = {str(d.id): d for d in candidates.order_by("id")}
     by_msg_id = {(d.provider, d.provider_message_id): d for d in deliveries.values()}
 
     # Receipts already stored (same provider event id) are skipped: the same callback twice
@@ -113,7 +116,7 @@ def delivery_receipts_apply(*, events: list[ProviderEvent]) -> ReceiptReport:
                 delivery.error_message = e.error_message
             changed[str(delivery.id)] = delivery
             report.applied += 1
-            if e.suppress_address:
+            if e.suppress_address and not delivery.is_test:  # simulated: never suppresses
                 suppress.append((delivery, e))
         new_events.append(
             DeliveryEvent(

@@ -24,11 +24,14 @@ REDRIVE_LIMIT = 10_000
 def failed_deliveries(
     *, client: Client | None = None, notification_id: UUID | str | None = None,
     delivery_ids: list[UUID | str] | None = None, failed_after: datetime | None = None,
-    channel: str | None = None,
+    channel: str | None = None, is_test: bool | None = None,
 ) -> QuerySet[Delivery]:
+    """Dead letters; `is_test` keeps one mode's (an API key re-drives only its own mode's)."""
     qs = Delivery.objects.filter(status=DeliveryStatus.FAILED)
     if client is not None:
         qs = qs.filter(client=client)
+    if is_test is not None:
+        qs = qs.filter(is_test=is_test)
     if notification_id is not None:
         qs = qs.filter(notification_id=notification_id)
     if delivery_ids is not None:

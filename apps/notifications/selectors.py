@@ -15,9 +15,13 @@ DETAIL_DELIVERY_LIMIT = 1000
 
 
 def notification_get(
-    *, client: Client, notification_id: str, with_timeline: bool = True
+    *, client: Client, notification_id: str, is_test: bool, with_timeline: bool = True
 ) -> Notification:
-    qs = Notification.objects.filter(client=client, id=notification_id).select_related(
+    """The client's notification of this mode (a test key sees only test notifications, a
+    live key only live ones); 404 otherwise."""
+    qs = Notification.objects.filter(
+        client=client, id=notification_id, is_test=is_test
+    ).select_related(
         "template_version__template"
     )
     if with_timeline:
@@ -46,13 +50,15 @@ def notification_status_counts(*, notification: Notification) -> dict[str, int]:
 def notification_list(
     *,
     client: Client,
+    is_test: bool,
     status: str | None = None,
     channel: str | None = None,
     recipient: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[Notification]:
-    qs = Notification.objects.filter(client=client).select_related("template_version__template")
+    qs = Notification.objects.filter(client=client, is_test=is_test).select_related(
+        "template_version__template")
     if status:
         qs = qs.filter(status=status)
     if channel:

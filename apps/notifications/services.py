@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_notification_cancel, audit_notification_send
-from apps.clients.models import Client
+from apps.clients.models import Client, key_mode
 from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
@@ -92,7 +92,10 @@ def notification_send(
     local_send_date: date | None = None,
     idempotency_key: str | None = None,
     request_hash: str = "",
+    is_test: bool = False,
 ) -> SendOutcome:
+    """Accepts a send. `is_test` (a test key's send) marks the notification and its deliveries:
+    they go to the provider sandbox only (see channels/registry.py)."""
     variables = variables or {}
     if local_send_time is not None and scheduled_at is not None:
         raise ApplicationError(
@@ -109,7 +112,7 @@ def notification_send(
     version = template.active_version
     assert version is not None  # template_get_for_send guarantees it
     channels = list(dict.fromkeys(channels or template.channels))
-    available = supported_channels()
+    available = supported_channels(mode=key_mode(is_test=is_test))
     unsupported = [c for c in channels if c not in available]
     if not channels or unsupported:
         raise ApplicationError(
@@ -172,6 +175,7 @@ def notification_send(
         scheduled_at=scheduled_at,
         status=NotificationStatus.SCHEDULED if scheduled else NotificationStatus.PENDING,
         recipient_count=len(resolved),
+        is_test=is_test,
     )
     try:
         with transaction.atomic():
@@ -202,6 +206,7 @@ def notification_send(
             due_at=due_for(recipient),
             lease_until=due_for(recipient) or requeue_lease,
             template_version=None if pinned[str(recipient.id)] == version else pinned[str(recipient.id)],
+            is_test=is_test,
         )
         for recipient in resolved
         for channel in channels

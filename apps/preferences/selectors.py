@@ -79,6 +79,9 @@ class PreferenceCheck:
     channel: str
     category: str
     recipient_timezone: str = "UTC"
+    # A test key's delivery: counted in frequency-cap windows of its own, so test sends never
+    # use up a recipient's live cap (nor the reverse).
+    is_test: bool = False
 
 
 DeliveryLike = PreferenceCheck | tuple[Any, ...] | Any
@@ -90,7 +93,7 @@ def as_check(item: DeliveryLike) -> PreferenceCheck:
     if isinstance(item, PreferenceCheck):
         return item
     if isinstance(item, tuple):
-        return PreferenceCheck(*(str(v) if i < 4 else v for i, v in enumerate(item)))
+        return PreferenceCheck(*(str(v) if i < 4 else v for i, v in enumerate(item)))  # type: ignore[arg-type]
     category = getattr(item, "category", None)
     if category is None:
         category = item.notification.category
@@ -100,6 +103,7 @@ def as_check(item: DeliveryLike) -> PreferenceCheck:
     return PreferenceCheck(
         delivery_id=str(item.id), recipient_id=str(item.recipient_id),
         channel=str(item.channel), category=str(category), recipient_timezone=tz or "UTC",
+        is_test=bool(getattr(item, "is_test", False)),
     )
 
 
@@ -138,7 +142,7 @@ def _evaluate(check: PreferenceCheck, prefs: Preferences, now: datetime,
         limit, period = cap
         label, ttl = cap_window(period=period, tz=tz, now=now)
         key = cap_key(recipient_id=check.recipient_id, category=category, period=period,
-                      window=label)
+                      window=label, is_test=check.is_test)
         return Decision.allow(cap_key=key), CapRequest(key, check.delivery_id, limit, ttl)
     return Decision.allow(), None
 

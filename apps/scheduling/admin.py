@@ -58,15 +58,15 @@ class RecurringSendAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     CrontabSchedule always match what is shown here."""
 
     form = RecurringSendForm
-    list_display = ["name", "client", "target", "crontab", "timezone", "enabled", "next_run",
-                    "last_run_at", "has_error"]
-    list_filter = ["enabled", "client"]
+    list_display = ["name", "client", "target", "crontab", "timezone", "enabled", "is_test",
+                    "next_run", "last_run_at", "has_error"]
+    list_filter = ["enabled", ("is_test", admin.BooleanFieldListFilter), "client"]
     list_select_related = ["client", "segment", "template"]
     search_fields = ["name", "=id"]
     raw_id_fields = ["template", "segment"]
     actions = ["run_now"]
     fieldsets = [
-        (None, {"fields": ["client", "name", "enabled"]}),
+        (None, {"fields": ["client", "name", "enabled", "is_test"]}),
         ("What", {"fields": ["template", "variables", "channels", "priority", "category",
                              "local_send_time"]}),
         ("To whom (one of)", {"fields": ["recipient_ids", "segment"]}),
@@ -76,8 +76,9 @@ class RecurringSendAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         ("Runs", {"fields": ["last_run_at", "last_scheduled_for", "last_notification_ids",
                              "last_error", "beat_task", "created_at", "updated_at"]}),
     ]
-    readonly_fields = ["next_run", "last_run_at", "last_scheduled_for", "last_notification_ids",
-                       "last_error", "beat_task", "created_at", "updated_at"]
+    readonly_fields = ["is_test", "next_run", "last_run_at", "last_scheduled_for",
+                       "last_notification_ids", "last_error", "beat_task", "created_at",
+                       "updated_at"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is not None:  # a schedule stays with its client (template and segment are theirs)

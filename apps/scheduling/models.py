@@ -56,6 +56,9 @@ class RecurringSend(models.Model):
     last_scheduled_for = models.DateTimeField(null=True, blank=True, editable=False)
     last_notification_ids = models.JSONField(default=list, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
+    # Created with a test key: its runs are test notifications (sandbox only), and only test
+    # keys see it.
+    is_test = models.BooleanField("test", default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

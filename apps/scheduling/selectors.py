@@ -16,15 +16,19 @@ from .crontab import Cron, schedule_errors
 from .models import RecurringSend
 
 
-def recurring_send_list(*, client: Client) -> QuerySet[RecurringSend]:
-    return RecurringSend.objects.filter(client=client).select_related("template", "segment")
+def recurring_send_list(*, client: Client, is_test: bool | None = None) -> QuerySet[RecurringSend]:
+    """The client's recurring sends; `is_test` keeps one mode's (an API key sees its own)."""
+    qs = RecurringSend.objects.filter(client=client).select_related("template", "segment")
+    return qs if is_test is None else qs.filter(is_test=is_test)
 
 
-def recurring_send_get(*, client: Client, recurring_send_id: str) -> RecurringSend:
-    """A client's recurring send; 404 otherwise (also for another client's id)."""
+def recurring_send_get(*, client: Client, recurring_send_id: str, is_test: bool) -> RecurringSend:
+    """A client's recurring send of this mode; 404 otherwise (also for another client's id, or
+    a live schedule asked for with a test key and the reverse)."""
     found = None
     with contextlib.suppress(ValueError):
-        found = recurring_send_list(client=client).filter(id=uuid.UUID(str(recurring_send_id))).first()
+        found = recurring_send_list(client=client, is_test=is_test).filter(
+            id=uuid.UUID(str(recurring_send_id))).first()
     if found is None:
         raise NotFound(f"Recurring send '{recurring_send_id}' not found.")
     return found

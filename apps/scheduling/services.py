@@ -135,8 +135,10 @@ def recurring_send_create(
     timezone: str = "UTC",
     local_send_time: time | None = None,
     enabled: bool = True,
+    is_test: bool = False,
 ) -> RecurringSend:
-    """A new recurring send and its PeriodicTask + CrontabSchedule."""
+    """A new recurring send and its PeriodicTask + CrontabSchedule. `is_test` (created with a
+    test key) makes every run a test send: sandbox only."""
     values: dict[str, Any] = {
         "name": name, "template": template, "variables": variables or {},
         "channels": channels or [], "priority": priority, "category": category or "",
@@ -146,10 +148,11 @@ def recurring_send_create(
         "local_send_time": local_send_time, "enabled": enabled,
     }
     recurring_send_check(values, client=client)
-    recurring_send = RecurringSend.objects.create(client=client, **values)
+    recurring_send = RecurringSend.objects.create(client=client, is_test=is_test, **values)
     _sync_periodic_task(recurring_send)
     audit_record(action="schedule.create", client=client, object_type="schedule",
-                 object_id=recurring_send.pk, changes={**values, "template": template.key,
+                 object_id=recurring_send.pk, changes={**values, "is_test": is_test,
+                                                       "template": template.key,
                                                        "segment": segment.key if segment else None})
     return recurring_send
 
@@ -225,6 +228,7 @@ def _send(recurring_send: RecurringSend, *, key: str, scheduled_for: datetime | 
         "local_send_time": recurring_send.local_send_time,
         "idempotency_key": key,
         "charge": charge,
+        "is_test": recurring_send.is_test,
     }
     if recurring_send.segment is not None:
         return segment_send(segment=recurring_send.segment,
@@ -250,7 +254,8 @@ def recurring_send_run(
     `manual_key` makes a manual run ("run now"): it sends even when disabled, once per key.
     """
     # Entered outside the run's transaction: if it rolls back, what was charged is refunded.
-    with delivery_quota(client=recurring_send.client) as charge:
+    with delivery_quota(client=recurring_send.client,
+                        is_test=recurring_send.is_test) as charge:
         return _run(recurring_send=recurring_send, now=now, manual_key=manual_key, charge=charge)
 
 

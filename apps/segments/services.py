@@ -145,6 +145,7 @@ def recipients_send_in_chunks(
     local_send_date: date | None = None,
     idempotency_key: str | None = None,
     request_hash: str = "",
+    is_test: bool = False,
 ) -> list[Notification]:
     """Sends to every recipient of `audience` that has an address for each channel: streams
     their external ids (keyset by external id, one query per chunk) in chunks of
@@ -193,6 +194,7 @@ def recipients_send_in_chunks(
             local_send_date=local_send_date,
             idempotency_key=f"{idempotency_key}#{index}" if idempotency_key else None,
             request_hash=request_hash,
+            is_test=is_test,
         )
         notifications.append(outcome.notification)
         if not outcome.replayed:
@@ -230,6 +232,7 @@ def segment_send(
     actor: str = "",
     idempotency_key: str | None = None,
     request_hash: str = "",
+    is_test: bool = False,
 ) -> list[Notification]:
     """Sends a template to the segment's recipients as they are now: one notification per
     chunk of MAX_RECIPIENTS_PER_REQUEST, metadata `{"segment": key, "chunk": i}`. Recipients
@@ -256,6 +259,7 @@ def segment_send(
         idempotency_key=segment_idempotency_key(segment=segment, key=idempotency_key)
         if idempotency_key else None,
         request_hash=request_hash,
+        is_test=is_test,
     )
     logger.info("segment %s sent by %s: %d notification(s), %d recipient(s)", segment.key,
                 actor or "-", len(notifications), sum(n.recipient_count for n in notifications))

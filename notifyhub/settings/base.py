@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -139,7 +140,9 @@ STORAGES = {
 # --- API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.clients.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["apps.clients.authentication.IsClient"],
+    # A valid key (401 otherwise), then the scope the view declares for the method (403).
+    "DEFAULT_PERMISSION_CLASSES": ["apps.clients.authentication.IsClient",
+                                   "apps.clients.scopes.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.CursorPagination",
@@ -280,8 +283,37 @@ FCM_PROJECT_ID = env("FCM_PROJECT_ID", "")
 FCM_API_BASE_URL = env("FCM_API_BASE_URL", "http://127.0.0.1:8025")
 FCM_TIMEOUT_SECONDS = env_float("FCM_TIMEOUT_SECONDS", 10.0)
 
+# --- Test mode (API keys created as "test", `nh_test_…`) ------------------------------------
+# Notifications accepted with a test key are sent through the same provider classes, built from
+# these settings instead of the live ones above (apps/notifications/channels/base.py): all of
+# them point at a provider sandbox (`python -m apps.sandbox`), whose reserved addresses simulate
+# delivered / bounced / failed. A missing test-mode setting leaves its provider unconfigured; it
+# never falls back to the live value. `manage.py check` refuses real provider hosts here
+# (notifications.E001). Receipts come back to /api/v1/webhooks/test/{sendgrid,twilio,whatsapp}.
+TEST_MODE_SANDBOX_URL = env("TEST_MODE_SANDBOX_URL", "http://127.0.0.1:8025").rstrip("/")
+TEST_MODE_SENDGRID_API_HOST = env("TEST_MODE_SENDGRID_API_HOST", TEST_MODE_SANDBOX_URL)
+TEST_MODE_SENDGRID_API_KEY = env("TEST_MODE_SENDGRID_API_KEY", "sandbox-sendgrid-key")
+# The sandbox's signing key for events posted to /api/v1/webhooks/test/sendgrid (locally the
+# one sandbox signs live and test events alike).
+TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY = env("TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY",
+                                            SENDGRID_WEBHOOK_PUBLIC_KEY)
+TEST_MODE_SMTP_HOST = env("TEST_MODE_SMTP_HOST", urlsplit(TEST_MODE_SANDBOX_URL).hostname or "")
+TEST_MODE_SMTP_PORT = env_int("TEST_MODE_SMTP_PORT", 2525)
+TEST_MODE_TWILIO_API_BASE_URL = env("TEST_MODE_TWILIO_API_BASE_URL", TEST_MODE_SANDBOX_URL)
+TEST_MODE_TWILIO_ACCOUNT_SID = env("TEST_MODE_TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+TEST_MODE_TWILIO_AUTH_TOKEN = env("TEST_MODE_TWILIO_AUTH_TOKEN", "sandbox-twilio-token")
+TEST_MODE_FCM_API_BASE_URL = env("TEST_MODE_FCM_API_BASE_URL", TEST_MODE_SANDBOX_URL)
+# A service account whose token_uri is the sandbox's (`python -m apps.sandbox
+# fcm-service-account`); empty: test keys cannot send push.
+TEST_MODE_FCM_SERVICE_ACCOUNT_FILE = env("TEST_MODE_FCM_SERVICE_ACCOUNT_FILE", "")
+TEST_MODE_FCM_PROJECT_ID = env("TEST_MODE_FCM_PROJECT_ID", "")
+# Test sends never count against DAILY_DELIVERY_QUOTA; they have their own daily cap per client.
+TEST_MODE_DAILY_DELIVERY_QUOTA = env_int("TEST_MODE_DAILY_DELIVERY_QUOTA", 100_000)
+
 # --- Demo ------------------------------------------------------------------------------------
 DEMO_API_KEY = env("DEMO_API_KEY", "nh_demo_localdevelopmentonly0000000000000000")
+# A test key for the demo client (sends only to the sandbox); empty: none.
+DEMO_TEST_API_KEY = env("DEMO_TEST_API_KEY", "nh_test_demolocaldevelopmentonly000000000000")
 DEMO_ADMIN_USERNAME = env("DEMO_ADMIN_USERNAME", "admin")
 DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD", "admin")
 

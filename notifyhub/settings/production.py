@@ -15,6 +15,12 @@ TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
 TWILIO_API_BASE_URL = os.environ.get("TWILIO_API_BASE_URL", "https://api.twilio.com")
 FCM_API_BASE_URL = os.environ.get("FCM_API_BASE_URL", "https://fcm.googleapis.com")
 PUBLIC_BASE_URL = os.environ["PUBLIC_BASE_URL"].rstrip("/")
+# Test keys: their sends go to a provider sandbox process run next to the service
+# (`python -m apps.sandbox serve`, docs/providers.md "Test mode"), never to the providers
+# above. Only the endpoints and the sandbox's own credentials come from the environment
+# (TEST_MODE_SANDBOX_URL …, see base.py); nothing is derived from the live settings, and
+# `check` refuses real provider hosts here.
+TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY = os.environ.get("TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY", "")
 DEMO_API_KEY = ""
 # Client webhooks never reach private networks in production (allow CIDRs explicitly with
 # WEBHOOKS_ALLOWED_NETWORKS).

@@ -163,14 +163,15 @@ def test_redrive_from_the_admin_is_by_the_admin_user(
 def test_api_keys_created_and_revoked_in_the_admin(
     admin_client: Any, admin_user: Any, client_tenant: Any
 ) -> None:
-    response = admin_client.post("/admin/clients/apikey/add/", {"client": client_tenant.pk,
-                                                                "name": "billing"})
+    response = admin_client.post("/admin/clients/apikey/add/", {
+        "client": client_tenant.pk, "name": "billing", "mode": "live", "scopes": ["send", "read"]})
     assert response.status_code == 302
     key = ApiKey.objects.get(name="billing")
     [created] = rows("api_key.create", object_id=str(key.pk))
     assert_by_admin(created, admin_user)
     assert created.client_id == client_tenant.pk
-    assert created.changes == {"name": "billing", "prefix": key.prefix}
+    assert created.changes == {"name": "billing", "prefix": key.prefix, "mode": "live",
+                               "scopes": ["send", "read"]}
     assert key.key_hash not in json.dumps(created.changes)
 
     admin_client.post("/admin/clients/apikey/", {"action": "revoke", "_selected_action": [str(key.pk)]})
@@ -181,8 +182,9 @@ def test_api_keys_created_and_revoked_in_the_admin(
 
 
 def test_a_new_key_shown_once_never_reaches_the_audit_log(admin_client: Any, client_tenant: Any) -> None:
-    response = admin_client.post("/admin/clients/apikey/add/", {"client": client_tenant.pk,
-                                                                "name": "billing"}, follow=True)
+    response = admin_client.post("/admin/clients/apikey/add/", {
+        "client": client_tenant.pk, "name": "billing", "mode": "test", "scopes": ["send"]},
+        follow=True)
     raw = next(str(m).split("The new API key is ")[1].split(" ")[0]
                for m in response.context["messages"] if "The new API key is" in str(m))
     assert not any(raw in json.dumps(r.changes) for r in rows())

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from apps.clients.models import ApiKey
+from apps.clients.models import ApiKey, all_scopes
 from tests.factories import ClientFactory
 
 pytestmark = pytest.mark.django_db
@@ -14,8 +14,9 @@ pytestmark = pytest.mark.django_db
 
 def test_creating_a_key_in_the_admin_shows_it_once_and_stores_only_a_hash(admin_client: Any) -> None:
     tenant = ClientFactory()
-    response = admin_client.post("/admin/clients/apikey/add/", {"client": tenant.pk, "name": "ci"},
-                                 follow=True)
+    response = admin_client.post(
+        "/admin/clients/apikey/add/",
+        {"client": tenant.pk, "name": "ci", "mode": "live", "scopes": all_scopes()}, follow=True)
     page = response.content.decode()
     match = re.search(r"The new API key is (nh_\S+)", page)
     assert match, page[:2000]
@@ -39,3 +40,50 @@ def test_revoke_action_disables_a_key(admin_client: Any) -> None:
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert api.get("/api/v1/notifications").status_code == 401
+
+
+def test_the_add_form_offers_every_scope_as_a_checkbox_all_ticked(admin_client: Any) -> None:
+    page = admin_client.get("/admin/clients/apikey/add/").content.decode()
+    for scope in all_scopes():
+        assert re.search(rf'<input type="checkbox" name="scopes" value="{scope}"[^>]*checked', page), scope
+    assert 'name="mode"' in page
+
+
+def test_a_test_key_with_chosen_scopes_is_created_and_listed(admin_client: Any) -> None:
+    tenant = ClientFactory()
+    response = admin_client.post(
+        "/admin/clients/apikey/add/",
+        {"client": tenant.pk, "name": "staging", "mode": "test", "scopes": ["send", "read"]},
+        follow=True)
+    raw = re.search(r"The new API key is (nh_\S+)", response.content.decode()).group(1)  # type: ignore[union-attr]
+    assert raw.startswith("nh_test_")
+    key = ApiKey.objects.get(client=tenant)
+    assert (key.mode, key.scopes, key.prefix) == ("test", ["send", "read"], raw[:16])
+    listing = admin_client.get("/admin/clients/apikey/").content.decode()
+    assert "send, read" in listing and "test (sandbox only)" in listing
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert api.get("/api/v1/notifications").status_code == 200
+    assert api.get("/api/v1/webhooks").status_code == 403
+
+
+def test_changing_a_keys_scopes_in_the_admin_is_audited_and_takes_effect(admin_client: Any) -> None:
+    from apps.audit.models import AuditLog
+    from tests.factories import api_key_for
+
+    tenant = ClientFactory()
+    raw = api_key_for(tenant)
+    key = ApiKey.objects.get(client=tenant)
+    response = admin_client.post(f"/admin/clients/apikey/{key.pk}/change/",
+                                 {"scopes": ["read"]}, follow=True)
+    assert response.status_code == 200
+    key.refresh_from_db()
+    assert (key.scopes, key.mode, key.name) == (["read"], "live", "test")
+    row = AuditLog.objects.get(action="api_key.update")
+    assert row.changes["scopes"] == {"from": all_scopes(), "to": ["read"]}
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert api.get("/api/v1/notifications").status_code == 200
+    assert api.post("/api/v1/notifications", {}, format="json").status_code == 403

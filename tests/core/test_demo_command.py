@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from apps.clients.models import ApiKey, Client
+from apps.clients.models import ApiKey, Client, all_scopes
 from apps.templates.models import Template
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,9 @@ def test_demo_is_idempotent_and_its_example_send_is_accepted() -> None:
     second = run_demo()
     assert first == second
     assert Client.objects.filter(slug="demo").count() == 1
-    assert ApiKey.objects.count() == 1
+    # One live and one test key, both with every scope.
+    assert sorted(ApiKey.objects.values_list("mode", flat=True)) == ["live", "test"]
+    assert all(sorted(k.scopes) == sorted(all_scopes()) for k in ApiKey.objects.all())
     assert set(first["templates"]) == set(Template.objects.values_list("key", flat=True))
     for key in ("api_key", "admin_username", "admin_password", "templates", "recipients",
                 "example_send"):
@@ -34,6 +36,22 @@ def test_demo_is_idempotent_and_its_example_send_is_accepted() -> None:
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {first['api_key']}")
     response = api.post("/api/v1/notifications", first["example_send"], format="json")
     assert response.status_code == 202, response.json()
+    assert response.json()["test"] is False
+
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {first['test_api_key']}")
+    response = api.post("/api/v1/notifications", first["example_send"], format="json")
+    assert response.status_code == 202, response.json()
+    assert response.json()["test"] is True
+
+
+def test_demo_gives_a_reused_key_every_scope_again() -> None:
+    run_demo()
+    key = ApiKey.objects.get(mode="live")
+    key.scopes = ["read"]
+    key.save(update_fields=["scopes"])
+    run_demo()
+    key.refresh_from_db()
+    assert sorted(key.scopes) == sorted(all_scopes())
 
 
 def test_admin_login_from_demo_works(client) -> None:  # type: ignore[no-untyped-def]

@@ -243,3 +243,19 @@ def test_channels_enabled_for_drops_the_channels_a_recipient_turned_off(
     set_prefs(ada, channels={"sms": {"enabled": False}})
     enabled = channels_enabled_for(recipient_ids=[ada.pk, other.pk], channels=["email", "sms"])
     assert enabled == {str(ada.pk): ["email"], str(other.pk): ["email", "sms"]}
+
+
+def test_test_key_sends_count_in_frequency_cap_windows_of_their_own(ada: Any) -> None:
+    """A test key's sends never use up a recipient's live cap, nor the reverse."""
+    set_prefs(ada, frequency_caps={"marketing": {"limit": 1, "period": "day"}})
+
+    def check(delivery_id: str, is_test: bool) -> PreferenceCheck:
+        return PreferenceCheck(delivery_id, str(ada.pk), "email", "marketing", ada.timezone,
+                               is_test=is_test)
+
+    decisions = preference_decisions(
+        deliveries=[check("t1", True), check("t2", True), check("l1", False)], now=NOON_UTC)
+    assert [decisions[d].reason for d in ("t1", "t2", "l1")] == ["", "frequency_cap", ""]
+    assert decisions["t1"].cap_key != decisions["l1"].cap_key
+    assert preference_decisions(deliveries=[check("l2", False)], now=NOON_UTC)["l2"] == (
+        Decision.suppress("frequency_cap"))

@@ -96,6 +96,9 @@ NOT_TESTED: dict[str, str] = {
     "webhook-twilio": "provider callback: the provider's own payload, signature-checked",
     "webhook-whatsapp": "provider callback: the provider's own payload, signature-checked",
     "webhook-twilio-inbound": "provider callback: the provider's own payload, signature-checked",
+    "webhook-test-sendgrid": "test-mode provider callback: signature-checked, test deliveries only",
+    "webhook-test-twilio": "test-mode provider callback: signature-checked, test deliveries only",
+    "webhook-test-whatsapp": "test-mode provider callback: signature-checked, test deliveries only",
 }
 
 ROUTES = api_routes()

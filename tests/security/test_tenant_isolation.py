@@ -63,6 +63,9 @@ NO_LIST: dict[str, str] = {
     "webhook-twilio": "provider callback: signed by the provider, no API key",
     "webhook-whatsapp": "provider callback: signed by the provider, no API key",
     "webhook-twilio-inbound": "provider callback (STOP/START): signed by Twilio, no API key",
+    "webhook-test-sendgrid": "test-mode provider callback: signed by the sandbox, no API key",
+    "webhook-test-twilio": "test-mode provider callback: signed by the sandbox, no API key",
+    "webhook-test-whatsapp": "test-mode provider callback: signed by the sandbox, no API key",
 }
 # (route, method) that legitimately do not answer 404 for another client's id.
 NOT_404: dict[tuple[str, str], str] = {

@@ -8,12 +8,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.clients.authentication import request_client
+from apps.clients.models import Scope
+from apps.clients.scopes import ScopeMap
 
 from ..selectors import audit_logs_for_client
 from .serializers import AuditLogFilterSerializer, AuditLogSerializer
 
 
 class AuditLogListApi(ListAPIView):
+    required_scopes: ScopeMap = {"GET": Scope.ADMIN}
     serializer_class = AuditLogSerializer
 
     @extend_schema(parameters=[AuditLogFilterSerializer])

@@ -35,19 +35,21 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def delivery_rates(*, client: Client, window: str, now: datetime | None = None) -> dict[str, Any]:
-    """Deliveries accepted in the window, per channel: counts per status and their shares;
-    `delivery_rate` = delivered / (delivered + bounced + failed)."""
+def delivery_rates(
+    *, client: Client, window: str, is_test: bool, now: datetime | None = None
+) -> dict[str, Any]:
+    """Deliveries of one mode (live or test) accepted in the window, per channel: counts per
+    status and their shares; `delivery_rate` = delivered / (delivered + bounced + failed)."""
     now = now or timezone.now()
     since = now - WINDOWS[window]
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT channel, status, count(*) FROM notifications_delivery
-            WHERE client_id = %s AND status = ANY(%s) AND created_at >= %s
+            WHERE client_id = %s AND status = ANY(%s) AND created_at >= %s AND is_test = %s
             GROUP BY 1, 2 ORDER BY 1, 2
             """,
-            [client.id, ALL_STATUSES, since],
+            [client.id, ALL_STATUSES, since, is_test],
         )
         rows = cursor.fetchall()
     channels: dict[str, dict[str, int]] = {}
@@ -77,9 +79,11 @@ def delivery_rates(*, client: Client, window: str, now: datetime | None = None) 
     }
 
 
-def channel_performance(*, client: Client, window: str, now: datetime | None = None) -> dict[str, Any]:
-    """Per channel and provider, for deliveries accepted in the window that reached a
-    provider: sent, delivered, failed (failed + bounced) and accept → sent latency."""
+def channel_performance(
+    *, client: Client, window: str, is_test: bool, now: datetime | None = None
+) -> dict[str, Any]:
+    """Per channel and provider, for deliveries of one mode accepted in the window that reached
+    a provider: sent, delivered, failed (failed + bounced) and accept → sent latency."""
     now = now or timezone.now()
     since = now - WINDOWS[window]
     with connection.cursor() as cursor:
@@ -97,9 +101,10 @@ def channel_performance(*, client: Client, window: str, now: datetime | None = N
                        FILTER (WHERE sent_at IS NOT NULL)
             FROM notifications_delivery
             WHERE client_id = %s AND status = ANY(%s) AND created_at >= %s AND provider <> ''
+              AND is_test = %s
             GROUP BY 1, 2 ORDER BY 1, 2
             """,
-            [client.id, ALL_STATUSES, since],
+            [client.id, ALL_STATUSES, since, is_test],
         )
         rows = cursor.fetchall()
 
@@ -172,18 +177,18 @@ def system_status() -> dict[str, Any]:
     }
 
 
-def queue_status(*, client: Client) -> dict[str, Any]:
-    """Broker depth per queue (all clients) and this client's deliveries still waiting, per
-    priority and status."""
+def queue_status(*, client: Client, is_test: bool) -> dict[str, Any]:
+    """Broker depth per queue (all clients) and this client's deliveries of one mode still
+    waiting, per priority and status."""
     depths = queue_depths()
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT priority, status, count(*) FROM notifications_delivery
-            WHERE client_id = %s AND status = ANY(%s)
+            WHERE client_id = %s AND status = ANY(%s) AND is_test = %s
             GROUP BY 1, 2 ORDER BY 1, 2
             """,
-            [client.id, IN_FLIGHT],
+            [client.id, IN_FLIGHT, is_test],
         )
         rows = cursor.fetchall()
     backlog: dict[str, dict[str, int]] = {}

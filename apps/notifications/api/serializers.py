@@ -154,12 +154,15 @@ class TemplateRefSerializer(serializers.Serializer):
 
 class NotificationSerializer(serializers.ModelSerializer):
     template = TemplateRefSerializer(source="template_version")
+    test = serializers.BooleanField(
+        source="is_test", read_only=True,
+        help_text="Accepted with a test key: sent to the provider sandbox only.")
 
     class Meta:
         model = Notification
-        fields = ["id", "status", "priority", "category", "channels", "template", "variables",
-                  "metadata", "scheduled_at", "recipient_count", "created_at", "updated_at",
-                  "completed_at"]
+        fields = ["id", "status", "test", "priority", "category", "channels", "template",
+                  "variables", "metadata", "scheduled_at", "recipient_count", "created_at",
+                  "updated_at", "completed_at"]
 
 
 class NotificationDetailSerializer(NotificationSerializer):
@@ -181,6 +184,7 @@ class NotificationAcceptedSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=NotificationStatus.choices)
     created_at = serializers.DateTimeField()
     scheduled_at = serializers.DateTimeField(allow_null=True)
+    test = serializers.BooleanField(help_text="Accepted with a test key (sandbox only).")
     deliveries = DeliverySummarySerializer(many=True)
 
 
@@ -258,7 +262,7 @@ class BulkAcceptedItemSerializer(serializers.Serializer):
     examples=[
         OpenApiExample(
             "Accepted",
-            value={"count": 2, "notifications": [
+            value={"count": 2, "test": False, "notifications": [
                 {"index": 0, "id": "4f6c1c1e-7f3a-4f7e-9a55-1f1f0c5b2d10", "status": "pending"},
                 {"index": 1, "id": "0b9d2a33-5a8c-4bb5-8a1e-7d61b0b9e6a2", "status": "pending"},
             ]},
@@ -268,6 +272,7 @@ class BulkAcceptedItemSerializer(serializers.Serializer):
 )
 class BulkAcceptedSerializer(serializers.Serializer):
     count = serializers.IntegerField()
+    test = serializers.BooleanField(help_text="Accepted with a test key (sandbox only).")
     notifications = BulkAcceptedItemSerializer(many=True)
 
 

@@ -12,11 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.clients.authentication import request_client
+from apps.clients.authentication import request_client, request_is_test
+from apps.clients.models import Scope
 from apps.clients.quotas import delivery_quota
+from apps.clients.scopes import ScopeMap
 from apps.core.exceptions import error_body
-from apps.core.idempotency import HEADER as IDEMPOTENCY_HEADER
-from apps.core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from apps.core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotency_key_for, idempotent
 
 from .. import instrumentation
 from ..bulk import notifications_send_bulk
@@ -52,6 +53,7 @@ def _accepted_body(notification: Notification) -> dict[str, Any]:
                 "status": notification.status,
                 "created_at": notification.created_at,
                 "scheduled_at": notification.scheduled_at,
+                "test": notification.is_test,
                 "deliveries": [
                     {"id": d.id, "recipient": d.recipient.external_id, "channel": d.channel,
                      "status": d.status}
@@ -101,6 +103,7 @@ class LimitHeadersMixin:
 
 
 class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ, "POST": Scope.SEND}
     serializer_class = NotificationSerializer
 
     @extend_schema(
@@ -116,14 +119,16 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
         serializer.is_valid(raise_exception=True)
         # Besides the request-level record (apps.core.idempotency), the key stays on the
         # notification: reusing it after the record expired still finds this notification.
-        key = request.headers.get(IDEMPOTENCY_HEADER, "").strip() or None
+        key = idempotency_key_for(request)
         client = request_client(request)
-        with delivery_quota(client=client) as charge, transaction.atomic():
+        is_test = request_is_test(request)
+        with delivery_quota(client=client, is_test=is_test) as charge, transaction.atomic():
             outcome = notification_send(
                 client=client,
                 **serializer.validated_data,
                 idempotency_key=key,
                 request_hash=request_fingerprint(request.data),
+                is_test=is_test,
             )
             if not outcome.replayed:
                 deliveries = outcome.notification.prefetched_deliveries  # type: ignore[attr-defined]
@@ -143,14 +148,18 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
     def get_queryset(self) -> Any:
         filters = NotificationListFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        return notification_list(client=request_client(self.request), **filters.validated_data)
+        return notification_list(client=request_client(self.request),
+                                 is_test=request_is_test(self.request), **filters.validated_data)
 
 
 class NotificationDetailApi(APIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ, "DELETE": Scope.SEND}
+
     @extend_schema(responses=NotificationDetailSerializer)
     def get(self, request: Request, notification_id: str) -> Response:
         """The notification, its deliveries and each delivery's timeline."""
-        notification = notification_get(client=request_client(request), notification_id=notification_id)
+        notification = notification_get(client=request_client(request), notification_id=notification_id,
+                                        is_test=request_is_test(request))
         return Response(NotificationDetailSerializer(notification).data)
 
     @extend_schema(
@@ -163,12 +172,15 @@ class NotificationDetailApi(APIView):
         (scheduled, queued, retrying) is dropped; 409 `notification_in_flight` while a delivery
         is being handed to a provider (`sending`) — retry a moment later."""
         notification = notification_get(client=request_client(request),
-                                        notification_id=notification_id, with_timeline=False)
+                                        notification_id=notification_id,
+                                        is_test=request_is_test(request), with_timeline=False)
         notification_delete(notification=notification)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class NotificationBulkApi(LimitHeadersMixin, APIView):
+    required_scopes: ScopeMap = {"POST": Scope.SEND}
+
     @extend_schema(
         request=BulkSendSerializer,
         responses={202: BulkAcceptedSerializer, **error_responses(
@@ -185,14 +197,16 @@ class NotificationBulkApi(LimitHeadersMixin, APIView):
         serializer = BulkSendSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         client = request_client(request)
-        with delivery_quota(client=client) as charge, transaction.atomic():
+        is_test = request_is_test(request)
+        with delivery_quota(client=client, is_test=is_test) as charge, transaction.atomic():
             accepted = notifications_send_bulk(
-                client=client, items=serializer.validated_data["notifications"]
+                client=client, items=serializer.validated_data["notifications"], is_test=is_test
             )
             charge(accepted.deliveries)
         instrumentation.observe_accepted_counts(accepted.by_channel)
         body = {
             "count": len(accepted.notifications),
+            "test": is_test,
             "notifications": [
                 {"index": i, "id": str(n.id), "status": n.status}
                 for i, n in enumerate(accepted.notifications)
@@ -202,16 +216,21 @@ class NotificationBulkApi(LimitHeadersMixin, APIView):
 
 
 class NotificationStatusApi(APIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ}
+
     @extend_schema(responses=NotificationStatusSerializer)
     def get(self, request: Request, notification_id: str) -> Response:
         """The notification's status with a count of its deliveries per status."""
         notification = notification_get(
-            client=request_client(request), notification_id=notification_id, with_timeline=False
+            client=request_client(request), notification_id=notification_id,
+            is_test=request_is_test(request), with_timeline=False,
         )
         return Response(_status_body(notification))
 
 
 class RetryFailedApi(APIView):
+    required_scopes: ScopeMap = {"POST": Scope.ADMIN}
+
     @extend_schema(request=RetryFailedSerializer, responses={202: RetryFailedResultSerializer})
     def post(self, request: Request) -> Response:
         """Re-drive your dead-lettered deliveries (status `failed`): all of them, or those of
@@ -224,19 +243,22 @@ class RetryFailedApi(APIView):
         client = request_client(request)
         key = getattr(request.auth, "prefix", "")
         count = deliveries_redrive(
-            deliveries=failed_deliveries(client=client, **data), actor=f"api_key:{key}", limit=limit
+            deliveries=failed_deliveries(client=client, is_test=request_is_test(request), **data),
+            actor=f"api_key:{key}", limit=limit,
         )
         return Response({"redriven": count}, status=status.HTTP_202_ACCEPTED)
 
 
 class NotificationCancelApi(APIView):
+    required_scopes: ScopeMap = {"PUT": Scope.SEND}
+
     @extend_schema(request=None, responses={200: NotificationStatusSerializer})
     def put(self, request: Request, notification_id: str) -> Response:
         """Cancel what has not been sent yet (scheduled, queued or waiting to retry). 409 if
         every delivery was already sent."""
         client = request_client(request)
         notification = notification_get(client=client, notification_id=notification_id,
-                                        with_timeline=False)
+                                        is_test=request_is_test(request), with_timeline=False)
         key = getattr(request.auth, "prefix", "")
         notification_cancel(notification=notification, actor=f"api_key:{key}")
         notification.refresh_from_db()

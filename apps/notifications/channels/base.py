@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from django.conf import settings
+
 logger = logging.getLogger(__name__)
+
+LIVE = "live"
+TEST = "test"
+# Test-mode instances read their account settings under this prefix (TEST_MODE_SENDGRID_API_HOST …).
+TEST_MODE_PREFIX = "TEST_MODE_"
 
 
 class Outcome(StrEnum):
@@ -85,15 +92,49 @@ class SendResult:
 
 
 class Provider(ABC):
-    """One provider account for one channel. Instances must be safe to share across threads."""
+    """One provider account for one channel. Instances must be safe to share across threads.
+
+    An instance is built for a mode. Live reads the settings as they are; test (for
+    notifications accepted with a test API key) reads every one of `account_settings` — where
+    the calls go and with which credentials — from `TEST_MODE_<NAME>` instead, and never falls
+    back to the live value: a missing test-mode setting leaves the provider unconfigured. Other
+    settings (timeouts, default senders, PUBLIC_BASE_URL) are shared. Read settings through
+    `self.setting(name)`, at call time."""
 
     name: ClassVar[str]
     channel: ClassVar[str]
+    # Where calls go and with which credentials: TEST_MODE_<NAME> in test mode.
+    account_settings: ClassVar[tuple[str, ...]] = ()
+    # Must be non-empty for the provider to be offered at all.
+    required_settings: ClassVar[tuple[str, ...]] = ()
+    # Where an empty value means "the SDK's default", i.e. the real provider: test mode
+    # requires them too, so a test-mode provider never falls through to a real host.
+    endpoint_settings: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, mode: str = LIVE) -> None:
+        if mode not in (LIVE, TEST):
+            raise ValueError(f"Unknown provider mode {mode!r}.")
+        self.mode = mode
+
+    @property
+    def account(self) -> str:
+        """The provider account this instance sends with (breakers and rate limits are kept
+        per account): "default", or "test" for the sandbox account of test mode."""
+        return "test" if self.mode == TEST else "default"
+
+    def setting(self, name: str) -> Any:
+        if self.mode == TEST and name in self.account_settings:
+            return getattr(settings, TEST_MODE_PREFIX + name, "")
+        return getattr(settings, name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} ({self.mode})>"
 
     def is_configured(self) -> bool:
         """False when the settings this provider needs are missing (the channel is then not
-        offered to senders)."""
-        return True
+        offered to senders of this mode)."""
+        needed = self.required_settings + (self.endpoint_settings if self.mode == TEST else ())
+        return all(self.setting(name) for name in needed)
 
     def send(self, message: OutboundMessage) -> SendResult:
         try:

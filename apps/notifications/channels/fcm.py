@@ -11,7 +11,6 @@ import threading
 from typing import Any
 
 import requests
-from django.conf import settings
 from google.auth.exceptions import GoogleAuthError
 from pyfcm import FCMNotification
 from pyfcm.errors import FCMError
@@ -38,19 +37,19 @@ class _SingleShotFCM(FCMNotification):  # type: ignore[misc]
         return response
 
 
-def fcm_client() -> _SingleShotFCM:
-    """One client per process (per settings): the service-account key is loaded once and the
+def fcm_client(service_account_file: str, project_id: str, api_base_url: str) -> _SingleShotFCM:
+    """One client per process and account: the service-account key is loaded once and the
     credentials shared; pyfcm keeps a requests session per thread on its own."""
-    key = (settings.FCM_SERVICE_ACCOUNT_FILE, settings.FCM_PROJECT_ID, settings.FCM_API_BASE_URL)
+    key = (service_account_file, project_id, api_base_url)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
             client = _SingleShotFCM(
-                service_account_file=settings.FCM_SERVICE_ACCOUNT_FILE,
-                project_id=settings.FCM_PROJECT_ID or None,
+                service_account_file=service_account_file,
+                project_id=project_id or None,
                 adapter=HTTPAdapter(max_retries=0),
             )
-            client.FCM_END_POINT_BASE = f"{settings.FCM_API_BASE_URL.rstrip('/')}/v1/projects"
+            client.FCM_END_POINT_BASE = f"{api_base_url.rstrip('/')}/v1/projects"
             _clients[key] = client
     return client
 
@@ -76,9 +75,9 @@ def _retry_after(response: requests.Response) -> float | None:
 class FcmProvider(Provider):
     name = "fcm"
     channel = "push"
-
-    def is_configured(self) -> bool:
-        return bool(settings.FCM_SERVICE_ACCOUNT_FILE)
+    account_settings = ("FCM_SERVICE_ACCOUNT_FILE", "FCM_PROJECT_ID", "FCM_API_BASE_URL")
+    required_settings = ("FCM_SERVICE_ACCOUNT_FILE",)
+    endpoint_settings = ("FCM_API_BASE_URL",)
 
     def build_payload(self, message: OutboundMessage) -> dict[str, Any]:
         if not message.tokens:
@@ -117,10 +116,11 @@ class FcmProvider(Provider):
         )
 
     def _send_one(self, token: str, payload: dict[str, Any]) -> SendResult:
-        client = fcm_client()
+        client = fcm_client(self.setting("FCM_SERVICE_ACCOUNT_FILE"), self.setting("FCM_PROJECT_ID"),
+                            self.setting("FCM_API_BASE_URL"))
         try:
             body = client.parse_payload(fcm_token=token, **payload)
-            response = client.send_request(body, timeout=settings.FCM_TIMEOUT_SECONDS)
+            response = client.send_request(body, timeout=self.setting("FCM_TIMEOUT_SECONDS"))
         except requests.Timeout:
             return SendResult.retryable(self.name, "timeout", "FCM did not answer in time.")
         except requests.ConnectionError as exc:

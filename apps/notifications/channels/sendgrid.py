@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.error import URLError
 
-from django.conf import settings
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Category, Content, CustomArg, From, Header, Mail, To
@@ -28,6 +27,8 @@ def _retry_after(headers: Any) -> float | None:
 class SendGridProvider(Provider):
     name = "sendgrid"
     channel = "email"
+    account_settings = ("SENDGRID_API_KEY", "SENDGRID_API_HOST")
+    required_settings = ("SENDGRID_API_KEY", "SENDGRID_API_HOST")
 
     def build_payload(self, message: OutboundMessage) -> dict[str, Any]:
         if not message.to:
@@ -35,7 +36,7 @@ class SendGridProvider(Provider):
         if not (message.text or message.html):
             raise ValueError("The rendered email has no body.")
         mail = Mail(
-            from_email=From(message.from_address or settings.DEFAULT_FROM_EMAIL),
+            from_email=From(message.from_address or self.setting("DEFAULT_FROM_EMAIL")),
             to_emails=To(message.to),
             subject=message.subject or "(no subject)",
         )
@@ -52,10 +53,11 @@ class SendGridProvider(Provider):
         return mail.get()  # type: ignore[no-any-return]
 
     def call(self, payload: dict[str, Any], message: OutboundMessage) -> SendResult:
-        client = SendGridAPIClient(api_key=settings.SENDGRID_API_KEY, host=settings.SENDGRID_API_HOST)
+        client = SendGridAPIClient(api_key=self.setting("SENDGRID_API_KEY"),
+                                   host=self.setting("SENDGRID_API_HOST"))
         try:
             response = client.client.mail.send.post(
-                request_body=payload, timeout=settings.SENDGRID_TIMEOUT_SECONDS
+                request_body=payload, timeout=self.setting("SENDGRID_TIMEOUT_SECONDS")
             )
         except HTTPError as exc:
             return self._classify_http(exc.status_code, exc.body, exc.headers)

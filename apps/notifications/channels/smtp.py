@@ -5,7 +5,6 @@ from __future__ import annotations
 import smtplib
 from typing import Any
 
-from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import make_msgid
 
@@ -22,6 +21,8 @@ def _smtp_result(provider: str, code: int, text: str) -> SendResult:
 class SmtpProvider(Provider):
     name = "smtp"
     channel = "email"
+    account_settings = ("SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_USE_TLS")
+    required_settings = ("SMTP_HOST", "SMTP_PORT")
 
     def build_payload(self, message: OutboundMessage) -> EmailMultiAlternatives:
         if not message.to:
@@ -29,7 +30,7 @@ class SmtpProvider(Provider):
         email = EmailMultiAlternatives(
             subject=message.subject or "(no subject)",
             body=message.text or "",
-            from_email=message.from_address or settings.DEFAULT_FROM_EMAIL,
+            from_email=message.from_address or self.setting("DEFAULT_FROM_EMAIL"),
             to=[message.to],
             headers={
                 **message.headers,
@@ -44,9 +45,10 @@ class SmtpProvider(Provider):
     def call(self, payload: EmailMultiAlternatives, message: OutboundMessage) -> SendResult:
         connection: Any = get_connection(
             "django.core.mail.backends.smtp.EmailBackend",
-            host=settings.SMTP_HOST, port=settings.SMTP_PORT,
-            username=settings.SMTP_USERNAME or None, password=settings.SMTP_PASSWORD or None,
-            use_tls=settings.SMTP_USE_TLS, timeout=settings.SMTP_TIMEOUT_SECONDS,
+            host=self.setting("SMTP_HOST"), port=self.setting("SMTP_PORT"),
+            username=self.setting("SMTP_USERNAME") or None,
+            password=self.setting("SMTP_PASSWORD") or None,
+            use_tls=bool(self.setting("SMTP_USE_TLS")), timeout=self.setting("SMTP_TIMEOUT_SECONDS"),
             fail_silently=False,
         )
         payload.connection = connection

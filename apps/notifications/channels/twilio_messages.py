@@ -10,12 +10,11 @@ import threading
 from typing import Any, ClassVar
 
 import requests
-from django.conf import settings
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from .base import OutboundMessage, Provider, SendResult
+from .base import TEST, OutboundMessage, Provider, SendResult
 
 # Twilio error code → (error_code we record, retryable?, suppress the address?)
 # https://www.twilio.com/docs/api/errors
@@ -52,27 +51,39 @@ RECEIPT_ERRORS: dict[str, tuple[str, bool]] = {
 _local = threading.local()
 
 
-def twilio_client() -> Client:
-    """One SDK client per thread (its requests session is not shared across threads)."""
-    key = (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_API_BASE_URL)
-    cached = getattr(_local, "client", None)
-    if cached is None or cached[0] != key:
-        client = Client(
-            settings.TWILIO_ACCOUNT_SID,
-            settings.TWILIO_AUTH_TOKEN,
-            http_client=TwilioHttpClient(timeout=settings.TWILIO_TIMEOUT_SECONDS),
-        )
-        if settings.TWILIO_API_BASE_URL:
-            client.api.base_url = settings.TWILIO_API_BASE_URL
-        _local.client = (key, client)
-    return _local.client[1]  # type: ignore[no-any-return]
+def twilio_client(account_sid: str, auth_token: str, base_url: str, timeout: float) -> Client:
+    """One SDK client per thread and account (its requests session is not shared across
+    threads); an empty base_url keeps the SDK's (Twilio's) own."""
+    key = (account_sid, auth_token, base_url, timeout)
+    clients: dict[tuple[Any, ...], Client] = getattr(_local, "clients", None) or {}
+    _local.clients = clients
+    client = clients.get(key)
+    if client is None:
+        client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
+        if base_url:
+            client.api.base_url = base_url
+        if len(clients) >= 4:  # live + test; more only when settings change (tests)
+            clients.clear()
+        clients[key] = client
+    return client
 
 
 class TwilioMessagesProvider(Provider):
-    callback_path: ClassVar[str]
+    # Status callbacks: /api/v1/webhooks/<callback_kind>, or /api/v1/webhooks/test/<kind> for
+    # test mode (verified with the test-mode credentials, applied to test deliveries only).
+    callback_kind: ClassVar[str]
+    account_settings = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_BASE_URL")
+    required_settings = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+    endpoint_settings = ("TWILIO_API_BASE_URL",)
 
-    def is_configured(self) -> bool:
-        return bool(settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN)
+    @property
+    def callback_path(self) -> str:
+        return f"/api/v1/webhooks/{'test/' if self.mode == TEST else ''}{self.callback_kind}"
+
+    def client(self) -> Client:
+        return twilio_client(self.setting("TWILIO_ACCOUNT_SID"), self.setting("TWILIO_AUTH_TOKEN"),
+                             self.setting("TWILIO_API_BASE_URL"),
+                             self.setting("TWILIO_TIMEOUT_SECONDS"))
 
     def address(self, number: str) -> str:
         return number
@@ -88,7 +99,7 @@ class TwilioMessagesProvider(Provider):
             "from_": self.address(self.sender(message)),
             # The delivery id rides in the (signed) callback URL, so a status callback that
             # arrives before the worker stored Twilio's SID still finds its delivery.
-            "status_callback": f"{settings.PUBLIC_BASE_URL}{self.callback_path}"
+            "status_callback": f"{self.setting('PUBLIC_BASE_URL')}{self.callback_path}"
                                f"?delivery={message.delivery_id}",
         }
         if message.provider_template_id:
@@ -104,7 +115,7 @@ class TwilioMessagesProvider(Provider):
 
     def call(self, payload: dict[str, Any], message: OutboundMessage) -> SendResult:
         try:
-            created = twilio_client().messages.create(**payload)
+            created = self.client().messages.create(**payload)
         except TwilioRestException as exc:
             return self.classify_error(exc)
         except requests.Timeout:
@@ -133,19 +144,19 @@ class TwilioMessagesProvider(Provider):
 class TwilioSmsProvider(TwilioMessagesProvider):
     name = "twilio_sms"
     channel = "sms"
-    callback_path = "/api/v1/webhooks/twilio"
+    callback_kind = "twilio"
 
     def sender(self, message: OutboundMessage) -> str:
-        return message.from_address or settings.TWILIO_SMS_FROM
+        return message.from_address or self.setting("TWILIO_SMS_FROM")
 
 
 class TwilioWhatsAppProvider(TwilioMessagesProvider):
     name = "twilio_whatsapp"
     channel = "whatsapp"
-    callback_path = "/api/v1/webhooks/whatsapp"
+    callback_kind = "whatsapp"
 
     def address(self, number: str) -> str:
         return number if number.startswith("whatsapp:") else f"whatsapp:{number}"
 
     def sender(self, message: OutboundMessage) -> str:
-        return message.from_address or settings.TWILIO_WHATSAPP_FROM
+        return message.from_address or self.setting("TWILIO_WHATSAPP_FROM")

@@ -9,6 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
+from apps.clients.models import Scope
+from apps.clients.scopes import ScopeMap
 from apps.core.exceptions import ApplicationError
 from apps.notifications.models import Channel
 from apps.recipients.models import Recipient
@@ -48,6 +50,8 @@ def _document(recipient: Recipient, profile: PreferenceProfile | None = None) ->
 
 
 class PreferenceDetailApi(APIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ, "PUT": Scope.SEND}
+
     @extend_schema(responses=PreferenceOutputSerializer)
     def get(self, request: Request, recipient: str) -> Response:
         """A recipient's preferences: every channel, categories, quiet hours, caps."""
@@ -67,6 +71,8 @@ class PreferenceDetailApi(APIView):
 
 
 class PreferenceChannelApi(APIView):
+    required_scopes: ScopeMap = {"PATCH": Scope.SEND}
+
     @extend_schema(request=ChannelPatchSerializer, responses=PreferenceOutputSerializer)
     def patch(self, request: Request, recipient: str, channel: str) -> Response:
         """Turn one channel on or off (`{"enabled": false}`) and/or set its own quiet hours."""
@@ -88,6 +94,8 @@ class PreferenceChannelApi(APIView):
 
 
 class PreferenceOptOutApi(APIView):
+    required_scopes: ScopeMap = {"POST": Scope.SEND}
+
     @extend_schema(request=OptSerializer, responses=PreferenceOutputSerializer)
     def post(self, request: Request, recipient: str) -> Response:
         """Opt out of a channel, a category, or both (`{"channel": "sms"}`)."""
@@ -100,6 +108,8 @@ class PreferenceOptOutApi(APIView):
 
 
 class PreferenceOptInApi(APIView):
+    required_scopes: ScopeMap = {"POST": Scope.SEND}
+
     @extend_schema(request=OptSerializer, responses=PreferenceOutputSerializer)
     def post(self, request: Request, recipient: str) -> Response:
         """Opt back in to a channel, a category, or both."""
@@ -115,6 +125,7 @@ class PreferenceConsentApi(ListAPIView):
     """The consent history of a recipient, newest first (cursor-paginated): every change of
     its preferences, with source, actor, IP and user agent."""
 
+    required_scopes: ScopeMap = {"GET": Scope.READ}
     serializer_class = ConsentOutputSerializer
 
     def get_queryset(self) -> Any:

@@ -10,6 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
+from apps.clients.models import Scope
+from apps.clients.scopes import ScopeMap
 from apps.core.exceptions import ApplicationError, NotFound
 
 from ..models import Recipient
@@ -25,6 +27,8 @@ from .serializers import (
 
 
 class RecipientDetailApi(APIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ, "PUT": Scope.SEND}
+
     @extend_schema(request=RecipientInputSerializer, responses={200: RecipientOutputSerializer,
                                                                 201: RecipientOutputSerializer})
     def put(self, request: Request, external_id: str) -> Response:
@@ -51,6 +55,7 @@ class RecipientDetailApi(APIView):
 
 
 class RecipientDevicesApi(ListAPIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ, "POST": Scope.SEND, "DELETE": Scope.SEND}
     serializer_class = DeviceOutputSerializer
 
     def get_queryset(self) -> Any:

@@ -96,10 +96,13 @@ class RecurringSendOutputSerializer(serializers.ModelSerializer):
     template = ScheduleTemplateRefSerializer()
     segment = ScheduleSegmentRefSerializer(allow_null=True)
     next_run_at = serializers.SerializerMethodField()
+    test = serializers.BooleanField(
+        source="is_test", read_only=True,
+        help_text="Created with a test key: its runs are test notifications (sandbox only).")
 
     class Meta:
         model = RecurringSend
-        fields = ["id", "name", "template", "variables", "channels", "priority", "category",
+        fields = ["id", "name", "test", "template", "variables", "channels", "priority", "category",
                   "recipient_ids", "segment", "minute", "hour", "day_of_week", "day_of_month",
                   "month_of_year", "timezone", "local_send_time", "enabled", "next_run_at", "last_run_at",
                   "last_notification_ids", "last_error", "created_at", "updated_at"]

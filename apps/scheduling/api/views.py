@@ -11,9 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.clients.authentication import request_client
-from apps.clients.models import Client
+from apps.clients.authentication import request_client, request_is_test
+from apps.clients.models import Client, Scope
 from apps.clients.quotas import QuotaExceeded, seconds_until_utc_midnight
+from apps.clients.scopes import ScopeMap
 from apps.core.exceptions import ApplicationError, error_body
 from apps.segments.selectors import segment_find
 from apps.templates.selectors import template_get_for_send
@@ -49,10 +50,12 @@ def _resolve(client: Client, data: dict[str, Any]) -> dict[str, Any]:
 
 
 class RecurringSendCollectionApi(ListAPIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ, "POST": Scope.SEND}
     serializer_class = RecurringSendOutputSerializer
 
     def get_queryset(self) -> Any:
-        return recurring_send_list(client=request_client(self.request))
+        return recurring_send_list(client=request_client(self.request),
+                                   is_test=request_is_test(self.request))
 
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Your recurring sends, newest first (cursor pagination)."""
@@ -66,17 +69,20 @@ class RecurringSendCollectionApi(ListAPIView):
         serializer = RecurringSendInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         client = request_client(request)
-        recurring_send = recurring_send_create(client=client,
+        recurring_send = recurring_send_create(client=client, is_test=request_is_test(request),
                                                **_resolve(client, serializer.validated_data))
         return Response(RecurringSendOutputSerializer(recurring_send).data,
                         status=status.HTTP_201_CREATED)
 
 
 class RecurringSendDetailApi(APIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ, "PUT": Scope.SEND, "DELETE": Scope.SEND}
+
     @extend_schema(responses=RecurringSendOutputSerializer)
     def get(self, request: Request, schedule_id: str) -> Response:
         recurring_send = recurring_send_get(client=request_client(request),
-                                            recurring_send_id=schedule_id)
+                                            recurring_send_id=schedule_id,
+                                            is_test=request_is_test(request))
         return Response(RecurringSendOutputSerializer(recurring_send).data)
 
     @extend_schema(request=RecurringSendInputSerializer, responses=RecurringSendOutputSerializer)
@@ -84,7 +90,8 @@ class RecurringSendDetailApi(APIView):
         """Change a recurring send; fields left out keep their value. `enabled: false`
         pauses it."""
         client = request_client(request)
-        recurring_send = recurring_send_get(client=client, recurring_send_id=schedule_id)
+        recurring_send = recurring_send_get(client=client, recurring_send_id=schedule_id,
+                                            is_test=request_is_test(request))
         serializer = RecurringSendInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         recurring_send = recurring_send_update(recurring_send=recurring_send,
@@ -94,12 +101,15 @@ class RecurringSendDetailApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, schedule_id: str) -> Response:
         """Delete a recurring send and its beat schedule."""
-        recurring_send_delete(recurring_send=recurring_send_get(client=request_client(request),
-                                                                recurring_send_id=schedule_id))
+        recurring_send_delete(recurring_send=recurring_send_get(
+            client=request_client(request), recurring_send_id=schedule_id,
+            is_test=request_is_test(request)))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class RecurringSendRunApi(APIView):
+    required_scopes: ScopeMap = {"POST": Scope.SEND}
+
     @extend_schema(
         request=None,
         responses={202: RunResultSerializer},
@@ -113,7 +123,8 @@ class RecurringSendRunApi(APIView):
         422 when the send is refused (e.g. a template variable is missing); 429
         `quota_exceeded` over the daily delivery quota."""
         recurring_send = recurring_send_get(client=request_client(request),
-                                            recurring_send_id=schedule_id)
+                                            recurring_send_id=schedule_id,
+                                            is_test=request_is_test(request))
         key = request.headers.get("Idempotency-Key", "").strip() or uuid.uuid4().hex
         if len(key) > 100:
             return Response(error_body("invalid", "Idempotency-Key is too long.",

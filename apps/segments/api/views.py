@@ -9,9 +9,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.clients.authentication import request_client
+from apps.clients.authentication import request_client, request_is_test
+from apps.clients.models import Scope
 from apps.clients.quotas import delivery_quota
+from apps.clients.scopes import ScopeMap
 from apps.core.exceptions import error_body
+from apps.core.idempotency import namespaced_key
 from apps.core.pagination import CursorPagination
 from apps.notifications.api.views import LimitHeadersMixin
 from apps.notifications.services import request_fingerprint
@@ -34,6 +37,7 @@ MAX_IDEMPOTENCY_KEY = 200
 
 
 class SegmentCollectionApi(ListAPIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ, "POST": Scope.SEND}
     serializer_class = SegmentOutputSerializer
 
     def get_queryset(self) -> Any:
@@ -54,6 +58,8 @@ class SegmentCollectionApi(ListAPIView):
 
 
 class SegmentDetailApi(APIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ, "PUT": Scope.SEND, "DELETE": Scope.SEND}
+
     @extend_schema(responses=SegmentOutputSerializer)
     def get(self, request: Request, segment_ref: str) -> Response:
         """A segment by id or key."""
@@ -77,6 +83,8 @@ class SegmentDetailApi(APIView):
 
 
 class SegmentCountApi(APIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ}
+
     @extend_schema(responses=SegmentCountSerializer)
     def get(self, request: Request, segment_ref: str) -> Response:
         """How many recipients match the segment now."""
@@ -92,6 +100,7 @@ class RecipientPagination(CursorPagination):
 class SegmentRecipientsApi(ListAPIView):
     """The recipients matching the segment now, by external id (cursor pagination)."""
 
+    required_scopes: ScopeMap = {"GET": Scope.READ}
     serializer_class = RecipientOutputSerializer
     pagination_class = RecipientPagination
 
@@ -101,6 +110,8 @@ class SegmentRecipientsApi(ListAPIView):
 
 
 class SegmentSendApi(LimitHeadersMixin, APIView):
+    required_scopes: ScopeMap = {"POST": Scope.SEND}
+
     @extend_schema(
         request=SegmentSendSerializer,
         responses={202: SegmentSendResultSerializer},
@@ -126,8 +137,11 @@ class SegmentSendApi(LimitHeadersMixin, APIView):
                 status=status.HTTP_400_BAD_REQUEST,
             )
         client = request_client(request)
+        is_test = request_is_test(request)
+        if key is not None:
+            key = namespaced_key(key, is_test=is_test)
         segment = segment_get(client=client, ref=segment_ref)
-        with delivery_quota(client=client) as charge:
+        with delivery_quota(client=client, is_test=is_test) as charge:
             notifications = segment_send(
                 client=client,
                 segment=segment,
@@ -136,6 +150,7 @@ class SegmentSendApi(LimitHeadersMixin, APIView):
                 actor=f"api_key:{getattr(request.auth, 'prefix', '')}",
                 idempotency_key=key,
                 request_hash=request_fingerprint(request.data),
+                is_test=is_test,
             )
         matching = segment_count(segment=segment)
         return Response(send_result(notifications, matching), status=status.HTTP_202_ACCEPTED)

@@ -14,6 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
+from apps.clients.models import Scope
+from apps.clients.scopes import ScopeMap
 
 from ..selectors import (
     template_get,
@@ -54,6 +56,7 @@ def _actor(request: Request) -> str:
 
 
 class TemplateCollectionApi(ListAPIView):
+    required_scopes: ScopeMap = {"GET": (Scope.READ, Scope.TEMPLATES), "POST": Scope.TEMPLATES}
     serializer_class = TemplateOutputSerializer
 
     @extend_schema(operation_id="templates_list", parameters=[TemplateListFilterSerializer])
@@ -82,6 +85,7 @@ class TemplateCollectionApi(ListAPIView):
 
 
 class TemplateSearchApi(ListAPIView):
+    required_scopes: ScopeMap = {"GET": (Scope.READ, Scope.TEMPLATES)}
     serializer_class = TemplateOutputSerializer
 
     @extend_schema(operation_id="templates_search", parameters=[TemplateSearchSerializer])
@@ -97,6 +101,12 @@ class TemplateSearchApi(ListAPIView):
 
 
 class TemplateDetailApi(APIView):
+    required_scopes: ScopeMap = {
+        "GET": (Scope.READ, Scope.TEMPLATES),
+        "PUT": Scope.TEMPLATES,
+        "DELETE": Scope.TEMPLATES,
+    }
+
     @extend_schema(operation_id="templates_retrieve", parameters=[_REF],
                    responses=TemplateOutputSerializer)
     def get(self, request: Request, template_ref: str) -> Response:
@@ -128,6 +138,7 @@ class TemplateDetailApi(APIView):
 
 
 class TemplateVersionCollectionApi(ListAPIView):
+    required_scopes: ScopeMap = {"GET": (Scope.READ, Scope.TEMPLATES), "POST": Scope.TEMPLATES}
     serializer_class = VersionOutputSerializer
 
     @extend_schema(operation_id="templates_versions_list",
@@ -160,6 +171,8 @@ class TemplateVersionCollectionApi(ListAPIView):
 
 
 class TemplateVersionPublishApi(APIView):
+    required_scopes: ScopeMap = {"POST": Scope.TEMPLATES}
+
     @extend_schema(
         operation_id="templates_versions_publish",
         parameters=[_REF, OpenApiParameter("number", int, OpenApiParameter.PATH),
@@ -196,6 +209,11 @@ def _preview_response(request: Request, template_ref: str, data: dict[str, Any])
 
 
 class TemplatePreviewApi(APIView):
+    required_scopes: ScopeMap = {
+        "GET": (Scope.READ, Scope.TEMPLATES),
+        "POST": (Scope.READ, Scope.TEMPLATES),
+    }
+
     @extend_schema(operation_id="templates_preview", parameters=[_REF, PreviewQuerySerializer],
                    responses=PreviewOutputSerializer)
     def get(self, request: Request, template_ref: str) -> Response:

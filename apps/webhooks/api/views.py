@@ -15,6 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
+from apps.clients.models import Scope
+from apps.clients.scopes import ScopeMap
 
 from ..outbound.selectors import webhook_attempt_list, webhook_endpoint_get, webhook_endpoint_list
 from ..outbound.services import (
@@ -37,6 +39,7 @@ from .serializers import (
 
 
 class WebhookEndpointCollectionApi(ListAPIView):
+    required_scopes: ScopeMap = {"GET": Scope.WEBHOOKS, "POST": Scope.WEBHOOKS}
     serializer_class = WebhookEndpointSerializer
 
     def get_queryset(self) -> Any:
@@ -62,6 +65,8 @@ class WebhookEndpointCollectionApi(ListAPIView):
 
 
 class WebhookEndpointDetailApi(APIView):
+    required_scopes: ScopeMap = {"GET": Scope.WEBHOOKS, "DELETE": Scope.WEBHOOKS}
+
     @extend_schema(responses=WebhookEndpointSerializer)
     def get(self, request: Request, endpoint_id: UUID) -> Response:
         endpoint = webhook_endpoint_get(client=request_client(request), endpoint_id=endpoint_id)
@@ -76,6 +81,8 @@ class WebhookEndpointDetailApi(APIView):
 
 
 class WebhookEndpointRotateSecretApi(APIView):
+    required_scopes: ScopeMap = {"POST": Scope.WEBHOOKS}
+
     @extend_schema(request=None, responses=WebhookEndpointWithSecretSerializer)
     def post(self, request: Request, endpoint_id: UUID) -> Response:
         """A new signing secret, shown once. For 24 hours every message is signed with both
@@ -87,6 +94,8 @@ class WebhookEndpointRotateSecretApi(APIView):
 
 
 class WebhookEndpointTestApi(APIView):
+    required_scopes: ScopeMap = {"POST": Scope.WEBHOOKS}
+
     @extend_schema(request=None, responses={202: WebhookTestResultSerializer})
     def post(self, request: Request, endpoint_id: UUID) -> Response:
         """Queue a `webhook.test` event to the endpoint; its attempts show what happened.
@@ -97,6 +106,7 @@ class WebhookEndpointTestApi(APIView):
 
 
 class WebhookEndpointAttemptsApi(ListAPIView):
+    required_scopes: ScopeMap = {"GET": Scope.WEBHOOKS}
     serializer_class = WebhookAttemptSerializer
 
     def get_queryset(self) -> Any:
@@ -114,6 +124,8 @@ class WebhookEndpointAttemptsApi(ListAPIView):
 
 
 class WebhookEndpointReplayApi(APIView):
+    required_scopes: ScopeMap = {"POST": Scope.WEBHOOKS}
+
     @extend_schema(request=WebhookReplaySerializer, responses={202: WebhookReplayResultSerializer})
     def post(self, request: Request, endpoint_id: UUID) -> Response:
         """Send again one message (`message_id`) or every message since a time (`since`), with

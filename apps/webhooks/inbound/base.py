@@ -29,6 +29,9 @@ class PayloadError(Exception):
 class ProviderWebhookView(View):
     provider: ClassVar[str]
     http_method_names = ["post"]
+    # The test-mode variant of a callback (/api/v1/webhooks/test/…): signed by the test-mode
+    # sandbox with the TEST_MODE_* credentials, so it may only touch test deliveries.
+    test_only: ClassVar[bool] = False
 
     def verify_signature(self, request: HttpRequest) -> None:
         """Raises SignatureError unless the request is signed by the provider and fresh."""
@@ -47,7 +50,7 @@ class ProviderWebhookView(View):
             events = self.parse_events(request)
         except PayloadError as exc:
             return JsonResponse(error_body("malformed_request", str(exc)), status=400)
-        report = delivery_receipts_apply(events=events)
+        report = delivery_receipts_apply(events=events, test_only=self.test_only)
         return JsonResponse(
             {"received": report.received, "applied": report.applied,
              "unknown": report.unknown, "duplicates": report.duplicates}

@@ -6,7 +6,7 @@ import binascii
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from django.conf import settings
@@ -38,18 +38,19 @@ EVENT_MAP: dict[str, tuple[str, DeliveryStatus | None]] = {
 _FAILURES = (DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 
 
-def _public_key() -> Any:
-    key = settings.SENDGRID_WEBHOOK_PUBLIC_KEY
+def _public_key(setting: str) -> Any:
+    key = getattr(settings, setting, "")
     if not key:
-        raise SignatureError("SENDGRID_WEBHOOK_PUBLIC_KEY is not configured.")
+        raise SignatureError(f"{setting} is not configured.")
     try:
         return EventWebhook().convert_public_key_to_ecdsa(key)
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise SignatureError("SENDGRID_WEBHOOK_PUBLIC_KEY is not a valid key.") from exc
+        raise SignatureError(f"{setting} is not a valid key.") from exc
 
 
 class SendGridWebhookView(ProviderWebhookView):
     provider = "sendgrid"
+    public_key_setting: ClassVar[str] = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 
     def verify_signature(self, request: HttpRequest) -> None:
         signature = request.headers.get(EventWebhookHeader.SIGNATURE, "")
@@ -64,7 +65,8 @@ class SendGridWebhookView(ProviderWebhookView):
             raise SignatureError("Stale timestamp.")
         try:
             payload = request.body.decode("utf-8")
-            valid = EventWebhook().verify_signature(payload, signature, timestamp, _public_key())
+            valid = EventWebhook().verify_signature(payload, signature, timestamp,
+                                                    _public_key(self.public_key_setting))
         except (UnicodeDecodeError, binascii.Error, ValueError) as exc:
             raise SignatureError("Malformed signature.") from exc
         if not valid:
@@ -104,3 +106,11 @@ class SendGridWebhookView(ProviderWebhookView):
                 )
             )
         return events
+
+
+class SendGridTestModeWebhookView(SendGridWebhookView):
+    """Event Webhook of the test-mode sandbox: TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY, test
+    deliveries only."""
+
+    public_key_setting = "TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY"
+    test_only = True

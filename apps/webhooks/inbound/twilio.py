@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -35,12 +36,16 @@ def callback_url(request: HttpRequest) -> str:
 
 class TwilioStatusWebhookView(ProviderWebhookView):
     provider = "twilio_sms"
+    auth_token_setting: ClassVar[str] = "TWILIO_AUTH_TOKEN"  # noqa: S105 - a setting name
 
     def verify_signature(self, request: HttpRequest) -> None:
         signature = request.headers.get("X-Twilio-Signature", "")
         if not signature:
             raise SignatureError("Missing X-Twilio-Signature.")
-        validator = RequestValidator(settings.TWILIO_AUTH_TOKEN)
+        token = getattr(settings, self.auth_token_setting, "")
+        if not token:
+            raise SignatureError(f"{self.auth_token_setting} is not configured.")
+        validator = RequestValidator(token)
         if not validator.validate(callback_url(request), request.POST.dict(), signature):
             raise SignatureError("Signature does not match.")
 
@@ -74,3 +79,16 @@ class TwilioStatusWebhookView(ProviderWebhookView):
 
 class WhatsAppStatusWebhookView(TwilioStatusWebhookView):
     provider = "twilio_whatsapp"
+
+
+class TwilioTestModeStatusWebhookView(TwilioStatusWebhookView):
+    """Status callbacks of test-mode SMS (the sandbox, signed with TEST_MODE_TWILIO_AUTH_TOKEN):
+    test deliveries only."""
+
+    auth_token_setting = "TEST_MODE_TWILIO_AUTH_TOKEN"  # noqa: S105 - a setting name
+    test_only = True
+
+
+class WhatsAppTestModeStatusWebhookView(WhatsAppStatusWebhookView):
+    auth_token_setting = "TEST_MODE_TWILIO_AUTH_TOKEN"  # noqa: S105 - a setting name
+    test_only = True

@@ -74,7 +74,8 @@ WITH input AS (
                    'error_message', d.error_message,
                    'provider', d.provider,
                    'provider_message_id', d.provider_message_id,
-                   'metadata', n.metadata
+                   'metadata', n.metadata,
+                   'test', d.is_test
                ) || COALESCE(x.detail, '{{}}'::jsonb)
            ) AS payload
     FROM input AS x
@@ -98,7 +99,7 @@ RETURNING id, endpoint_id
 _COMPLETIONS_SQL = f"""
 WITH final AS (
     SELECT n.id, n.client_id, n.status, n.completed_at, n.recipient_count, n.channels,
-           n.metadata,
+           n.metadata, n.is_test,
            'notification.completed:' || n.id::text || ':' || n.status || ':'
                || extract(epoch FROM n.completed_at)::text AS dedupe_key
     FROM notifications_notification AS n
@@ -127,7 +128,8 @@ SELECT gen_random_uuid(), f.endpoint_id, 'notification.completed',
                'counts', (SELECT COALESCE(jsonb_object_agg(c.status, c.n), '{{}}'::jsonb)
                           FROM (SELECT status, count(*) AS n FROM notifications_delivery
                                 WHERE notification_id = f.id GROUP BY status) AS c),
-               'metadata', f.metadata
+               'metadata', f.metadata,
+               'test', f.is_test
            )
        ),
        NULL, f.id, f.dedupe_key, 'pending', 0, %(now)s, %(lease_until)s, NULL, '', %(now)s,

@@ -71,7 +71,7 @@ def test_a_sent_delivery_writes_delivery_sent_with_the_payload(
         "delivery_id": str(delivery.id), "notification_id": str(delivery.notification_id),
         "recipient": "ada", "channel": "email", "status": "sent", "error_code": "",
         "error_message": "", "provider": "sendgrid", "provider_message_id": "SG-1",
-        "metadata": {"campaign_id": "123"},
+        "metadata": {"campaign_id": "123"}, "test": False,
     }
     assert (message.delivery_id, message.notification_id) == (delivery.id, delivery.notification_id)
     # Published after commit; the sweeper takes over if that is lost.

@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from apps.clients.models import ApiKey, Client
-from apps.clients.services import api_key_create, hash_key
+from apps.clients.models import ApiKey, Client, KeyMode, all_scopes
+from apps.clients.services import api_key_create, api_key_scopes_set, hash_key
 from apps.recipients.services import device_register, recipients_upsert
 from apps.templates.models import Template
 from apps.templates.services import template_create, template_version_create
@@ -75,8 +75,16 @@ class Command(BaseCommand):
         if not raw_key:
             raise CommandError("DEMO_API_KEY is empty: the demo is for local use only.")
         client, _ = Client.objects.get_or_create(slug="demo", defaults={"name": "Demo client"})
-        if not ApiKey.objects.filter(key_hash=hash_key(raw_key), revoked_at__isnull=True).exists():
-            api_key_create(client=client, name="demo", raw_key=raw_key)
+        # The demo keys hold every scope: a live key, and a test key (sandbox only).
+        demo_keys = [("demo", raw_key, KeyMode.LIVE)]
+        if settings.DEMO_TEST_API_KEY:
+            demo_keys.append(("demo (test)", settings.DEMO_TEST_API_KEY, KeyMode.TEST))
+        for name, raw, mode in demo_keys:
+            existing = ApiKey.objects.filter(key_hash=hash_key(raw), revoked_at__isnull=True).first()
+            if existing is None:
+                api_key_create(client=client, name=name, raw_key=raw, mode=mode)
+            else:
+                api_key_scopes_set(api_key=existing, scopes=all_scopes())
 
         user_model = get_user_model()
         admin = user_model.objects.filter(username=settings.DEMO_ADMIN_USERNAME).first()
@@ -103,6 +111,7 @@ class Command(BaseCommand):
         result = {
             "client": client.slug,
             "api_key": raw_key,
+            "test_api_key": settings.DEMO_TEST_API_KEY,
             "admin_username": settings.DEMO_ADMIN_USERNAME,
             "admin_password": settings.DEMO_ADMIN_PASSWORD,
             "templates": templates,
@@ -126,4 +135,6 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Demo client '{client.slug}' ready.")
             self.stdout.write(f"API key: {raw_key}")
+            if settings.DEMO_TEST_API_KEY:
+                self.stdout.write(f"Test API key (sandbox only): {settings.DEMO_TEST_API_KEY}")
             self.stdout.write(f"Admin: {result['admin_username']} / {result['admin_password']}")
