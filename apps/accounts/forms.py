@@ -7,7 +7,8 @@ from typing import Any
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AdminPasswordChangeForm, PasswordChangeForm
+from django.contrib.admin.forms import AdminPasswordChangeForm as OwnPasswordChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.db import transaction
 
 from apps.audit.services import audit_record
@@ -64,7 +65,7 @@ class OtpEnrolForm(forms.Form):
         return token
 
 
-class AuditedPasswordChangeForm(PasswordChangeForm):
+class AuditedPasswordChangeForm(OwnPasswordChangeForm):
     """A staff user changing their own password (`staff.password_change`)."""
 
     @transaction.atomic

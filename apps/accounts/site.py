@@ -82,7 +82,6 @@ class StaffAdminSite(admin.AdminSite):
     site_title = "NotifyHub admin"
     login_form = StaffAuthenticationForm
     login_template = "admin/accounts/login.html"
-    password_change_form = AuditedPasswordChangeForm
 
     def has_permission(self, request: HttpRequest) -> bool:
         return super().has_permission(request) and otp_satisfied(request)
@@ -108,6 +107,18 @@ class StaffAdminSite(admin.AdminSite):
         if request.method == "GET" and request.user.is_authenticated and must_enrol(request):
             return self._to_enrolment(request)
         return super().login(request, extra_context)
+
+    def password_change(self, request: HttpRequest,
+                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """Django's, with a form that records the change (`staff.password_change`)."""
+        from django.contrib.auth.views import PasswordChangeView
+
+        request.current_app = self.name
+        return PasswordChangeView.as_view(
+            form_class=AuditedPasswordChangeForm,
+            success_url=reverse("admin:password_change_done", current_app=self.name),
+            extra_context={**self.each_context(request), **(extra_context or {})},
+        )(request)
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
         enrol = csrf_protect(never_cache(self.two_factor_view))
@@ -143,8 +154,8 @@ class StaffAdminSite(admin.AdminSite):
                 messages.success(request, "Two-factor authentication is on: from now on, log in "
                                           "with your password and a code from the app.")
                 return HttpResponseRedirect(next_url)
-            form.add_error("otp_token", "That code does not match. Check the time on your phone "
-                                        "and enter the current code.")
+            form.add_error("otp_token", "That code does not match. Check the time on your phone, "
+                                        "wait a few seconds and enter the current code.")
         secret = b32encode(device.bin_key).decode().rstrip("=")
         context.update(form=form, qr_code=_qr_svg(device.config_url), otpauth_url=device.config_url,
                        secret=" ".join(secret[i:i + 4] for i in range(0, len(secret), 4)))
