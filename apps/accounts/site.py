@@ -109,7 +109,7 @@ class StaffAdminSite(admin.AdminSite):
         return super().login(request, extra_context)
 
     def password_change(self, request: HttpRequest,
-                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+                        extra_context: dict[str, Any] | None = None) -> Any:
         """Django's, with a form that records the change (`staff.password_change`)."""
         from django.contrib.auth.views import PasswordChangeView
 

@@ -24,6 +24,18 @@ ACTIONS = (
     "segment.create", "segment.update", "segment.delete",
     "schedule.create", "schedule.update", "schedule.delete", "schedule.run",
     "retention.notifications", "retention.audit",
+    "client.create", "client.update", "client.delete",
+    "recipient.upsert", "recipient.create", "recipient.update", "recipient.delete",
+    "device.register", "device.remove",
+    "suppression.delete",
+    "webhook.create", "webhook.delete", "webhook.rotate_secret", "webhook.test", "webhook.replay",
+    "webhook.disable", "webhook.enable",
+    "staff.login", "staff.logout", "staff.login_failed", "staff.otp_enrolled",
+    "staff.password_change",
+    "user.create", "user.update", "user.delete", "user.password_change",
+    "group.create", "group.update", "group.delete",
+    "otp_device.create", "otp_device.update", "otp_device.delete",
+    "roles.sync",
 )
 
 
