@@ -38,6 +38,13 @@ class StaffAuthenticationForm(AdminAuthenticationForm):
                        "current code from your authenticator app.",
     }
 
+    def confirm_login_allowed(self, user: Any) -> None:
+        try:
+            super().confirm_login_allowed(user)
+        except forms.ValidationError:  # the right password of an account that is not staff
+            audit_staff_login_failed(username=user.get_username(), reason="not_staff", user=user)
+            raise
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         user = self.get_user()

@@ -115,3 +115,8 @@ def test_staff_login_logout_and_failures_are_audited(make_staff: Callable[..., U
     [unknown] = AuditLog.objects.filter(action="staff.login_failed", actor_display="nobody-here")
     assert unknown.object_id == "" and unknown.actor_type == "user"
     assert all("not it" not in str(r.changes) for r in rows("user", user.pk))
+
+    customer = make_staff(is_staff=False)
+    assert login(HttpClient(), customer).status_code == 200
+    assert [(r.action, r.changes["reason"]) for r in rows("user", customer.pk)] == [
+        ("staff.login_failed", "not_staff")]
