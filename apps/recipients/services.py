@@ -36,7 +36,7 @@ def recipients_upsert(
         r.external_id: r
         for r in Recipient.objects.filter(client=client, external_id__in=list(wanted))
     }
-    _audit_upsert(client=client, wanted=wanted, existing=existing)
+    created, updated = _upsert_changes(wanted=wanted, existing=existing)
     rows = []
     for external_id, fields in wanted.items():
         row = existing.get(external_id) or Recipient(client=client, external_id=external_id)
@@ -53,14 +53,17 @@ def recipients_upsert(
     # that already existed the stored pk wins, so read them back to be exact.
     if any(r.external_id not in existing for r in saved):
         fresh = Recipient.objects.filter(client=client, external_id__in=list(wanted))
-        return {r.external_id: r for r in fresh}
-    return {r.external_id: r for r in saved}
+        result = {r.external_id: r for r in fresh}
+    else:
+        result = {r.external_id: r for r in saved}
+    _audit_upsert(client=client, wanted=wanted, created=created, updated=updated, saved=result)
+    return result
 
 
-def _audit_upsert(*, client: Client, wanted: Mapping[str, Mapping[str, Any]],
-                  existing: Mapping[str, Recipient]) -> None:
-    """One `recipient.upsert` row per call that creates or changes a recipient: the ids and
-    the names of the changed fields, never their values (addresses, attributes)."""
+def _upsert_changes(*, wanted: Mapping[str, Mapping[str, Any]], existing: Mapping[str, Recipient],
+                    ) -> tuple[list[str], dict[str, list[str]]]:
+    """The external ids to create, and those to update with the names of their changed fields
+    (read before the rows are written)."""
     created = sorted(external_id for external_id in wanted if external_id not in existing)
     updated: dict[str, list[str]] = {}
     for external_id, row in existing.items():
@@ -68,13 +71,19 @@ def _audit_upsert(*, client: Client, wanted: Mapping[str, Mapping[str, Any]],
                        if getattr(row, name) != (value if value is not None else ""))
         if names:
             updated[external_id] = names
+    return created, updated
+
+
+def _audit_upsert(*, client: Client, wanted: Mapping[str, Mapping[str, Any]], created: list[str],
+                  updated: dict[str, list[str]], saved: Mapping[str, Recipient]) -> None:
+    """One `recipient.upsert` row per call that creates or changes a recipient: the ids and
+    the names of the changed fields, never their values (addresses, attributes)."""
     if not created and not updated:
         return
     if len(created) + len(updated) == 1:
         [external_id] = created or list(updated)
-        stored = existing.get(external_id)
         audit_record(action="recipient.upsert", client=client, object_type="recipient",
-                     object_id=stored.pk if stored is not None else "", recipient_external_id=external_id,
+                     object_id=saved[external_id].pk, recipient_external_id=external_id,
                      changes={"created": bool(created),
                               "fields": updated.get(external_id) or sorted(wanted[external_id])})
         return

@@ -30,7 +30,7 @@ def test_put_records_created_and_changed_field_names_only(api: Any, client_tenan
 
     created, updated = rows(client_tenant, "recipient.upsert")
     recipient = Recipient.objects.get(client=client_tenant, external_id="ada")
-    assert (created.recipient_external_id, created.object_id) == ("ada", "")
+    assert (created.recipient_external_id, created.object_id) == ("ada", str(recipient.pk))
     assert created.changes == {"created": True, "fields": ["attributes", "email", "phone"]}
     assert (updated.object_id, updated.actor_type) == (str(recipient.pk), "api_key")
     assert updated.changes == {"created": False, "fields": ["email"]}
