@@ -2,7 +2,8 @@
 #
 #   docker build -t notifyhub .
 #   docker run --rm -p 8000:8000 --env-file prod.env notifyhub            # web (gunicorn)
-#   docker run --rm --env-file prod.env notifyhub python manage.py migrate --noinput
+#   docker run --rm --env-file prod.env notifyhub sh -c \
+#       "python manage.py migrate --noinput && python manage.py sync_roles"
 #   docker run --rm --env-file prod.env notifyhub \
 #       celery -A celery_app worker -Q critical -n critical@%h --concurrency 2 --loglevel INFO
 #   docker run --rm --env-file prod.env notifyhub \

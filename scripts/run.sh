@@ -97,6 +97,10 @@ curl = " \\\n    ".join(
     ]
 )
 line = "=" * 72
+staff = "\n".join(
+    f"                  {user['role'] + ':':<15}{user['username']} / {user['password']}"
+    for user in demo.get("staff", [])
+)
 print(f"""
 {line}
  NotifyHub is starting (Ctrl-C stops everything)
@@ -105,6 +109,7 @@ print(f"""
    API docs       http://127.0.0.1:8000/api/docs/
    Admin          http://127.0.0.1:8000/admin/
                   login: {demo.get("admin_username", "?")} / {demo.get("admin_password", "?")}
+{staff}
    Demo API key   {key}
    Test API key   {demo.get("test_api_key") or "-"}  (sends only to the sandbox)
    Sandbox inbox  http://127.0.0.1:8025/

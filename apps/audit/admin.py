@@ -32,7 +32,7 @@ from apps.core.admin_utils import ReadOnlyAdminMixin
 
 from .models import ACTIONS, AuditLog
 from .selectors import audit_search_q
-from .services import audit_record, audit_snapshot, audit_update
+from .services import audit_record, audit_snapshot, changed_fields
 
 COUNT_CAP = 10_000
 
@@ -207,9 +207,19 @@ def _client_of(obj: models.Model) -> Any:
 class AuditedAdminMixin:
     """Writes `<object_type>.create|update|delete` rows (actor: the admin user) for a
     ModelAdmin that saves or deletes models itself. The admin's views run in a transaction, so
-    a row commits with its change. `audit_object_type` defaults to the model name."""
+    a row commits with its change. `audit_object_type` defaults to the model name.
+
+    * `audit_private_fields`: fields whose values are personal data or secrets (an email, a
+      phone number, a device key): their names are recorded (`changes.fields`), never values.
+    * `audit_m2m_fields`: many-to-many fields recorded as before/after lists of the related
+      objects' names (a user's groups); the row is then written after the form's relations
+      are saved (`save_related`), so one save is one row.
+    * `audit_summary(obj)`: what a delete row keeps (default: `{"name": str(obj)}`);
+      `audit_recipient_id(obj)`: the recipient's external id, searchable, when there is one."""
 
     audit_object_type: str = ""
+    audit_private_fields: frozenset[str] = frozenset()
+    audit_m2m_fields: tuple[str, ...] = ()
 
     def _audit_type(self, obj: models.Model) -> str:
         return self.audit_object_type or obj._meta.model_name or "object"
@@ -219,18 +229,82 @@ class AuditedAdminMixin:
         concrete = {f.name for f in obj._meta.concrete_fields}
         return [name for name in names if name in concrete]
 
+    def audit_summary(self, obj: Any) -> dict[str, Any]:
+        return {"name": str(obj)}
+
+    def audit_recipient_id(self, obj: Any) -> str:
+        return ""
+
+    def _audit_m2m(self, obj: models.Model) -> dict[str, list[str]]:
+        if obj.pk is None:
+            return {name: [] for name in self.audit_m2m_fields}
+        return {name: sorted(str(o) for o in getattr(obj, name).all())
+                for name in self.audit_m2m_fields}
+
+    def _audit_private(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Moves private fields out of before/after into the list of changed field names."""
+        if not changes:
+            return {}
+        private = {name for name in changes["after"] if name in self._private_attnames}
+        if not private:
+            return changes
+        before = {k: v for k, v in changes["before"].items() if k not in private}
+        after = {k: v for k, v in changes["after"].items() if k not in private}
+        out: dict[str, Any] = {"fields": sorted(private)}
+        if after:
+            out.update(before=before, after=after)
+        return out
+
+    @cached_property
+    def _private_attnames(self) -> set[str]:
+        model: Any = getattr(self, "model", None)
+        if model is None:
+            return set(self.audit_private_fields)
+        return {model._meta.get_field(name).attname for name in self.audit_private_fields}
+
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        kind = self._audit_type(obj)
         fields = self._audit_fields(obj, list(getattr(form, "changed_data", []) or []))
         before = audit_snapshot(obj, fields) if change and obj.pk is not None else {}
+        m2m_before = self._audit_m2m(obj) if change else {}
         super().save_model(request, obj, form, change)  # type: ignore[misc]
-        if change:
-            audit_update(action=f"{kind}.update", before=before, after=obj, client=_client_of(obj),
-                         object_type=kind, extra={"name": str(obj)})
+        pending = (change, before, m2m_before)
+        if self.audit_m2m_fields:
+            obj._audit_pending = pending  # written in save_related, with the relations
             return
-        created = audit_snapshot(obj, self._audit_fields(obj, list(form.fields)), from_db=False)
+        self._audit_saved(obj, form, *pending)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # type: ignore[misc]
+        pending = getattr(form.instance, "_audit_pending", None)
+        if pending is not None:
+            del form.instance._audit_pending
+            self._audit_saved(form.instance, form, *pending)
+
+    def _audit_saved(self, obj: Any, form: Any, change: bool, before: dict[str, Any],
+                     m2m_before: dict[str, list[str]]) -> None:
+        kind = self._audit_type(obj)
+        m2m_after = self._audit_m2m(obj)
+        if change:
+            changes = self._audit_private(changed_fields(before, obj))
+            m2m = {name: {"before": m2m_before.get(name, []), "after": after}
+                   for name, after in m2m_after.items() if after != m2m_before.get(name, [])}
+            if not changes and not m2m:
+                return
+            audit_record(action=f"{kind}.update", client=_client_of(obj), object_type=kind,
+                         object_id=obj.pk, recipient_external_id=self.audit_recipient_id(obj),
+                         changes={"name": str(obj), **changes, **m2m})
+            return
+        names = self._audit_fields(obj, list(form.fields))
+        public = [name for name in names if name not in self.audit_private_fields]
+        created: dict[str, Any] = audit_snapshot(obj, public, from_db=False)
+        private = sorted(name for name in names if name in self.audit_private_fields
+                         and getattr(obj, name) not in ("", None, {}, []))
+        if private:
+            created["fields"] = private
+        created.update({name: values for name, values in m2m_after.items() if values})
         audit_record(action=f"{kind}.create", client=_client_of(obj), object_type=kind,
-                     object_id=obj.pk, changes=created)
+                     object_id=obj.pk, recipient_external_id=self.audit_recipient_id(obj),
+                     changes=created)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         self._audit_delete(obj)
@@ -244,4 +318,5 @@ class AuditedAdminMixin:
     def _audit_delete(self, obj: models.Model) -> None:
         kind = self._audit_type(obj)
         audit_record(action=f"{kind}.delete", client=_client_of(obj), object_type=kind,
-                     object_id=obj.pk, changes={"name": str(obj)})
+                     object_id=obj.pk, recipient_external_id=self.audit_recipient_id(obj),
+                     changes=self.audit_summary(obj))

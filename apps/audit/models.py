@@ -17,15 +17,25 @@ from apps.clients.models import Client
 # Every action a row can have (the admin's action filter lists these).
 ACTIONS = (
     "notification.send", "notification.cancel", "delivery.redrive",
-    "api_key.create", "api_key.revoke",
+    "api_key.create", "api_key.update", "api_key.revoke",
     "template.create", "template.update", "template.delete",
     "template.version.create", "template.version.publish", "template.version.rollback",
     "preference.opt_out", "preference.opt_in", "preference.update",
     "segment.create", "segment.update", "segment.delete",
     "schedule.create", "schedule.update", "schedule.delete", "schedule.run",
-    "webhook.create", "webhook.delete", "webhook.rotate_secret", "webhook.disabled",
-    "webhook.enable",
     "retention.notifications", "retention.audit",
+    "client.create", "client.update", "client.delete",
+    "recipient.upsert", "recipient.create", "recipient.update", "recipient.delete",
+    "device.register", "device.remove",
+    "suppression.delete",
+    "webhook.create", "webhook.delete", "webhook.rotate_secret", "webhook.test", "webhook.replay",
+    "webhook.disable", "webhook.enable",
+    "staff.login", "staff.logout", "staff.login_failed", "staff.otp_enrolled",
+    "staff.password_change",
+    "user.create", "user.update", "user.delete", "user.password_change",
+    "group.create", "group.update", "group.delete",
+    "otp_device.create", "otp_device.update", "otp_device.delete",
+    "roles.sync",
 )
 
 

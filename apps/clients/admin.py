@@ -7,12 +7,16 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.audit.admin import AuditedAdminMixin
+
 from .models import ApiKey, Client, Scope, all_scopes
 from .services import api_key_create, api_key_revoke, api_key_scopes_set
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ClientAdmin(AuditedAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Tenants; Administrators only. Saves and deletes are recorded (`client.*`)."""
+
     list_display = ["name", "slug", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
@@ -69,7 +73,7 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoke instead: the key's history stays
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset:
             api_key_revoke(api_key=key)

@@ -8,16 +8,26 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from apps.audit.admin import AuditedAdminMixin
 from apps.core.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline
+from apps.core.logging import mask_email, mask_phone
 
 from .models import Delivery, DeliveryEvent, Notification, Suppression
 from .redrive import deliveries_redrive, failed_deliveries
 
 TIMELINE_LIMIT = 200
+# Re-driving changes no record, only re-sends what failed: its own permission (created by
+# apps/accounts/roles.py, given to Support and Administrator).
+REDRIVE_PERMISSION = "notifications.redrive_delivery"
+
+
+class RedriveMixin:
+    def has_redrive_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(REDRIVE_PERMISSION))
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class NotificationAdmin(RedriveMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["id", "client", "template_key", "status", "is_test", "priority", "category",
                     "recipient_count", "created_at"]
     list_filter = ["status", ("is_test", admin.BooleanFieldListFilter), "priority", "category",
@@ -33,7 +43,8 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[t
 
     actions = ["redrive"]
 
-    @admin.action(description="Re-drive the failed deliveries of the selected notifications")
+    @admin.action(description="Re-drive the failed deliveries of the selected notifications",
+                  permissions=["redrive"])
     def redrive(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
         count = 0
         for notification_id in queryset.values_list("id", flat=True):
@@ -95,7 +106,7 @@ class DeliveryEventInline(ReadOnlyInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class DeliveryAdmin(RedriveMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["id", "notification_link", "recipient", "channel", "status", "is_test",
                     "attempts", "provider", "error_code", "updated_at"]
     list_filter = ["status", ("is_test", admin.BooleanFieldListFilter), "channel", "provider",
@@ -111,7 +122,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-
     inlines = [DeliveryEventInline]
     actions = ["redrive"]
 
-    @admin.action(description="Re-drive the selected failed deliveries")
+    @admin.action(description="Re-drive the selected failed deliveries", permissions=["redrive"])
     def redrive(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         count = deliveries_redrive(
             deliveries=failed_deliveries(delivery_ids=list(queryset.values_list("id", flat=True))),
@@ -126,8 +137,9 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Addresses NotifyHub will not send to. Deleting a row lifts the suppression."""
+class SuppressionAdmin(AuditedAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Addresses NotifyHub will not send to. Deleting a row lifts the suppression
+    (`suppression.delete`, with the address masked)."""
 
     list_display = ["address", "channel", "client", "reason", "created_at"]
     list_filter = ["channel", "reason", "client"]
@@ -142,3 +154,9 @@ class SuppressionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def audit_summary(self, obj: Suppression) -> dict[str, Any]:
+        address = str(obj.address or "")
+        masked = mask_email(address) if "@" in address else mask_phone(address)
+        return {"channel": obj.channel, "reason": obj.reason, "address": masked,
+                "created_at": obj.created_at}

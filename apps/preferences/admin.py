@@ -1,4 +1,5 @@
-"""Support edits a recipient's preferences here; every save goes through the service, so it is
+"""Staff with the change permission (the Product team and Administrator roles; Support reads
+them) edit a recipient's preferences here; every save goes through the service, so it is
 recorded as consent evidence (source `admin`, actor `admin:<username>`). Consent records are
 read-only: no one edits or deletes evidence from the admin."""
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from apps.audit.admin import AuditedAdminMixin
 from apps.core.admin_utils import ReadOnlyInline
 
 from .models import Device, Recipient
@@ -15,7 +16,11 @@ class DeviceInline(ReadOnlyInline):
 
 
 @admin.register(Recipient)
-class RecipientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RecipientAdmin(AuditedAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Saves and deletes are recorded (`recipient.create|update|delete`) with the names of
+    the contact fields that changed, never their values."""
+
+    audit_private_fields = frozenset({"email", "phone", "whatsapp", "attributes"})
     list_display = ["external_id", "client", "email", "phone", "locale", "timezone", "updated_at"]
     list_filter = ["client", "locale"]
     list_select_related = ["client"]
@@ -23,3 +28,6 @@ class RecipientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
     inlines = [DeviceInline]
+
+    def audit_recipient_id(self, obj: Recipient) -> str:
+        return obj.external_id

@@ -9,6 +9,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.services import audit_record
 from apps.clients.models import Client
 
 from .models import Device, Recipient
@@ -35,6 +36,7 @@ def recipients_upsert(
         r.external_id: r
         for r in Recipient.objects.filter(client=client, external_id__in=list(wanted))
     }
+    created, updated = _upsert_changes(wanted=wanted, existing=existing)
     rows = []
     for external_id, fields in wanted.items():
         row = existing.get(external_id) or Recipient(client=client, external_id=external_id)
@@ -51,8 +53,45 @@ def recipients_upsert(
     # that already existed the stored pk wins, so read them back to be exact.
     if any(r.external_id not in existing for r in saved):
         fresh = Recipient.objects.filter(client=client, external_id__in=list(wanted))
-        return {r.external_id: r for r in fresh}
-    return {r.external_id: r for r in saved}
+        result = {r.external_id: r for r in fresh}
+    else:
+        result = {r.external_id: r for r in saved}
+    _audit_upsert(client=client, wanted=wanted, created=created, updated=updated, saved=result)
+    return result
+
+
+def _upsert_changes(*, wanted: Mapping[str, Mapping[str, Any]], existing: Mapping[str, Recipient],
+                    ) -> tuple[list[str], dict[str, list[str]]]:
+    """The external ids to create, and those to update with the names of their changed fields
+    (read before the rows are written)."""
+    created = sorted(external_id for external_id in wanted if external_id not in existing)
+    updated: dict[str, list[str]] = {}
+    for external_id, row in existing.items():
+        names = sorted(name for name, value in wanted[external_id].items()
+                       if getattr(row, name) != (value if value is not None else ""))
+        if names:
+            updated[external_id] = names
+    return created, updated
+
+
+def _audit_upsert(*, client: Client, wanted: Mapping[str, Mapping[str, Any]], created: list[str],
+                  updated: dict[str, list[str]], saved: Mapping[str, Recipient]) -> None:
+    """One `recipient.upsert` row per call that creates or changes a recipient: the ids and
+    the names of the changed fields, never their values (addresses, attributes)."""
+    if not created and not updated:
+        return
+    if len(created) + len(updated) == 1:
+        [external_id] = created or list(updated)
+        audit_record(action="recipient.upsert", client=client, object_type="recipient",
+                     object_id=saved[external_id].pk, recipient_external_id=external_id,
+                     changes={"created": bool(created),
+                              "fields": updated.get(external_id) or sorted(wanted[external_id])})
+        return
+    audit_record(action="recipient.upsert", client=client, object_type="recipient",
+                 changes={"created": created, "updated": sorted(updated),
+                          "fields": sorted({name for names in updated.values() for name in names}
+                                           | {n for i in created for n in wanted[i]}),
+                          "count": len(created) + len(updated)})
 
 
 def recipient_upsert(*, client: Client, external_id: str, data: Mapping[str, Any]) -> Recipient:
@@ -76,7 +115,12 @@ def device_register(*, recipient: Recipient, token: str, platform: str) -> tuple
             defaults={"recipient": recipient, "platform": platform},
         )
         if created:
+            _audit_device("device.register", device, recipient, created=True, platform=platform)
             return device, True
+    moved = device.recipient_id != recipient.pk
+    if moved or device.platform != platform or not device.is_active:
+        _audit_device("device.register", device, recipient, created=False, platform=platform,
+                      reactivated=not device.is_active, moved_from_another_recipient=moved)
     device.recipient = recipient
     device.platform = platform
     device.is_active = True
@@ -87,15 +131,26 @@ def device_register(*, recipient: Recipient, token: str, platform: str) -> tuple
     return device, False
 
 
+def _audit_device(action: str, device: Device, recipient: Recipient, **changes: Any) -> None:
+    """The device's id and platform, never its push token."""
+    audit_record(action=action, client=recipient.client_id, object_type="device",
+                 object_id=device.pk, recipient_external_id=recipient.external_id, changes=changes)
+
+
 @transaction.atomic
 def device_unregister(*, recipient: Recipient, token: str) -> bool:
     """Deactivates a recipient's token (kept for history). False if it was not theirs."""
-    return bool(
-        Device.objects.filter(recipient=recipient, token=token, is_active=True).update(
-            is_active=False, deactivated_at=timezone.now(), deactivation_reason="unregistered_by_client",
-            updated_at=timezone.now(),
-        )
+    device = (Device.objects.select_for_update()
+              .filter(recipient=recipient, token=token, is_active=True).first())
+    if device is None:
+        return False
+    now = timezone.now()
+    Device.objects.filter(pk=device.pk).update(
+        is_active=False, deactivated_at=now, deactivation_reason="unregistered_by_client",
+        updated_at=now,
     )
+    _audit_device("device.remove", device, recipient, platform=device.platform)
+    return True
 
 
 def devices_deactivate(*, client_id: UUID | str, tokens: Iterable[str], reason: str) -> int:

@@ -101,7 +101,7 @@ class RecurringSendAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         for recurring_send in queryset.select_related("periodic_task"):
             recurring_send_delete(recurring_send=recurring_send)
 
-    @admin.action(description="Run the selected recurring sends now")
+    @admin.action(description="Run the selected recurring sends now", permissions=["change"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[RecurringSend]) -> None:
         for recurring_send in queryset:
             result = recurring_send_run(recurring_send=recurring_send,

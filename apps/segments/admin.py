@@ -3,15 +3,18 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from apps.core.exceptions import ApplicationError
+
 from .criteria import definition_errors
 from .models import Segment
 from .selectors import PREVIEW_SIZE, segment_count, segment_preview
-from .services import segment_create, segment_update
+from .services import segment_create, segment_delete, segment_update
 
 
 class SegmentForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -59,6 +62,21 @@ class SegmentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         created = segment_create(client=obj.client, **data)
         obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
         obj._state.adding = False
+
+    def delete_model(self, request: HttpRequest, obj: Segment) -> None:
+        """Through the service (`segment.delete`); a segment a recurring send still targets
+        is refused there (the admin's confirmation page lists those first)."""
+        self._delete(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
+        self._delete(request, list(queryset))
+
+    def _delete(self, request: HttpRequest, segments: list[Segment]) -> None:
+        for segment in segments:
+            try:
+                segment_delete(segment=segment)
+            except ApplicationError as exc:
+                messages.error(request, exc.message)
 
     @admin.display(description="matching recipients now")
     def matching_recipients(self, obj: Segment) -> int:

@@ -98,6 +98,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the client deletes through the API; the admin disables
 
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        """Enable and disable: the endpoint's fields never change here, its state does."""
+        return bool(request.user.has_perm("webhooks.change_webhookendpoint"))
+
     @admin.display(description="state")
     def state(self, obj: WebhookEndpoint) -> str:
         if obj.deleted_at:
@@ -115,12 +119,12 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                            '<a href="{}?endpoint__id__exact={}">attempts</a>',
                            url, obj.id, reverse("admin:webhooks_webhookattempt_changelist"), obj.id)
 
-    @admin.action(description="Re-enable the selected endpoints")
+    @admin.action(description="Re-enable the selected endpoints", permissions=["manage"])
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         count = sum(webhook_endpoint_enable(endpoint_id=i) for i in queryset.values_list("id", flat=True))
         messages.success(request, f"Re-enabled {count} endpoint(s); replay what they missed.")
 
-    @admin.action(description="Disable the selected endpoints")
+    @admin.action(description="Disable the selected endpoints", permissions=["manage"])
     def disable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         count = sum(webhook_endpoint_disable(endpoint_id=i, reason=f"Disabled by {request.user}.")
                     for i in queryset.values_list("id", flat=True))
@@ -155,7 +159,11 @@ class WebhookMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore
     def client(self, obj: WebhookMessage) -> str:
         return obj.endpoint.client.name
 
-    @admin.action(description="Replay the selected messages (fresh retry schedule)")
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("webhooks.change_webhookmessage"))
+
+    @admin.action(description="Replay the selected messages (fresh retry schedule)",
+                  permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookMessage]) -> None:
         count = webhook_messages_replay_selected(message_ids=list(queryset.values_list("id", flat=True)))
         messages.success(request, f"Replaying {count} message(s) (those of disabled endpoints and "

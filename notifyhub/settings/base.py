@@ -41,7 +41,8 @@ DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with the two-factor admin site (apps/accounts/site.py).
+    "apps.accounts.apps.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -51,6 +52,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_celery_beat",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "apps.core",
     "apps.clients",
     "apps.recipients",
@@ -61,6 +64,7 @@ INSTALLED_APPS = [
     "apps.segments",
     "apps.scheduling",
     "apps.audit",
+    "apps.accounts",
 ]
 
 MIDDLEWARE = [
@@ -74,6 +78,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -123,6 +128,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Staff: roles (apps/accounts/roles.py) and the TOTP second factor ----------------------
+# True: staff must confirm a TOTP device before using the admin (production.py turns it on).
+ADMIN_REQUIRE_OTP = env_bool("ADMIN_REQUIRE_OTP", False)
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "NotifyHub")
+# The device admin never shows another user's key or QR code.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

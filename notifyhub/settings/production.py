@@ -32,3 +32,6 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
+# Staff must use a TOTP second factor in the admin (set to false only with another factor in
+# front of the admin, e.g. an SSO proxy).
+ADMIN_REQUIRE_OTP = env_bool("ADMIN_REQUIRE_OTP", True)

@@ -87,3 +87,23 @@ def test_changing_a_keys_scopes_in_the_admin_is_audited_and_takes_effect(admin_c
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert api.get("/api/v1/notifications").status_code == 200
     assert api.post("/api/v1/notifications", {}, format="json").status_code == 403
+
+
+def test_client_changes_in_the_admin_are_audited(admin_client: Any, admin_user: Any) -> None:
+    from apps.audit.models import AuditLog
+    from apps.clients.models import Client
+
+    form = {"name": "Acme", "slug": "acme-audit", "is_active": "on", "default_from_email": "",
+            "sms_from": "", "whatsapp_from": "", "delivery_policy": "{}"}
+    assert admin_client.post("/admin/clients/client/add/", form).status_code == 302
+    client = Client.objects.get(slug="acme-audit")
+    admin_client.post(f"/admin/clients/client/{client.pk}/change/", {**form, "name": "Acme Corp"})
+    admin_client.post(f"/admin/clients/client/{client.pk}/delete/", {"post": "yes"})
+
+    log = list(AuditLog.objects.filter(object_type="client", object_id=str(client.pk)).order_by("id"))
+    assert [r.action for r in log] == ["client.create", "client.update", "client.delete"]
+    assert {(r.actor_type, r.actor_display, r.client_id) for r in log} == {
+        ("user", admin_user.username, client.pk)}
+    assert log[0].changes["slug"] == "acme-audit"
+    assert (log[1].changes["before"], log[1].changes["after"]) == ({"name": "Acme"}, {"name": "Acme Corp"})
+    assert not Client.objects.filter(pk=client.pk).exists()

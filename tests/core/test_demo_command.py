@@ -58,3 +58,20 @@ def test_admin_login_from_demo_works(client) -> None:  # type: ignore[no-untyped
     demo = run_demo()
     assert client.login(username=demo["admin_username"], password=demo["admin_password"])
     assert client.get("/admin/").status_code == 200
+
+
+def test_demo_has_one_staff_user_per_role_who_can_log_in(client) -> None:  # type: ignore[no-untyped-def]
+    demo = run_demo()
+    assert [s["role"] for s in demo["staff"]] == ["Product team", "Support", "Administrator"]
+    pages = {"Product team": "/admin/templates/template/", "Support": "/admin/audit/auditlog/",
+             "Administrator": "/admin/clients/client/"}
+    for staff in demo["staff"]:
+        client.logout()
+        response = client.post("/admin/login/", {"username": staff["username"],
+                                                 "password": staff["password"], "next": "/admin/"})
+        assert response.status_code == 302, staff
+        assert client.get(pages[staff["role"]]).status_code == 200, staff
+    assert client.get("/admin/auth/user/").status_code == 200  # the last one: Administrator
+    client.logout()
+    client.post("/admin/login/", {"username": "support", "password": "support"})
+    assert client.get("/admin/templates/template/").status_code == 403

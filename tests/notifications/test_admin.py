@@ -110,3 +110,21 @@ def test_adding_a_template_version_in_the_admin_appends_and_publishes_it(
     template.refresh_from_db()
     assert template.active_version.version == 2
     assert template.active_version.required_variables == ["code", "name"]
+
+
+def test_lifting_a_suppression_is_audited_with_the_address_masked(admin_client: Any, admin_user: Any,
+                                                                   client_tenant: Any) -> None:
+    from apps.audit.models import AuditLog
+    from apps.notifications.models import Suppression
+
+    suppression = Suppression.objects.create(client=client_tenant, channel="email",
+                                             address="jane.doe@example.com", reason="bounce")
+    response = admin_client.post(f"/admin/notifications/suppression/{suppression.pk}/delete/",
+                                 {"post": "yes"})
+    assert response.status_code == 302
+    assert not Suppression.objects.filter(pk=suppression.pk).exists()
+    [row] = AuditLog.objects.filter(action="suppression.delete", object_id=str(suppression.pk))
+    assert (row.actor_display, row.client_id) == (admin_user.username, client_tenant.pk)
+    assert row.changes["address"] == "j***@example.com"
+    assert (row.changes["channel"], row.changes["reason"]) == ("email", "bounce")
+    assert "jane.doe" not in str(row.changes)

@@ -59,3 +59,19 @@ def test_add_form_rejects_a_bad_definition_with_its_path(admin_client: Any, clie
     })
     assert response.status_code == 302
     assert Segment.objects.get().key == "good"
+
+
+def test_deleting_a_segment_goes_through_the_service_and_is_audited(
+        admin_client: Any, admin_user: Any, client_tenant: Any) -> None:
+    from apps.audit.models import AuditLog
+
+    segment = Segment.objects.create(client=client_tenant, name="Gone", key="gone", definition={"all": []})
+    kept = Segment.objects.create(client=client_tenant, name="Kept", key="kept", definition={"all": []})
+    response = admin_client.post(f"/admin/segments/segment/{segment.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    admin_client.post("/admin/segments/segment/", {"action": "delete_selected", "post": "yes",
+                                                   "_selected_action": [str(kept.pk)]})
+    assert not Segment.objects.filter(client=client_tenant).exists()
+    rows = list(AuditLog.objects.filter(action="segment.delete", client_id=client_tenant.pk).order_by("id"))
+    assert [(r.object_id, r.changes["key"], r.actor_display) for r in rows] == [
+        (str(segment.pk), "gone", admin_user.username), (str(kept.pk), "kept", admin_user.username)]

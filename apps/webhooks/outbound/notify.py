@@ -4,7 +4,7 @@ server on 2525) by a task on the `webhooks` queue, retried while the mail server
 
 NotifyHub's own pipeline is deliberately not used: a message about NotifyHub failing should not
 depend on the client's templates, quota, preferences or NotifyHub's provider gates. The audit
-row (`webhook.disabled`) and the endpoint's `disabled_at` / `disabled_reason` are the record;
+row (`webhook.disable`) and the endpoint's `disabled_at` / `disabled_reason` are the record;
 the email is the nudge."""
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Endpoint services: create, delete, rotate the secret, disable and re-enable, send a test
-event, replay messages. Each one that changes who listens drops the subscriptions cache."""
+event, replay messages. Each one that changes who listens drops the subscriptions cache, and
+each change writes its `webhook.*` audit row in its transaction (never a secret, nor the
+URL's query string, which may carry a receiver's token)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from urllib3.util import parse_url
 
-from apps.audit.services import audit_record
+from apps.audit.services import Entry, audit_record, audit_records
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError, Conflict, NotFound
 
@@ -27,6 +29,11 @@ from .signing import secret_generate
 from .ssrf import url_host_refusal
 
 logger = logging.getLogger(__name__)
+
+
+def _audit(action: str, endpoint: WebhookEndpoint, **changes: object) -> None:
+    audit_record(action=action, client=endpoint.client_id, object_type="webhook_endpoint",
+                 object_id=endpoint.pk, changes={"url": shown_url(endpoint.url), **changes})
 
 
 def webhook_url_problem(url: str) -> str | None:
@@ -64,10 +71,8 @@ def webhook_endpoint_create(
         client=client, url=url, description=description,
         event_types=sorted(set(event_types)), secret=secret_generate(),
     )
-    audit_record(action="webhook.create", client=client, object_type="webhook_endpoint",
-                 object_id=endpoint.pk, changes={"url": shown_url(endpoint.url),
-                                                 "events": endpoint.event_types,
-                                                 "description": description})
+    _audit("webhook.create", endpoint, event_types=endpoint.event_types,
+           description=endpoint.description)
     subscriptions_changed()
     return endpoint
 
@@ -84,12 +89,12 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, now: datetime | None =
     """Stops sending to the endpoint and forgets its secrets; its message and attempt history
     stays (for the admin) until the rows are purged."""
     now = now or timezone.now()
-    WebhookEndpoint.objects.filter(id=endpoint.id, deleted_at__isnull=True).update(
+    deleted = WebhookEndpoint.objects.filter(id=endpoint.id, deleted_at__isnull=True).update(
         deleted_at=now, secret="", previous_secret="", previous_secret_expires_at=None,
         updated_at=now)
     failed = _fail_pending(endpoint.id, "The endpoint was deleted.", now)
-    audit_record(action="webhook.delete", client=endpoint.client_id, object_type="webhook_endpoint",
-                 object_id=endpoint.pk, changes={"failed_messages": failed})
+    if deleted:
+        _audit("webhook.delete", endpoint, dropped_messages=failed)
     subscriptions_changed()
 
 
@@ -108,16 +113,15 @@ def webhook_endpoint_rotate_secret(
     locked.secret = secret_generate()
     locked.updated_at = now
     locked.save(update_fields=["previous_secret", "previous_secret_expires_at", "secret", "updated_at"])
-    audit_record(action="webhook.rotate_secret", client=locked.client_id,
-                 object_type="webhook_endpoint", object_id=locked.pk,
-                 changes={"previous_secret_expires_at": locked.previous_secret_expires_at})
+    _audit("webhook.rotate_secret", locked,
+           previous_secret_expires_at=locked.previous_secret_expires_at)
     return locked
 
 
 @transaction.atomic
 def webhook_endpoint_disable(*, endpoint_id: UUID, reason: str, now: datetime | None = None) -> bool:
     """Disables an endpoint (410 Gone, failing for days, or by hand): records when and why
-    (`disabled_at`, `disabled_reason`, an audit row `webhook.disabled`), fails its pending
+    (`disabled_at`, `disabled_reason`, an audit row `webhook.disable`), fails its pending
     messages, logs it and, after commit, emails the client's `notify_email` if it has one.
     False if it was already disabled."""
     now = now or timezone.now()
@@ -127,11 +131,9 @@ def webhook_endpoint_disable(*, endpoint_id: UUID, reason: str, now: datetime | 
         return False
     failed = _fail_pending(endpoint_id, f"The endpoint was disabled: {reason}", now)
     endpoint = WebhookEndpoint.objects.select_related("client").get(id=endpoint_id)
-    audit_record(action="webhook.disabled", client=endpoint.client_id, object_type="webhook_endpoint",
-                 object_id=endpoint.pk,
-                 changes={"reason": endpoint.disabled_reason, "failing_since": endpoint.failing_since,
-                          "failed_messages": failed,
-                          "client_notified": bool(endpoint.client.notify_email)})
+    _audit("webhook.disable", endpoint, reason=endpoint.disabled_reason[:300],
+           failing_since=endpoint.failing_since, failed_messages=failed,
+           client_notified=bool(endpoint.client.notify_email))
     logger.warning("webhook endpoint %s of client %s disabled: %s; %d pending messages failed",
                    endpoint.id, endpoint.client.slug, reason, failed)
     if endpoint.client.notify_email:
@@ -148,9 +150,7 @@ def webhook_endpoint_enable(*, endpoint_id: UUID, now: datetime | None = None) -
         id=endpoint_id, disabled_at__isnull=False, deleted_at__isnull=True,
     ).update(disabled_at=None, disabled_reason="", failing_since=None, updated_at=now)
     if changed:
-        client_id = WebhookEndpoint.objects.values_list("client_id", flat=True).get(id=endpoint_id)
-        audit_record(action="webhook.enable", client=client_id, object_type="webhook_endpoint",
-                     object_id=endpoint_id)
+        _audit("webhook.enable", WebhookEndpoint.objects.get(id=endpoint_id))
         subscriptions_changed()
     return bool(changed)
 
@@ -174,6 +174,7 @@ def webhook_endpoint_test(*, endpoint: WebhookEndpoint, now: datetime | None = N
         next_attempt_at=now,
         lease_until=now + timedelta(seconds=settings.WEBHOOKS_REQUEUE_AFTER_SECONDS),
     )
+    _audit("webhook.test", endpoint, message_id=message.id)
     webhook_messages_enqueue_on_commit(items=[(str(message.id), str(endpoint.id))])
     return message
 
@@ -200,23 +201,27 @@ def webhook_messages_replay(
         messages = messages.filter(created_at__gte=since)
     else:
         raise ApplicationError("Give message_id or since.", code="invalid", status_code=400)
-    return _replay(messages, limit=limit or settings.WEBHOOKS_REPLAY_LIMIT, now=now)
+    rows = _replay(messages, limit=limit or settings.WEBHOOKS_REPLAY_LIMIT, now=now)
+    if rows:
+        _audit("webhook.replay", endpoint, replayed=len(rows), message_id=message_id, since=since,
+               message_ids=[m for m, _ in rows])
+    return len(rows)
 
 
-def _replay(messages: QuerySet[WebhookMessage], *, limit: int, now: datetime) -> int:
+def _replay(messages: QuerySet[WebhookMessage], *, limit: int, now: datetime) -> list[tuple[UUID, UUID]]:
     rows = list(
         messages.exclude(status=WebhookMessageStatus.SENDING)
         .select_for_update(skip_locked=True, of=("self",)).order_by("created_at", "id")
         .values_list("id", "endpoint_id")[:limit]
     )
     if not rows:
-        return 0
+        return []
     WebhookMessage.objects.filter(id__in=[r[0] for r in rows]).update(
         status=WebhookMessageStatus.PENDING, attempts=0, next_attempt_at=now, succeeded_at=None,
         lease_until=now + timedelta(seconds=settings.WEBHOOKS_REQUEUE_AFTER_SECONDS),
         last_error="", updated_at=now)
     webhook_messages_enqueue_on_commit(items=[(str(m), str(e)) for m, e in rows])
-    return len(rows)
+    return rows
 
 
 @transaction.atomic
@@ -227,4 +232,15 @@ def webhook_messages_replay_selected(
     messages = WebhookMessage.objects.filter(
         id__in=list(message_ids), endpoint__disabled_at__isnull=True,
         endpoint__deleted_at__isnull=True)
-    return _replay(messages, limit=settings.WEBHOOKS_REPLAY_LIMIT, now=now or timezone.now())
+    rows = _replay(messages, limit=settings.WEBHOOKS_REPLAY_LIMIT, now=now or timezone.now())
+    by_endpoint: dict[UUID, list[UUID]] = {}
+    for message_id, endpoint_id in rows:
+        by_endpoint.setdefault(endpoint_id, []).append(message_id)
+    endpoints = WebhookEndpoint.objects.in_bulk(list(by_endpoint))
+    audit_records([
+        Entry(action="webhook.replay", client=endpoint.client_id, object_type="webhook_endpoint",
+              object_id=endpoint.pk, changes={"url": shown_url(endpoint.url),
+                                              "replayed": len(ids), "message_ids": ids})
+        for endpoint_id, ids in by_endpoint.items() if (endpoint := endpoints.get(endpoint_id))
+    ])
+    return len(rows)

@@ -1,5 +1,5 @@
 """An endpoint disabled after failing for five days (or answering 410): the client is told — an
-audit row `webhook.disabled` with the reason, an email to the client's `notify_email` (Django's
+audit row `webhook.disable` with the reason, an email to the client's `notify_email` (Django's
 mail, through the SMTP sandbox locally), and `disabled_at` / `disabled_reason` on the API."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_a_disabled_endpoint_is_audited_and_its_client_emailed(
     with django_capture_on_commit_callbacks(execute=True):
         fail_for_five_days(endpoint)
 
-    row = AuditLog.objects.get(action="webhook.disabled")
+    row = AuditLog.objects.get(action="webhook.disable")
     assert row.client_id == client_tenant.id and row.object_id == str(endpoint.id)
     assert row.changes["reason"].startswith("Every attempt failed for 5 days")
     assert row.changes["client_notified"] is True
@@ -98,7 +98,7 @@ def test_without_a_notify_email_only_the_audit_row_is_written(
     with django_capture_on_commit_callbacks(execute=True):
         fail_for_five_days(endpoint)
 
-    assert AuditLog.objects.get(action="webhook.disabled").changes["client_notified"] is False
+    assert AuditLog.objects.get(action="webhook.disable").changes["client_notified"] is False
     assert emails_published == []
     assert webhook_endpoint_disabled_email_task.apply(args=[str(endpoint.id)]).get() is False
     assert mail.outbox == []

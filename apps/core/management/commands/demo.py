@@ -1,5 +1,6 @@
-"""`manage.py demo [--json]`: creates (or reuses) a demo client, key, admin, templates and
-recipients, and prints what a newcomer needs to send a first notification. Idempotent."""
+"""`manage.py demo [--json]`: creates (or reuses) a demo client, key, admin, one staff user per
+role (apps/accounts/roles.py), templates and recipients, and prints what a newcomer needs to
+send a first notification and to try the admin as each role. Idempotent."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from apps.accounts.roles import ADMINISTRATOR, PRODUCT_TEAM, SUPPORT
+from apps.accounts.services import roles_sync
 from apps.clients.models import ApiKey, Client, KeyMode, all_scopes
 from apps.clients.services import api_key_create, api_key_scopes_set, hash_key
 from apps.recipients.services import device_register, recipients_upsert
@@ -63,6 +67,10 @@ RECIPIENTS: list[dict[str, Any]] = [
 ]
 
 
+# Demo staff, one per role: username → role. Their password is the username (local use only).
+DEMO_STAFF = {"product": PRODUCT_TEAM, "support": SUPPORT, "administrator": ADMINISTRATOR}
+
+
 class Command(BaseCommand):
     help = "Create or reuse the demo client, API key, admin user, templates and recipients."
 
@@ -93,6 +101,15 @@ class Command(BaseCommand):
                 username=settings.DEMO_ADMIN_USERNAME, email="admin@example.com",
                 password=settings.DEMO_ADMIN_PASSWORD,
             )
+        roles_sync()
+        staff = []
+        for username, role in DEMO_STAFF.items():
+            user = user_model.objects.filter(username=username).first()
+            if user is None:
+                user = user_model.objects.create_user(username=username, password=username,
+                                                      email=f"{username}@example.com", is_staff=True)
+            user.groups.add(Group.objects.get(name=role))
+            staff.append({"role": role, "username": username, "password": username})
 
         templates: dict[str, str] = {}
         for spec in TEMPLATES:
@@ -114,6 +131,7 @@ class Command(BaseCommand):
             "test_api_key": settings.DEMO_TEST_API_KEY,
             "admin_username": settings.DEMO_ADMIN_USERNAME,
             "admin_password": settings.DEMO_ADMIN_PASSWORD,
+            "staff": staff,
             "templates": templates,
             "recipients": [r["id"] for r in RECIPIENTS],
             "example_send": {
@@ -138,3 +156,5 @@ class Command(BaseCommand):
             if settings.DEMO_TEST_API_KEY:
                 self.stdout.write(f"Test API key (sandbox only): {settings.DEMO_TEST_API_KEY}")
             self.stdout.write(f"Admin: {result['admin_username']} / {result['admin_password']}")
+            for member in staff:
+                self.stdout.write(f"{member['role']}: {member['username']} / {member['password']}")
