@@ -24,6 +24,7 @@ ACTIONS = (
     "segment.create", "segment.update", "segment.delete",
     "schedule.create", "schedule.update", "schedule.delete", "schedule.run",
     "retention.notifications", "retention.audit",
+    "recipient.export", "recipient.erase",
 )
 
 

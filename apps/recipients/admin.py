@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from apps.core.admin_utils import ReadOnlyInline
+from apps.privacy.admin import gdpr_erase, gdpr_export
 
 from .models import Device, Recipient
 
@@ -23,3 +24,4 @@ class RecipientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
     inlines = [DeviceInline]
+    actions = [gdpr_export, gdpr_erase]
