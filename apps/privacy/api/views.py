@@ -10,17 +10,25 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
-from apps.notifications.api.schema import ErrorSerializer, error_responses
+from apps.notifications.api.schema import ErrorSerializer
 
 from ..selectors import recipient_export, recipient_for_privacy
 from ..services import recipient_erase, recipient_export_log
 from .serializers import ErasureSerializer
 
-IN_FLIGHT_EXAMPLE = {"error": {
-    "code": "recipient_in_flight",
-    "message": "A delivery to this recipient is being handed to a provider right now; retry in "
-               "a few seconds.",
-    "fields": {}}}
+
+def _error(status: int, code: str, message: str, description: str) -> dict[int, OpenApiResponse]:
+    body = {"error": {"code": code, "message": message, "fields": {}}}
+    return {status: OpenApiResponse(
+        response=ErrorSerializer, description=description,
+        examples=[OpenApiExample(code, value=body, response_only=True, status_codes=[str(status)])])}
+
+
+NOT_FOUND = _error(404, "not_found", "Recipient 'ada_42' not found.",
+                   "Unknown id, another client's, or an erased recipient's tombstone id.")
+IN_FLIGHT = _error(409, "recipient_in_flight",
+                   "A delivery to this recipient is being handed to a provider right now; retry "
+                   "in a few seconds.", "Nothing was changed; retry a few seconds later.")
 
 
 class RecipientExportApi(APIView):
@@ -33,7 +41,7 @@ class RecipientExportApi(APIView):
                         "recipient, devices, preferences, consent_history, suppressions, "
                         "notifications, deliveries (with events and webhook messages), "
                         "audit_log."),
-            **error_responses(404)},
+            **NOT_FOUND},
     )
     def get(self, request: Request, external_id: str) -> StreamingHttpResponse:
         """Export (GDPR access / portability): one JSON document, streamed."""
@@ -48,12 +56,7 @@ class RecipientEraseApi(APIView):
 
     @extend_schema(
         request=None,
-        responses={200: ErasureSerializer, **error_responses(404),
-                   409: OpenApiResponse(response=ErrorSerializer, description="Retry shortly.",
-                                        examples=[OpenApiExample("recipient_in_flight",
-                                                                 value=IN_FLIGHT_EXAMPLE,
-                                                                 response_only=True,
-                                                                 status_codes=["409"])])},
+        responses={200: ErasureSerializer, **NOT_FOUND, **IN_FLIGHT},
     )
     def post(self, request: Request, external_id: str) -> Response:
         """Erase (GDPR): the recipient's personal data is removed everywhere; what has not been
