@@ -188,8 +188,9 @@ def recipient_export_sections(*, recipient: Recipient) -> Iterator[tuple[str, An
     yield "recipient", _recipient(recipient)
     yield "devices", [_device(d) for d in Device.objects.filter(recipient=recipient)
                       .order_by("-created_at", "-id")]
+    defaults = PreferenceProfile(recipient=recipient, client_id=recipient.client_id)
     yield "preferences", {"stored": profile is not None,
-                          **preference_document(recipient=recipient, profile=profile)}
+                          **preference_document(recipient=recipient, profile=profile or defaults)}
     yield "consent_history", _each(
         _newest_first(ConsentRecord.objects.filter(recipient=recipient)), _consent)
     yield "suppressions", [_suppression(s) for s in suppressions_of(recipient=recipient)

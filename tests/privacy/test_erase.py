@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import User
+from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
@@ -257,6 +260,10 @@ def test_her_failed_deliveries_are_never_re_driven(history: History) -> None:
 def test_admin_erase_asks_for_confirmation_then_erases(history: History, admin_client: Any) -> None:
     url = "/admin/recipients/recipient/"
     form = {"action": "gdpr_erase", "_selected_action": [history.ada.pk]}
+    staff_edit = LogEntry.objects.create(  # an earlier edit in the admin names her
+        user=User.objects.get(username="admin"), action_flag=CHANGE, change_message="[]",
+        content_type=ContentType.objects.get_for_model(Recipient), object_id=str(history.ada.pk),
+        object_repr=str(history.ada))
 
     page = admin_client.post(url, form)
     assert page.status_code == 200
@@ -268,6 +275,8 @@ def test_admin_erase_asks_for_confirmation_then_erases(history: History, admin_c
     assert not Recipient.objects.filter(id=history.ada.id).exists()
     row = AuditLog.objects.get(action="recipient.erase")
     assert (row.actor_type, row.actor_display) == ("user", "admin")
+    staff_edit.refresh_from_db()
+    assert staff_edit.object_repr == row.recipient_external_id
 
 
 def test_management_command_erases(history: History) -> None:
