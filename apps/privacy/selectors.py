@@ -48,15 +48,23 @@ def recipient_for_privacy(*, client: Client, external_id: str) -> Recipient:
     return recipient
 
 
+def addresses_of(*, recipient: Recipient) -> set[tuple[str, str]]:
+    """(channel, address) pairs the recipient is or was reached at: their current addresses as
+    each channel uses them, and those their deliveries were sent to (an address changed since
+    is still theirs). Push is addressed to devices, not listed here."""
+    current = {("email", recipient.email), ("sms", recipient.phone),
+               ("whatsapp", recipient.whatsapp or recipient.phone)}
+    past = (Delivery.objects.filter(recipient=recipient).exclude(channel="push")
+            .values_list("channel", "address").distinct())
+    return {(channel, address) for channel, address in {*current, *past} if address}
+
+
 def suppressions_of(*, recipient: Recipient) -> QuerySet[Suppression]:
-    """The client's suppressions of this recipient's addresses (as its channels address them),
-    and those its own deliveries caused."""
+    """The client's suppressions of the recipient's addresses (present and past), and those its
+    deliveries caused."""
     query = Q(source_delivery__recipient=recipient)
-    addresses = {"email": recipient.email, "sms": recipient.phone,
-                 "whatsapp": recipient.whatsapp or recipient.phone}
-    for channel, address in addresses.items():
-        if address:
-            query |= Q(channel=channel, address=address)
+    for channel, address in addresses_of(recipient=recipient):
+        query |= Q(channel=channel, address=address)
     return Suppression.objects.filter(query, client_id=recipient.client_id)
 
 

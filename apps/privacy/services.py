@@ -51,7 +51,7 @@ from apps.recipients.models import Device, Recipient
 from apps.webhooks.models import WebhookAttempt, WebhookMessage
 from apps.webhooks.outbound.outbox import webhook_completions_record
 
-from .selectors import suppressions_of
+from .selectors import addresses_of, suppressions_of
 from .tombstones import new_tombstone
 
 logger = logging.getLogger(__name__)
@@ -231,8 +231,10 @@ def _erase(recipient: Recipient) -> ErasureResult:
 
 
 def _needles(recipient: Recipient) -> list[str]:
-    """The person's contact values to look for inside other text."""
-    values = [recipient.email, recipient.phone, recipient.whatsapp,
+    """The person's contact values (present and past addresses, device tokens) to look for
+    inside other text."""
+    values = [*(address for _, address in addresses_of(recipient=recipient)),
+              recipient.whatsapp,
               *Device.objects.filter(recipient=recipient).values_list("token", flat=True)]
     return sorted({v for v in values if v and len(v) >= MIN_NEEDLE}, key=len, reverse=True)
 

@@ -63,6 +63,18 @@ def test_erasure_leaves_no_personal_data_in_any_table_or_log(
     assert body["counts"]["deliveries_scrubbed"] == 6
 
 
+def test_an_address_she_had_before_goes_too(history: History) -> None:
+    # Her email changed after the sends; the bounce suppression no longer points at a delivery.
+    assert history.api.put("/api/v1/recipients/ada", {"email": "ada.new.q3@example.org"},
+                           format="json").status_code == 200
+    Suppression.objects.filter(channel="email").update(source_delivery=None)
+
+    erase(history)
+
+    assert tables_containing(ADA["email"]) == {}
+    assert tables_containing("ada.new.q3@example.org") == {}
+
+
 def test_the_history_stays_under_a_tombstone_id(history: History) -> None:
     body = erase(history)
     tombstone = Recipient.objects.get(client=history.client, external_id=body["recipient"])
