@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core.api import HealthApi, ReadyApi
 from apps.core.views import api_not_found, server_error
+from apps.privacy.api.views import RecipientEraseApi, RecipientExportApi
 from apps.recipients.api.views import RecipientDetailApi, RecipientDevicesApi
 from apps.webhooks.inbound.sendgrid import SendGridTestModeWebhookView, SendGridWebhookView
 from apps.webhooks.inbound.twilio import (
@@ -26,6 +27,10 @@ api_v1: list[URLPattern | URLResolver] = [
     path("recipients/<str:external_id>", RecipientDetailApi.as_view(), name="recipient-detail"),
     path("recipients/<str:external_id>/devices", RecipientDevicesApi.as_view(),
          name="recipient-devices"),
+    path("recipients/<str:external_id>/export", RecipientExportApi.as_view(),
+         name="recipient-export"),
+    path("recipients/<str:external_id>/erase", RecipientEraseApi.as_view(),
+         name="recipient-erase"),
     path("webhooks/sendgrid", SendGridWebhookView.as_view(), name="webhook-sendgrid"),
     path("webhooks/twilio", TwilioStatusWebhookView.as_view(), name="webhook-twilio"),
     path("webhooks/whatsapp", WhatsAppStatusWebhookView.as_view(), name="webhook-whatsapp"),

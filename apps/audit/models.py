@@ -36,6 +36,7 @@ ACTIONS = (
     "group.create", "group.update", "group.delete",
     "otp_device.create", "otp_device.update", "otp_device.delete",
     "roles.sync",
+    "recipient.export", "recipient.erase",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
@@ -103,6 +104,11 @@ def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = Fa
             continue
         if e.provider_event_id:
             seen.add(e.provider_event_id)
+        if not delivery.address:
+            # The recipient was erased (every accepted delivery has an address until then): the
+            # status still counts, the provider's text and details (which may echo the address,
+            # a click's URL) are not kept.
+            e = dataclasses.replace(e, error_message="", detail={})
         if e.status is not None and STATUS_RANK[e.status] > STATUS_RANK[DeliveryStatus(delivery.status)]:
             delivery.status = e.status
             if e.status == DeliveryStatus.DELIVERED:

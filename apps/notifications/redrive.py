@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_deliveries_redrive
 from apps.clients.models import Client
+from apps.privacy.tombstones import ERASED_PREFIX
 
 from .enqueue import deliveries_enqueue
 from .models import Delivery, DeliveryEvent, DeliveryStatus
@@ -51,7 +52,9 @@ def deliveries_redrive(*, deliveries: QuerySet[Delivery], actor: str, limit: int
     now = timezone.now()
     with transaction.atomic():
         rows = list(
-            deliveries.select_for_update(skip_locked=True)
+            # An erased recipient's deliveries have no address left to send to.
+            deliveries.exclude(recipient__external_id__startswith=ERASED_PREFIX)
+            .select_for_update(skip_locked=True, of=("self",))
             .order_by("completed_at", "id")
             .values("id", "priority", "notification_id", "attempts", "error_code")[:limit]
         )

@@ -4,6 +4,7 @@ from django.contrib import admin
 
 from apps.audit.admin import AuditedAdminMixin
 from apps.core.admin_utils import ReadOnlyInline
+from apps.privacy.admin import gdpr_erase, gdpr_export
 
 from .models import Device, Recipient
 
@@ -28,6 +29,7 @@ class RecipientAdmin(AuditedAdminMixin, admin.ModelAdmin):  # type: ignore[type-
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
     inlines = [DeviceInline]
+    actions = [gdpr_export, gdpr_erase]
 
     def audit_recipient_id(self, obj: Recipient) -> str:
         return obj.external_id

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "apps.scheduling",
     "apps.audit",
     "apps.accounts",
+    "apps.privacy",
 ]
 
 MIDDLEWARE = [
@@ -348,6 +349,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # The Twilio SDK logs every request at INFO (URLs carry the account SID).
         "twilio.http_client": {"level": "WARNING"},
+        # The SendGrid SDK logs every request at DEBUG with its payload (the recipient's
+        # address, the message) and headers (the API key): never below WARNING.
+        "python_http_client": {"level": "WARNING"},
         "celery": {"level": "INFO"},
     },
 }

@@ -74,6 +74,7 @@ WRITE_BODIES: dict[tuple[str, str], WriteBody | None] = {
     ("preferences-opt-in", "POST"): lambda w, a: {"category": "marketing"},
     ("recipient-detail", "PUT"): lambda w, a: {"email": "new@example.com"},
     ("recipient-devices", "POST"): lambda w, a: {"token": "fresh-token", "platform": "ios"},
+    ("recipient-erase", "POST"): None,
     ("segments", "POST"): lambda w, a: {"name": "Fresh", "key": "fresh",
                                         "definition": {"all": []}},
     ("segment-detail", "PUT"): lambda w, a: {"name": "Renamed"},

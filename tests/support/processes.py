@@ -85,8 +85,10 @@ class WorkerProcess(ChildProcess):
         concurrency: int = 2,
         beat: bool = False,
         name: str = "e2e",
+        loglevel: str = "INFO",
     ) -> None:
         super().__init__(env)
+        self.loglevel = loglevel
         self.queues = queues
         self.concurrency = concurrency
         self.beat = beat
@@ -98,7 +100,7 @@ class WorkerProcess(ChildProcess):
         cmd = [
             sys.executable, "-m", "celery", "-A", "celery_app", "worker",
             "-Q", self.queues, "-c", str(self.concurrency), "-n", f"{self.name}-{os.getpid()}@%h",
-            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--loglevel", self.loglevel, "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]
         if self.beat:
             cmd += ["-B", "--scheduler", "celery.beat:PersistentScheduler", "-s", self._schedule.name]
