@@ -10,6 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client
+from apps.clients.models import Scope
+from apps.clients.scopes import ScopeMap
 from apps.notifications.api.schema import ErrorSerializer
 
 from ..selectors import recipient_export, recipient_for_privacy
@@ -32,7 +34,7 @@ IN_FLIGHT = _error(409, "recipient_in_flight",
 
 
 class RecipientExportApi(APIView):
-    required_scopes = {"GET": "read", "POST": "send"}
+    required_scopes: ScopeMap = {"GET": Scope.READ}
 
     @extend_schema(
         responses={200: OpenApiResponse(
@@ -52,7 +54,7 @@ class RecipientExportApi(APIView):
 
 
 class RecipientEraseApi(APIView):
-    required_scopes = {"GET": "read", "POST": "send"}
+    required_scopes: ScopeMap = {"POST": Scope.SEND}
 
     @extend_schema(
         request=None,
