@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline
+from apps.core.admin_utils import HashedSearchMixin, ReadOnlyAdminMixin, ReadOnlyInline
 
 from .models import Delivery, DeliveryEvent, Notification, Suppression
 from .redrive import deliveries_redrive, failed_deliveries
@@ -124,13 +124,16 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class SuppressionAdmin(HashedSearchMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Addresses NotifyHub will not send to. Deleting a row lifts the suppression."""
 
     list_display = ["address", "channel", "client", "reason", "created_at"]
     list_filter = ["channel", "reason", "client"]
     list_select_related = ["client"]
-    search_fields = ["=address"]
+    # The address is encrypted: searching an exact address matches its keyed hash.
+    search_fields = ["=reason"]
+    hashed_search_fields = ("address_hash",)
+    sortable_by = ["channel", "client", "reason", "created_at"]
     readonly_fields = ["client", "channel", "address", "reason", "detail", "source_delivery",
                        "created_at"]
     show_full_result_count = False

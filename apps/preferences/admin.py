@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin_utils import ReadOnlyAdminMixin
+from apps.core.admin_utils import HashedSearchMixin, ReadOnlyAdminMixin
 from apps.notifications.models import Channel
 
 from .api.serializers import CATEGORY_PATTERN, FrequencyCapSerializer
@@ -154,13 +154,14 @@ class QuietHoursFilter(admin.SimpleListFilter):
 
 
 @admin.register(PreferenceProfile)
-class PreferenceProfileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PreferenceProfileAdmin(HashedSearchMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     form = PreferenceProfileForm
     list_display = ["recipient_id_display", "client", "channels_off", "categories_off",
                     "quiet_hours", "version", "updated_at"]
     list_filter = [ChannelOffFilter, QuietHoursFilter, "client"]
     list_select_related = ["recipient", "client"]
-    search_fields = ["=recipient__external_id", "=recipient__email", "=recipient__phone"]
+    search_fields = ["=recipient__external_id"]
+    hashed_search_fields = ("recipient__email_hash", "recipient__phone_hash")  # encrypted
     autocomplete_fields = ["recipient"]
     show_full_result_count = False
     readonly_fields = ["client", "version", "created_at", "updated_at", "consent_history"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from apps.core.admin_utils import ReadOnlyInline
+from apps.core.admin_utils import HashedSearchMixin, ReadOnlyInline
 
 from .models import Device, Recipient
 
@@ -15,11 +15,14 @@ class DeviceInline(ReadOnlyInline):
 
 
 @admin.register(Recipient)
-class RecipientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RecipientAdmin(HashedSearchMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["external_id", "client", "email", "phone", "locale", "timezone", "updated_at"]
     list_filter = ["client", "locale"]
     list_select_related = ["client"]
-    search_fields = ["=external_id", "=email", "=phone"]
+    # Addresses are encrypted: an exact address is found through its keyed hash.
+    search_fields = ["=external_id"]
+    hashed_search_fields = ("email_hash", "phone_hash", "whatsapp_hash")
+    sortable_by = ["external_id", "client", "locale", "timezone", "updated_at"]
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
     inlines = [DeviceInline]

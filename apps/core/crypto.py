@@ -1,0 +1,176 @@
+"""PII at rest: Fernet encryption under a rotatable key list, and a keyed hash for lookups.
+
+`PII_ENCRYPTION_KEYS` is a list of Fernet keys, newest first: the first (primary) encrypts
+every new value, all of them decrypt. Rotating = putting a new key first, running
+`manage.py rotate_pii_keys` (re-encrypts every stored value under it), then dropping the old
+key. Fernet is randomised, so equality lookups go through `pii_hash`: HMAC-SHA256 with
+`PII_HASH_KEY` over the normalised address (lower-cased email, phone without separators).
+
+The empty string is never encrypted or hashed (stays ""), so "has an email" stays a cheap
+`~Q(email="")`. A value that already is a Fernet token is stored as it is, never encrypted
+twice. Model fields that use this live in apps/core/encrypted_fields.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import re
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+# Every Fernet token starts with the version byte 0x80 and a 64-bit timestamp whose high bytes
+# are zero until 2106: base64url "gAAAAA".
+TOKEN_PREFIX = "gAAAAA"  # noqa: S105 - a format marker, not a secret
+# Plaintext → token (under the primary key) memo per key ring: a value written again (an
+# upserted recipient, its address copied to a delivery) reuses its token instead of paying for
+# another encryption. Bounded; cleared when full.
+MEMO_SIZE = 50_000
+_PHONE_SEPARATORS = re.compile(r"[\s().\-]")
+
+
+class PIIDecryptionError(Exception):
+    """A stored value is a Fernet token that no configured key decrypts."""
+
+
+def parse_fernet_keys(raw: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Comma-separated (or listed) Fernet keys → list; ImproperlyConfigured unless each is a
+    valid key (32 url-safe base64-encoded bytes) and there is at least one."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    keys = [k.strip() for k in items if k.strip()]
+    if not keys:
+        raise ImproperlyConfigured("PII_ENCRYPTION_KEYS is empty: set at least one Fernet key.")
+    for position, key in enumerate(keys):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError) as exc:
+            raise ImproperlyConfigured(
+                f"PII_ENCRYPTION_KEYS: key #{position + 1} is not a Fernet key (32 url-safe "
+                "base64-encoded bytes; make one with `python -c \"from cryptography.fernet import "
+                "Fernet; print(Fernet.generate_key().decode())\"`)."
+            ) from exc
+    return keys
+
+
+def normalise_address(value: str) -> str:
+    """The form an address is hashed in: emails lower-cased, phone numbers without spaces,
+    dashes, dots or parentheses (E.164 as stored: "+14155550100")."""
+    value = value.strip()
+    if "@" in value:
+        return value.lower()
+    return _PHONE_SEPARATORS.sub("", value)
+
+
+class Keyring:
+    """The configured keys: encrypt, decrypt, rotate, hash."""
+
+    def __init__(self, keys: tuple[str, ...], hash_key: str) -> None:
+        self.fernets = [Fernet(k) for k in keys]
+        self.primary = self.fernets[0]
+        self.multi = MultiFernet(self.fernets)
+        self.hash_key = hash_key.encode()
+        self._memo: dict[str, str] = {}
+
+    def _remember(self, plaintext: str, token: str) -> None:
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[plaintext] = token
+
+    def encrypt(self, value: str) -> str:
+        if not value:
+            return value
+        token = self._memo.get(value)
+        if token is not None:
+            return token
+        if value.startswith(TOKEN_PREFIX) and self._decrypts(value):
+            return value  # already encrypted (read back raw): never twice
+        token = self.primary.encrypt(value.encode()).decode()
+        self._remember(value, token)
+        return token
+
+    def _decrypts(self, token: str) -> bool:
+        try:
+            self.multi.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def decrypt(self, value: str) -> str:
+        """The plaintext of a token; a value that is not a token (a row written before
+        encryption was turned on) is returned as it is."""
+        if not value or not value.startswith(TOKEN_PREFIX):
+            return value
+        data = value.encode()
+        for position, fernet in enumerate(self.fernets):
+            try:
+                plaintext = fernet.decrypt(data).decode()
+            except InvalidToken:
+                continue
+            if position == 0:
+                self._remember(plaintext, value)
+            return plaintext
+        raise PIIDecryptionError(
+            "A stored value could not be decrypted with any key in PII_ENCRYPTION_KEYS "
+            "(was a key removed before `manage.py rotate_pii_keys` finished?)."
+        )
+
+    def is_primary(self, value: str) -> bool:
+        """Whether a stored value is "" or already a token under the primary key."""
+        if not value:
+            return True
+        if not value.startswith(TOKEN_PREFIX):
+            return False
+        try:
+            self.primary.decrypt(value.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def rotate(self, value: str) -> str:
+        """The value re-encrypted under the primary key (plaintext is encrypted)."""
+        if not value:
+            return value
+        if not value.startswith(TOKEN_PREFIX):
+            return self.encrypt(value)
+        try:
+            return self.multi.rotate(value.encode()).decode()
+        except InvalidToken as exc:
+            raise PIIDecryptionError(
+                "A stored value could not be decrypted with any key in PII_ENCRYPTION_KEYS."
+            ) from exc
+
+    def hash(self, value: str) -> str:
+        if not value:
+            return ""
+        normalised = normalise_address(value).encode()
+        return hmac.new(self.hash_key, normalised, hashlib.sha256).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _keyring_for(keys: tuple[str, ...], hash_key: str) -> Keyring:
+    parse_fernet_keys(keys)
+    if not hash_key:
+        raise ImproperlyConfigured("PII_HASH_KEY is empty.")
+    return Keyring(keys, hash_key)
+
+
+def keyring() -> Keyring:
+    """The key ring of the current settings (tests may override them)."""
+    return _keyring_for(tuple(settings.PII_ENCRYPTION_KEYS), settings.PII_HASH_KEY)
+
+
+def encrypt(value: str) -> str:
+    return keyring().encrypt(value)
+
+
+def decrypt(value: str) -> str:
+    return keyring().decrypt(value)
+
+
+def pii_hash(value: str | None) -> str:
+    """HMAC-SHA256 (hex) of the normalised address, "" for no address: what `*_hash` columns
+    hold and what lookups by address compare."""
+    return keyring().hash(value or "")
