@@ -68,6 +68,12 @@ def test_twilio_magic_numbers_fail_permanently_and_suppress_bad_numbers(
     delivery = only_delivery(send(client_tenant, "otp", {"id": "ada", "phone": number}))
     assert (delivery.status, delivery.error_code, delivery.attempts) == ("failed", code, 1)
     assert Suppression.objects.filter(channel="sms", address_hash=pii_hash(number)).exists() is suppressed
+    # Twilio's error text quotes the number ("Invalid 'To' Phone Number: +1500…"): stored masked.
+    texts = [delivery.error_message, *delivery.events.values_list("error_message", flat=True),
+             *Suppression.objects.values_list("detail", flat=True)]
+    assert not any(number in text for text in texts)
+    if number != "+15005550004":  # the sandbox's 21610 text does not quote it
+        assert any(f"{number[:3]}***{number[-2:]}" in text for text in texts)
 
 
 def test_a_suppressed_number_is_not_sent_to_again(client_tenant: Any, templates: None,
