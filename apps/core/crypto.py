@@ -13,14 +13,16 @@ twice. Model fields that use this live in apps/core/encrypted_fields.py.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 # Every Fernet token starts with the version byte 0x80 and a 64-bit timestamp whose high bytes
 # are zero until 2106: base64url "gAAAAA".
@@ -149,17 +151,27 @@ class Keyring:
         return hmac.new(self.hash_key, normalised, hashlib.sha256).hexdigest()
 
 
-@functools.lru_cache(maxsize=8)
-def _keyring_for(keys: tuple[str, ...], hash_key: str) -> Keyring:
-    parse_fernet_keys(keys)
-    if not hash_key:
-        raise ImproperlyConfigured("PII_HASH_KEY is empty.")
-    return Keyring(keys, hash_key)
+_current: Keyring | None = None
 
 
 def keyring() -> Keyring:
-    """The key ring of the current settings (tests may override them)."""
-    return _keyring_for(tuple(settings.PII_ENCRYPTION_KEYS), settings.PII_HASH_KEY)
+    """The key ring of the current settings, built once (reading settings costs more than a
+    hash); rebuilt when a test overrides PII_ENCRYPTION_KEYS or PII_HASH_KEY."""
+    global _current
+    ring = _current
+    if ring is None:
+        keys = tuple(parse_fernet_keys(settings.PII_ENCRYPTION_KEYS))
+        if not settings.PII_HASH_KEY:
+            raise ImproperlyConfigured("PII_HASH_KEY is empty.")
+        ring = _current = Keyring(keys, settings.PII_HASH_KEY)
+    return ring
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    global _current
+    if setting in ("PII_ENCRYPTION_KEYS", "PII_HASH_KEY"):
+        _current = None
 
 
 def encrypt(value: str) -> str:

@@ -158,3 +158,7 @@ class PIIQuerySet(models.QuerySet[_M]):
                                    unique_fields=unique_fields)
 
     bulk_create.alters_data = True  # type: ignore[attr-defined]
+
+
+# `objects = PIIManager()` on models with PIIHashFields.
+PIIManager = models.Manager.from_queryset(PIIQuerySet)

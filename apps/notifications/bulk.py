@@ -158,7 +158,8 @@ def copy_insert(
 
 
 def _resolve_recipients(
-    client: Client, items: Sequence[Mapping[str, Any]], errors: _Errors
+    client: Client, items: Sequence[Mapping[str, Any]], channels_of: Sequence[Sequence[str]],
+    errors: _Errors,
 ) -> dict[str, Recipient]:
     """Upserts every inline recipient of every item at once; reads the ids. external id →
     Recipient; an unknown id is recorded against its item and position."""
@@ -166,7 +167,9 @@ def _resolve_recipients(
     known = recipients_upsert(client=client, items=inline) if inline else {}
     wanted = {r for item in items for r in item["recipients"] if isinstance(r, str) and r not in known}
     if wanted:
-        known.update(recipients_by_external_id(client=client, external_ids=list(wanted)))
+        channels = {c for channels in channels_of for c in channels}
+        known.update(recipients_by_external_id(client=client, external_ids=list(wanted),
+                                               channels=channels))
     for index, item in enumerate(items):
         for position, r in enumerate(item["recipients"]):
             if isinstance(r, str) and r not in known:
@@ -230,7 +233,7 @@ def notifications_send_bulk(*, client: Client, items: Sequence[Mapping[str, Any]
     errors.raise_any()
 
     # 4. Recipients: one upsert and one read for all items (rolled back if anything fails).
-    known = _resolve_recipients(client, items, errors)
+    known = _resolve_recipients(client, items, channels_of, errors)
     errors.raise_any()
     resolved_of: list[list[tuple[int, Recipient]]] = []  # per item: (request position, recipient)
     for item in items:

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from apps.clients.models import Client
-from apps.core.encrypted_fields import EncryptedCharField, PIIHashField, PIIQuerySet
+from apps.core.encrypted_fields import EncryptedCharField, PIIHashField, PIIManager
 from apps.core.logging import mask_address
 from apps.core.queues import Priority
 from apps.recipients.models import Recipient
@@ -242,7 +242,7 @@ class Suppression(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = PIIQuerySet.as_manager()
+    objects = PIIManager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -54,14 +54,15 @@ def _check_schedule(scheduled_at: datetime | None) -> None:
 
 
 def _resolve_recipients(
-    *, client: Client, recipients: list[str | dict[str, Any]]
+    *, client: Client, recipients: list[str | dict[str, Any]], channels: list[str]
 ) -> list[Recipient]:
     """Inline recipients are upserted; ids must already exist. Keeps order, drops repeats."""
     inline = [r for r in recipients if isinstance(r, dict)]
     known = recipients_upsert(client=client, items=inline) if inline else {}
     wanted_ids = [r for r in recipients if isinstance(r, str) and r not in known]
     if wanted_ids:
-        known.update(recipients_by_external_id(client=client, external_ids=wanted_ids))
+        known.update(recipients_by_external_id(client=client, external_ids=wanted_ids,
+                                               channels=channels))
     missing = {
         f"recipients[{i}]": ["Unknown recipient id; create it with PUT /api/v1/recipients/{id}."]
         for i, r in enumerate(recipients)
@@ -120,7 +121,7 @@ def notification_send(
         )
     _check_schedule(scheduled_at)
 
-    resolved = _resolve_recipients(client=client, recipients=recipients)
+    resolved = _resolve_recipients(client=client, recipients=recipients, channels=channels)
     # Each recipient gets the active version of their locale (fr-CA → fr → the default).
     by_locale = active_versions_by_locale(template=template)
     pinned = {

@@ -220,12 +220,13 @@ class PreferenceProfileAdmin(HashedSearchMixin, admin.ModelAdmin):  # type: igno
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class ConsentRecordAdmin(HashedSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["created_at", "client", "recipient", "action", "channel", "category",
                     "source", "actor", "ip"]
     list_filter = ["source", "action", "channel", "client"]
     list_select_related = ["client", "recipient"]
-    search_fields = ["=recipient__external_id", "=actor", "=category"]
+    search_fields = ["=recipient__external_id", "=category"]
+    hashed_search_fields = ("actor_hash",)  # the actor is encrypted: exact value only
     date_hierarchy = "created_at"
     show_full_result_count = False
     fields = readonly_fields = ("created_at", "client", "recipient", "action", "channel",

@@ -10,7 +10,7 @@ from apps.core.encrypted_fields import (
     EncryptedCharField,
     EncryptedEmailField,
     PIIHashField,
-    PIIQuerySet,
+    PIIManager,
 )
 
 
@@ -33,7 +33,7 @@ class Recipient(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = PIIQuerySet.as_manager()
+    objects = PIIManager()
 
     class Meta:
         ordering = ["external_id"]
@@ -64,9 +64,14 @@ class Recipient(models.Model):
         active devices, resolved at send time: the recipient id stands in as its address."""
         if channel == "push":
             return self.external_id if getattr(self, "has_active_device", False) else ""
-        return {"email": self.email, "sms": self.phone, "whatsapp": self.whatsapp or self.phone}.get(
-            channel, ""
-        )
+        # Only the channel's own fields are read: the others may be deferred (not decrypted).
+        if channel == "email":
+            return self.email
+        if channel == "sms":
+            return self.phone
+        if channel == "whatsapp":
+            return self.whatsapp or self.phone
+        return ""
 
 
 class DevicePlatform(models.TextChoices):

@@ -47,11 +47,15 @@ def recipients_upsert(
         unique_fields=["client", "external_id"],
         update_fields=[*RECIPIENT_FIELDS, "updated_at"],
     )
-    # bulk_create with update_conflicts returns the rows' primary keys on PostgreSQL; for rows
-    # that already existed the stored pk wins, so read them back to be exact.
+    # bulk_create with update_conflicts returns the rows' primary keys on PostgreSQL; for a row
+    # a concurrent request inserted first the stored pk wins, so read the pks back to be exact
+    # (only the pks: the rows hold what was just written, and reading them again would
+    # decrypt every address a second time).
     if any(r.external_id not in existing for r in saved):
-        fresh = Recipient.objects.filter(client=client, external_id__in=list(wanted))
-        return {r.external_id: r for r in fresh}
+        stored = dict(Recipient.objects.filter(client=client, external_id__in=list(wanted))
+                      .values_list("external_id", "id"))
+        for row in saved:
+            row.pk = stored[row.external_id]
     return {r.external_id: r for r in saved}
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from apps.notifications.dispatch import deliveries_dispatch
 from apps.notifications.models import Suppression
 from apps.notifications.services import notification_send
 from apps.notifications.suppressions import SuppressionItem, suppressions_add
+from apps.preferences.models import ConsentRecord
 from apps.preferences.services import inbound_keyword_apply
 from apps.recipients.models import Recipient
 from tests.factories import RecipientFactory, TemplateFactory
@@ -65,11 +67,28 @@ def test_admin_finds_a_recipient_and_a_suppression_by_exact_address(
     RecipientFactory(client=client_tenant, external_id="bob", email="bob@example.com")
     Suppression.objects.create(client=client_tenant, channel="sms", address=NUMBER, reason="landline")
     url = reverse("admin:recipients_recipient_changelist")
+
+    def found(url: str, term: str) -> list[Any]:
+        return list(admin_client.get(url, {"q": term}).context["cl"].result_list)
+
     for term in ("Ada@Example.com", NUMBER, "ada"):
-        page = admin_client.get(url, {"q": term}).content.decode()
-        assert ">ada<" in page and ">bob<" not in page, term
-    assert ">ada<" not in admin_client.get(url, {"q": "ada@example"}).content.decode()
-    page = admin_client.get(reverse("admin:notifications_suppression_changelist"),
-                            {"q": NUMBER}).content.decode()
-    assert "landline" in page
-    assert Recipient.objects.count() == 2
+        assert [r.external_id for r in found(url, term)] == ["ada"], term
+    assert found(url, "ada@example") == []  # a part of an address finds nothing
+    assert len(found(url, "")) == Recipient.objects.count() == 2
+    suppressions = found(reverse("admin:notifications_suppression_changelist"), NUMBER)
+    assert [s.reason for s in suppressions] == ["landline"]
+
+
+def test_the_number_that_texted_stop_is_kept_encrypted_as_consent_evidence(
+    admin_client: Any, client_tenant: Any
+) -> None:
+    RecipientFactory(client=client_tenant, external_id="ada", phone=NUMBER)
+    inbound_keyword_apply(from_=NUMBER, body="STOP")
+    record = ConsentRecord.objects.get()
+    assert record.actor == NUMBER
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT actor FROM preferences_consentrecord WHERE id = %s", [record.pk])
+        assert NUMBER not in cursor.fetchone()[0]
+    url = reverse("admin:preferences_consentrecord_changelist")
+    assert list(admin_client.get(url, {"q": NUMBER}).context["cl"].result_list) == [record]
+    assert list(admin_client.get(url, {"q": "+14155550000"}).context["cl"].result_list) == []
