@@ -13,7 +13,6 @@ twice. Model fields that use this live in apps/core/encrypted_fields.py.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from typing import Any
@@ -63,7 +62,7 @@ def normalise_address(value: str) -> str:
     value = value.strip()
     if "@" in value:
         return value.lower()
-    return _PHONE_SEPARATORS.sub("", value)
+    return _PHONE_SEPARATORS.sub("", value) if _PHONE_SEPARATORS.search(value) else value
 
 
 class Keyring:
@@ -147,8 +146,7 @@ class Keyring:
     def hash(self, value: str) -> str:
         if not value:
             return ""
-        normalised = normalise_address(value).encode()
-        return hmac.new(self.hash_key, normalised, hashlib.sha256).hexdigest()
+        return hmac.digest(self.hash_key, normalise_address(value).encode(), "sha256").hex()
 
 
 _current: Keyring | None = None

@@ -14,6 +14,7 @@ from apps.clients.models import Client
 from .models import Device, Recipient
 
 RECIPIENT_FIELDS = ("email", "phone", "whatsapp", "locale", "timezone", "attributes")
+ENCRYPTED_FIELDS = ("email", "phone", "whatsapp")
 
 
 @transaction.atomic
@@ -31,9 +32,12 @@ def recipients_upsert(
         merged.update({k: v for k, v in item.items() if k in RECIPIENT_FIELDS})
     if not wanted:
         return {}
+    # An address every item gives is overwritten anyway: not read (nor decrypted) first.
+    given_by_all = set.intersection(*(set(fields) for fields in wanted.values()))
     existing = {
         r.external_id: r
         for r in Recipient.objects.filter(client=client, external_id__in=list(wanted))
+        .defer(*(name for name in ENCRYPTED_FIELDS if name in given_by_all))
     }
     rows = []
     for external_id, fields in wanted.items():

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
+from apps.audit.services import audit_snapshot, changed_fields
 from apps.notifications.dispatch import deliveries_dispatch
 from apps.notifications.models import Suppression
 from apps.notifications.services import notification_send
@@ -92,3 +93,14 @@ def test_the_number_that_texted_stop_is_kept_encrypted_as_consent_evidence(
     url = reverse("admin:preferences_consentrecord_changelist")
     assert list(admin_client.get(url, {"q": NUMBER}).context["cl"].result_list) == [record]
     assert list(admin_client.get(url, {"q": "+14155550000"}).context["cl"].result_list) == []
+
+
+def test_audit_rows_record_a_changed_address_masked(client_tenant: Any) -> None:
+    jane = RecipientFactory(client=client_tenant, email="jane@example.com", locale="en")
+    before = audit_snapshot(jane, ["email", "locale"])
+    jane.email, jane.locale = "bob@example.org", "fr"
+    assert changed_fields(before, jane) == {
+        "before": {"email": "j***@example.com", "locale": "en"},
+        "after": {"email": "b***@example.org", "locale": "fr"},
+    }
+    assert audit_snapshot(jane, ["email"], from_db=False) == {"email": "b***@example.org"}
