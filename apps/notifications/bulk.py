@@ -36,7 +36,7 @@ from apps.audit.context import current_context
 from apps.audit.models import AuditLog
 from apps.audit.services import notification_send_entry
 from apps.clients.models import Client
-from apps.core.crypto import encrypt
+from apps.core.crypto import encrypt, pii_batch
 from apps.core.encrypted_fields import EncryptedMixin, PIIHashField
 from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
@@ -181,6 +181,7 @@ def _resolve_recipients(
 
 
 @transaction.atomic
+@pii_batch()  # each address encrypted once for the recipient and its deliveries
 def notifications_send_bulk(*, client: Client, items: Sequence[Mapping[str, Any]]) -> BulkAccepted:
     """Accepts every item (validated send bodies, as NotificationSendSerializer gives them) or
     none: raises the first failing rule's ApplicationError naming every item that breaks it."""

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_notification_cancel, audit_notification_send
 from apps.clients.models import Client
+from apps.core.crypto import pii_batch
 from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
@@ -78,6 +79,7 @@ def _resolve_recipients(
 
 
 @transaction.atomic
+@pii_batch()  # each address encrypted once for the recipient and its deliveries
 def notification_send(
     *,
     client: Client,

@@ -17,7 +17,7 @@ from django.core.exceptions import FieldError
 from django.core.management import call_command
 from django.db import connection
 
-from apps.core.crypto import TOKEN_PREFIX, PIIDecryptionError, encrypt, pii_hash
+from apps.core.crypto import TOKEN_PREFIX, PIIDecryptionError, encrypt, keyring, pii_batch, pii_hash
 from apps.core.logging import RedactPIIFilter
 from apps.notifications.models import Suppression
 from apps.notifications.services import notification_send
@@ -237,3 +237,13 @@ def test_the_configured_log_handlers_mask_addresses() -> None:
     assert "b***@example.org" in output and "+14***23 is not a valid" in output
     for address in ("jane.doe@example.com", "+14155550123", "bob@example.org"):
         assert address not in output
+
+
+def test_inside_a_batch_an_address_is_encrypted_once_and_forgotten_after() -> None:
+    ring = keyring()
+    with pii_batch():
+        first = encrypt("batch@example.com")
+        ring._memo.clear()  # the per-process memo aside: the batch remembers
+        assert encrypt("batch@example.com") == first
+    ring._memo.clear()
+    assert encrypt("batch@example.com") != first  # a new token: the batch is gone
