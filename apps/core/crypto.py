@@ -129,31 +129,6 @@ class Keyring:
             "(was a key removed before `manage.py rotate_pii_keys` finished?)."
         )
 
-    def is_primary(self, value: str) -> bool:
-        """Whether a stored value is "" or already a token under the primary key."""
-        if not value:
-            return True
-        if not value.startswith(TOKEN_PREFIX):
-            return False
-        try:
-            self.primary.decrypt(value.encode())
-        except InvalidToken:
-            return False
-        return True
-
-    def rotate(self, value: str) -> str:
-        """The value re-encrypted under the primary key (plaintext is encrypted)."""
-        if not value:
-            return value
-        if not value.startswith(TOKEN_PREFIX):
-            return self.encrypt(value)
-        try:
-            return self.multi.rotate(value.encode()).decode()
-        except InvalidToken as exc:
-            raise PIIDecryptionError(
-                "A stored value could not be decrypted with any key in PII_ENCRYPTION_KEYS."
-            ) from exc
-
     def hash(self, value: str) -> str:
         if not value:
             return ""
