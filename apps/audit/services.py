@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
-from apps.core.logging import mask_email, mask_phone
+from apps.core.encrypted_fields import EncryptedMixin
+from apps.core.logging import mask_address, mask_email, mask_phone
 
 from .context import Actor, AuditContext, current_context
 from .models import ActorType, AuditLog
@@ -143,7 +144,14 @@ def audit_snapshot(obj: models.Model, fields: Iterable[str], *, from_db: bool = 
     if from_db:
         stored = type(obj)._default_manager.filter(pk=obj.pk).values(*names).first()
         return dict(stored or {})
-    return {name: getattr(obj, name) for name in names}
+    return _masked(type(obj), {name: getattr(obj, name) for name in names})
+
+
+def _masked(model: type[models.Model], values: dict[str, Any]) -> dict[str, Any]:
+    """Encrypted fields (addresses) are recorded masked: the audit log is not encrypted."""
+    encrypted = {f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedMixin)}
+    return {name: mask_address(value) if name in encrypted and value else value
+            for name, value in values.items()}
 
 
 def changed_fields(before: Mapping[str, Any], after: models.Model) -> dict[str, Any]:
@@ -154,7 +162,9 @@ def changed_fields(before: Mapping[str, Any], after: models.Model) -> dict[str, 
         current = getattr(after, name)
         if current != value:
             old[name], new[name] = value, current
-    return {"before": old, "after": new} if new else {}
+    if not new:
+        return {}
+    return {"before": _masked(type(after), old), "after": _masked(type(after), new)}
 
 
 def audit_update(*, action: str, before: Mapping[str, Any], after: models.Model, client: Any,

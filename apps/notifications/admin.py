@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from apps.audit.admin import AuditedAdminMixin
-from apps.core.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline
+from apps.core.admin_utils import HashedSearchMixin, ReadOnlyAdminMixin, ReadOnlyInline
 from apps.core.logging import mask_email, mask_phone
 
 from .models import Delivery, DeliveryEvent, Notification, Suppression
@@ -137,14 +137,17 @@ class DeliveryAdmin(RedriveMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(AuditedAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class SuppressionAdmin(HashedSearchMixin, AuditedAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Addresses NotifyHub will not send to. Deleting a row lifts the suppression
     (`suppression.delete`, with the address masked)."""
 
     list_display = ["address", "channel", "client", "reason", "created_at"]
     list_filter = ["channel", "reason", "client"]
     list_select_related = ["client"]
-    search_fields = ["=address"]
+    # The address is encrypted: searching an exact address matches its keyed hash.
+    search_fields = ["=reason"]
+    hashed_search_fields = ("address_hash",)
+    sortable_by = ["channel", "client", "reason", "created_at"]
     readonly_fields = ["client", "channel", "address", "reason", "detail", "source_delivery",
                        "created_at"]
     show_full_result_count = False

@@ -36,6 +36,8 @@ from apps.audit.context import current_context
 from apps.audit.models import AuditLog
 from apps.audit.services import notification_send_entry
 from apps.clients.models import Client, key_mode
+from apps.core.crypto import encrypt, pii_batch
+from apps.core.encrypted_fields import EncryptedMixin, PIIHashField
 from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
@@ -114,6 +116,8 @@ def _versions_by_locale(templates: list[Template]) -> dict[Any, dict[str, Templa
 
 
 def _converter(field: models.Field[Any, Any], now: datetime) -> Callable[[Any], Any]:
+    if isinstance(field, EncryptedMixin):
+        return lambda value: encrypt(value) if value else value
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
         return lambda value: value or now
     if isinstance(field, models.JSONField):
@@ -130,9 +134,12 @@ def copy_insert(
 
     A row is an unsaved instance or a mapping of attnames (`delivery_id`, not `delivery`); a
     column a mapping leaves out gets the field's default. auto_now/auto_now_add columns get
-    the row's value, else `now`; an auto-increment primary key is left to the database.
+    the row's value, else `now`; an auto-increment primary key is left to the database;
+    encrypted fields are encrypted (apps/core/encrypted_fields.py).
     Returns the row count."""
     fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+    if any(isinstance(f, PIIHashField) for f in fields):
+        raise NotImplementedError(f"copy_insert does not compute the hashes of {model.__name__}.")
     convert = [(f.attname, f.get_default, _converter(f, now)) for f in fields]
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     table = connection.ops.quote_name(model._meta.db_table)
@@ -151,7 +158,8 @@ def copy_insert(
 
 
 def _resolve_recipients(
-    client: Client, items: Sequence[Mapping[str, Any]], errors: _Errors
+    client: Client, items: Sequence[Mapping[str, Any]], channels_of: Sequence[Sequence[str]],
+    errors: _Errors,
 ) -> dict[str, Recipient]:
     """Upserts every inline recipient of every item at once; reads the ids. external id →
     Recipient; an unknown id is recorded against its item and position."""
@@ -159,7 +167,9 @@ def _resolve_recipients(
     known = recipients_upsert(client=client, items=inline) if inline else {}
     wanted = {r for item in items for r in item["recipients"] if isinstance(r, str) and r not in known}
     if wanted:
-        known.update(recipients_by_external_id(client=client, external_ids=list(wanted)))
+        channels = {c for channels in channels_of for c in channels}
+        known.update(recipients_by_external_id(client=client, external_ids=list(wanted),
+                                               channels=channels))
     for index, item in enumerate(items):
         for position, r in enumerate(item["recipients"]):
             if isinstance(r, str) and r not in known:
@@ -171,6 +181,7 @@ def _resolve_recipients(
 
 
 @transaction.atomic
+@pii_batch()  # each address encrypted once for the recipient and its deliveries
 def notifications_send_bulk(
     *, client: Client, items: Sequence[Mapping[str, Any]], is_test: bool = False
 ) -> BulkAccepted:
@@ -226,7 +237,7 @@ def notifications_send_bulk(
     errors.raise_any()
 
     # 4. Recipients: one upsert and one read for all items (rolled back if anything fails).
-    known = _resolve_recipients(client, items, errors)
+    known = _resolve_recipients(client, items, channels_of, errors)
     errors.raise_any()
     resolved_of: list[list[tuple[int, Recipient]]] = []  # per item: (request position, recipient)
     for item in items:

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from apps.core.logging import redact_pii
 from apps.preferences.selectors import (
     Decision,
     Verdict,
@@ -163,7 +164,8 @@ def _row(
     return {
         "id": delivery_id, "attempt": attempt, "status": status, "event": event,
         "provider": provider, "message_id": message_id, "error_code": error_code,
-        "error_message": error_message[:2000],
+        # Providers echo addresses in their errors ("The 'To' number +1… is not valid").
+        "error_message": redact_pii(error_message[:2000]),
         "due_at": due_at.isoformat() if due_at else None,
         "lease_until": lease_until.isoformat() if lease_until else None,
         "segments": segments, "attempts_delta": attempts_delta,
@@ -330,10 +332,12 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
     if not attempts:
         return report
     report.claimed = len(attempts)
+    # The delivery's own address is what is sent to: the recipient's encrypted addresses are
+    # not loaded (nor decrypted) here.
     deliveries = list(
-        Delivery.objects.filter(id__in=list(attempts)).select_related(
-            "recipient", "client", "template_version", "notification__template_version"
-        )
+        Delivery.objects.filter(id__in=list(attempts))
+        .select_related("recipient", "client", "template_version", "notification__template_version")
+        .defer("recipient__email", "recipient__phone", "recipient__whatsapp")
     )
     later: dict[tuple[str, float], list[str]] = defaultdict(list)  # (priority, countdown) → ids
     # Rate-limited deliveries of this batch queue up behind each other: the k-th one waits for

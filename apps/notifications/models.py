@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 
 from apps.clients.models import Client, key_mode
+from apps.core.encrypted_fields import EncryptedCharField, PIIHashField, PIIManager
+from apps.core.logging import mask_address
 from apps.core.queues import Priority
 from apps.recipients.models import Recipient
 from apps.templates.models import TemplateVersion
@@ -141,8 +143,8 @@ class Delivery(models.Model):
     template_version = models.ForeignKey(
         TemplateVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    # Address snapshot at accept time (the recipient may change later).
-    address = models.CharField(max_length=320)
+    # Address snapshot at accept time (the recipient may change later); encrypted at rest.
+    address = EncryptedCharField(max_length=320)
     attempts = models.PositiveSmallIntegerField(default=0)
     # SMS: message segments billed (GSM-7 160/153, UCS-2 70/67 characters).
     segments = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -244,7 +246,10 @@ class Suppression(models.Model):
     id = models.BigAutoField(primary_key=True)
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="suppressions")
     channel = models.CharField(max_length=20, choices=Channel.choices)
-    address = models.CharField(max_length=320)
+    # Encrypted; matched by `address_hash`, which stays when the address is erased (GDPR), so
+    # an erased address remains blocked.
+    address = EncryptedCharField(max_length=320, blank=True)
+    address_hash = PIIHashField(source="address", keep_when_cleared=True)
     reason = models.CharField(max_length=100)
     detail = models.TextField(blank=True)
     source_delivery = models.ForeignKey(
@@ -252,13 +257,17 @@ class Suppression(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = PIIManager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # Also the index of the dispatch-time check (client, channel, hash = ANY(…)).
             models.UniqueConstraint(
-                fields=["client", "channel", "address"], name="suppression_unique_address"
+                fields=["client", "channel", "address_hash"], name="suppression_unique_address_hash"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.channel}:{self.address} ({self.reason})"
+        # Admin history and delete confirmations store this: never the full address.
+        return f"{self.channel}:{mask_address(self.address)} ({self.reason})"

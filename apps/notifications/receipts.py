@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.logging import redact_pii
 from apps.webhooks.outbound.outbox import webhook_receipts_record
 
 from . import instrumentation
@@ -64,6 +65,9 @@ def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = Fa
     report = ReceiptReport(received=len(events))
     if not events:
         return report
+    # Bounce texts may quote the address ("550 <jane@example.com>: no such user").
+    events = [replace(e, error_message=redact_pii(e.error_message)) if e.error_message else e
+              for e in events]
     ids = {i for e in events if (i := _valid_uuid(e.delivery_id))}
     by_message: dict[str, set[str]] = {}
     for e in events:
@@ -72,7 +76,8 @@ def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = Fa
     query = Q(id__in=ids)
     for provider, message_ids in by_message.items():
         query |= Q(provider=provider, provider_message_id__in=message_ids)
-    candidates = Delivery.objects.select_for_update().filter(query)
+    # The (encrypted) address is read only for the few receipts that suppress it.
+    candidates = Delivery.objects.select_for_update().filter(query).defer("address")
     if test_only:
         candidates = candidates.filter(is_test=True)
     deliveries = {str(d.id): d for d in candidates.order_by("id")}
@@ -143,8 +148,10 @@ def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = Fa
         instrumentation.observe_receipts(changed.values())
     DeliveryEvent.objects.bulk_create(new_events, ignore_conflicts=True)
     if suppress:
+        addresses = dict(Delivery.objects.filter(id__in=[d.id for d, _ in suppress])
+                         .values_list("id", "address"))
         suppressions_add(items=[
-            SuppressionItem(client_id=d.client_id, channel=d.channel, address=d.address,
+            SuppressionItem(client_id=d.client_id, channel=d.channel, address=addresses[d.id],
                             reason=e.error_code or e.event, detail=e.error_message,
                             delivery_id=d.id)
             for d, e in suppress

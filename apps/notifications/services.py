@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_notification_cancel, audit_notification_send
 from apps.clients.models import Client, key_mode
+from apps.core.crypto import pii_batch
 from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
@@ -54,14 +55,15 @@ def _check_schedule(scheduled_at: datetime | None) -> None:
 
 
 def _resolve_recipients(
-    *, client: Client, recipients: list[str | dict[str, Any]]
+    *, client: Client, recipients: list[str | dict[str, Any]], channels: list[str]
 ) -> list[Recipient]:
     """Inline recipients are upserted; ids must already exist. Keeps order, drops repeats."""
     inline = [r for r in recipients if isinstance(r, dict)]
     known = recipients_upsert(client=client, items=inline) if inline else {}
     wanted_ids = [r for r in recipients if isinstance(r, str) and r not in known]
     if wanted_ids:
-        known.update(recipients_by_external_id(client=client, external_ids=wanted_ids))
+        known.update(recipients_by_external_id(client=client, external_ids=wanted_ids,
+                                               channels=channels))
     missing = {
         f"recipients[{i}]": ["Unknown recipient id; create it with PUT /api/v1/recipients/{id}."]
         for i, r in enumerate(recipients)
@@ -77,6 +79,7 @@ def _resolve_recipients(
 
 
 @transaction.atomic
+@pii_batch()  # each address encrypted once for the recipient and its deliveries
 def notification_send(
     *,
     client: Client,
@@ -123,7 +126,7 @@ def notification_send(
         )
     _check_schedule(scheduled_at)
 
-    resolved = _resolve_recipients(client=client, recipients=recipients)
+    resolved = _resolve_recipients(client=client, recipients=recipients, channels=channels)
     # Each recipient gets the active version of their locale (fr-CA → fr → the default).
     by_locale = active_versions_by_locale(template=template)
     pinned = {

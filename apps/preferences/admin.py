@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin_utils import ReadOnlyAdminMixin
+from apps.core.admin_utils import HashedSearchMixin, ReadOnlyAdminMixin
 from apps.notifications.models import Channel
 
 from .api.serializers import CATEGORY_PATTERN, FrequencyCapSerializer
@@ -155,13 +155,14 @@ class QuietHoursFilter(admin.SimpleListFilter):
 
 
 @admin.register(PreferenceProfile)
-class PreferenceProfileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PreferenceProfileAdmin(HashedSearchMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     form = PreferenceProfileForm
     list_display = ["recipient_id_display", "client", "channels_off", "categories_off",
                     "quiet_hours", "version", "updated_at"]
     list_filter = [ChannelOffFilter, QuietHoursFilter, "client"]
     list_select_related = ["recipient", "client"]
-    search_fields = ["=recipient__external_id", "=recipient__email", "=recipient__phone"]
+    search_fields = ["=recipient__external_id"]
+    hashed_search_fields = ("recipient__email_hash", "recipient__phone_hash")  # encrypted
     autocomplete_fields = ["recipient"]
     show_full_result_count = False
     readonly_fields = ["client", "version", "created_at", "updated_at", "consent_history"]
@@ -220,12 +221,13 @@ class PreferenceProfileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class ConsentRecordAdmin(HashedSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["created_at", "client", "recipient", "action", "channel", "category",
                     "source", "actor", "ip"]
     list_filter = ["source", "action", "channel", "client"]
     list_select_related = ["client", "recipient"]
-    search_fields = ["=recipient__external_id", "=actor", "=category"]
+    search_fields = ["=recipient__external_id", "=category"]
+    hashed_search_fields = ("actor_hash",)  # the actor is encrypted: exact value only
     date_hierarchy = "created_at"
     show_full_result_count = False
     fields = readonly_fields = ("created_at", "client", "recipient", "action", "channel",

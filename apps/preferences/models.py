@@ -12,6 +12,7 @@ from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.db import models
 
 from apps.clients.models import Client
+from apps.core.encrypted_fields import EncryptedCharField, PIIHashField, PIIManager
 from apps.recipients.models import Recipient
 
 
@@ -105,13 +106,17 @@ class ConsentRecord(models.Model):
     category = models.CharField(max_length=50, blank=True)
     action = models.CharField(max_length=10, choices=ConsentAction.choices)
     source = models.CharField(max_length=20, choices=ConsentSource.choices)
-    # "api_key:<prefix>", "admin:<username>", the texting number, or the unsubscribing address.
-    actor = models.CharField(max_length=200, blank=True)
+    # "api_key:<prefix>", "admin:<username>", the texting number, or the unsubscribing address:
+    # encrypted at rest, found by exact value through its keyed hash (admin search).
+    actor = EncryptedCharField(max_length=200, blank=True)
+    actor_hash = PIIHashField(source="actor")
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
     # What changed: {"field": "quiet_hours", "before": …, "after": …}, the keyword texted …
     detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PIIManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

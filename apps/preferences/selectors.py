@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
+from apps.core.crypto import pii_hash
 from apps.notifications.models import Channel
 from apps.recipients.models import Recipient
 
@@ -241,8 +242,10 @@ def recipients_for_number(*, channel: str, number: str) -> QuerySet[Recipient]:
     to `whatsapp`, else `phone`, as Recipient.address_for does)."""
     if not number:  # never match the recipients without a number
         return Recipient.objects.none()
+    # The numbers are encrypted: matched by their keyed hash (indexed).
+    number_hash = pii_hash(number)
     if channel == Channel.WHATSAPP:
-        query = Q(whatsapp=number) | (Q(whatsapp="") & Q(phone=number))
+        query = Q(whatsapp_hash=number_hash) | (Q(whatsapp="") & Q(phone_hash=number_hash))
     else:
-        query = Q(phone=number)
+        query = Q(phone_hash=number_hash)
     return Recipient.objects.filter(query)

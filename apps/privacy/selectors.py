@@ -21,6 +21,7 @@ from django.utils import timezone
 from apps.audit.api.serializers import AuditLogSerializer
 from apps.audit.models import AuditLog
 from apps.clients.models import Client
+from apps.core.crypto import pii_hash
 from apps.core.exceptions import NotFound
 from apps.notifications.models import Delivery, DeliveryEvent, Notification, Suppression
 from apps.preferences.models import ConsentRecord, PreferenceProfile
@@ -64,7 +65,7 @@ def suppressions_of(*, recipient: Recipient) -> QuerySet[Suppression]:
     deliveries caused."""
     query = Q(source_delivery__recipient=recipient)
     for channel, address in addresses_of(recipient=recipient):
-        query |= Q(channel=channel, address=address)
+        query |= Q(channel=channel, address_hash=pii_hash(address))
     return Suppression.objects.filter(query, client_id=recipient.client_id)
 
 

@@ -175,13 +175,10 @@ def _erase(recipient: Recipient) -> ErasureResult:
                       output_field=JSONField()))
 
     # 4. Suppressions stay (never send again to an address that bounced or complained), but
-    #    without the address in clear.
-    for suppression in Suppression.objects.filter(id__in=suppression_ids):
-        # TODO(address_hash): keep Suppression.address_hash (parallel branch) and set address to "".
-        suppression.address = f"erased:{suppression.pk}"  # unique per (client, channel, address)
-        suppression.detail = ""
-        suppression.save(update_fields=["address", "detail"])
-    counts["suppressions_scrubbed"] = len(suppression_ids)
+    #    without the address: only its keyed hash is kept, which still blocks a later send to it
+    #    and cannot be turned back into the address.
+    counts["suppressions_scrubbed"] = Suppression.objects.filter(id__in=suppression_ids).update(
+        address="", detail="")
 
     # 5. Notifications addressed to them alone lose their variables and metadata (with several
     #    recipients these are shared, and there are no per-recipient variables).

@@ -6,6 +6,12 @@ from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from apps.clients.models import Client
+from apps.core.encrypted_fields import (
+    EncryptedCharField,
+    EncryptedEmailField,
+    PIIHashField,
+    PIIManager,
+)
 
 
 class Recipient(models.Model):
@@ -14,14 +20,20 @@ class Recipient(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="recipients")
     external_id = models.CharField(max_length=200)
-    email = models.EmailField(max_length=254, blank=True)
-    phone = models.CharField(max_length=20, blank=True, help_text="E.164, e.g. +14155550100")
-    whatsapp = models.CharField(max_length=20, blank=True, help_text="E.164")
+    # Encrypted at rest (apps/core/encrypted_fields.py); looked up by their keyed hashes.
+    email = EncryptedEmailField(max_length=254, blank=True)
+    phone = EncryptedCharField(max_length=20, blank=True, help_text="E.164, e.g. +14155550100")
+    whatsapp = EncryptedCharField(max_length=20, blank=True, help_text="E.164")
+    email_hash = PIIHashField(source="email")
+    phone_hash = PIIHashField(source="phone")
+    whatsapp_hash = PIIHashField(source="whatsapp")
     locale = models.CharField(max_length=15, blank=True, default="en")
     timezone = models.CharField(max_length=64, blank=True, default="UTC")
     attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PIIManager()
 
     class Meta:
         ordering = ["external_id"]
@@ -31,10 +43,14 @@ class Recipient(models.Model):
             )
         ]
         indexes = [
-            # Inbound STOP/START find every recipient with the sending number.
-            models.Index(fields=["phone"], name="recipient_phone", condition=~models.Q(phone="")),
-            models.Index(fields=["whatsapp"], name="recipient_whatsapp",
-                         condition=~models.Q(whatsapp="")),
+            # Inbound STOP/START find every recipient with the sending number; support finds
+            # a recipient by exact address (admin search).
+            models.Index(fields=["phone_hash"], name="recipient_phone_hash",
+                         condition=~models.Q(phone_hash="")),
+            models.Index(fields=["whatsapp_hash"], name="recipient_whatsapp_hash",
+                         condition=~models.Q(whatsapp_hash="")),
+            models.Index(fields=["email_hash"], name="recipient_email_hash",
+                         condition=~models.Q(email_hash="")),
             # Segments: `equals` and list `contains` compile to attributes @> '…'.
             GinIndex(fields=["attributes"], name="recipient_attributes_gin",
                      opclasses=["jsonb_path_ops"]),
@@ -48,9 +64,14 @@ class Recipient(models.Model):
         active devices, resolved at send time: the recipient id stands in as its address."""
         if channel == "push":
             return self.external_id if getattr(self, "has_active_device", False) else ""
-        return {"email": self.email, "sms": self.phone, "whatsapp": self.whatsapp or self.phone}.get(
-            channel, ""
-        )
+        # Only the channel's own fields are read: the others may be deferred (not decrypted).
+        if channel == "email":
+            return self.email
+        if channel == "sms":
+            return self.phone
+        if channel == "whatsapp":
+            return self.whatsapp or self.phone
+        return ""
 
 
 class DevicePlatform(models.TextChoices):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Collection
 from uuid import UUID
 
 from django.db.models import QuerySet
@@ -17,11 +18,23 @@ def recipient_get(*, client: Client, external_id: str) -> Recipient:
     return recipient
 
 
-def recipients_by_external_id(*, client: Client, external_ids: list[str]) -> dict[str, Recipient]:
-    return {
-        r.external_id: r
-        for r in Recipient.objects.filter(client=client, external_id__in=external_ids)
-    }
+# The (encrypted) address fields each channel reads (Recipient.address_for).
+CHANNEL_ADDRESS_FIELDS = {"email": ("email",), "sms": ("phone",), "whatsapp": ("whatsapp", "phone"),
+                          "push": ()}
+
+
+def recipients_by_external_id(
+    *, client: Client, external_ids: list[str], channels: Collection[str] | None = None
+) -> dict[str, Recipient]:
+    """external id → Recipient. With `channels`, only the addresses those channels use are
+    loaded (each costs a decryption); reading another one would cost a query per recipient."""
+    rows = Recipient.objects.filter(client=client, external_id__in=external_ids)
+    if channels is not None:
+        wanted = {name for c in channels for name in CHANNEL_ADDRESS_FIELDS.get(c, ())}
+        unused = [name for name in ("email", "phone", "whatsapp") if name not in wanted]
+        if unused:
+            rows = rows.defer(*unused)
+    return {r.external_id: r for r in rows}
 
 
 def active_device_tokens(*, recipient_ids: list[UUID | str]) -> dict[str, list[str]]:

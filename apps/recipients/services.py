@@ -11,10 +11,12 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.clients.models import Client
+from apps.core.crypto import pii_hash
 
 from .models import Device, Recipient
 
 RECIPIENT_FIELDS = ("email", "phone", "whatsapp", "locale", "timezone", "attributes")
+ENCRYPTED_FIELDS = ("email", "phone", "whatsapp")
 
 
 @transaction.atomic
@@ -32,9 +34,12 @@ def recipients_upsert(
         merged.update({k: v for k, v in item.items() if k in RECIPIENT_FIELDS})
     if not wanted:
         return {}
+    # An address every item gives is overwritten anyway: not read (nor decrypted) first.
+    given_by_all = set.intersection(*(set(fields) for fields in wanted.values()))
     existing = {
         r.external_id: r
         for r in Recipient.objects.filter(client=client, external_id__in=list(wanted))
+        .defer(*(name for name in ENCRYPTED_FIELDS if name in given_by_all))
     }
     created, updated = _upsert_changes(wanted=wanted, existing=existing)
     rows = []
@@ -49,13 +54,16 @@ def recipients_upsert(
         unique_fields=["client", "external_id"],
         update_fields=[*RECIPIENT_FIELDS, "updated_at"],
     )
-    # bulk_create with update_conflicts returns the rows' primary keys on PostgreSQL; for rows
-    # that already existed the stored pk wins, so read them back to be exact.
+    # bulk_create with update_conflicts returns the rows' primary keys on PostgreSQL; for a row
+    # a concurrent request inserted first the stored pk wins, so read the pks back to be exact
+    # (only the pks: the rows hold what was just written, and reading them again would
+    # decrypt every address a second time).
     if any(r.external_id not in existing for r in saved):
-        fresh = Recipient.objects.filter(client=client, external_id__in=list(wanted))
-        result = {r.external_id: r for r in fresh}
-    else:
-        result = {r.external_id: r for r in saved}
+        stored = dict(Recipient.objects.filter(client=client, external_id__in=list(wanted))
+                      .values_list("external_id", "id"))
+        for row in saved:
+            row.pk = stored[row.external_id]
+    result = {r.external_id: r for r in saved}
     _audit_upsert(client=client, wanted=wanted, created=created, updated=updated, saved=result)
     return result
 
@@ -63,12 +71,19 @@ def recipients_upsert(
 def _upsert_changes(*, wanted: Mapping[str, Mapping[str, Any]], existing: Mapping[str, Recipient],
                     ) -> tuple[list[str], dict[str, list[str]]]:
     """The external ids to create, and those to update with the names of their changed fields
-    (read before the rows are written)."""
+    (read before the rows are written). An address not loaded (deferred: the upsert overwrites
+    it without decrypting it) is compared through its keyed hash."""
     created = sorted(external_id for external_id in wanted if external_id not in existing)
     updated: dict[str, list[str]] = {}
+
+    def changed(row: Recipient, name: str, value: Any) -> bool:
+        if name in ENCRYPTED_FIELDS and name in row.get_deferred_fields():
+            return bool(getattr(row, f"{name}_hash") != pii_hash(value or ""))
+        return bool(getattr(row, name) != (value if value is not None else ""))
+
     for external_id, row in existing.items():
         names = sorted(name for name, value in wanted[external_id].items()
-                       if getattr(row, name) != (value if value is not None else ""))
+                       if changed(row, name, value))
         if names:
             updated[external_id] = names
     return created, updated

@@ -323,6 +323,17 @@ TEST_MODE_FCM_PROJECT_ID = env("TEST_MODE_FCM_PROJECT_ID", "")
 # Test sends never count against DAILY_DELIVERY_QUOTA; they have their own daily cap per client.
 TEST_MODE_DAILY_DELIVERY_QUOTA = env_int("TEST_MODE_DAILY_DELIVERY_QUOTA", 100_000)
 
+# --- PII at rest (apps/core/crypto.py; docs/operations.md "PII encryption keys") -----------
+# Fernet keys, comma-separated, newest first: the first encrypts new values, every one
+# decrypts. Rotate by putting a new key first and running `manage.py rotate_pii_keys`.
+# These defaults are for local development and tests only; production.py requires both.
+DEV_PII_ENCRYPTION_KEY = "bm90aWZ5aHViLWxvY2FsLWRldi1waWkta2V5LTAwMDE="
+DEV_PII_HASH_KEY = "notifyhub-local-development-pii-hash-key"
+PII_ENCRYPTION_KEYS = [k.strip() for k in env("PII_ENCRYPTION_KEYS", DEV_PII_ENCRYPTION_KEY).split(",")
+                       if k.strip()]
+# HMAC-SHA256 key of the `*_hash` lookup columns; changing it needs `rotate_pii_keys --rehash`.
+PII_HASH_KEY = env("PII_HASH_KEY", DEV_PII_HASH_KEY)
+
 # --- Demo ------------------------------------------------------------------------------------
 DEMO_API_KEY = env("DEMO_API_KEY", "nh_demo_localdevelopmentonly0000000000000000")
 # A test key for the demo client (sends only to the sandbox); empty: none.
@@ -333,7 +344,11 @@ DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD", "admin")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "apps.core.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "apps.core.logging.RequestIdFilter"},
+        # Safety net: emails and E.164 numbers are masked in every line (apps/core/logging.py).
+        "redact_pii": {"()": "apps.core.logging.RedactPIIFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },
@@ -341,7 +356,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact_pii"],
         },
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},

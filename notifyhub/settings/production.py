@@ -2,10 +2,22 @@
 
 import os
 
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.core.crypto import parse_fernet_keys
+
 from .base import *  # noqa: F403
-from .base import env_bool, env_int
+from .base import DEV_PII_ENCRYPTION_KEY, DEV_PII_HASH_KEY, env_bool, env_int
 
 SECRET_KEY = os.environ["SECRET_KEY"]
+# PII at rest: no default, never the development keys (docs/operations.md).
+PII_ENCRYPTION_KEYS = parse_fernet_keys(os.environ["PII_ENCRYPTION_KEYS"])
+if DEV_PII_ENCRYPTION_KEY in PII_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("PII_ENCRYPTION_KEYS holds the local development key.")
+PII_HASH_KEY = os.environ["PII_HASH_KEY"]
+if len(PII_HASH_KEY) < 32 or PII_HASH_KEY == DEV_PII_HASH_KEY:
+    raise ImproperlyConfigured("PII_HASH_KEY must be a secret of at least 32 characters "
+                               "(not the local development one).")
 DEBUG = False
 SENDGRID_API_KEY = os.environ["SENDGRID_API_KEY"]
 SENDGRID_API_HOST = os.environ.get("SENDGRID_API_HOST", "https://api.sendgrid.com")

@@ -16,6 +16,9 @@ PRODUCTION_ENV = {
     "SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEdummy",
     "PUBLIC_BASE_URL": "https://notifyhub.example.com",
     "ALLOWED_HOSTS": "notifyhub.example.com",
+    # Production refuses the development PII keys (apps/core/crypto.py).
+    "PII_ENCRYPTION_KEYS": "q0DKB4gCrmGNKNgEJiY1AwM9HnbtJ6MPQUhmSr2Ni8M=",
+    "PII_HASH_KEY": "a-test-only-hash-key-of-at-least-32-characters",
 }
 
 

@@ -8,11 +8,13 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.apps import apps as django_apps
 from django.db import connection
 from django.test import Client as DjangoClient
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from apps.core.encrypted_fields import EncryptedMixin
 from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery, DeliveryStatus, Notification
@@ -41,8 +43,9 @@ def pii_values(person: dict[str, str] = ADA) -> list[str]:
 
 
 def tables_containing(value: str) -> dict[str, int]:
-    """table → rows whose JSON text contains `value` (any case), over EVERY table of the
-    database: a table added later is scanned too. Ciphertext would not match (fine)."""
+    """table → rows holding `value` (any case), over EVERY table of the database (a table added
+    later is scanned too): in the row's JSON text, or, for encrypted columns (whose stored text
+    is a Fernet token), in their decrypted value."""
     pattern = "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     found: dict[str, int] = {}
     with connection.cursor() as cursor:
@@ -53,6 +56,16 @@ def tables_containing(value: str) -> dict[str, int]:
             count = cursor.fetchone()[0]
             if count:
                 found[table] = count
+    needle = value.lower()
+    for model in django_apps.get_models():
+        encrypted = [f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedMixin)]
+        if not encrypted:
+            continue
+        count = sum(1 for row in model._default_manager.values_list(*encrypted).iterator()
+                    if any(v and needle in v.lower() for v in row))
+        if count:
+            table = model._meta.db_table
+            found[table] = max(found.get(table, 0), count)
     return found
 
 

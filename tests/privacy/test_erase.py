@@ -126,7 +126,13 @@ def test_suppressions_stay_without_the_address(history: History) -> None:
     rows = list(Suppression.objects.filter(client=history.client))
     assert len(rows) == before == 2  # her phone (21211) and her email (bounce)
     assert {(s.channel, s.reason) for s in rows} == {("sms", "21211"), ("email", "bounce")}
-    assert all(s.address.startswith("erased:") and s.detail == "" for s in rows)
+    assert all(s.address == "" and s.detail == "" for s in rows)
+    # Only the keyed hash stays: the erased address is still blocked.
+    assert all(len(s.address_hash) == 64 for s in rows)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT address FROM notifications_suppression WHERE client_id = %s",
+                       [history.client.pk])
+        assert {row[0] for row in cursor.fetchall()} == {""}
 
 
 def test_webhook_payloads_carry_the_tombstone_and_no_provider_text_or_metadata(

@@ -8,6 +8,7 @@ import pytest
 from django.test import Client as HttpClient
 from twilio.request_validator import RequestValidator
 
+from apps.core.crypto import pii_hash
 from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery, Suppression
@@ -56,7 +57,8 @@ def test_landline_callback_fails_and_suppresses_the_number(sms_delivery: Deliver
                                      "ErrorCode": "30006"}, token=settings.TWILIO_AUTH_TOKEN)
     sms_delivery.refresh_from_db()
     assert (sms_delivery.status, sms_delivery.error_code) == ("failed", "landline")
-    assert Suppression.objects.filter(channel="sms", address="+14155550100", reason="landline").exists()
+    assert Suppression.objects.filter(channel="sms", address_hash=pii_hash("+14155550100"),
+                                      reason="landline").exists()
 
 
 def test_the_same_callback_twice_changes_nothing(sms_delivery: Delivery, settings: Any) -> None:

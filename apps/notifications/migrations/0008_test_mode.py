@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('clients', '0005_api_key_scopes_mode'),
-        ('notifications', '0004_delivery_template_version'),
+        ('notifications', '0007_suppression_unique_address_hash'),
         ('templates', '0004_active_versions_from_existing'),
     ]
 
