@@ -5,13 +5,18 @@ Every error a client sees is `{"error": {"code", "message", "fields"}}` (API.md)
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError
 from django.http import Http404
+from psycopg import errors as pg_errors
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
 
 
 class ApplicationError(Exception):
@@ -95,6 +100,15 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if challenge:
             refusal["WWW-Authenticate"] = challenge
         return refusal
+    if isinstance(exc, IntegrityError) and isinstance(exc.__cause__, pg_errors.ForeignKeyViolation):
+        # A row the request refers to was deleted while it ran (a recipient erased during a
+        # send, a template deleted): its transaction rolled back, so nothing was saved.
+        logger.warning("request refused: a referenced row was deleted meanwhile (%s)",
+                       type(exc.__cause__).__name__)
+        return Response(error_body(
+            "conflict", "Something this request refers to was removed while it ran (for "
+            "example the recipient was erased); nothing was saved. Retry the request."),
+            status=status.HTTP_409_CONFLICT)
     # Imported here: rest_framework.views resolves the default permission classes on import,
     # and those (apps.clients.scopes) raise this module's errors.
     from rest_framework.views import exception_handler
