@@ -54,15 +54,25 @@ logger = logging.getLogger(__name__)
 # A countdown message may arrive a little before its due time; claim it anyway.
 DUE_TOLERANCE = timedelta(seconds=1)
 
+# Every statement here that changes several deliveries locks them first in id order (as
+# receipts do), so two of them never wait on each other's rows in a cycle (a deadlock).
 _CLAIM_SQL = """
-WITH claimed AS (
-    UPDATE notifications_delivery
-    SET status = 'sending', attempts = attempts + 1, lease_until = %(lease_until)s,
-        updated_at = %(now)s
+WITH locked AS (
+    SELECT id FROM notifications_delivery
     WHERE id = ANY(%(ids)s::uuid[])
       AND status IN ('pending', 'queued', 'retrying')
       AND (due_at IS NULL OR due_at <= %(due_before)s)
-    RETURNING id, attempts
+    ORDER BY id
+    FOR NO KEY UPDATE
+), claimed AS (
+    UPDATE notifications_delivery AS d
+    SET status = 'sending', attempts = d.attempts + 1, lease_until = %(lease_until)s,
+        updated_at = %(now)s
+    FROM locked
+    WHERE d.id = locked.id
+      AND d.status IN ('pending', 'queued', 'retrying')
+      AND (d.due_at IS NULL OR d.due_at <= %(due_before)s)
+    RETURNING d.id, d.attempts
 ), events AS (
     INSERT INTO notifications_deliveryevent
         (delivery_id, status, event, provider, provider_message_id, provider_event_id,
@@ -75,33 +85,39 @@ SELECT id, attempts FROM claimed
 """
 
 # One statement for a batch of outcomes: each delivery row (only if still in the attempt that
-# produced the outcome) and its event.
+# produced the outcome) and its event. The rows are locked in id order first (see above); an
+# outcome of an attempt that is no longer the row's (a receipt recorded the send meanwhile, or
+# the sweeper handed the row out again) changes neither its status nor its error, and a `sent`
+# the row already records is not written twice.
 _RECORD_SQL = """
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS x(
         id uuid, attempt int, status text, event text, provider text, message_id text,
         error_code text, error_message text, segments int, due_at timestamptz,
         lease_until timestamptz, attempts_delta int, is_sent bool, is_final bool, detail jsonb)
+), locked AS (
+    SELECT d.id, (d.status = 'sending' AND d.attempts = i.attempt) AS current,
+           d.sent_at IS NOT NULL AS was_sent
+    FROM notifications_delivery AS d JOIN input AS i ON i.id = d.id
+    ORDER BY d.id
+    FOR NO KEY UPDATE OF d
 ), updated AS (
     UPDATE notifications_delivery AS d
-    SET status = CASE WHEN d.status = 'sending' AND d.attempts = i.attempt
-                      THEN i.status ELSE d.status END,
-        attempts = CASE WHEN d.status = 'sending' AND d.attempts = i.attempt
-                        THEN d.attempts + i.attempts_delta ELSE d.attempts END,
+    SET status = CASE WHEN l.current THEN i.status ELSE d.status END,
+        attempts = CASE WHEN l.current THEN d.attempts + i.attempts_delta ELSE d.attempts END,
         provider = COALESCE(NULLIF(i.provider, ''), d.provider),
         provider_message_id = COALESCE(NULLIF(i.message_id, ''), d.provider_message_id),
-        error_code = i.error_code,
-        error_message = i.error_message,
+        error_code = CASE WHEN l.current THEN i.error_code ELSE d.error_code END,
+        error_message = CASE WHEN l.current THEN i.error_message ELSE d.error_message END,
         segments = COALESCE(i.segments, d.segments),
-        due_at = i.due_at,
-        lease_until = CASE WHEN d.status = 'sending' AND d.attempts = i.attempt
-                           THEN i.lease_until ELSE d.lease_until END,
+        due_at = CASE WHEN l.current THEN i.due_at ELSE d.due_at END,
+        lease_until = CASE WHEN l.current THEN i.lease_until ELSE d.lease_until END,
         sent_at = CASE WHEN i.is_sent THEN COALESCE(d.sent_at, %(now)s) ELSE d.sent_at END,
-        completed_at = CASE WHEN i.is_final THEN %(now)s ELSE d.completed_at END,
+        completed_at = CASE WHEN i.is_final AND l.current THEN %(now)s ELSE d.completed_at END,
         updated_at = %(now)s
-    FROM input AS i
+    FROM input AS i JOIN locked AS l ON l.id = i.id
     WHERE d.id = i.id
-    RETURNING d.id, d.status
+    RETURNING d.id, d.status, l.current, l.was_sent
 )
 INSERT INTO notifications_deliveryevent
     (delivery_id, status, event, provider, provider_message_id, provider_event_id,
@@ -109,6 +125,7 @@ INSERT INTO notifications_deliveryevent
 SELECT i.id, u.status, i.event, i.provider, i.message_id, '', i.error_code, i.error_message,
        i.detail, %(now)s, %(now)s
 FROM input AS i JOIN updated AS u ON u.id = i.id
+WHERE u.current OR NOT (i.is_sent AND u.was_sent)
 """
 
 

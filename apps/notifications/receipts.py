@@ -5,14 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import random
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import OperationalError, connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
+from psycopg import errors as pg_errors
 
 from apps.core.logging import redact_pii
 from apps.webhooks.outbound.outbox import webhook_receipts_record
@@ -57,11 +60,52 @@ def _valid_uuid(value: str) -> str | None:
         return None
 
 
-@transaction.atomic
+# A batch that loses a lock race (deadlock victim, serialization failure) is tried again this
+# many times in all, after a short jittered pause; only then does the error reach the caller.
+RECEIPT_ATTEMPTS = 5
+RETRY_PAUSE_SECONDS = 0.05
+
+# Statuses before `sent`: a receipt for a delivery still in one of them proves a send whose
+# outcome write was lost (the worker died, or its write was rolled back).
+NOT_YET_SENT = frozenset({DeliveryStatus.PENDING, DeliveryStatus.QUEUED, DeliveryStatus.RETRYING,
+                          DeliveryStatus.SENDING})
+
+# What applying a receipt reads of a delivery (never the encrypted address itself).
+_FIELDS = ("id", "notification_id", "client_id", "channel", "status", "provider",
+           "provider_message_id", "is_test", "sent_at", "delivered_at", "completed_at",
+           "lease_until", "due_at", "error_code", "error_message")
+
+
+def lost_lock_race(exc: BaseException) -> bool:
+    """True for the errors PostgreSQL raises on a transaction it chose to abort so another
+    could go on (deadlock victim, serialization failure): trying again is the cure."""
+    cause = exc.__cause__
+    return isinstance(cause, pg_errors.DeadlockDetected | pg_errors.SerializationFailure)
+
+
 def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = False) -> ReceiptReport:
     """Applies a verified batch of receipts. `test_only` (receipts from the test-mode sandbox,
     verified with the test-mode credentials) restricts them to test deliveries: anything else
-    they name counts as unknown."""
+    they name counts as unknown.
+
+    One transaction; a transaction that loses a lock race is rolled back and tried again (up to
+    RECEIPT_ATTEMPTS in all) when this call owns it (not inside an outer atomic block)."""
+    if connection.in_atomic_block:
+        return _apply(events=events, test_only=test_only)
+    for attempt in range(1, RECEIPT_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                return _apply(events=events, test_only=test_only)
+        except OperationalError as exc:
+            if attempt == RECEIPT_ATTEMPTS or not lost_lock_race(exc):
+                raise
+            logger.warning("receipt batch lost a lock race (%s); trying again (%d/%d)",
+                           type(exc.__cause__).__name__, attempt, RECEIPT_ATTEMPTS)
+            time.sleep(RETRY_PAUSE_SECONDS * attempt * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     report = ReceiptReport(received=len(events))
     if not events:
         return report
@@ -76,8 +120,15 @@ def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = Fa
     query = Q(id__in=ids)
     for provider, message_ids in by_message.items():
         query |= Q(provider=provider, provider_message_id__in=message_ids)
-    # The (encrypted) address is read only for the few receipts that suppress it.
-    candidates = Delivery.objects.select_for_update().filter(query).defer("address")
+    # Locked in id order (as dispatch's outcome write does), FOR NO KEY UPDATE (event rows
+    # inserted meanwhile by a worker only need a key-share lock, which this does not block).
+    # The (encrypted) address is neither read nor decrypted: whether it is blank (the
+    # recipient was erased) comes with the row; the address itself is read only for the few
+    # receipts that suppress it.
+    candidates = (
+        Delivery.objects.select_for_update(no_key=True).filter(query).only(*_FIELDS)
+        .annotate(erased=ExpressionWrapper(Q(address=""), output_field=BooleanField()))
+    )
     if test_only:
         candidates = candidates.filter(is_test=True)
     deliveries = {str(d.id): d for d in candidates.order_by("id")}
@@ -95,6 +146,7 @@ def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = Fa
     now = timezone.now()
     new_events: list[DeliveryEvent] = []
     changed: dict[str, Delivery] = {}
+    recovered: set[str] = set()  # deliveries whose send only this batch's receipts recorded
     suppress: list[tuple[Delivery, ProviderEvent]] = []
     for e in sorted(events, key=lambda ev: ev.occurred_at):
         delivery = deliveries.get(_valid_uuid(e.delivery_id) or "") or by_msg_id.get(
@@ -109,11 +161,18 @@ def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = Fa
             continue
         if e.provider_event_id:
             seen.add(e.provider_event_id)
-        if not delivery.address:
+        if delivery.erased:  # type: ignore[attr-defined]
             # The recipient was erased (every accepted delivery has an address until then): the
             # status still counts, the provider's text and details (which may echo the address,
             # a click's URL) are not kept.
             e = dataclasses.replace(e, error_message="", detail={})
+        if delivery.status in NOT_YET_SENT:
+            # Any receipt proves the provider took the message, so the send whose record was
+            # lost is recorded first (provider, message id, sent_at and a `sent` event): the
+            # row leaves the claimable and in-flight statuses and is never sent again.
+            new_events.append(_record_send(delivery, e, now))
+            changed[str(delivery.id)] = delivery
+            recovered.add(str(delivery.id))
         if e.status is not None and STATUS_RANK[e.status] > STATUS_RANK[DeliveryStatus(delivery.status)]:
             delivery.status = e.status
             if e.status == DeliveryStatus.DELIVERED:
@@ -145,7 +204,11 @@ def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = Fa
         )
     if changed:
         _update_deliveries(list(changed.values()), now)
-        instrumentation.observe_receipts(changed.values())
+        observed = list(changed.values())
+        transaction.on_commit(lambda: instrumentation.observe_receipts(observed))
+        if recovered:
+            logger.warning("receipts recorded %d send(s) whose outcome the worker had not "
+                           "recorded", len(recovered))
     DeliveryEvent.objects.bulk_create(new_events, ignore_conflicts=True)
     if suppress:
         addresses = dict(Delivery.objects.filter(id__in=[d.id for d, _ in suppress])
@@ -163,14 +226,36 @@ def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = Fa
     return report
 
 
+def _record_send(delivery: Delivery, e: ProviderEvent, now: datetime) -> DeliveryEvent:
+    """Moves a delivery whose send was never recorded to `sent`, as its receipt proves, and
+    returns the `sent` event to store."""
+    delivery.status = DeliveryStatus.SENT
+    delivery.provider = e.provider
+    if e.provider_message_id and not delivery.provider_message_id:
+        delivery.provider_message_id = e.provider_message_id
+    delivery.sent_at = delivery.sent_at or min(e.occurred_at, now)
+    delivery.lease_until = None
+    delivery.due_at = None
+    delivery.error_code = ""
+    delivery.error_message = ""
+    return DeliveryEvent(
+        delivery=delivery, status=DeliveryStatus.SENT, event="sent", provider=e.provider,
+        provider_message_id=delivery.provider_message_id, provider_event_id="",
+        detail={"recorded_from": "receipt", "receipt": e.event},
+        occurred_at=delivery.sent_at,
+    )
+
+
 _UPDATE_SQL = """
 UPDATE notifications_delivery AS d
 SET status = x.status, delivered_at = x.delivered_at, completed_at = x.completed_at,
     lease_until = x.lease_until, due_at = x.due_at, error_code = x.error_code,
-    error_message = x.error_message, updated_at = %(now)s
+    error_message = x.error_message, provider = x.provider,
+    provider_message_id = x.provider_message_id, sent_at = x.sent_at, updated_at = %(now)s
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS x(
     id uuid, status text, delivered_at timestamptz, completed_at timestamptz,
-    lease_until timestamptz, due_at timestamptz, error_code text, error_message text)
+    lease_until timestamptz, due_at timestamptz, error_code text, error_message text,
+    provider text, provider_message_id text, sent_at timestamptz)
 WHERE d.id = x.id
 """
 
@@ -184,7 +269,9 @@ def _update_deliveries(rows: list[Delivery], now: datetime) -> None:
          "completed_at": d.completed_at.isoformat() if d.completed_at else None,
          "lease_until": d.lease_until.isoformat() if d.lease_until else None,
          "due_at": d.due_at.isoformat() if d.due_at else None,
-         "error_code": d.error_code, "error_message": d.error_message}
+         "error_code": d.error_code, "error_message": d.error_message,
+         "provider": d.provider, "provider_message_id": d.provider_message_id,
+         "sent_at": d.sent_at.isoformat() if d.sent_at else None}
         for d in rows
     ]
     with connection.cursor() as cursor:

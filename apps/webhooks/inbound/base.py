@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -15,6 +16,9 @@ from apps.core.exceptions import error_body
 from apps.notifications.receipts import ProviderEvent, delivery_receipts_apply
 
 logger = logging.getLogger(__name__)
+
+# Seconds a provider is asked to wait before retrying a callback we could not store.
+RETRY_AFTER_SECONDS = 5
 
 
 class SignatureError(Exception):
@@ -50,7 +54,18 @@ class ProviderWebhookView(View):
             events = self.parse_events(request)
         except PayloadError as exc:
             return JsonResponse(error_body("malformed_request", str(exc)), status=400)
-        report = delivery_receipts_apply(events=events, test_only=self.test_only)
+        try:
+            report = delivery_receipts_apply(events=events, test_only=self.test_only)
+        except (OperationalError, InterfaceError) as exc:
+            # The database is unreachable (or the batch kept losing lock races after its
+            # retries): nothing was stored, and the provider retries a 503 later.
+            logger.warning("%s webhook not applied, answering 503: %s", self.provider,
+                           type(exc.__cause__ or exc).__name__)
+            response = JsonResponse(error_body(
+                "service_unavailable", "The receipts could not be stored now; retry later."),
+                status=503)
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         return JsonResponse(
             {"received": report.received, "applied": report.applied,
              "unknown": report.unknown, "duplicates": report.duplicates}
