@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -38,13 +38,19 @@ from apps.preferences.unsubscribe import list_unsubscribe_headers
 from apps.recipients.selectors import active_device_tokens
 from apps.recipients.services import devices_deactivate
 from apps.templates.rendering import RenderError, render_for_channel
-from apps.webhooks.outbound.outbox import records_webhook_events, webhook_completions_record
+from apps.clients.models import Client
+from apps.templates.models import TemplateVersion
+from apps.webhooks.outbound.outbox import (
+    records_webhook_events,
+    subscriptions_read_once,
+    webhook_completions_record,
+)
 
 from . import gate, instrumentation
 from .channels.base import OutboundMessage, Outcome, Provider, SendResult
 from .channels.registry import providers_for
 from .enqueue import deliveries_enqueue
-from .models import Delivery, DeliveryStatus
+from .models import Delivery, DeliveryStatus, Notification
 from .policy import RetryPolicy, retry_policy
 from .status import notifications_refresh_status
 from .suppressions import SuppressionItem, suppressed_addresses, suppressions_add
@@ -301,15 +307,25 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]]) -> OutboundM
     )
 
 
-def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider]) -> Attempt:
+def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
+                     chunk_gate: gate.ChunkGate | None = None) -> Attempt:
     """One attempt: the first provider whose breaker and rate limit admit it sends.
 
     Providers whose breaker is open are skipped (failover down the channel's list); if none
-    admits the message, the attempt is deferred by the shortest wait they gave."""
+    admits the message, the attempt is deferred by the shortest wait they gave. With a
+    `chunk_gate`, a provider that has a lane in it admits from the tokens the chunk took."""
     cost = max(len(message.tokens), 1)
     waits: list[tuple[float, str]] = []
     skipped: list[str] = []
     for provider in providers:
+        lane = chunk_gate.lane(provider) if chunk_gate is not None else None
+        if lane is not None:
+            if not lane.take(cost):
+                return Attempt(defer_seconds=max(lane.wait_seconds, 0.001),
+                               defer_reason="rate_limited", defer_provider=provider)
+            result = instrumentation.timed_send(provider, message)
+            lane.report(result)
+            return Attempt(result=result, failed_over_from=skipped)
         admission = gate.admit(provider, cost)
         if not admission.allowed:
             if admission.reason == "rate_limited":
@@ -342,20 +358,71 @@ def sender_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+# What dispatch reads of a delivery and its recipient (never the recipient's own encrypted
+# addresses: the delivery's copy is what is sent to).
+_DELIVERY_FIELDS = (
+    "id", "notification_id", "client_id", "recipient_id", "channel", "priority", "status",
+    "template_version_id", "address", "attempts", "is_test", "created_at",
+    "recipient__id", "recipient__client_id", "recipient__external_id", "recipient__locale",
+    "recipient__timezone", "recipient__attributes",
+)
+_NOTIFICATION_FIELDS = ("id", "client_id", "template_version_id", "variables", "category",
+                        "metadata", "priority", "is_test", "created_at")
+
+# Template versions never change once written (apps/templates/models.py): kept per process.
+_VERSIONS_KEPT = 512
+_versions: OrderedDict[Any, TemplateVersion] = OrderedDict()
+
+
+def _template_versions(ids: set[Any]) -> dict[Any, TemplateVersion]:
+    missing = [i for i in ids if i not in _versions]
+    if missing:
+        for version in TemplateVersion.objects.filter(id__in=missing):
+            _versions[version.id] = version
+    found = {}
+    for i in ids:
+        if i in _versions:
+            _versions.move_to_end(i)
+            found[i] = _versions[i]
+    while len(_versions) > _VERSIONS_KEPT:
+        _versions.popitem(last=False)
+    return found
+
+
+def load_deliveries(ids: Sequence[str]) -> list[Delivery]:
+    """The claimed deliveries with what sending them needs: each shared row (notification,
+    client, template version) read once for the chunk rather than once per delivery."""
+    deliveries = list(Delivery.objects.filter(id__in=list(ids)).select_related("recipient")
+                      .only(*_DELIVERY_FIELDS).order_by())
+    notifications = {n.id: n for n in Notification.objects.filter(
+        id__in={d.notification_id for d in deliveries}).only(*_NOTIFICATION_FIELDS).order_by()}
+    clients = {c.id: c for c in Client.objects.filter(id__in={d.client_id for d in deliveries})}
+    versions = _template_versions(
+        {n.template_version_id for n in notifications.values()}
+        | {d.template_version_id for d in deliveries if d.template_version_id})
+    for notification in notifications.values():
+        notification.template_version = versions[notification.template_version_id]
+    for delivery in deliveries:
+        delivery.notification = notifications[delivery.notification_id]
+        delivery.client = clients[delivery.client_id]
+        if delivery.template_version_id:
+            delivery.template_version = versions[delivery.template_version_id]
+    return deliveries
+
+
 def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
     """Claims and sends these deliveries; safe to call twice with the same ids."""
+    with subscriptions_read_once():
+        return _dispatch(delivery_ids)
+
+
+def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
     report = DispatchReport()
     attempts = deliveries_claim(delivery_ids=delivery_ids)
     if not attempts:
         return report
     report.claimed = len(attempts)
-    # The delivery's own address is what is sent to: the recipient's encrypted addresses are
-    # not loaded (nor decrypted) here.
-    deliveries = list(
-        Delivery.objects.filter(id__in=list(attempts))
-        .select_related("recipient", "client", "template_version", "notification__template_version")
-        .defer("recipient__email", "recipient__phone", "recipient__whatsapp")
-    )
+    deliveries = load_deliveries(list(attempts))
     later: dict[tuple[str, float], list[str]] = defaultdict(list)  # (priority, countdown) → ids
     # Rate-limited deliveries of this batch queue up behind each other: the k-th one waits for
     # the k-th next token instead of all of them coming back at once to fight for one.
@@ -502,24 +569,32 @@ def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
     if not_sent:
         frequency_cap_release(decisions=not_sent)
 
+    # The gates are asked once for the chunk (one breaker read and one token take per
+    # provider account), not for every message.
+    chunk_gate = gate.ChunkGate((providers, max(len(message.tokens), 1))
+                                for _, message, providers in work) if len(work) > 1 else None
     if len(work) == 1:
         delivery, message, providers = work[0]
         settle([(delivery, attempt_delivery(message, providers))])
     elif work:
+        assert chunk_gate is not None
         # A long-lived pool per worker process: its threads keep their provider sessions
         # (and OAuth tokens) from task to task.
         pool = sender_pool()
         futures: dict[Future[Attempt], Delivery] = {
-            pool.submit(attempt_delivery, message, providers): delivery
+            pool.submit(attempt_delivery, message, providers, chunk_gate): delivery
             for delivery, message, providers in work
         }
         # Recorded in this thread as calls return: everything that finished while the previous
         # batch was being written goes in one statement. Under light load that is one row at a
         # time (smallest crash window); under load, fewer round trips.
         pending: set[Future[Attempt]] = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            settle([(futures[f], f.result()) for f in done])
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                settle([(futures[f], f.result()) for f in done])
+        finally:
+            chunk_gate.flush()
 
     notifications_refresh_status(notification_ids=report.notification_ids)
     webhook_completions_record(notification_ids=report.notification_ids)

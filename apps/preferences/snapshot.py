@@ -146,11 +146,23 @@ def cache_read(recipient_ids: Iterable[str]) -> dict[str, Preferences]:
 
 
 def cache_fill(items: Mapping[str, Preferences]) -> None:
-    """Caches what a reader loaded, without overwriting a newer value a writer has set."""
+    """Caches what a reader loaded, without overwriting a newer value a writer has set: one
+    pipelined round trip of SET NX for the whole batch (Django's `add` is one round trip, and
+    one client object, per key)."""
+    if not items:
+        return
     timeout = _timeout()
     try:
+        backend = getattr(cache, "_cache", None)
+        if backend is None or not hasattr(backend, "get_client") or timeout <= 0:
+            for recipient_id, prefs in items.items():  # another cache backend: one by one
+                cache.add(cache_key(recipient_id), prefs.to_cache(), timeout)
+            return
+        pipe = backend.get_client(None, write=True).pipeline(transaction=False)
         for recipient_id, prefs in items.items():
-            cache.add(cache_key(recipient_id), prefs.to_cache(), timeout)
+            pipe.set(cache.make_and_validate_key(cache_key(recipient_id)),
+                     backend._serializer.dumps(prefs.to_cache()), ex=timeout, nx=True)
+        pipe.execute()
     except _CACHE_ERRORS as exc:
         logger.warning("preferences cache unavailable, not caching: %s", exc)
 

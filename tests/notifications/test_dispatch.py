@@ -249,3 +249,22 @@ def test_a_locale_version_missing_a_variable_is_422(client_tenant: Any) -> None:
                           recipients=[{"id": "qc", "email": "qc@example.com", "locale": "fr"}])
     assert exc.value.code == "missing_variables"
     assert "variables.prenom" in exc.value.fields
+
+
+def test_a_chunk_reads_its_rows_in_a_constant_number_of_queries(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any
+) -> None:
+    """Whatever the chunk's size: no query per delivery (recipient, notification, client,
+    template version, preferences, suppressions are each read once for the chunk)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def reads(count: int, prefix: str) -> int:
+        notification = accept(client_tenant, *[f"{prefix}{i}@example.com" for i in range(count)])
+        with CaptureQueriesContext(connection) as queries:
+            report = deliveries_dispatch(delivery_ids=[str(d.id) for d in notification.deliveries.all()])
+        assert report.sent == count
+        return sum(1 for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("SELECT"))
+
+    reads(1, "warm")
+    assert reads(3, "few") == reads(15, "many")

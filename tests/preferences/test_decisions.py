@@ -259,3 +259,34 @@ def test_test_key_sends_count_in_frequency_cap_windows_of_their_own(ada: Any) ->
     assert decisions["t1"].cap_key != decisions["l1"].cap_key
     assert preference_decisions(deliveries=[check("l2", False)], now=NOON_UTC)["l2"] == (
         Decision.suppress("frequency_cap"))
+
+
+def test_a_batch_reads_its_preferences_in_constant_round_trips_and_queries(
+    client_tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dispatch chunk: one query and two cache round trips cold, no query and one round trip
+    warm, whatever the number of recipients."""
+    import redis.connection
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    recipients = RecipientFactory.create_batch(30, client=client_tenant)
+    set_prefs(recipients[0], categories={"updates": False})
+    cache.delete_many([cache_key(r.pk) for r in recipients])
+    checks = [PreferenceCheck(f"d{i}", str(r.pk), "email", "updates") for i, r in enumerate(recipients)]
+    round_trips = []
+    send = redis.connection.AbstractConnection.send_packed_command
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command",
+                        lambda self, *a, **k: (round_trips.append(1), send(self, *a, **k))[1])
+
+    with CaptureQueriesContext(connection) as cold_queries:
+        cold = preference_decisions(deliveries=checks, now=NOON_UTC)
+    cold_trips, round_trips[:] = len(round_trips), []
+    with CaptureQueriesContext(connection) as warm_queries:
+        warm = preference_decisions(deliveries=checks, now=NOON_UTC)
+
+    assert (len(cold_queries), cold_trips) == (1, 2)
+    assert (len(warm_queries), len(round_trips)) == (0, 1)
+    assert cold == warm
+    assert cold["d0"] == Decision.suppress("category_opted_out")
+    assert all(cold[f"d{i}"].allowed for i in range(1, 30))

@@ -59,7 +59,8 @@ StateChangeCallback = Callable[[str, str, str], None]
 
 # KEYS: state hash, window hash, probes zset.
 # ARGV: op, window_s, min_requests, failure_ratio, base_open_ms, max_open_ms, backoff,
-#       max_probes, probe_ttl_ms, state_ttl_ms, token ('' if none), half_open_retry_ms.
+#       max_probes, probe_ttl_ms, state_ttl_ms, token ('' if none), half_open_retry_ms,
+#       count (successes counted by an untokened 'success', default 1).
 # Returns {state_after, state_before, allowed (0/1), retry_after_ms, probe_token or ''}.
 _SCRIPT: Final = r"""
 local state_key, win_key, probe_key = KEYS[1], KEYS[2], KEYS[3]
@@ -75,6 +76,7 @@ local probe_ttl_ms = tonumber(ARGV[9])
 local state_ttl_ms = tonumber(ARGV[10])
 local token = ARGV[11]
 local half_open_retry_ms = tonumber(ARGV[12])
+local count = tonumber(ARGV[13] or '1') or 1
 
 local t = redis.call('TIME')
 local now_s = tonumber(t[1])
@@ -165,7 +167,7 @@ if state ~= 'closed' then
 end
 
 local field = int(now_s) .. (op == 'success' and ':s' or ':f')
-redis.call('HINCRBY', win_key, field, 1)
+redis.call('HINCRBY', win_key, field, op == 'success' and count or 1)
 redis.call('PEXPIRE', win_key, (window_s + 1) * 1000)
 if op == 'success' then
   -- Successes cannot trip the breaker; only prune so the hash stays ~2 fields per second.
@@ -314,6 +316,16 @@ class CircuitBreaker:
         Returns the state afterwards (``unknown`` if Redis is unreachable)."""
         return self._record("failure", probe)
 
+    def record_successes(self, count: int) -> str:
+        """Report `count` successful untokened calls in one round trip (a closed breaker
+        counts them all; they never move a half-open one, as for ``record_success()``).
+
+        Returns the state afterwards (``unknown`` if Redis is unreachable)."""
+        if count < 1:
+            return self.state()
+        result = self._run("success", "", count=count)
+        return UNKNOWN if result is None else result[0]
+
     def state(self) -> str:
         """The current state without changing it: ``closed``, ``open``, ``half_open`` (also
         for an open breaker whose open period has elapsed) or ``unknown``."""
@@ -334,12 +346,13 @@ class CircuitBreaker:
         result = self._run(op, token or "")
         return UNKNOWN if result is None else result[0]
 
-    def _run(self, op: str, token: str, *, fail_open: bool = True) -> tuple[str, bool, int, str] | None:
+    def _run(self, op: str, token: str, *, fail_open: bool = True,
+             count: int = 1) -> tuple[str, bool, int, str] | None:
         """Run the script; returns (state, allowed, retry_after_ms, token) or None when
         failing open. Fires ``on_state_change`` for a transition this call performed."""
         if fail_open and not self._guard.available():
             return None
-        args: list[str | int] = [op, *self._static_args, token, _ms(HALF_OPEN_RETRY_SECONDS)]
+        args: list[str | int] = [op, *self._static_args, token, _ms(HALF_OPEN_RETRY_SECONDS), count]
         try:
             raw = self._script(keys=self._keys, args=args)
         except redis.RedisError as exc:

@@ -17,11 +17,13 @@ Messages are published after commit; the relay sweeper publishes whatever that m
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -150,9 +152,41 @@ def _load_subscriptions() -> dict[str, list[str]]:
     return {client: sorted(types) for client, types in by_client.items()}
 
 
+# Inside `subscriptions_read_once()`: the subscriptions read by its first caller.
+_scoped: contextvars.ContextVar[dict[str, list[str]] | None] = contextvars.ContextVar(
+    "webhook_subscriptions", default=None)
+_in_scope: contextvars.ContextVar[bool] = contextvars.ContextVar("webhook_subscriptions_scope",
+                                                                 default=False)
+
+
+@contextlib.contextmanager
+def subscriptions_read_once() -> Iterator[None]:
+    """Within this block (one dispatch chunk) the subscriptions are read once, by the first
+    caller, instead of once per outcome batch. A change committed meanwhile applies from the
+    next chunk on, as it would with a batch that started just before it."""
+    token, scope = _scoped.set(None), _in_scope.set(True)
+    try:
+        yield
+    finally:
+        _scoped.reset(token)
+        _in_scope.reset(scope)
+
+
 def endpoint_subscriptions() -> dict[str, list[str]]:
     """client id → the event types its enabled endpoints receive (`*`: all). One query,
-    cached for WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS (0: not cached).
+    cached for WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS (0: not cached); read once per
+    `subscriptions_read_once()` block."""
+    if not _in_scope.get():
+        return _read_subscriptions()
+    found = _scoped.get()
+    if found is None:
+        found = _read_subscriptions()
+        _scoped.set(found)
+    return found
+
+
+def _read_subscriptions() -> dict[str, list[str]]:
+    """`endpoint_subscriptions()` outside a once-per-chunk block.
 
     The cache key carries a generation that every endpoint change replaces after commit: a
     reader that loaded the rows before the commit stores them under the old generation, which
