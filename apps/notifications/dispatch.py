@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from apps.clients.models import Client
 from apps.core.logging import redact_pii
 from apps.preferences.selectors import (
     Decision,
@@ -37,9 +38,8 @@ from apps.preferences.selectors import (
 from apps.preferences.unsubscribe import list_unsubscribe_headers
 from apps.recipients.selectors import active_device_tokens
 from apps.recipients.services import devices_deactivate
-from apps.templates.rendering import RenderError, render_for_channel
-from apps.clients.models import Client
 from apps.templates.models import TemplateVersion
+from apps.templates.rendering import RenderError, render_for_channel
 from apps.webhooks.outbound.outbox import (
     records_webhook_events,
     subscriptions_read_once,

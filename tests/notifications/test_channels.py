@@ -193,3 +193,36 @@ def test_an_open_breaker_with_no_failover_defers_without_spending_an_attempt(
     deferred = only_delivery(send(client_tenant, "otp", {"id": "late", "phone": "+14155550199"}))
     assert (deferred.status, deferred.error_code, deferred.attempts) == ("retrying", "circuit_open", 0)
     assert deferred.events.filter(event="deferred").exists()
+
+
+def test_sendgrid_calls_of_a_thread_share_one_keep_alive_connection_and_classify_as_before(
+    clean_sandbox: Any,
+) -> None:
+    from apps.notifications.channels import keepalive
+    from apps.notifications.channels.base import OutboundMessage, Outcome
+    from apps.notifications.channels.registry import get_provider
+
+    provider = get_provider("sendgrid")
+    message = OutboundMessage(delivery_id="d-1", notification_id="n-1", client_id="c-1",
+                              channel="email", to="ada@example.com", subject="Hi", text="Hello")
+
+    first = provider.send(message)
+    [connection] = keepalive._local.pool.values()
+    socket = connection.sock
+    second = provider.send(message)
+
+    assert (first.outcome, second.outcome) == (Outcome.SENT, Outcome.SENT)
+    assert first.provider_message_id and first.provider_message_id != second.provider_message_id
+    assert connection.sock is socket  # no new TCP connection for the second call
+    assert len(clean_sandbox.messages(to="ada@example.com")) == 2
+
+    clean_sandbox.control(provider="sendgrid", fail_status=429, retry_after=7, fail_next=1)
+    limited = provider.send(message)
+    assert (limited.outcome, limited.error_code, limited.retry_after) == (
+        Outcome.RETRYABLE, "rate_limited", 7.0)
+    clean_sandbox.control(provider="sendgrid", fail_status=400, fail_next=1)
+    assert provider.send(message).outcome == Outcome.PERMANENT
+    assert provider.send(message).outcome == Outcome.SENT  # after an error answer too
+    clean_sandbox.control(provider="sendgrid", down=True)
+    down = provider.send(message)
+    assert (down.outcome, down.error_code) == (Outcome.RETRYABLE, "connection_error")

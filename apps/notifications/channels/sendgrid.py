@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 from urllib.error import URLError
 
@@ -10,10 +11,27 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Category, Content, CustomArg, From, Header, Mail, To
 
 from .base import OutboundMessage, Provider, SendResult
+from .keepalive import KeepAliveClient
 
 # custom_args come back on every Event Webhook event: how receipts find their delivery.
 DELIVERY_ARG = "notifyhub_delivery_id"
 NOTIFICATION_ARG = "notifyhub_notification_id"
+
+
+_local = threading.local()
+
+
+def api_client(api_key: str, host: str) -> SendGridAPIClient:
+    """This thread's SDK client for the account: built once, its requests on the thread's
+    keep-alive connection (channels/keepalive.py)."""
+    clients: dict[tuple[str, str], SendGridAPIClient] = _local.__dict__.setdefault("clients", {})
+    client = clients.get((api_key, host))
+    if client is None:
+        client = SendGridAPIClient(api_key=api_key, host=host)
+        client.client = KeepAliveClient(host=client.host, request_headers=client._default_headers,
+                                        version=3)
+        clients[(api_key, host)] = client
+    return client
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -53,8 +71,7 @@ class SendGridProvider(Provider):
         return mail.get()  # type: ignore[no-any-return]
 
     def call(self, payload: dict[str, Any], message: OutboundMessage) -> SendResult:
-        client = SendGridAPIClient(api_key=self.setting("SENDGRID_API_KEY"),
-                                   host=self.setting("SENDGRID_API_HOST"))
+        client = api_client(self.setting("SENDGRID_API_KEY"), self.setting("SENDGRID_API_HOST"))
         try:
             response = client.client.mail.send.post(
                 request_body=payload, timeout=self.setting("SENDGRID_TIMEOUT_SECONDS")
