@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -61,7 +62,10 @@ logger = logging.getLogger(__name__)
 DUE_TOLERANCE = timedelta(seconds=1)
 
 # Every statement here that changes several deliveries locks them first in id order (as
-# receipts do), so two of them never wait on each other's rows in a cycle (a deadlock).
+# receipts do), so two of them never wait on each other's rows in a cycle (a deadlock). The
+# claim does not wait at all: rows another transaction holds right now (the accept's
+# pending → queued update, a receipt, a duplicate task's claim) are skipped and asked for again
+# once that transaction is over (`deliveries_claim`).
 _CLAIM_SQL = """
 WITH locked AS (
     SELECT id FROM notifications_delivery
@@ -69,15 +73,13 @@ WITH locked AS (
       AND status IN ('pending', 'queued', 'retrying')
       AND (due_at IS NULL OR due_at <= %(due_before)s)
     ORDER BY id
-    FOR NO KEY UPDATE
+    FOR NO KEY UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE notifications_delivery AS d
     SET status = 'sending', attempts = d.attempts + 1, lease_until = %(lease_until)s,
         updated_at = %(now)s
     FROM locked
     WHERE d.id = locked.id
-      AND d.status IN ('pending', 'queued', 'retrying')
-      AND (d.due_at IS NULL OR d.due_at <= %(due_before)s)
     RETURNING d.id, d.attempts
 ), events AS (
     INSERT INTO notifications_deliveryevent
@@ -89,6 +91,18 @@ WITH locked AS (
 )
 SELECT id, attempts FROM claimed
 """
+
+# Which of these rows looked claimable (without locking): the ones a claim skipped because
+# another transaction held them.
+_CLAIMABLE_SQL = """
+SELECT id FROM notifications_delivery
+WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('pending', 'queued', 'retrying')
+  AND (due_at IS NULL OR due_at <= %(due_before)s)
+"""
+# How long a claim waits, in all, for rows other transactions hold (they hold them for one
+# statement); what is still held then is left to the relay sweeper.
+CLAIM_WAIT_SECONDS = 2.0
+CLAIM_PAUSE_SECONDS = 0.01
 
 # One statement for a batch of outcomes: each delivery row (only if still in the attempt that
 # produced the outcome) and its event. The rows are locked in id order first (see above); an
@@ -166,16 +180,34 @@ class Attempt:
 
 
 def deliveries_claim(*, delivery_ids: Sequence[str]) -> dict[str, int]:
-    """Atomically takes the still-claimable deliveries among these: id → attempt number."""
-    now = timezone.now()
-    lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _CLAIM_SQL,
-            {"ids": [str(i) for i in delivery_ids], "now": now, "lease_until": lease_until,
-             "due_before": now + DUE_TOLERANCE},
-        )
-        return {str(row[0]): int(row[1]) for row in cursor.fetchall()}
+    """Atomically takes the still-claimable deliveries among these: id → attempt number.
+
+    Never waits for a row lock (so it never deadlocks): rows locked by another transaction at
+    that instant are asked for again, briefly, until that transaction is over."""
+    remaining = [str(i) for i in delivery_ids]
+    claimed: dict[str, int] = {}
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+    while remaining:
+        now = timezone.now()
+        lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+        params = {"ids": remaining, "now": now, "lease_until": lease_until,
+                  "due_before": now + DUE_TOLERANCE}
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, params)
+            got = {str(row[0]): int(row[1]) for row in cursor.fetchall()}
+            claimed.update(got)
+            remaining = [i for i in remaining if i not in got]
+            if not remaining or time.monotonic() >= deadline:
+                break
+            cursor.execute(_CLAIMABLE_SQL, params)
+            held = {str(row[0]) for row in cursor.fetchall()}
+        remaining = [i for i in remaining if i in held]
+        if remaining:
+            time.sleep(CLAIM_PAUSE_SECONDS)
+    if remaining:
+        logger.warning("%d deliveries stayed locked by other transactions; the relay sweeper "
+                       "hands them out again", len(remaining))
+    return claimed
 
 
 def _row(

@@ -5,13 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from .dispatch import deliveries_dispatch
 from .relay import relay_sweep
 
 
+# A database error (PostgreSQL restarting, a lost connection) publishes the task again with a
+# backoff instead of dropping it: what it had claimed stays leased and the claim of the retry
+# skips it (the sweeper hands it out when the lease ends), the rest is claimed then.
 @shared_task(name="notifications.deliveries_dispatch_task", acks_late=True,
-             reject_on_worker_lost=True, ignore_result=True)
+             reject_on_worker_lost=True, ignore_result=True,
+             autoretry_for=(OperationalError, InterfaceError), retry_backoff=1,
+             retry_backoff_max=30, max_retries=8)
 def deliveries_dispatch_task(delivery_ids: list[str]) -> dict[str, Any]:
     report = deliveries_dispatch(delivery_ids=delivery_ids)
     return {"claimed": report.claimed, "sent": report.sent, "retrying": report.retrying,

@@ -197,3 +197,31 @@ def test_a_receipt_batch_that_loses_a_deadlock_is_retried_and_the_provider_gets_
     assert receipts_out["result"].applied == 2
     assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
     assert DeliveryEvent.objects.filter(event="delivered").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_never_waits_in_a_lock_cycle_and_still_takes_rows_held_for_a_moment(
+    client_tenant: Any, email_template: Any
+) -> None:
+    """The accept's pending → queued update may hold some of a chunk's rows while a worker
+    claims it: the claim skips them, asks again once they are free, and deadlocks with nobody."""
+    low, high = _send(client_tenant, 2)
+    holds_high, release = threading.Event(), threading.Event()
+
+    def accept_side() -> None:
+        with transaction.atomic():
+            Delivery.objects.filter(id=high.id).update(status="queued")
+            holds_high.set()
+            release.wait(10)
+            _lock([str(low.id)])  # would close a cycle with a claim waiting for `high`
+
+    other, other_out = _in_thread(accept_side)
+    assert holds_high.wait(10)
+    claim, claim_out = _in_thread(lambda: _claim([low, high]))
+    time.sleep(0.1)
+    release.set()
+    other.join(15)
+    claim.join(15)
+
+    assert "error" not in other_out and "error" not in claim_out, (other_out, claim_out)
+    assert claim_out["result"] == {str(low.id): 1, str(high.id): 1}
