@@ -1,9 +1,13 @@
 """The Celery app: queue declarations, routing and the beat schedule, in one place.
 
-Workers (see Procfile):
-  celery -A celery_app worker -Q critical                     # its own pool: OTPs never wait
-  celery -A celery_app worker -Q high,normal,low,maintenance  # batched lower priorities
-  celery -A celery_app beat                                   # relay sweeper and scheduled work
+Workers (see Procfile and docs/operations.md "Processes"):
+  celery -A celery_app worker -Q critical,high          # never behind bulk work; critical first
+  celery -A celery_app worker -Q maintenance,normal,low # bulk; the sweeper never starves
+  celery -A celery_app worker -Q webhooks               # client webhooks
+  celery -A celery_app beat                             # relay sweeper and scheduled work
+
+A worker takes its queues strictly in the order `-Q` names them (`queue_order_strategy`
+"priority"): the first non-empty one wins, so `critical` overtakes `high` in the priority worker.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ app.conf.task_routes = {
 }
 app.conf.broker_transport_options = {
     "visibility_timeout": settings.CELERY_BROKER_VISIBILITY_TIMEOUT,
+    # BRPOP over the worker's queues in its -Q order every time (kombu's default rotates them
+    # round-robin, which lets a flood of `high` delay `critical` by a turn each time).
+    "queue_order_strategy": "priority",
 }
 app.conf.broker_connection_retry_on_startup = True
 app.conf.worker_hijack_root_logger = False
