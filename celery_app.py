@@ -80,8 +80,10 @@ app.conf.beat_schedule = {
 
 
 @task_postrun.connect(weak=False)
-def _close_old_connections(**kwargs: object) -> None:
-    close_old_connections()
+def _close_old_connections(sender: object = None, **kwargs: object) -> None:
+    # Not for a task run in-process (`apply()`, eager): its caller owns the connection.
+    if not getattr(getattr(sender, "request", None), "is_eager", False):
+        close_old_connections()
 
 
 app.autodiscover_tasks(["apps.notifications", "apps.scheduling", "apps.audit", "apps.webhooks.outbound"])
