@@ -5,9 +5,9 @@
 #   docker run --rm --env-file prod.env notifyhub sh -c \
 #       "python manage.py migrate --noinput && python manage.py sync_roles"
 #   docker run --rm --env-file prod.env notifyhub \
-#       celery -A celery_app worker -Q critical -n critical@%h --concurrency 2 --loglevel INFO
+#       celery -A celery_app worker -Q critical,high -n priority@%h --concurrency 2 --loglevel INFO
 #   docker run --rm --env-file prod.env notifyhub \
-#       celery -A celery_app worker -Q high,normal,low,maintenance -n bulk@%h --concurrency 2 --loglevel INFO
+#       celery -A celery_app worker -Q maintenance,normal,low -n bulk@%h --concurrency 2 --loglevel INFO
 #   docker run --rm --env-file prod.env notifyhub \
 #       celery -A celery_app beat --scheduler django_celery_beat.schedulers:DatabaseScheduler --loglevel INFO
 #

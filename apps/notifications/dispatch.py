@@ -190,8 +190,8 @@ def deliveries_claim(*, delivery_ids: Sequence[str]) -> dict[str, int]:
     while remaining:
         now = timezone.now()
         lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-        params = {"ids": remaining, "now": now, "lease_until": lease_until,
-                  "due_before": now + DUE_TOLERANCE}
+        params: dict[str, Any] = {"ids": remaining, "now": now, "lease_until": lease_until,
+                                  "due_before": now + DUE_TOLERANCE}
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_SQL, params)
             got = {str(row[0]): int(row[1]) for row in cursor.fetchall()}
