@@ -563,6 +563,7 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
         recipient_ids=[d.recipient_id for d in deliveries if d.channel == "push"]
     )
     work: list[tuple[Delivery, OutboundMessage, list[Provider]]] = []
+    routes: dict[tuple[str, str], list[Provider]] = {}  # (channel, mode) → providers, per chunk
     suppressed_rows: list[dict[str, Any]] = []
     for delivery in deliveries:
         did = str(delivery.id)
@@ -579,7 +580,10 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
             report.notification_ids.add(str(delivery.notification_id))
             continue
         # A test key's delivery gets the test-mode providers (the sandbox), a live one the live.
-        providers = providers_for(delivery.channel, mode=delivery.mode)
+        route = (delivery.channel, delivery.mode)
+        if route not in routes:
+            routes[route] = providers_for(delivery.channel, mode=delivery.mode)
+        providers = routes[route]
         if not providers:
             finish_now(delivery, SendResult.permanent("", "channel_not_supported",
                                                       f"No provider for {delivery.channel}."))
