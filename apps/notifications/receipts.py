@@ -109,6 +109,9 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     report = ReceiptReport(received=len(events))
     if not events:
         return report
+    # PostgreSQL stores no NUL character (a text or jsonb value with one is an error, a 500):
+    # a provider's text never carries a meaningful one.
+    events = [_without_nul(e) for e in events]
     # Bounce texts may quote the address ("550 <jane@example.com>: no such user").
     events = [replace(e, error_message=redact_pii(e.error_message)) if e.error_message else e
               for e in events]
@@ -224,6 +227,27 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     )
     webhook_receipts_record(deliveries=changed.values(), events=new_events)
     return report
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _without_nul(e: ProviderEvent) -> ProviderEvent:
+    texts = (e.event, e.delivery_id, e.provider_message_id, e.provider_event_id, e.error_code,
+             e.error_message)
+    if not any("\x00" in t for t in texts) and "\\u0000" not in json.dumps(e.detail, default=str):
+        return e
+    return replace(e, event=_clean(e.event), delivery_id=_clean(e.delivery_id),
+                   provider_message_id=_clean(e.provider_message_id),
+                   provider_event_id=_clean(e.provider_event_id), error_code=_clean(e.error_code),
+                   error_message=_clean(e.error_message), detail=_clean(e.detail))
 
 
 def _record_send(delivery: Delivery, e: ProviderEvent, now: datetime) -> DeliveryEvent:

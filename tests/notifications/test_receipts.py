@@ -225,3 +225,22 @@ def test_a_claim_never_waits_in_a_lock_cycle_and_still_takes_rows_held_for_a_mom
 
     assert "error" not in other_out and "error" not in claim_out, (other_out, claim_out)
     assert claim_out["result"] == {str(low.id): 1, str(high.id): 1}
+
+
+@pytest.mark.django_db
+def test_a_receipt_with_nul_characters_is_stored_without_them(
+    client_tenant: Any, email_template: Any
+) -> None:
+    delivery = _send(client_tenant, 1)[0]
+    _sent([delivery])
+    report = delivery_receipts_apply(events=[ProviderEvent(
+        provider="sendgrid", event="bounced", status=DeliveryStatus.BOUNCED,
+        occurred_at=timezone.now(), delivery_id=str(delivery.id), provider_event_id="ev\x00-1",
+        error_code="5.1.1\x00", error_message="550 no\x00 such user",
+        detail={"type": "bounce\x00", "nested": ["a\x00"]})])
+
+    assert report.applied == 1
+    event = DeliveryEvent.objects.get(delivery=delivery, event="bounced")
+    assert (event.provider_event_id, event.error_code, event.error_message) == (
+        "ev-1", "5.1.1", "550 no such user")
+    assert event.detail == {"type": "bounce", "nested": ["a"]}
