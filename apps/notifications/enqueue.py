@@ -24,8 +24,16 @@ def chunked(ids: list[str], size: int) -> Iterable[list[str]]:
         yield ids[start : start + size]
 
 
-def deliveries_enqueue(*, items: Iterable[tuple[str, str]], countdown: float | None = None) -> int:
-    """Publishes (delivery id, priority) pairs: critical one per task, others in chunks.
+def deliveries_enqueue(
+    *, items: Iterable[tuple[str, str]], countdown: float | None = None, mark_queued: bool = True,
+) -> int:
+    """Publishes (delivery id, priority) pairs: critical one per task, others in chunks, all
+    in one round trip to the broker (one connection, the messages sent back to back).
+
+    `mark_queued` moves the published `pending` deliveries to `queued` (one UPDATE). The accept
+    path does not: its deliveries were written `pending` with the relay sweeper's lease
+    (RELAY_REQUEUE_AFTER_SECONDS), which already re-publishes a lost message, and the worker's
+    claim takes `pending` as it takes `queued`.
 
     Never raises for a broker problem: what is not published is found by the relay sweeper.
     Returns the number of deliveries published.
@@ -51,7 +59,7 @@ def deliveries_enqueue(*, items: Iterable[tuple[str, str]], countdown: float | N
                 logger.exception("could not publish %d deliveries; the relay sweeper will", len(chunk))
                 continue
             published.extend(chunk)
-    if published and countdown is None:
+    if published and countdown is None and mark_queued:
         now = timezone.now()
         Delivery.objects.filter(id__in=published, status=DeliveryStatus.PENDING).update(
             status=DeliveryStatus.QUEUED,

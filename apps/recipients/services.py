@@ -9,7 +9,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from apps.audit.services import audit_record
+from apps.audit.services import Entry, audit_record, audit_records
 from apps.clients.models import Client
 from apps.core.crypto import pii_hash
 
@@ -19,14 +19,17 @@ RECIPIENT_FIELDS = ("email", "phone", "whatsapp", "locale", "timezone", "attribu
 ENCRYPTED_FIELDS = ("email", "phone", "whatsapp")
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def recipients_upsert(
-    *, client: Client, items: Iterable[Mapping[str, Any]]
+    *, client: Client, items: Iterable[Mapping[str, Any]], audit_into: list[Entry] | None = None,
 ) -> dict[str, Recipient]:
     """Creates or updates recipients by external id, in bulk.
 
     Each item has `id` (the external id) and any of RECIPIENT_FIELDS; fields not given keep
-    their stored value. Returns external id → Recipient. Two statements whatever the count.
+    their stored value. Returns external id → Recipient. Two statements whatever the count
+    (a read of the existing rows, one INSERT … ON CONFLICT DO UPDATE … RETURNING), plus the
+    `recipient.upsert` audit row — or, with `audit_into`, that row's entry is appended to the
+    list for the caller to write with its own rows (the send pipeline does).
     """
     wanted: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -54,17 +57,16 @@ def recipients_upsert(
         unique_fields=["client", "external_id"],
         update_fields=[*RECIPIENT_FIELDS, "updated_at"],
     )
-    # bulk_create with update_conflicts returns the rows' primary keys on PostgreSQL; for a row
-    # a concurrent request inserted first the stored pk wins, so read the pks back to be exact
-    # (only the pks: the rows hold what was just written, and reading them again would
-    # decrypt every address a second time).
-    if any(r.external_id not in existing for r in saved):
-        stored = dict(Recipient.objects.filter(client=client, external_id__in=list(wanted))
-                      .values_list("external_id", "id"))
-        for row in saved:
-            row.pk = stored[row.external_id]
+    # bulk_create with update_conflicts sets each row's primary key from RETURNING (Django
+    # 5.0+): for a row a concurrent request inserted first, that is the stored row's pk.
     result = {r.external_id: r for r in saved}
-    _audit_upsert(client=client, wanted=wanted, created=created, updated=updated, saved=result)
+    entry = _audit_upsert(client=client, wanted=wanted, created=created, updated=updated,
+                          saved=result)
+    if entry is not None:
+        if audit_into is not None:
+            audit_into.append(entry)
+        else:
+            audit_records([entry])
     return result
 
 
@@ -90,19 +92,18 @@ def _upsert_changes(*, wanted: Mapping[str, Mapping[str, Any]], existing: Mappin
 
 
 def _audit_upsert(*, client: Client, wanted: Mapping[str, Mapping[str, Any]], created: list[str],
-                  updated: dict[str, list[str]], saved: Mapping[str, Recipient]) -> None:
+                  updated: dict[str, list[str]], saved: Mapping[str, Recipient]) -> Entry | None:
     """One `recipient.upsert` row per call that creates or changes a recipient: the ids and
     the names of the changed fields, never their values (addresses, attributes)."""
     if not created and not updated:
-        return
+        return None
     if len(created) + len(updated) == 1:
         [external_id] = created or list(updated)
-        audit_record(action="recipient.upsert", client=client, object_type="recipient",
+        return Entry(action="recipient.upsert", client=client, object_type="recipient",
                      object_id=saved[external_id].pk, recipient_external_id=external_id,
                      changes={"created": bool(created),
                               "fields": updated.get(external_id) or sorted(wanted[external_id])})
-        return
-    audit_record(action="recipient.upsert", client=client, object_type="recipient",
+    return Entry(action="recipient.upsert", client=client, object_type="recipient",
                  changes={"created": created, "updated": sorted(updated),
                           "fields": sorted({name for names in updated.values() for name in names}
                                            | {n for i in created for n in wanted[i]}),
