@@ -49,7 +49,7 @@ from apps.templates.rendering import has_content_for
 from apps.templates.selectors import pick_version
 
 from .channels.registry import supported_channels
-from .enqueue import deliveries_enqueue
+from .enqueue import deliveries_publish_accepted
 from .models import Delivery, DeliveryEvent, DeliveryStatus, Notification, NotificationStatus
 
 # Up to this many rows over all tables, the writes go in one statement; above, one COPY each.
@@ -247,31 +247,38 @@ def copy_insert(
     the row's value, else `now`; an auto-increment primary key is left to the database;
     encrypted fields are encrypted (apps/core/encrypted_fields.py).
     Returns the row count."""
-    fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
-    if any(isinstance(f, PIIHashField) for f in fields):
-        raise NotImplementedError(f"copy_insert does not compute the hashes of {model.__name__}.")
-    convert = [(f.attname, f.get_default, _converter(f, now)) for f in fields]
-    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    convert, columns = _columns(model, now)
     table = connection.ops.quote_name(model._meta.db_table)
     count = 0
     with connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY {table} ({columns}) FROM STDIN"  # table and column names come from the model
     ) as copy:
         for row in rows:
-            values = vars(row) if isinstance(row, models.Model) else row
-            copy.write_row([
-                conv(values[attname] if attname in values else default())
-                for attname, default, conv in convert
-            ])
+            copy.write_row(_row_values(row, convert))
             count += 1
     return count
 
 
+def _row_values(row: models.Model | Mapping[str, Any], convert: list[Any]) -> list[Any]:
+    values = vars(row) if isinstance(row, models.Model) else row
+    return [conv(values[attname]) if attname in values else conv(default())
+            for attname, default, conv in convert]
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
 def _columns(model: type[models.Model], now: datetime) -> tuple[list[Any], str]:
+    """[(attname, default(), converter)] and the quoted column list of a model's insert."""
     fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
     if any(isinstance(f, PIIHashField) for f in fields):
-        raise NotImplementedError(f"rows_insert does not compute the hashes of {model.__name__}.")
-    convert = [(f.attname, f.get_default, _converter(f, now)) for f in fields]
+        raise NotImplementedError(f"Bulk inserts do not compute the hashes of {model.__name__}.")
+    convert = []
+    for f in fields:
+        callable_default = f.has_default() and callable(f.default)
+        default = f.get_default if callable_default else _constant(f.get_default())
+        convert.append((f.attname, default, _converter(f, now)))
     return convert, ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
 
 
@@ -296,9 +303,7 @@ def rows_insert(
         convert, columns = _columns(model, now)
         placeholder = "(" + ", ".join(["%s"] * len(convert)) + ")"
         for row in rows:
-            values = vars(row) if isinstance(row, models.Model) else row
-            params.extend(conv(values[attname] if attname in values else default())
-                          for attname, default, conv in convert)
+            params.extend(_row_values(row, convert))
         table = connection.ops.quote_name(model._meta.db_table)
         parts.append(f"INSERT INTO {table} ({columns}) VALUES "
                      + ", ".join([placeholder] * len(rows)))
@@ -550,12 +555,12 @@ def notifications_accept(
         (Delivery, rows),
         (DeliveryEvent, [{"delivery_id": d["id"], "status": d["status"], "event": "accepted",
                           "occurred_at": now} for d in rows]),
-        (AuditLog, [entry.row(context) for entry in audit]),
+        (AuditLog, [entry.values(context) for entry in audit]),
     ], now)
     for notification in notifications:
         notification._state.adding = False
     if publish:
-        transaction.on_commit(lambda: deliveries_enqueue(items=publish, mark_queued=False))
+        transaction.on_commit(lambda: deliveries_publish_accepted(items=publish))
     return Accepted(notifications=notifications, deliveries=accepted, by_channel=dict(by_channel))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
@@ -67,3 +68,32 @@ def deliveries_enqueue(
             updated_at=now,
         )
     return len(published)
+
+
+# Up to this many task messages are published before the request answers; a larger accept
+# (tens of thousands of deliveries: hundreds of messages, ~1 ms each) publishes from a
+# background thread so the 202 does not wait for the broker.
+INLINE_PUBLISH_MESSAGES = 20
+
+
+def deliveries_publish_accepted(*, items: list[tuple[str, str]]) -> None:
+    """Publishes what an accept committed (call it after commit). Small batches are published
+    at once; a large one from a background thread. Nothing is lost if the process dies meanwhile: the deliveries are
+    committed `pending` with the relay sweeper's lease, which re-publishes them."""
+    size = max(int(settings.DISPATCH_CHUNK_SIZE), 1)
+    critical = [i for i in items if i[1] == Priority.CRITICAL]
+    messages = len(critical) + (len(items) - len(critical) + size - 1) // size
+    if messages <= INLINE_PUBLISH_MESSAGES:
+        deliveries_enqueue(items=items, mark_queued=False)
+        return
+    thread = threading.Thread(target=_publish_in_background, args=(items,),
+                              name="accept-publish", daemon=True)
+    thread.start()
+
+
+def _publish_in_background(items: list[tuple[str, str]]) -> None:
+    try:
+        deliveries_enqueue(items=items, mark_queued=False)
+    except Exception:
+        logger.exception("could not publish %d accepted deliveries; the relay sweeper will",
+                         len(items))

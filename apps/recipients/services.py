@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from apps.audit.services import Entry, audit_record, audit_records
 from apps.clients.models import Client
-from apps.core.crypto import pii_hash
+from apps.core.crypto import encrypt, pii_hash
+from apps.core.encrypted_fields import EncryptedMixin, PIIHashField
 
 from .models import Device, Recipient
 
@@ -51,14 +55,17 @@ def recipients_upsert(
         for name, value in fields.items():
             setattr(row, name, value if value is not None else "")
         rows.append(row)
-    saved = Recipient.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["client", "external_id"],
-        update_fields=[*RECIPIENT_FIELDS, "updated_at"],
-    )
-    # bulk_create with update_conflicts sets each row's primary key from RETURNING (Django
-    # 5.0+): for a row a concurrent request inserted first, that is the stored row's pk.
+    if len(rows) >= STAGED_UPSERT_ROWS:
+        saved = _staged_upsert(rows)
+    else:
+        saved = Recipient.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["client", "external_id"],
+            update_fields=[*RECIPIENT_FIELDS, "updated_at"],
+        )
+    # Both set each row's primary key from RETURNING: for a row a concurrent request inserted
+    # first, that is the stored row's pk.
     result = {r.external_id: r for r in saved}
     entry = _audit_upsert(client=client, wanted=wanted, created=created, updated=updated,
                           saved=result)
@@ -68,6 +75,60 @@ def recipients_upsert(
         else:
             audit_records([entry])
     return result
+
+
+# From this many rows an upsert goes through a COPY into a temporary table (bulk_create's
+# per-value SQL compilation costs ~1 ms per row at 10,000 rows).
+STAGED_UPSERT_ROWS = 500
+_STAGE = "recipient_upsert_stage"
+
+
+def _staged_upsert(rows: list[Recipient]) -> list[Recipient]:
+    """The rows COPYed into a session temporary table, then one INSERT … SELECT … ON CONFLICT
+    DO UPDATE … RETURNING: what bulk_create(update_conflicts=True) does, without building
+    the SQL value by value. Addresses are encrypted and hashed here as the fields would."""
+    now = timezone.now()
+    fields = list(Recipient._meta.concrete_fields)
+    columns = [str(f.column) for f in fields]
+    quoted = ", ".join(connection.ops.quote_name(c) for c in columns)
+    table = connection.ops.quote_name(Recipient._meta.db_table)
+    updated = ", ".join(f"{connection.ops.quote_name(c)} = EXCLUDED.{connection.ops.quote_name(c)}"
+                        for c in (*RECIPIENT_FIELDS, *(f"{n}_hash" for n in ENCRYPTED_FIELDS),
+                                  "updated_at"))
+    dumps = functools.partial(json.dumps, cls=Recipient._meta.get_field("attributes").encoder)
+
+    def values(row: Recipient) -> list[Any]:
+        out: list[Any] = []
+        for f in fields:
+            if isinstance(f, PIIHashField):
+                out.append(f.hash_of(getattr(row, f.source)))
+            elif isinstance(f, EncryptedMixin):
+                out.append(encrypt(getattr(row, f.attname) or ""))
+            elif f.attname == "attributes":
+                out.append(Jsonb(row.attributes or {}, dumps=dumps))
+            elif f.attname == "updated_at" or (f.attname == "created_at" and not row.created_at):
+                out.append(now)
+            else:
+                out.append(getattr(row, f.attname))
+        return out
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {table}) "
+                       "ON COMMIT DELETE ROWS")
+        cursor.execute(f"TRUNCATE {_STAGE}")
+        with cursor.cursor.copy(f"COPY {_STAGE} ({quoted}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(values(row))
+        cursor.execute(
+            f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM {_STAGE} "
+            f"ON CONFLICT (client_id, external_id) DO UPDATE SET {updated} "
+            "RETURNING id, external_id")
+        stored = {external_id: pk for pk, external_id in cursor.fetchall()}
+    for row in rows:
+        row.pk = stored[row.external_id]
+        row.updated_at = now
+        row._state.adding = False
+    return rows
 
 
 def _upsert_changes(*, wanted: Mapping[str, Mapping[str, Any]], existing: Mapping[str, Recipient],

@@ -132,7 +132,9 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
         key = idempotency_key_for(request)
         client = request_client(request)
         is_test = request_is_test(request)
-        with delivery_quota(client=client, is_test=is_test) as charge, transaction.atomic():
+        # No savepoint: inside @idempotent's transaction a failure rolls it all back anyway.
+        with delivery_quota(client=client, is_test=is_test) as charge, \
+                transaction.atomic(savepoint=False):
             outcome = notification_send(
                 client=client,
                 **body,
@@ -207,7 +209,9 @@ class NotificationBulkApi(LimitHeadersMixin, APIView):
         items = bulk_body_validate(request.data)
         client = request_client(request)
         is_test = request_is_test(request)
-        with delivery_quota(client=client, is_test=is_test) as charge, transaction.atomic():
+        # No savepoint: inside @idempotent's transaction a failure rolls it all back anyway.
+        with delivery_quota(client=client, is_test=is_test) as charge, \
+                transaction.atomic(savepoint=False):
             accepted = notifications_send_bulk(client=client, items=items, is_test=is_test)
             charge(len(accepted.deliveries))
         instrumentation.observe_accepted_counts(accepted.by_channel)
