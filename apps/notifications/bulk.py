@@ -349,9 +349,10 @@ def notifications_accept(
     test key's (sandbox only: see channels/registry.py). Writes with `rows_insert` and
     publishes the deliveries that are due after commit.
 
-    No savepoint: a failure rolls back the caller's transaction (every caller lets it
-    propagate). A request's `idempotency_key` must be free: callers check and serialize
-    (a concurrent duplicate fails the commit's unique constraint: 409, nothing kept)."""
+    No savepoint of its own: callers run it inside theirs (notification_send,
+    notifications_send_bulk, recipients_send_in_chunks are each @transaction.atomic). A
+    request's `idempotency_key` must be free: callers check and serialize (a concurrent
+    duplicate fails the unique constraint: 409, nothing kept)."""
     now = timezone.now()
     errors = _Errors(field_name)
 
@@ -564,10 +565,16 @@ def notifications_accept(
     return Accepted(notifications=notifications, deliveries=accepted, by_channel=dict(by_channel))
 
 
+@transaction.atomic
 def notifications_send_bulk(
-    *, client: Client, items: Sequence[Mapping[str, Any]], is_test: bool = False
+    *, client: Client, items: Sequence[Mapping[str, Any]], is_test: bool = False,
+    charge: Callable[[int], None] | None = None,
 ) -> Accepted:
     """The bulk API's send: every item (a validated send body) or none, each failure named
-    `notifications[<index>].<field>`."""
-    return notifications_accept(client=client, requests=[SendRequest.from_body(i) for i in items],
-                                is_test=is_test, field_name=bulk_field)
+    `notifications[<index>].<field>`. `charge`: as notification_send's."""
+    accepted = notifications_accept(
+        client=client, requests=[SendRequest.from_body(i) for i in items], is_test=is_test,
+        field_name=bulk_field)
+    if charge is not None:
+        charge(len(accepted.deliveries))
+    return accepted

@@ -78,8 +78,9 @@ INLINE_PUBLISH_MESSAGES = 20
 
 def deliveries_publish_accepted(*, items: list[tuple[str, str]]) -> None:
     """Publishes what an accept committed (call it after commit). Small batches are published
-    at once; a large one from a background thread. Nothing is lost if the process dies meanwhile: the deliveries are
-    committed `pending` with the relay sweeper's lease, which re-publishes them."""
+    at once; a large one from a background thread. Nothing is lost if the process dies
+    meanwhile: the deliveries are committed `pending` with the relay sweeper's lease, which
+    re-publishes them."""
     size = max(int(settings.DISPATCH_CHUNK_SIZE), 1)
     critical = [i for i in items if i[1] == Priority.CRITICAL]
     messages = len(critical) + (len(items) - len(critical) + size - 1) // size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -62,7 +63,7 @@ def notification_replay(
     return SendOutcome(notification=earlier, replayed=True)
 
 
-@transaction.atomic(savepoint=False)
+@transaction.atomic
 def notification_send(
     *,
     client: Client,
@@ -79,13 +80,18 @@ def notification_send(
     idempotency_key: str | None = None,
     request_hash: str = "",
     is_test: bool = False,
+    charge: Callable[[int], None] | None = None,
 ) -> SendOutcome:
     """Accepts a send: a batch of one (`notifications_accept`), its errors named as the body
     names its fields (`recipients[2]`). `is_test` (a test key's send) marks the notification
     and its deliveries: they go to the provider sandbox only (see channels/registry.py).
 
     With an `idempotency_key` already used by this client, nothing is created: the earlier
-    notification is returned (`replayed`), or 422 `idempotency_key_reused` for another body."""
+    notification is returned (`replayed`), or 422 `idempotency_key_reused` for another body.
+
+    `charge` (the daily quota's, apps.clients.quotas.delivery_quota) is called with the number
+    of new deliveries inside this transaction, before it commits. Called outside any
+    transaction (as the API does), this is the request's only transaction: no savepoint."""
     if local_send_time is not None and scheduled_at is not None:
         raise ApplicationError(
             "Use either scheduled_at or local_send_time, not both.",
@@ -106,6 +112,8 @@ def notification_send(
     )
     accepted = notifications_accept(client=client, requests=[request], is_test=is_test,
                                     field_name=single_field)
+    if charge is not None:
+        charge(len(accepted.deliveries))
     return SendOutcome(notification=accepted.notifications[0], replayed=False,
                        deliveries=tuple(accepted.deliveries))
 

@@ -5,7 +5,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
@@ -132,18 +131,17 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
         key = idempotency_key_for(request)
         client = request_client(request)
         is_test = request_is_test(request)
-        # No savepoint: inside @idempotent's transaction a failure rolls it all back anyway.
-        with delivery_quota(client=client, is_test=is_test) as charge, \
-                transaction.atomic(savepoint=False):
+        # notification_send's transaction is the request's; the quota is charged inside it
+        # and refunded if it fails, commit included.
+        with delivery_quota(client=client, is_test=is_test) as charge:
             outcome = notification_send(
                 client=client,
                 **body,
                 idempotency_key=key,
                 request_hash=request_fingerprint(request.data),
                 is_test=is_test,
+                charge=charge,
             )
-            if not outcome.replayed:
-                charge(len(outcome.deliveries))
         if not outcome.replayed:
             instrumentation.observe_accepted(outcome.deliveries)
         response = Response(_accepted_body(outcome.notification, outcome.deliveries),
@@ -209,11 +207,9 @@ class NotificationBulkApi(LimitHeadersMixin, APIView):
         items = bulk_body_validate(request.data)
         client = request_client(request)
         is_test = request_is_test(request)
-        # No savepoint: inside @idempotent's transaction a failure rolls it all back anyway.
-        with delivery_quota(client=client, is_test=is_test) as charge, \
-                transaction.atomic(savepoint=False):
-            accepted = notifications_send_bulk(client=client, items=items, is_test=is_test)
-            charge(len(accepted.deliveries))
+        with delivery_quota(client=client, is_test=is_test) as charge:
+            accepted = notifications_send_bulk(client=client, items=items, is_test=is_test,
+                                               charge=charge)
         instrumentation.observe_accepted_counts(accepted.by_channel)
         body = {
             "count": len(accepted.notifications),
