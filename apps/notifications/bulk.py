@@ -44,7 +44,7 @@ from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
 from apps.recipients.services import recipients_upsert
 from apps.templates.locales import locale_key
-from apps.templates.models import Template, TemplateActiveVersion, TemplateVersion
+from apps.templates.models import Template, TemplateVersion
 from apps.templates.rendering import has_content_for
 from apps.templates.selectors import pick_version
 
@@ -201,27 +201,76 @@ def _index_refs(refs: set[str], templates: Iterable[Template]) -> dict[str, Temp
     return by_ref
 
 
+def _select(model: type[models.Model], alias: str) -> tuple[list[str], str]:
+    names = [f.attname for f in model._meta.concrete_fields]
+    columns = ", ".join(f"{alias}.{connection.ops.quote_name(str(f.column))}"
+                        for f in model._meta.concrete_fields)
+    return names, columns
+
+
+def _from_db(model: type[models.Model], names: list[str], values: Sequence[Any]) -> Any:
+    """An instance from a raw row, with each field's from_db_value applied (JSON is read as
+    text by Django's psycopg setup), as a queryset would build it."""
+    converted = [
+        f.from_db_value(value, None, connection) if value is not None and hasattr(
+            f, "from_db_value") else value
+        for f, value in zip(model._meta.concrete_fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, names, converted)
+
+
 def _templates(
     client: Client, refs: set[str]
 ) -> tuple[dict[str, Template], dict[Any, dict[str, TemplateVersion]]]:
     """ref (key or UUID string) → the client's template with its active version, and template
-    id → {locale key → active version}: one query (the active-version pointers with their
-    template), plus one only when a ref names no published template (unknown or unpublished)."""
-    query = Q(template__key__in=refs) | Q(template__id__in=_ref_ids(refs))
-    pointers = list(
-        TemplateActiveVersion.objects.select_related("version", "template__active_version")
-        .filter(query, template__client=client)
-    )
+    id → {locale key → active version}: one query (each active-version pointer with its
+    version, its template and the template's default version; plain SQL, the ORM's compile
+    of the same join costs more than running it), plus one only when a ref names no
+    published template (unknown or unpublished)."""
+    template_names, template_columns = _select(Template, "t")
+    version_names, version_columns = _select(TemplateVersion, "v")
+    _, active_columns = _select(TemplateVersion, "av")
+    rows = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT p.locale, {template_columns}, {version_columns}, {active_columns} "
+            "FROM templates_templateactiveversion p "
+            "JOIN templates_template t ON t.id = p.template_id "
+            "JOIN templates_templateversion v ON v.id = p.version_id "
+            "LEFT JOIN templates_templateversion av ON av.id = t.active_version_id "
+            "WHERE t.client_id = %s AND (t.key = ANY(%s) OR t.id = ANY(%s))",
+            [client.id, list(refs), list(_ref_ids(refs))])
+        rows = cursor.fetchall()
+    n_template, n_version = len(template_names), len(version_names)
     templates: dict[Any, Template] = {}
+    versions: dict[Any, TemplateVersion] = {}
+
+    def version_of(values: Sequence[Any]) -> TemplateVersion | None:
+        if values[0] is None:
+            return None
+        version = versions.get(values[0])
+        if version is None:
+            version = versions[values[0]] = _from_db(TemplateVersion, version_names, values)
+        return version
+
     by_locale: dict[Any, dict[str, TemplateVersion]] = defaultdict(dict)
-    for pointer in pointers:
-        template = templates.setdefault(pointer.template_id, pointer.template)
-        by_locale[template.id][locale_key(pointer.locale)] = pointer.version
+    for row in rows:
+        locale, values = row[0], row[1:]
+        template_id = values[0]
+        template = templates.get(template_id)
+        if template is None:
+            template = templates[template_id] = _from_db(
+                Template, template_names, values[:n_template])
+            active = version_of(values[n_template + n_version:])
+            Template.active_version.field.set_cached_value(template, active)
+        version = version_of(values[n_template:n_template + n_version])
+        assert version is not None
+        by_locale[template_id][locale_key(locale)] = version
     by_ref = _index_refs(refs, templates.values())
     if any(ref not in by_ref for ref in refs):
-        rows = Template.objects.select_related("active_version").filter(
+        found = Template.objects.select_related("active_version").filter(
             Q(key__in=refs) | Q(id__in=_ref_ids(refs)), client=client)
-        by_ref = _index_refs(refs, [templates.get(t.id, t) for t in rows])
+        by_ref = _index_refs(refs, [templates.get(t.id, t) for t in found])
     return by_ref, by_locale
 
 
