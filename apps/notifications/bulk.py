@@ -145,7 +145,8 @@ class _Errors:
 
 
 def check_version(
-    key: str, version: TemplateVersion, channels: list[str], variables: Mapping[str, Any]
+    key: str, version: TemplateVersion, channels: list[str],
+    variables: Mapping[str, Any] | frozenset[str],
 ) -> None:
     """422 unless this version has content for every channel and gets every variable."""
     no_content = [c for c in channels if not has_content_for(version, c)]

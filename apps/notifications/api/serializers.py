@@ -390,9 +390,9 @@ def bulk_body_validate(data: Any) -> list[dict[str, Any]]:
     before any item; items are checked one by one, each bad one by its serializer."""
     items = data.get("notifications") if isinstance(data, dict) else None
     if type(items) is not list or not items:
-        serializer = BulkSendSerializer(data=data)
-        serializer.is_valid(raise_exception=True)
-        return list(serializer.validated_data["notifications"])
+        envelope = BulkSendSerializer(data=data)
+        envelope.is_valid(raise_exception=True)
+        return list(envelope.validated_data["notifications"])
     BulkNotificationsField.check_sizes(items)
     validated: list[dict[str, Any]] = []
     errors: dict[int, Any] = {}
@@ -411,7 +411,8 @@ def bulk_body_validate(data: Any) -> list[dict[str, Any]]:
         else:
             errors[index] = serializer.errors
     if errors:
-        raise serializers.ValidationError({"notifications": errors})
+        detail: Any = {"notifications": errors}  # keyed by index, as DRF's ListField reports
+        raise serializers.ValidationError(detail)
     return validated
 
 
