@@ -45,7 +45,7 @@ def recipients_upsert(
     given_by_all = set.intersection(*(set(fields) for fields in wanted.values()))
     existing = {
         r.external_id: r
-        for r in Recipient.objects.filter(client=client, external_id__in=list(wanted))
+        for r in Recipient.objects.filter(client=client, external_id__in=list(wanted)).order_by()
         .defer(*(name for name in ENCRYPTED_FIELDS if name in given_by_all))
     }
     created, updated = _upsert_changes(wanted=wanted, existing=existing)

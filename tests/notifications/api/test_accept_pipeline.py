@@ -75,6 +75,26 @@ def test_a_single_send_with_an_inline_recipient_is_four_statements(
     assert DeliveryEvent.objects.filter(delivery=delivery, event="accepted").count() == 1
 
 
+def test_an_idempotent_send_adds_four_statements_and_a_replay_is_two(
+    api: APIClient, email_template: Any
+) -> None:
+    """The key's lock, its record, the notification it may name, and the new record written
+    with the purge of expired ones; a replay reads the record and answers."""
+    data = body({"id": "u1", "email": "u1@example.com"})
+    api.get(SEND)  # the key is cached
+    with CaptureQueriesContext(connection) as first:
+        response = api.post(SEND, data, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    with CaptureQueriesContext(connection) as again:
+        replay = api.post(SEND, data, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+
+    assert response.status_code == replay.status_code == 202
+    assert replay.json() == response.json()
+    assert replay["Idempotent-Replayed"] == "true"
+    assert len(statements(first)) == 8, statements(first)
+    assert statements(first)[-1].startswith("WITH purged AS")
+    assert len(statements(again)) == 2, statements(again)
+
+
 def test_a_known_recipient_costs_three_statements(
     api: APIClient, client_tenant: Any, email_template: Any
 ) -> None:
