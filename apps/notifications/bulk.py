@@ -275,11 +275,12 @@ def _templates(
     return by_ref, by_locale
 
 
-def _converter(field: models.Field[Any, Any], now: datetime) -> Callable[[Any], Any]:
+def _converter(field: models.Field[Any, Any]) -> Callable[[Any], Any] | None:
+    """How a value is stored; None for an auto_now(_add) column (its value, else `now`)."""
     if isinstance(field, EncryptedMixin):
         return lambda value: encrypt(value) if value else value
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        return lambda value: value or now
+        return None
     if isinstance(field, models.JSONField):
         dumps = functools.partial(json.dumps, cls=field.encoder)
         return lambda value: Jsonb(value, dumps=dumps)
@@ -297,30 +298,37 @@ def copy_insert(
     the row's value, else `now`; an auto-increment primary key is left to the database;
     encrypted fields are encrypted (apps/core/encrypted_fields.py).
     Returns the row count."""
-    convert, columns = _columns(model, now)
+    convert, columns = _columns(model)
     table = connection.ops.quote_name(model._meta.db_table)
     count = 0
     with connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY {table} ({columns}) FROM STDIN"  # table and column names come from the model
     ) as copy:
         for row in rows:
-            copy.write_row(_row_values(row, convert))
+            copy.write_row(_row_values(row, convert, now))
             count += 1
     return count
 
 
-def _row_values(row: models.Model | Mapping[str, Any], convert: list[Any]) -> list[Any]:
+def _row_values(
+    row: models.Model | Mapping[str, Any], convert: list[Any], now: datetime
+) -> list[Any]:
     values = vars(row) if isinstance(row, models.Model) else row
-    return [conv(values[attname]) if attname in values else conv(default())
-            for attname, default, conv in convert]
+    return [
+        (values.get(attname) or now) if conv is None
+        else conv(values[attname]) if attname in values else conv(default())
+        for attname, default, conv in convert
+    ]
 
 
 def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
 
 
-def _columns(model: type[models.Model], now: datetime) -> tuple[list[Any], str]:
-    """[(attname, default(), converter)] and the quoted column list of a model's insert."""
+@functools.cache
+def _columns(model: type[models.Model]) -> tuple[list[Any], str]:
+    """[(attname, default(), converter)] and the quoted column list of a model's insert
+    (built once per model)."""
     fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
     if any(isinstance(f, PIIHashField) for f in fields):
         raise NotImplementedError(f"Bulk inserts do not compute the hashes of {model.__name__}.")
@@ -328,7 +336,7 @@ def _columns(model: type[models.Model], now: datetime) -> tuple[list[Any], str]:
     for f in fields:
         callable_default = f.has_default() and callable(f.default)
         default = f.get_default if callable_default else _constant(f.get_default())
-        convert.append((f.attname, default, _converter(f, now)))
+        convert.append((f.attname, default, _converter(f)))
     return convert, ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
 
 
@@ -350,10 +358,10 @@ def rows_insert(
     parts: list[str] = []
     params: list[Any] = []
     for model, rows in tables:
-        convert, columns = _columns(model, now)
+        convert, columns = _columns(model)
         placeholder = "(" + ", ".join(["%s"] * len(convert)) + ")"
         for row in rows:
-            params.extend(_row_values(row, convert))
+            params.extend(_row_values(row, convert, now))
         table = connection.ops.quote_name(model._meta.db_table)
         parts.append(f"INSERT INTO {table} ({columns}) VALUES "
                      + ", ".join([placeholder] * len(rows)))
