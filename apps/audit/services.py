@@ -99,15 +99,22 @@ class Entry:
     actor: Actor | None = None  # default: the context's
 
     def row(self, context: AuditContext) -> AuditLog:
+        return AuditLog(**self.values(context))
+
+    def values(self, context: AuditContext) -> dict[str, Any]:
+        """The row's column values by attname, without building a model instance (bulk
+        writers such as the send pipeline insert these directly)."""
         actor = self.actor or context.actor
-        return AuditLog(
-            actor_type=actor.type, actor_id=actor.id[:64], actor_display=actor.display[:200],
-            client_id=_pk(self.client), action=self.action, object_type=self.object_type,
-            object_id=str(_pk(self.object_id) or "")[:64],
-            recipient_external_id=(self.recipient_external_id or "")[:200],
-            notification_id=self.notification_id, changes=scrub(dict(self.changes)),
-            ip=context.ip, user_agent=context.user_agent, request_id=context.request_id,
-        )
+        return {
+            "actor_type": actor.type, "actor_id": actor.id[:64],
+            "actor_display": actor.display[:200], "client_id": _pk(self.client),
+            "action": self.action, "object_type": self.object_type,
+            "object_id": str(_pk(self.object_id) or "")[:64],
+            "recipient_external_id": (self.recipient_external_id or "")[:200],
+            "notification_id": self.notification_id, "changes": scrub(dict(self.changes)),
+            "ip": context.ip, "user_agent": context.user_agent,
+            "request_id": context.request_id,
+        }
 
 
 def audit_record(*, action: str, client: Any = None, object_type: str = "", object_id: Any = "",

@@ -109,6 +109,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             "conflict", "Something this request refers to was removed while it ran (for "
             "example the recipient was erased); nothing was saved. Retry the request."),
             status=status.HTTP_409_CONFLICT)
+    if (isinstance(exc, IntegrityError) and isinstance(exc.__cause__, pg_errors.UniqueViolation)
+            and "idempotency_key" in str(getattr(exc.__cause__.diag, "constraint_name", ""))):
+        # Two sends with one Idempotency-Key committed at the same moment (the API serializes
+        # them; this is the constraint behind it): the second wrote nothing.
+        return Response(error_body(
+            "idempotency_key_in_flight",
+            "A request with this Idempotency-Key is still in progress; retry later.",
+            {"Idempotency-Key": ["In flight."]}), status=status.HTTP_409_CONFLICT)
     # Imported here: rest_framework.views resolves the default permission classes on import,
     # and those (apps.clients.scopes) raise this module's errors.
     from rest_framework.views import exception_handler

@@ -30,9 +30,11 @@ from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
+from psycopg.types.json import Jsonb
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -100,15 +102,15 @@ def _try_lock(client_id: Any, key: str) -> bool:
 def idempotency_records_purge(*, limit: int = 1000) -> int:
     """Deletes up to `limit` expired records (skipping rows another purge holds)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            DELETE FROM core_idempotencyrecord WHERE id IN (
-                SELECT id FROM core_idempotencyrecord WHERE expires_at < %s
-                ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)
-            """,
-            [timezone.now(), limit],
-        )
+        cursor.execute(_PURGE_SQL, [timezone.now(), limit])
         return cursor.rowcount
+
+
+_PURGE_SQL = """
+    DELETE FROM core_idempotencyrecord WHERE id IN (
+        SELECT id FROM core_idempotencyrecord WHERE expires_at < %s
+        ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)
+"""
 
 
 def _store(
@@ -124,10 +126,26 @@ def _store(
     }
     if expired is not None:
         IdempotencyRecord.objects.filter(id=expired.id).update(created_at=now, **fields)
-    else:
-        IdempotencyRecord.objects.create(client_id=client_id, key=key, **fields)
+        if settings.IDEMPOTENCY_PURGE_BATCH:
+            idempotency_records_purge(limit=settings.IDEMPOTENCY_PURGE_BATCH)
+        return
+    # The new record and the purge of a few expired ones: one statement (one round trip).
+    purge = ""
+    params: list[Any] = []
     if settings.IDEMPOTENCY_PURGE_BATCH:
-        idempotency_records_purge(limit=settings.IDEMPOTENCY_PURGE_BATCH)
+        purge = f"WITH purged AS ({_PURGE_SQL}) "
+        params += [now, settings.IDEMPOTENCY_PURGE_BATCH]
+    params += [client_id, key, fields["request_hash"], fields["status_code"],
+               None if response.data is None else Jsonb(response.data, dumps=_dumps), now,
+               fields["expires_at"]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            purge + "INSERT INTO core_idempotencyrecord (client_id, key, request_hash, "
+            "status_code, response_body, created_at, expires_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)", params)
+
+
+_dumps = functools.partial(json.dumps, cls=DjangoJSONEncoder)
 
 
 def idempotent(method: F) -> F:

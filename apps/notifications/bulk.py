@@ -1,15 +1,15 @@
-"""Bulk send: many send requests accepted together, all or nothing.
+"""The acceptance pipeline: 1 to N send requests accepted together, all or nothing.
 
-The same rules as `services.notification_send`, checked for every item before anything is
-kept, with each failure named by its item (`notifications[3].template_id`). The work is done
-per statement, not per item: templates and their locale versions are read once per template,
-inline recipients of all items are upserted in one `recipients_upsert`, and notifications,
-deliveries, "accepted" events and the `notification.send` audit rows are each written with one
-COPY. Deliveries are published after commit, like a single send.
-
-10,000 single-recipient items take about 5 s end to end (tests/notifications/api/
-bulk_timing.py): validation ~1 s, the recipient upsert ~1.3 s, the COPYs with the audit rows
-~1.3 s, publishing ~0.5 s.
+Every way in (POST /api/v1/notifications, POST /api/v1/notifications/bulk, a segment send, a
+recurring schedule) builds `SendRequest`s and calls `notifications_accept`; a single send is a
+batch of one. The rules are checked for every request before anything is kept, each failure
+named by its request (`notifications[3].template_id` in a bulk, `template_id` in a single send).
+The work is done per statement, not per item: templates and their locale versions are read once
+(one query), inline recipients of all requests are upserted in one `recipients_upsert`, and
+notifications, deliveries, "accepted" events and the audit rows are written together: one
+statement (multi-row INSERTs chained in a WITH) for a small batch, one COPY per table for a large
+one. Deliveries are published after commit; they stay `pending` (their lease is the relay
+sweeper's net for a lost publish) until a worker claims them.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, time, timedelta
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -34,7 +35,7 @@ from psycopg.types.json import Jsonb
 
 from apps.audit.context import current_context
 from apps.audit.models import AuditLog
-from apps.audit.services import notification_send_entry
+from apps.audit.services import Entry, notification_send_entry
 from apps.clients.models import Client, key_mode
 from apps.core.crypto import encrypt, pii_batch
 from apps.core.encrypted_fields import EncryptedMixin, PIIHashField
@@ -43,59 +44,154 @@ from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
 from apps.recipients.services import recipients_upsert
 from apps.templates.locales import locale_key
-from apps.templates.models import Template, TemplateActiveVersion, TemplateVersion
+from apps.templates.models import Template, TemplateVersion
+from apps.templates.rendering import has_content_for
 from apps.templates.selectors import pick_version
 
 from .channels.registry import supported_channels
-from .enqueue import deliveries_enqueue
+from .enqueue import deliveries_publish_accepted
 from .models import Delivery, DeliveryEvent, DeliveryStatus, Notification, NotificationStatus
-from .services import _check_version, local_due_time
+
+# Up to this many rows over all tables, the writes go in one statement; above, one COPY each.
+SMALL_BATCH_ROWS = 2000
 
 
 @dataclass
-class BulkAccepted:
-    notifications: list[Notification]  # in item order, saved
-    deliveries: int = 0
+class SendRequest:
+    """One send as the pipeline takes it (a validated send body, or a segment's chunk)."""
+
+    recipients: list[str | dict[str, Any]]
+    template_id: str
+    variables: dict[str, Any] = field(default_factory=dict)
+    channels: list[str] | None = None
+    priority: str = "normal"
+    category: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    scheduled_at: datetime | None = None
+    local_send_time: time | None = None
+    local_send_date: date | None = None
+    idempotency_key: str | None = None
+    request_hash: str = ""
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> SendRequest:
+        """From a validated send body (NotificationSendSerializer's validated_data)."""
+        return cls(
+            recipients=list(body["recipients"]), template_id=str(body["template_id"]),
+            variables=body.get("variables") or {}, channels=body.get("channels"),
+            priority=body.get("priority") or "normal", category=body.get("category"),
+            metadata=body.get("metadata") or {}, scheduled_at=body.get("scheduled_at"),
+            local_send_time=body.get("local_send_time"),
+            local_send_date=body.get("local_send_date"),
+        )
+
+
+class AcceptedDelivery(NamedTuple):
+    id: uuid.UUID
+    notification_id: uuid.UUID
+    recipient: str  # the recipient's external id
+    channel: str
+    priority: str
+    status: str
+
+
+@dataclass
+class Accepted:
+    notifications: list[Notification]  # in request order, saved
+    deliveries: list[AcceptedDelivery] = field(default_factory=list)  # in request order
     # (channel, priority) → deliveries accepted
     by_channel: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
-def _field(index: int, name: str) -> str:
+# The bulk API's name for it (kept for callers of notifications_send_bulk).
+BulkAccepted = Accepted
+
+FieldName = Callable[[int, str], str]
+
+
+def bulk_field(index: int, name: str) -> str:
+    """A bulk item's field: `notifications[3].template_id`."""
     return f"notifications[{index}].{name}" if name else f"notifications[{index}]"
+
+
+def single_field(index: int, name: str) -> str:
+    """A single send's field: as the body names it."""
+    return name
 
 
 class _Errors:
     """Failures of one validation stage: the first item's code, every item's fields."""
 
-    def __init__(self) -> None:
+    def __init__(self, field_name: FieldName) -> None:
+        self.field_name = field_name
         self.code = ""
         self.message = ""
         self.fields: dict[str, list[str]] = {}
+        self.items: set[int] = set()
 
     def add(self, index: int, error: ApplicationError) -> None:
         if not self.code:
             self.code, self.message = error.code, error.message
+        self.items.add(index)
         for name, messages in (error.fields or {"": [error.message]}).items():
-            self.fields.setdefault(_field(index, name), []).extend(messages)
+            self.fields.setdefault(self.field_name(index, name) or "non_field_errors",
+                                   []).extend(messages)
 
     def raise_any(self) -> None:
         if self.fields:
-            items = len({name.split("]", 1)[0] for name in self.fields})
+            items = len(self.items)
             message = self.message if items == 1 else f"{self.message} ({items} items)"
             raise ApplicationError(message, code=self.code, fields=self.fields)
 
 
-def _templates(client: Client, refs: set[str]) -> dict[str, Template]:
-    """ref (key or UUID string) → the client's template, with its active version."""
+def check_version(
+    key: str, version: TemplateVersion, channels: list[str],
+    variables: Mapping[str, Any] | frozenset[str],
+) -> None:
+    """422 unless this version has content for every channel and gets every variable."""
+    no_content = [c for c in channels if not has_content_for(version, c)]
+    if no_content:
+        raise ApplicationError(
+            f"Template '{key}' ({version.locale}) has no content for: {', '.join(no_content)}.",
+            code="template_missing_channel",
+            fields={"channels": [f"Add {', '.join(no_content)} content to the template."]},
+        )
+    missing_vars = [name for name in version.required_variables if name not in variables]
+    if missing_vars:
+        raise ApplicationError(
+            f"Missing template variables: {', '.join(missing_vars)}.",
+            code="missing_variables",
+            fields={f"variables.{name}": ["Required by the template."] for name in missing_vars},
+        )
+
+
+def local_due_time(tz_name: str, at: time, on: date | None, now: datetime) -> datetime:
+    """`at` o'clock in the recipient's time zone: on `on`, or the next time it comes round.
+    An unknown or empty time zone counts as UTC; a local time skipped by a DST change moves
+    forward with it (zoneinfo's fold rules)."""
+    try:
+        tz = ZoneInfo(tz_name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    local_now = now.astimezone(tz)
+    day = on or local_now.date()
+    candidate = datetime.combine(day, at, tzinfo=tz)
+    if on is None and candidate <= local_now:
+        candidate = datetime.combine(day + timedelta(days=1), at, tzinfo=tz)
+    return candidate.astimezone(ZoneInfo("UTC"))
+
+
+def _ref_ids(refs: set[str]) -> set[uuid.UUID]:
     ids = set()
     for ref in refs:
         with contextlib.suppress(ValueError):
             ids.add(uuid.UUID(ref))
-    rows = Template.objects.select_related("active_version").filter(
-        Q(key__in=refs) | Q(id__in=ids), client=client
-    )
+    return ids
+
+
+def _index_refs(refs: set[str], templates: Iterable[Template]) -> dict[str, Template]:
     by_ref: dict[str, Template] = {}
-    for template in rows:
+    for template in templates:
         by_ref[template.key] = template
         by_ref[str(template.id)] = template
     for ref in refs:  # a UUID written in another case or without dashes
@@ -106,20 +202,85 @@ def _templates(client: Client, refs: set[str]) -> dict[str, Template]:
     return by_ref
 
 
-def _versions_by_locale(templates: list[Template]) -> dict[Any, dict[str, TemplateVersion]]:
-    """template id → {locale key → active version} for all templates in one query."""
-    out: dict[Any, dict[str, TemplateVersion]] = defaultdict(dict)
-    pointers = TemplateActiveVersion.objects.filter(template__in=templates).select_related("version")
-    for pointer in pointers:
-        out[pointer.template_id][locale_key(pointer.locale)] = pointer.version
-    return out
+def _select(model: type[models.Model], alias: str) -> tuple[list[str], str]:
+    names = [f.attname for f in model._meta.concrete_fields]
+    columns = ", ".join(f"{alias}.{connection.ops.quote_name(str(f.column))}"
+                        for f in model._meta.concrete_fields)
+    return names, columns
 
 
-def _converter(field: models.Field[Any, Any], now: datetime) -> Callable[[Any], Any]:
+def _from_db(model: type[models.Model], names: list[str], values: Sequence[Any]) -> Any:
+    """An instance from a raw row, with each field's from_db_value applied (JSON is read as
+    text by Django's psycopg setup), as a queryset would build it."""
+    converted = [
+        f.from_db_value(value, None, connection) if value is not None and hasattr(
+            f, "from_db_value") else value
+        for f, value in zip(model._meta.concrete_fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, names, converted)
+
+
+def _templates(
+    client: Client, refs: set[str]
+) -> tuple[dict[str, Template], dict[Any, dict[str, TemplateVersion]]]:
+    """ref (key or UUID string) → the client's template with its active version, and template
+    id → {locale key → active version}: one query (each active-version pointer with its
+    version, its template and the template's default version; plain SQL, the ORM's compile
+    of the same join costs more than running it), plus one only when a ref names no
+    published template (unknown or unpublished)."""
+    template_names, template_columns = _select(Template, "t")
+    version_names, version_columns = _select(TemplateVersion, "v")
+    _, active_columns = _select(TemplateVersion, "av")
+    rows = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT p.locale, {template_columns}, {version_columns}, {active_columns} "
+            "FROM templates_templateactiveversion p "
+            "JOIN templates_template t ON t.id = p.template_id "
+            "JOIN templates_templateversion v ON v.id = p.version_id "
+            "LEFT JOIN templates_templateversion av ON av.id = t.active_version_id "
+            "WHERE t.client_id = %s AND (t.key = ANY(%s) OR t.id = ANY(%s))",
+            [client.id, list(refs), list(_ref_ids(refs))])
+        rows = cursor.fetchall()
+    n_template, n_version = len(template_names), len(version_names)
+    templates: dict[Any, Template] = {}
+    versions: dict[Any, TemplateVersion] = {}
+
+    def version_of(values: Sequence[Any]) -> TemplateVersion | None:
+        if values[0] is None:
+            return None
+        version = versions.get(values[0])
+        if version is None:
+            version = versions[values[0]] = _from_db(TemplateVersion, version_names, values)
+        return version
+
+    by_locale: dict[Any, dict[str, TemplateVersion]] = defaultdict(dict)
+    for row in rows:
+        locale, values = row[0], row[1:]
+        template_id = values[0]
+        template = templates.get(template_id)
+        if template is None:
+            template = templates[template_id] = _from_db(
+                Template, template_names, values[:n_template])
+            active = version_of(values[n_template + n_version:])
+            Template.active_version.field.set_cached_value(template, active)
+        version = version_of(values[n_template:n_template + n_version])
+        assert version is not None
+        by_locale[template_id][locale_key(locale)] = version
+    by_ref = _index_refs(refs, templates.values())
+    if any(ref not in by_ref for ref in refs):
+        found = Template.objects.select_related("active_version").filter(
+            Q(key__in=refs) | Q(id__in=_ref_ids(refs)), client=client)
+        by_ref = _index_refs(refs, [templates.get(t.id, t) for t in found])
+    return by_ref, by_locale
+
+
+def _converter(field: models.Field[Any, Any]) -> Callable[[Any], Any] | None:
+    """How a value is stored; None for an auto_now(_add) column (its value, else `now`)."""
     if isinstance(field, EncryptedMixin):
         return lambda value: encrypt(value) if value else value
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        return lambda value: value or now
+        return None
     if isinstance(field, models.JSONField):
         dumps = functools.partial(json.dumps, cls=field.encoder)
         return lambda value: Jsonb(value, dumps=dumps)
@@ -137,41 +298,96 @@ def copy_insert(
     the row's value, else `now`; an auto-increment primary key is left to the database;
     encrypted fields are encrypted (apps/core/encrypted_fields.py).
     Returns the row count."""
-    fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
-    if any(isinstance(f, PIIHashField) for f in fields):
-        raise NotImplementedError(f"copy_insert does not compute the hashes of {model.__name__}.")
-    convert = [(f.attname, f.get_default, _converter(f, now)) for f in fields]
-    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    convert, columns = _columns(model)
     table = connection.ops.quote_name(model._meta.db_table)
     count = 0
     with connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY {table} ({columns}) FROM STDIN"  # table and column names come from the model
     ) as copy:
         for row in rows:
-            values = vars(row) if isinstance(row, models.Model) else row
-            copy.write_row([
-                conv(values[attname] if attname in values else default())
-                for attname, default, conv in convert
-            ])
+            copy.write_row(_row_values(row, convert, now))
             count += 1
     return count
 
 
+def _row_values(
+    row: models.Model | Mapping[str, Any], convert: list[Any], now: datetime
+) -> list[Any]:
+    values = vars(row) if isinstance(row, models.Model) else row
+    return [
+        (values.get(attname) or now) if conv is None
+        else conv(values[attname]) if attname in values else conv(default())
+        for attname, default, conv in convert
+    ]
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+@functools.cache
+def _columns(model: type[models.Model]) -> tuple[list[Any], str]:
+    """[(attname, default(), converter)] and the quoted column list of a model's insert
+    (built once per model)."""
+    fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+    if any(isinstance(f, PIIHashField) for f in fields):
+        raise NotImplementedError(f"Bulk inserts do not compute the hashes of {model.__name__}.")
+    convert = []
+    for f in fields:
+        callable_default = f.has_default() and callable(f.default)
+        default = f.get_default if callable_default else _constant(f.get_default())
+        convert.append((f.attname, default, _converter(f)))
+    return convert, ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+
+
+def rows_insert(
+    tables: Sequence[tuple[type[models.Model], Sequence[models.Model | Mapping[str, Any]]]],
+    now: datetime,
+) -> None:
+    """Inserts rows into several tables in the order given, as copy_insert stores them: a
+    small batch in ONE statement (each table's multi-row INSERT chained in a WITH: one round
+    trip), a large one with one COPY per table. Foreign keys are deferred to the commit, so
+    a table may reference rows of another written in the same call."""
+    tables = [(model, rows) for model, rows in tables if rows]
+    if not tables:
+        return
+    if sum(len(rows) for _, rows in tables) > SMALL_BATCH_ROWS:
+        for model, rows in tables:
+            copy_insert(model, rows, now)
+        return
+    parts: list[str] = []
+    params: list[Any] = []
+    for model, rows in tables:
+        convert, columns = _columns(model)
+        placeholder = "(" + ", ".join(["%s"] * len(convert)) + ")"
+        for row in rows:
+            params.extend(_row_values(row, convert, now))
+        table = connection.ops.quote_name(model._meta.db_table)
+        parts.append(f"INSERT INTO {table} ({columns}) VALUES "
+                     + ", ".join([placeholder] * len(rows)))
+    *first, last = parts
+    sql = ("WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(first)) + " "
+           if first else "") + last
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
 def _resolve_recipients(
-    client: Client, items: Sequence[Mapping[str, Any]], channels_of: Sequence[Sequence[str]],
-    errors: _Errors,
+    client: Client, requests: Sequence[SendRequest], channels_of: Sequence[Sequence[str]],
+    errors: _Errors, audit: list[Entry],
 ) -> dict[str, Recipient]:
-    """Upserts every inline recipient of every item at once; reads the ids. external id →
-    Recipient; an unknown id is recorded against its item and position."""
-    inline = [r for item in items for r in item["recipients"] if isinstance(r, dict)]
-    known = recipients_upsert(client=client, items=inline) if inline else {}
-    wanted = {r for item in items for r in item["recipients"] if isinstance(r, str) and r not in known}
+    """Upserts every inline recipient of every request at once; reads the ids. external id →
+    Recipient; an unknown id is recorded against its request and position."""
+    inline = [r for request in requests for r in request.recipients if isinstance(r, dict)]
+    known = recipients_upsert(client=client, items=inline, audit_into=audit) if inline else {}
+    wanted = {r for request in requests for r in request.recipients
+              if isinstance(r, str) and r not in known}
     if wanted:
         channels = {c for channels in channels_of for c in channels}
         known.update(recipients_by_external_id(client=client, external_ids=list(wanted),
                                                channels=channels))
-    for index, item in enumerate(items):
-        for position, r in enumerate(item["recipients"]):
+    for index, request in enumerate(requests):
+        for position, r in enumerate(request.recipients):
             if isinstance(r, str) and r not in known:
                 errors.add(index, ApplicationError(
                     "Unknown recipient.", code="unknown_recipient",
@@ -180,32 +396,39 @@ def _resolve_recipients(
     return known
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 @pii_batch()  # each address encrypted once for the recipient and its deliveries
-def notifications_send_bulk(
-    *, client: Client, items: Sequence[Mapping[str, Any]], is_test: bool = False
-) -> BulkAccepted:
-    """Accepts every item (validated send bodies, as NotificationSendSerializer gives them) or
-    none: raises the first failing rule's ApplicationError naming every item that breaks it.
-    `is_test` marks them all as a test key's (sandbox only), as notification_send does."""
+def notifications_accept(
+    *, client: Client, requests: Sequence[SendRequest], is_test: bool = False,
+    field_name: FieldName = bulk_field,
+) -> Accepted:
+    """Accepts every request or none: raises the first failing rule's ApplicationError naming
+    every request that breaks it (`field_name(index, field)`). `is_test` marks them all as a
+    test key's (sandbox only: see channels/registry.py). Writes with `rows_insert` and
+    publishes the deliveries that are due after commit.
+
+    No savepoint of its own: callers run it inside theirs (notification_send,
+    notifications_send_bulk, recipients_send_in_chunks are each @transaction.atomic). A
+    request's `idempotency_key` must be free: callers check and serialize (a concurrent
+    duplicate fails the unique constraint: 409, nothing kept)."""
     now = timezone.now()
+    errors = _Errors(field_name)
 
     # 1. Schedules that cannot be right whatever the data.
-    errors = _Errors()
-    for index, item in enumerate(items):
-        if item.get("local_send_time") is not None and item.get("scheduled_at") is not None:
+    for index, request in enumerate(requests):
+        if request.local_send_time is not None and request.scheduled_at is not None:
             errors.add(index, ApplicationError(
                 "Use either scheduled_at or local_send_time, not both.", code="conflicting_schedule",
                 fields={"local_send_time": ["Not allowed together with scheduled_at."]}))
     errors.raise_any()
 
-    # 2. Templates, once per template.
-    templates = _templates(client, {str(item["template_id"]) for item in items})
-    for index, item in enumerate(items):
-        template = templates.get(str(item["template_id"]))
+    # 2. Templates and their locale versions, once per template.
+    templates, by_locale = _templates(client, {request.template_id for request in requests})
+    for index, request in enumerate(requests):
+        template = templates.get(request.template_id)
         if template is None:
             errors.add(index, ApplicationError(
-                f"Unknown template '{item['template_id']}'.", code="unknown_template",
+                f"Unknown template '{request.template_id}'.", code="unknown_template",
                 fields={"template_id": ["No template with this id or key."]}))
         elif template.active_version is None:
             errors.add(index, ApplicationError(
@@ -213,12 +436,12 @@ def notifications_send_bulk(
                 code="template_not_published", fields={"template_id": ["Publish a version first."]}))
     errors.raise_any()
 
-    # 3. Channels with a configured provider.
+    # 3. Channels with a configured provider; schedules not in the past.
     available = supported_channels(mode=key_mode(is_test=is_test))
     channels_of: list[list[str]] = []
-    for index, item in enumerate(items):
-        template = templates[str(item["template_id"])]
-        channels = list(dict.fromkeys(item.get("channels") or template.channels))
+    for index, request in enumerate(requests):
+        template = templates[request.template_id]
+        channels = list(dict.fromkeys(request.channels or template.channels))
         channels_of.append(channels)
         unsupported = [c for c in channels if c not in available]
         if not channels or unsupported:
@@ -228,50 +451,50 @@ def notifications_send_bulk(
                                      f"Available: {', '.join(available)}."]}))
     errors.raise_any()
 
-    for index, item in enumerate(items):
-        scheduled_at = item.get("scheduled_at")
-        if scheduled_at is not None and scheduled_at < now - timedelta(seconds=5):
+    for index, request in enumerate(requests):
+        if request.scheduled_at is not None and request.scheduled_at < now - timedelta(seconds=5):
             errors.add(index, ApplicationError(
                 "scheduled_at is in the past.", code="schedule_in_past",
                 fields={"scheduled_at": ["Must be in the future."]}))
     errors.raise_any()
 
-    # 4. Recipients: one upsert and one read for all items (rolled back if anything fails).
-    known = _resolve_recipients(client, items, channels_of, errors)
+    # 4. Recipients: one upsert and one read for all requests (rolled back if anything fails).
+    audit: list[Entry] = []
+    known = _resolve_recipients(client, requests, channels_of, errors, audit)
     errors.raise_any()
-    resolved_of: list[list[tuple[int, Recipient]]] = []  # per item: (request position, recipient)
-    for item in items:
+    resolved_of: list[list[tuple[int, Recipient]]] = []  # per request: (position, recipient)
+    for request in requests:
         ordered: dict[str, tuple[int, Recipient]] = {}
-        for position, r in enumerate(item["recipients"]):
+        for position, r in enumerate(request.recipients):
             external_id = str(r["id"] if isinstance(r, dict) else r)
-            ordered.setdefault(external_id, (position, known[external_id]))
+            if external_id not in ordered:
+                ordered[external_id] = (position, known[external_id])
         resolved_of.append(list(ordered.values()))
 
     # 5. Each recipient's locale version; every pinned version has content and variables.
-    by_locale = _versions_by_locale(list({t.id: t for t in templates.values()}.values()))
     picked: dict[tuple[Any, str], TemplateVersion] = {}
     checked: dict[tuple[Any, tuple[str, ...], frozenset[str]], ApplicationError | None] = {}
     pinned_of: list[dict[Any, TemplateVersion]] = []
-    for index, item in enumerate(items):
-        template = templates[str(item["template_id"])]
+    for index, request in enumerate(requests):
+        template = templates[request.template_id]
         version = template.active_version
         assert version is not None
+        versions = by_locale.get(template.id, {})
         pinned: dict[Any, TemplateVersion] = {}
         for _, recipient in resolved_of[index]:
             cache_key = (template.id, recipient.locale)
-            if cache_key not in picked:
-                picked[cache_key] = pick_version(
-                    by_locale.get(template.id, {}), template.default_locale, recipient.locale
-                ) or version
-            pinned[recipient.id] = picked[cache_key]
+            chosen = picked.get(cache_key)
+            if chosen is None:
+                chosen = picked[cache_key] = pick_version(
+                    versions, template.default_locale, recipient.locale) or version
+            pinned[recipient.id] = chosen
         pinned_of.append(pinned)
-        names = frozenset(item.get("variables") or {})
+        names = frozenset(request.variables or {})
         for candidate in {v.id: v for v in [version, *pinned.values()]}.values():
             check_key = (candidate.id, tuple(channels_of[index]), names)
             if check_key not in checked:
                 try:
-                    _check_version(template.key, candidate, channels_of[index],
-                                   dict.fromkeys(names))
+                    check_version(template.key, candidate, channels_of[index], names)
                     checked[check_key] = None
                 except ApplicationError as exc:
                     checked[check_key] = exc
@@ -290,8 +513,9 @@ def notifications_send_bulk(
         for recipient in known.values():
             recipient.has_active_device = str(recipient.id) in with_devices  # type: ignore[attr-defined]
     for index, resolved in enumerate(resolved_of):
+        channels = channels_of[index]
         for position, recipient in resolved:
-            absent = [c for c in channels_of[index] if not recipient.address_for(c)]
+            absent = [c for c in channels if not recipient.address_for(c)]
             if absent:
                 errors.add(index, ApplicationError(
                     "A recipient has no address for a requested channel.",
@@ -301,8 +525,8 @@ def notifications_send_bulk(
 
     # 7. Local send times: one due time per recipient.
     local_due_of: list[dict[Any, datetime]] = []
-    for index, item in enumerate(items):
-        at, on = item.get("local_send_time"), item.get("local_send_date")
+    for index, request in enumerate(requests):
+        at, on = request.local_send_time, request.local_send_date
         due: dict[Any, datetime] = {}
         if at is not None:
             due = {r.id: local_due_time(r.timezone, at, on, now) for _, r in resolved_of[index]}
@@ -313,36 +537,40 @@ def notifications_send_bulk(
         local_due_of.append(due)
     errors.raise_any()
 
-    # 8. Write: notifications, deliveries, events — one bulk insert each.
+    # 8. Write: notifications, deliveries, events, audit rows.
     requeue_lease = now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
-    # Every row gets its own creation time, a microsecond apart in item order: lists page by
-    # (created_at, id) with a cursor, which cannot step over thousands of equal timestamps,
-    # and a notification's deliveries read back in request order, as after a single send.
+    # Every row gets its own creation time, a microsecond apart in request order: lists page
+    # by (created_at, id) with a cursor, which cannot step over thousands of equal timestamps,
+    # and a notification's deliveries read back in request order.
     tick = iter(range(10**9))
 
     def stamp() -> datetime:
         return now + timedelta(microseconds=next(tick))
 
     notifications: list[Notification] = []
-    deliveries: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    accepted: list[AcceptedDelivery] = []
     publish: list[tuple[str, str]] = []
     by_channel: dict[tuple[str, str], int] = defaultdict(int)
-    for index, item in enumerate(items):
-        template = templates[str(item["template_id"])]
+    client_id = client.id
+    for index, request in enumerate(requests):
+        template = templates[request.template_id]
         version = template.active_version
         assert version is not None
         local_due = local_due_of[index]
-        scheduled_at = min(local_due.values()) if local_due else item.get("scheduled_at")
+        scheduled_at = min(local_due.values()) if local_due else request.scheduled_at
         scheduled = scheduled_at is not None and scheduled_at > now
-        priority = item.get("priority") or "normal"
+        priority = request.priority or "normal"
         notification = Notification(
             client=client,
+            idempotency_key=request.idempotency_key or None,
+            request_hash=request.request_hash,
             template_version=version,
-            variables=item.get("variables") or {},
+            variables=request.variables or {},
             channels=channels_of[index],
             priority=priority,
-            category=item.get("category") or template.category,
-            metadata=item.get("metadata") or {},
+            category=request.category or template.category,
+            metadata=request.metadata or {},
             scheduled_at=scheduled_at,
             status=NotificationStatus.SCHEDULED if scheduled else NotificationStatus.PENDING,
             recipient_count=len(resolved_of[index]),
@@ -350,41 +578,61 @@ def notifications_send_bulk(
         )
         notification.created_at = notification.updated_at = stamp()
         notifications.append(notification)
+        notification_id = notification.id
         status = DeliveryStatus.SCHEDULED.value if scheduled else DeliveryStatus.PENDING.value
+        pinned = pinned_of[index]
         for _, recipient in resolved_of[index]:
             due_at = (local_due.get(recipient.id, scheduled_at) if scheduled else None)
-            own_version = pinned_of[index][recipient.id]
+            own_version = pinned[recipient.id]
+            own_version_id = None if own_version.id == version.id else own_version.id
             for channel in channels_of[index]:
                 delivery_id = uuid.uuid4()
-                # Rows as the model would store them (see copy_insert); same values as
-                # notification_send's Delivery(...).
-                deliveries.append({
-                    "id": delivery_id, "notification_id": notification.id, "client_id": client.id,
+                created = stamp()
+                # Rows as the model would store them (see copy_insert).
+                rows.append({
+                    "id": delivery_id, "notification_id": notification_id, "client_id": client_id,
                     "recipient_id": recipient.id, "channel": channel, "priority": priority,
                     "status": status, "address": recipient.address_for(channel),
                     "due_at": due_at, "lease_until": due_at or requeue_lease,
-                    "template_version_id": None if own_version.id == version.id else own_version.id,
-                    "is_test": is_test, "created_at": (created := stamp()), "updated_at": created,
+                    "template_version_id": own_version_id,
+                    "is_test": is_test, "created_at": created, "updated_at": created,
                 })
+                accepted.append(AcceptedDelivery(delivery_id, notification_id,
+                                                 recipient.external_id, channel, priority, status))
                 by_channel[(channel, priority)] += 1
                 if not scheduled:
                     publish.append((str(delivery_id), priority))
-    copy_insert(Notification, notifications, now)
-    copy_insert(Delivery, deliveries, now)
-    copy_insert(DeliveryEvent, (
-        {"delivery_id": d["id"], "status": d["status"], "event": "accepted", "occurred_at": now}
-        for d in deliveries
-    ), now)
+    # One `notification.send` audit row per notification, after the upsert's own rows.
+    audit.extend(
+        notification_send_entry(notification=n, template=templates[request.template_id],
+                                recipients=[r for _, r in resolved_of[index]])
+        for index, (n, request) in enumerate(zip(notifications, requests, strict=True))
+    )
+    context = current_context()
+    rows_insert([
+        (Notification, notifications),
+        (Delivery, rows),
+        (DeliveryEvent, [{"delivery_id": d["id"], "status": d["status"], "event": "accepted",
+                          "occurred_at": now} for d in rows]),
+        (AuditLog, [entry.values(context) for entry in audit]),
+    ], now)
     for notification in notifications:
         notification._state.adding = False
-    # One `notification.send` audit row per notification, as a single send writes.
-    context = current_context()
-    copy_insert(AuditLog, (
-        notification_send_entry(notification=n, template=templates[str(item["template_id"])],
-                                recipients=[r for _, r in resolved_of[index]]).row(context)
-        for index, (n, item) in enumerate(zip(notifications, items, strict=True))
-    ), now)
     if publish:
-        transaction.on_commit(lambda: deliveries_enqueue(items=publish))
-    return BulkAccepted(notifications=notifications, deliveries=len(deliveries),
-                        by_channel=dict(by_channel))
+        transaction.on_commit(lambda: deliveries_publish_accepted(items=publish))
+    return Accepted(notifications=notifications, deliveries=accepted, by_channel=dict(by_channel))
+
+
+@transaction.atomic
+def notifications_send_bulk(
+    *, client: Client, items: Sequence[Mapping[str, Any]], is_test: bool = False,
+    charge: Callable[[int], None] | None = None,
+) -> Accepted:
+    """The bulk API's send: every item (a validated send body) or none, each failure named
+    `notifications[<index>].<field>`. `charge`: as notification_send's."""
+    accepted = notifications_accept(
+        client=client, requests=[SendRequest.from_body(i) for i in items], is_test=is_test,
+        field_name=bulk_field)
+    if charge is not None:
+        charge(len(accepted.deliveries))
+    return accepted

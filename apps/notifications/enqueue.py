@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
@@ -24,8 +25,16 @@ def chunked(ids: list[str], size: int) -> Iterable[list[str]]:
         yield ids[start : start + size]
 
 
-def deliveries_enqueue(*, items: Iterable[tuple[str, str]], countdown: float | None = None) -> int:
-    """Publishes (delivery id, priority) pairs: critical one per task, others in chunks.
+def deliveries_enqueue(
+    *, items: Iterable[tuple[str, str]], countdown: float | None = None, mark_queued: bool = True,
+) -> int:
+    """Publishes (delivery id, priority) pairs: critical one per task, others in chunks, all
+    in one round trip to the broker (one connection, the messages sent back to back).
+
+    `mark_queued` moves the published `pending` deliveries to `queued` (one UPDATE). The accept
+    path does not: its deliveries were written `pending` with the relay sweeper's lease
+    (RELAY_REQUEUE_AFTER_SECONDS), which already re-publishes a lost message, and the worker's
+    claim takes `pending` as it takes `queued`.
 
     Never raises for a broker problem: what is not published is found by the relay sweeper.
     Returns the number of deliveries published.
@@ -51,7 +60,7 @@ def deliveries_enqueue(*, items: Iterable[tuple[str, str]], countdown: float | N
                 logger.exception("could not publish %d deliveries; the relay sweeper will", len(chunk))
                 continue
             published.extend(chunk)
-    if published and countdown is None:
+    if published and countdown is None and mark_queued:
         now = timezone.now()
         Delivery.objects.filter(id__in=published, status=DeliveryStatus.PENDING).update(
             status=DeliveryStatus.QUEUED,
@@ -59,3 +68,33 @@ def deliveries_enqueue(*, items: Iterable[tuple[str, str]], countdown: float | N
             updated_at=now,
         )
     return len(published)
+
+
+# Up to this many task messages are published before the request answers; a larger accept
+# (tens of thousands of deliveries: hundreds of messages, ~1 ms each) publishes from a
+# background thread so the 202 does not wait for the broker.
+INLINE_PUBLISH_MESSAGES = 20
+
+
+def deliveries_publish_accepted(*, items: list[tuple[str, str]]) -> None:
+    """Publishes what an accept committed (call it after commit). Small batches are published
+    at once; a large one from a background thread. Nothing is lost if the process dies
+    meanwhile: the deliveries are committed `pending` with the relay sweeper's lease, which
+    re-publishes them."""
+    size = max(int(settings.DISPATCH_CHUNK_SIZE), 1)
+    critical = [i for i in items if i[1] == Priority.CRITICAL]
+    messages = len(critical) + (len(items) - len(critical) + size - 1) // size
+    if messages <= INLINE_PUBLISH_MESSAGES:
+        deliveries_enqueue(items=items, mark_queued=False)
+        return
+    thread = threading.Thread(target=_publish_in_background, args=(items,),
+                              name="accept-publish", daemon=True)
+    thread.start()
+
+
+def _publish_in_background(items: list[tuple[str, str]]) -> None:
+    try:
+        deliveries_enqueue(items=items, mark_queued=False)
+    except Exception:
+        logger.exception("could not publish %d accepted deliveries; the relay sweeper will",
+                         len(items))

@@ -16,8 +16,8 @@ from apps.audit.services import audit_record, audit_snapshot, audit_update
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError, Conflict, NotFound
 from apps.notifications import instrumentation
+from apps.notifications.bulk import SendRequest, notifications_accept, single_field
 from apps.notifications.models import Notification
-from apps.notifications.services import notification_send
 from apps.recipients.models import Recipient
 from apps.templates.selectors import template_get_for_send
 
@@ -149,8 +149,9 @@ def recipients_send_in_chunks(
 ) -> list[Notification]:
     """Sends to every recipient of `audience` that has an address for each channel: streams
     their external ids (keyset by external id, one query per chunk) in chunks of
-    MAX_RECIPIENTS_PER_REQUEST and makes one `notification_send` per chunk (metadata gets
-    `"chunk": i`). Recipients without an address are left out in SQL, not failed.
+    MAX_RECIPIENTS_PER_REQUEST: one notification per chunk (metadata gets `"chunk": i`),
+    all accepted together by the acceptance pipeline (`notifications_accept`). Recipients
+    without an address are left out in SQL, not failed.
 
     All chunks commit together (deliveries are published after commit). With an idempotency
     key, chunk i uses `<key>#<i>` and a repeated call returns the first call's notifications.
@@ -170,21 +171,18 @@ def recipients_send_in_chunks(
         audience.filter(client=client).filter(reachable_q(channels)).order_by("external_id")
     )
     size = settings.MAX_RECIPIENTS_PER_REQUEST
-    notifications: list[Notification] = []
-    accepted: dict[tuple[str, str], int] = {}
+    requests: list[SendRequest] = []
     last: str | None = None
     while True:
         page = reachable if last is None else reachable.filter(external_id__gt=last)
         external_ids = list(page.values_list("external_id", flat=True)[:size])
         if not external_ids:
             break
-        index = len(notifications)
-        recipients: list[str | dict[str, Any]] = list(external_ids)
-        outcome = notification_send(
-            client=client,
-            recipients=recipients,
+        index = len(requests)
+        requests.append(SendRequest(
+            recipients=list(external_ids),
             template_id=str(template.id),
-            variables=variables,
+            variables=variables or {},
             channels=channels,
             priority=priority,
             category=category,
@@ -194,20 +192,21 @@ def recipients_send_in_chunks(
             local_send_date=local_send_date,
             idempotency_key=f"{idempotency_key}#{index}" if idempotency_key else None,
             request_hash=request_hash,
-            is_test=is_test,
-        )
-        notifications.append(outcome.notification)
-        if not outcome.replayed:
-            for delivery in outcome.notification.prefetched_deliveries:  # type: ignore[attr-defined]
-                counted = (delivery.channel, delivery.priority)
-                accepted[counted] = accepted.get(counted, 0) + 1
+        ))
         if len(external_ids) < size:
             break
         last = external_ids[-1]
-    charge(sum(accepted.values()))
-    if accepted:
-        transaction.on_commit(lambda: instrumentation.observe_accepted_counts(accepted))
-    return notifications
+    if not requests:
+        return []
+    # One pass of the acceptance pipeline for every chunk: the same rules and errors as a
+    # single send (named as its fields: `template_id`, `variables.name`), one write per table.
+    accepted = notifications_accept(client=client, requests=requests, is_test=is_test,
+                                    field_name=single_field)
+    charge(len(accepted.deliveries))
+    counts = dict(accepted.by_channel)
+    if counts:
+        transaction.on_commit(lambda: instrumentation.observe_accepted_counts(counts))
+    return accepted.notifications
 
 
 def segment_idempotency_key(*, segment: Segment, key: str) -> str:

@@ -216,7 +216,10 @@ RETRY_MAX_SECONDS = env_float("RETRY_MAX_SECONDS", 300.0)
 RETRY_JITTER = env_float("RETRY_JITTER", 0.25)
 # Per-channel overrides of the four numbers above (a client's delivery_policy overrides these).
 RETRY_POLICY_BY_CHANNEL: dict[str, dict[str, float]] = {}
-MAX_RECIPIENTS_PER_REQUEST = env_int("MAX_RECIPIENTS_PER_REQUEST", 10000)
+MAX_RECIPIENTS_PER_REQUEST = env_int("MAX_RECIPIENTS_PER_REQUEST", 50_000)
+# API keys are cached in each web process for this long (revocation reaches every process
+# within it; the process that revokes forgets at once). 0 = look the key up on every request.
+API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 5.0)
 
 # --- Providers -------------------------------------------------------------------------------
 # channel -> ordered provider names (first is primary); see apps/notifications/channels/.

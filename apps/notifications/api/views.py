@@ -1,10 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
@@ -20,7 +20,7 @@ from apps.core.exceptions import error_body
 from apps.core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotency_key_for, idempotent
 
 from .. import instrumentation
-from ..bulk import notifications_send_bulk
+from ..bulk import AcceptedDelivery, notifications_send_bulk
 from ..deletion import notification_delete
 from ..models import Channel, Notification, NotificationStatus
 from ..redrive import deliveries_redrive, failed_deliveries
@@ -37,31 +37,41 @@ from .serializers import (
     NotificationStatusSerializer,
     RetryFailedResultSerializer,
     RetryFailedSerializer,
+    bulk_body_validate,
+    send_body_validate,
 )
 
 
-def _accepted_body(notification: Notification) -> dict[str, Any]:
-    deliveries = getattr(notification, "prefetched_deliveries", None)
-    if deliveries is None:
-        deliveries = list(
-            notification.deliveries.select_related("recipient").order_by("created_at", "id")
-        )
-    return dict(
-        NotificationAcceptedSerializer(
-            {
-                "id": notification.id,
-                "status": notification.status,
-                "created_at": notification.created_at,
-                "scheduled_at": notification.scheduled_at,
-                "test": notification.is_test,
-                "deliveries": [
-                    {"id": d.id, "recipient": d.recipient.external_id, "channel": d.channel,
-                     "status": d.status}
-                    for d in deliveries
-                ],
-            }
-        ).data
-    )
+def _accepted_body(notification: Notification, deliveries: Sequence[AcceptedDelivery] = ()
+                   ) -> dict[str, Any]:
+    """The 202 body: built directly (no serializer: it is the hot path of every send)."""
+    if not deliveries:  # a replay: read them back
+        deliveries = [
+            AcceptedDelivery(d.id, d.notification_id, d.recipient.external_id, d.channel,
+                             d.priority, d.status)
+            for d in notification.deliveries.select_related("recipient").order_by("created_at", "id")
+        ]
+    return {
+        "id": str(notification.id),
+        "status": notification.status,
+        "created_at": _iso(notification.created_at),
+        "scheduled_at": _iso(notification.scheduled_at),
+        "test": notification.is_test,
+        "deliveries": [
+            {"id": str(d.id), "recipient": d.recipient, "channel": d.channel, "status": d.status}
+            for d in deliveries
+        ],
+    }
+
+
+def _iso(value: Any) -> str | None:
+    """A datetime as DRF's DateTimeField writes it (UTC as `Z`)."""
+    if value is None:
+        return None
+    return str(_DATETIME.to_representation(value))
+
+
+_DATETIME = serializers.DateTimeField()
 
 
 def _status_body(notification: Notification) -> dict[str, Any]:
@@ -115,27 +125,27 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
     @idempotent
     def post(self, request: Request) -> Response:
         """Send a template to recipients on one or more channels. 202 once committed."""
-        serializer = NotificationSendSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        body = send_body_validate(request.data)
         # Besides the request-level record (apps.core.idempotency), the key stays on the
         # notification: reusing it after the record expired still finds this notification.
         key = idempotency_key_for(request)
         client = request_client(request)
         is_test = request_is_test(request)
-        with delivery_quota(client=client, is_test=is_test) as charge, transaction.atomic():
+        # notification_send's transaction is the request's; the quota is charged inside it
+        # and refunded if it fails, commit included.
+        with delivery_quota(client=client, is_test=is_test) as charge:
             outcome = notification_send(
                 client=client,
-                **serializer.validated_data,
+                **body,
                 idempotency_key=key,
                 request_hash=request_fingerprint(request.data),
                 is_test=is_test,
+                charge=charge,
             )
-            if not outcome.replayed:
-                deliveries = outcome.notification.prefetched_deliveries  # type: ignore[attr-defined]
-                charge(len(deliveries))
         if not outcome.replayed:
-            instrumentation.observe_accepted(deliveries)
-        response = Response(_accepted_body(outcome.notification), status=status.HTTP_202_ACCEPTED)
+            instrumentation.observe_accepted(outcome.deliveries)
+        response = Response(_accepted_body(outcome.notification, outcome.deliveries),
+                            status=status.HTTP_202_ACCEPTED)
         if outcome.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
@@ -194,15 +204,12 @@ class NotificationBulkApi(LimitHeadersMixin, APIView):
         """Send up to 50,000 notifications at once: every item is a send body. All or
         nothing — one bad item (400 `invalid`, or a business rule's 422) refuses the whole
         request, naming each bad item as `notifications[<index>].<field>`; nothing is written."""
-        serializer = BulkSendSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        items = bulk_body_validate(request.data)
         client = request_client(request)
         is_test = request_is_test(request)
-        with delivery_quota(client=client, is_test=is_test) as charge, transaction.atomic():
-            accepted = notifications_send_bulk(
-                client=client, items=serializer.validated_data["notifications"], is_test=is_test
-            )
-            charge(accepted.deliveries)
+        with delivery_quota(client=client, is_test=is_test) as charge:
+            accepted = notifications_send_bulk(client=client, items=items, is_test=is_test,
+                                               charge=charge)
         instrumentation.observe_accepted_counts(accepted.by_channel)
         body = {
             "count": len(accepted.notifications),

@@ -71,7 +71,7 @@ def test_bulk_accepts_every_item_and_returns_their_ids_by_index(
     assert DeliveryEvent.objects.filter(event="accepted").count() == 5
     assert Recipient.objects.get(client=client_tenant, external_id="c").email == "c@example.com"
     # Published after commit to each priority's queue; the scheduled one waits.
-    by_priority = {p: {str(i) for i in Delivery.objects.filter(priority=p, status="queued")
+    by_priority = {p: {str(i) for i in Delivery.objects.filter(priority=p, status="pending")
                        .values_list("id", flat=True)} for p in ("high", "normal")}
     assert len(by_priority["high"]) == 1 and len(by_priority["normal"]) == 3
     assert published("high") == by_priority["high"]

@@ -136,7 +136,7 @@ def test_queue_status_shows_broker_depths_and_only_your_backlog(
     depths = {q["name"]: q["depth"] for q in body["queues"]}
     assert depths["normal"] == 2  # one task per send (both clients': the broker is shared)
     assert body["total"] == 2
-    assert body["backlog"] == {"normal": {"queued": 3}}
+    assert body["backlog"] == {"normal": {"pending": 3}}  # published, not claimed yet
 
 
 @pytest.mark.parametrize("path", ["/api/v1/metrics/delivery-rates",
