@@ -86,7 +86,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     channels.add_argument("--skip-push", action="store_true", help="no push phase")
     channels.add_argument("--channels-only", action="store_true",
                           help="only the SMS and push phases (no accept, email or naive phases; "
-                               "their keys are null)")
+                               "their keys are null) and, unless --phases names some, none of "
+                               "issue 8's phases")
     new = parser.add_argument_group(
         "issue 8's phases (on the Procfile's process layout: its gunicorn config, its Celery "
         "workers with their queues and concurrency, beat)",
@@ -97,8 +98,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "sends while a low/normal backlog drains; big (only with --big): reads with 10 million "
         "deliveries stored.",
     )
-    new.add_argument("--phases", default=",".join(PHASES),
-                     help=f"comma-separated subset of {','.join(PHASES)} (default: all of them)")
+    new.add_argument("--phases", default=None,
+                     help=f"comma-separated subset of {','.join(PHASES)},big (default: all but big; "
+                          "none with --channels-only)")
     new.add_argument("--skip", default="", help="comma-separated phases to leave out")
     new.add_argument("--rates", default="50,150,300",
                      help="single: requests per second, comma-separated (default: 50,150,300)")
@@ -134,6 +136,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be > 0")
+    if args.phases is None:
+        args.phases = "" if args.channels_only else ",".join(PHASES)
     phases = [p for p in args.phases.split(",") if p]
     skip = {p for p in args.skip.split(",") if p}
     unknown = (set(phases) | skip) - set(PHASES) - {"big"}

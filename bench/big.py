@@ -210,7 +210,8 @@ def _timed_gets(bench: Bench, paths: list[str]) -> dict[str, Any]:
 
     conn = http.client.HTTPConnection(bench.api_host, bench.api_port, timeout=60)
     headers = {"Authorization": f"Bearer {bench.api_key}"}
-    times, statuses = [], {}
+    times: list[float] = []
+    statuses: dict[str, int] = {}
     try:
         for i, path in enumerate([paths[0], *paths]):  # the first one warms up
             started = time.perf_counter()
