@@ -520,7 +520,16 @@ class Bench:
         try:
             for name in wanted:
                 started = time.monotonic()
-                out[name] = functions[name](self, self.stack, self.options.new)
+                try:
+                    out[name] = functions[name](self, self.stack, self.options.new)
+                except (RuntimeError, OSError, ValueError, KeyError) as exc:
+                    # One broken phase does not cost the others' numbers; the report says why.
+                    log(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+                    out[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000],
+                                 "server_log": phases.server_errors(self)}
+                    self.stack.stop()
+                    self.reset_between_phases()
+                    self.stack.start(timeout=STARTUP_TIMEOUT)
                 out[name]["phase_seconds"] = round(time.monotonic() - started, 1)
             if "single" in out:
                 out["single"]["processes"] = self.stack.describe()
@@ -592,7 +601,7 @@ class Bench:
         ceiling = new.get("ceiling")
         if optimized is not None and ceiling:
             ratio = {**(ratio or {}), "pipeline_to_ceiling_ratio": _ratio(
-                optimized["delivered_per_second"], ceiling["sends_per_second"])}
+                optimized["delivered_per_second"], ceiling.get("sends_per_second"))}
         single = new.get("single") or {}
         return {
             "benchmark": "notifyhub",
