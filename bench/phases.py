@@ -418,6 +418,8 @@ def _fanout_one(bench: Bench, *, label: str, path: str, body: bytes, count: int,
         "seconds_202_to_all_delivered": round(waited["seen_at"] - t202, 3),
         "seconds_request_to_all_sent": round(all_sent - t0, 3),
         "sent_per_second_after_202": round(count / (all_sent - t202), 1) if all_sent > t202 else None,
+        # From the first message at the provider (which may precede the 202) to the last.
+        "sent_per_second": round(count / (all_sent - first_seen), 1) if all_sent > first_seen else None,
         "delivered": waited["delivered"],
         "failed": waited["failed"],
         "without_final_receipt": waited["without_final_receipt"],

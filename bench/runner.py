@@ -636,7 +636,9 @@ class Bench:
             "smoke": options.smoke,
             "machine": self.machine(),
             "warnings": _warnings({"optimized": optimized, "naive": naive, "sms": sms,
-                                   "push": push}),
+                                   "push": push, **{
+                                       f"single {rate['rate']:g}/s": rate
+                                       for rate in single.get("rates", [])}}),
         }
 
 
