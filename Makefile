@@ -3,7 +3,9 @@
 #   make test ARGS="-k foo"  pytest against private PostgreSQL/Redis
 #   make test-fast           same, without the e2e tests
 #   make lint                ruff check + mypy
-#   make bench               benchmarks against the local settings
+#   make bench               benchmarks against the local settings (DEBUG=0, the Procfile's
+#                            processes; docs/operations.md "Benchmarks"); ARGS=--smoke: every
+#                            phase small (~2-3 min), ARGS=--big: also 10 million deliveries
 #   eval "$(make -s services-up)"   private PostgreSQL/Redis; exports DATABASE_URL/REDIS_URL
 #   make services-down | clean
 #   make                     just creates/updates the venv

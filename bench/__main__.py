@@ -13,9 +13,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .big import BigOptions
 from .environment import BENCH_DB_NAME, BENCH_REDIS_DB, BenchSetupError, targets_from
+from .phases import NewPhaseOptions
 from .processes import ProcessError, log
 from .runner import Bench, Options, install_sigterm_handler
+
+PHASES = ("single", "ceiling", "fanout", "priorities")
 
 
 def _positive(value: str) -> int:
@@ -82,7 +86,49 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     channels.add_argument("--skip-push", action="store_true", help="no push phase")
     channels.add_argument("--channels-only", action="store_true",
                           help="only the SMS and push phases (no accept, email or naive phases; "
-                               "their keys are null)")
+                               "their keys are null) and, unless --phases names some, none of "
+                               "issue 8's phases")
+    new = parser.add_argument_group(
+        "issue 8's phases (on the Procfile's process layout: its gunicorn config, its Celery "
+        "workers with their queues and concurrency, beat)",
+        "single: open-loop single-recipient sends at fixed rates from a separate load generator "
+        "(bench/loadgen.py), then CPU per notification of every process; ceiling: the SendGrid "
+        "SDK alone from DISPATCH_CONCURRENCY x worker processes threads; fanout: one bulk "
+        "request of N items and one send to N inline recipients; priorities: critical/high "
+        "sends while a low/normal backlog drains; big (only with --big): reads with 10 million "
+        "deliveries stored.",
+    )
+    new.add_argument("--phases", default=None,
+                     help=f"comma-separated subset of {','.join(PHASES)},big (default: all but big; "
+                          "none with --channels-only)")
+    new.add_argument("--skip", default="", help="comma-separated phases to leave out")
+    new.add_argument("--rates", default="50,150,300",
+                     help="single: requests per second, comma-separated (default: 50,150,300)")
+    new.add_argument("--rate-duration", type=float, default=15.0,
+                     help="single: seconds per rate (default: 15)")
+    new.add_argument("--ceiling-sends", type=_positive, default=None,
+                     help="ceiling: SDK calls (default: --deliveries)")
+    new.add_argument("--fanout", type=_positive, default=50_000,
+                     help="fanout: recipients per request (default: 50000)")
+    new.add_argument("--backlog", type=_positive, default=100_000,
+                     help="priorities: low/normal backlog deliveries (default: 100000)")
+    new.add_argument("--priority-rate", type=_positive_rate, default=4.0,
+                     help="priorities: critical+high sends per second (default: 4)")
+    new.add_argument("--priority-duration", type=float, default=30.0,
+                     help="priorities: seconds of critical/high sends (default: 30)")
+    new.add_argument("--phase-timeout", type=float, default=900.0,
+                     help="seconds each wait of these phases may take (default: 900)")
+    new.add_argument("--big", action="store_true",
+                     help="also the `big` phase: COPY 10 million deliveries, then time the reads")
+    new.add_argument("--big-deliveries", type=_positive, default=10_000_000,
+                     help="big: deliveries to load (default: 10000000)")
+    new.add_argument("--big-per-notification", type=_positive, default=50,
+                     help="big: deliveries per notification (default: 50)")
+    new.add_argument("--big-reads", type=_positive, default=200,
+                     help="big: timed requests per endpoint (default: 200)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every phase but big on a small scale (a few hundred messages, short "
+                             "rates), in a few minutes; says nothing about speed")
     parser.add_argument("--db-name", default=BENCH_DB_NAME,
                         help=f"bench database name (default: {BENCH_DB_NAME}; DROPPED at start)")
     parser.add_argument("--redis-db", type=int, default=BENCH_REDIS_DB,
@@ -90,7 +136,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be > 0")
-    if args.channels_only and args.skip_sms and args.skip_push:
+    if args.phases is None:
+        args.phases = "" if args.channels_only else ",".join(PHASES)
+    phases = [p for p in args.phases.split(",") if p]
+    skip = {p for p in args.skip.split(",") if p}
+    unknown = (set(phases) | skip) - set(PHASES) - {"big"}
+    if unknown:
+        parser.error(f"unknown phase(s): {', '.join(sorted(unknown))}; known: {', '.join(PHASES)}")
+    args.phase_list = tuple(p for p in phases if p not in skip and p != "big")
+    if "big" in phases and "big" not in skip:
+        args.big = True
+    try:
+        args.rate_list = tuple(float(r) for r in args.rates.split(",") if r)
+    except ValueError:
+        parser.error("--rates must be numbers separated by commas")
+    if not args.rate_list or min(args.rate_list) <= 0:
+        parser.error("--rates must be positive numbers")
+    if args.smoke:
+        args.deliveries, args.accept_runs = min(args.deliveries, 100), 1
+        args.sms_deliveries = min(args.sms_deliveries, 50)
+        args.push_deliveries = min(args.push_deliveries, 50)
+        args.rate_list, args.rate_duration = (10.0, 30.0), 3.0
+        args.ceiling_sends = 200
+        args.fanout, args.backlog = 300, 300
+        args.priority_rate, args.priority_duration = 4.0, 3.0
+        args.timeout, args.phase_timeout = 120.0, 120.0
+    if args.channels_only and args.skip_sms and args.skip_push and not args.phase_list and not args.big:
         parser.error("--channels-only with --skip-sms and --skip-push leaves nothing to run")
     return args
 
@@ -102,7 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                       latency_ms=args.latency_ms, timeout=args.timeout, skip_naive=args.skip_naive,
                       sms_deliveries=args.sms_deliveries, push_deliveries=args.push_deliveries,
                       sms_rate=args.sms_rate, push_rate=args.push_rate, skip_sms=args.skip_sms,
-                      skip_push=args.skip_push, channels_only=args.channels_only)
+                      skip_push=args.skip_push, channels_only=args.channels_only,
+                      phases=args.phase_list, smoke=args.smoke,
+                      new=NewPhaseOptions(
+                          rates=args.rate_list, rate_duration=args.rate_duration,
+                          ceiling_sends=args.ceiling_sends or args.deliveries, fanout=args.fanout,
+                          backlog=args.backlog, priority_rate=args.priority_rate,
+                          priority_duration=args.priority_duration, timeout=args.phase_timeout),
+                      big=BigOptions(deliveries=args.big_deliveries,
+                                     per_notification=args.big_per_notification,
+                                     reads=args.big_reads) if args.big else None)
     real_stdout = sys.stdout
     try:
         targets = targets_from(os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL"),

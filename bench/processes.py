@@ -227,6 +227,11 @@ def _descendants(table: Mapping[int, _Proc], root: int) -> set[int]:
     return found
 
 
+def _is_client_backend(title: str) -> bool:
+    """`postgres: user db 127.0.0.1(5432) idle` or `postgres: user db [local] idle`."""
+    return "(" in title or "[local]" in title
+
+
 def cpu_breakdown(
     start: CpuSnapshot,
     end: CpuSnapshot,
@@ -234,6 +239,7 @@ def cpu_breakdown(
     singles: Mapping[str, int] | None = None,
     *,
     db_name: str = "",
+    postmaster: int | None = None,
 ) -> dict[str, Any]:
     """CPU seconds spent between two snapshots by each process tree in `groups` (name → root
     pid), by each single process in `singles`, by the PostgreSQL backends (and their server)
@@ -262,6 +268,14 @@ def cpu_breakdown(
     marker = f" {db_name} "
     postgres = {p for p, proc in end.table.items()
                 if proc.comm == "postgres" and (marker in proc.title or "postgres: " not in proc.title)}
+    if postmaster is not None and postmaster in end.table:
+        # The bench database's server: its postmaster, its background processes (WAL writer,
+        # checkpointer, autovacuum …: no client address in their title) and the backends
+        # serving the bench database (not those of other databases on the same server).
+        for pid in _descendants(end.table, postmaster):
+            title = end.table[pid].title
+            if pid == postmaster or marker in title or not _is_client_backend(title):
+                postgres.add(pid)
     redis_server = {p for p, proc in end.table.items() if proc.comm == "redis-server"}
     ours |= postgres | redis_server
     out["postgres_bench_db"] = round(used(postgres), 2)

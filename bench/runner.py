@@ -36,12 +36,14 @@ from .processes import (
     CpuSnapshot,
     ManagedProcess,
     cpu_breakdown,
+    http_ok,
     log,
-    start_gunicorn,
     start_worker,
     worker_command,
 )
 
+CLIENT_SLUG = "bench"
+CLIENT_THROTTLE = "100000/s"
 ACCEPT_RECIPIENTS = 1000
 SEND_CHUNK = 1000  # recipients per POST in the end-to-end phases
 GUNICORN_WORKERS = 2
@@ -70,6 +72,11 @@ class Options:
     skip_sms: bool = False
     skip_push: bool = False
     channels_only: bool = False  # only the SMS and push phases
+    # Issue 8's phases (bench/phases.py), on the Procfile's process layout.
+    phases: tuple[str, ...] = ("single", "ceiling", "fanout", "priorities")
+    new: Any = None  # phases.NewPhaseOptions
+    big: Any = None  # big.BigOptions, or None: no `big` phase
+    smoke: bool = False
 
 
 class Bench:
@@ -85,6 +92,15 @@ class Bench:
         self.server_version = ""
         self.api: Any = None  # measure.HttpApi
         self.client: Any = None  # apps.clients.models.Client
+        self.api_key = ""
+        self.api_host = "127.0.0.1"
+        self.api_port = 0
+        self.api_base_url = ""
+        self.postmaster_pid: int | None = None
+        self.stack: Any = None  # phases.Stack
+        from . import procfile
+
+        self.procfile = procfile.parse()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -101,6 +117,9 @@ class Bench:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             self._stop_worker()
+            if self.stack is not None:
+                self.stack.stop()
+                self.stack = None
             if self.gunicorn is not None:
                 log("stopping gunicorn")
                 self.gunicorn.stop()
@@ -142,6 +161,12 @@ class Bench:
         os.environ.update({
             **targets.child_env(),
             "DEBUG": "0",
+            # Production-like limits for the bench's own client: its throttle raised through
+            # the per-client setting (as an operator would for a large tenant), and room for
+            # the fan-out phase's 50,000 inline recipients.
+            "API_THROTTLE_RATES_BY_CLIENT": f"{CLIENT_SLUG}={CLIENT_THROTTLE}",
+            "MAX_RECIPIENTS_PER_REQUEST": str(max(50_000, self.options.new.fanout
+                                                  if self.options.new else 0)),
             "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
             "PYTHONUNBUFFERED": "1",
         })
@@ -178,13 +203,17 @@ class Bench:
 
         log("starting the provider sandbox")
         self.sandbox.start()
-        log(f"starting gunicorn on 127.0.0.1:{web_port} ({GUNICORN_WORKERS} workers)")
-        self.gunicorn = start_gunicorn(
-            self.child_env, port=web_port, workers=GUNICORN_WORKERS, timeout=STARTUP_TIMEOUT
-        )
+        from . import procfile
+
+        web_cmd = procfile.web_command(procfile.web_entry(self.procfile), port=web_port)
+        log(f"starting the Procfile's gunicorn on 127.0.0.1:{web_port}: {' '.join(web_cmd[1:])}")
+        self.gunicorn = ManagedProcess("gunicorn", web_cmd, self.child_env).start()
+        self.gunicorn.wait_ready(lambda: http_ok(f"{web_url}/api/v1/ready"), timeout=STARTUP_TIMEOUT)
         from .measure import HttpApi
 
         self.api = HttpApi("127.0.0.1", web_port, raw_key)
+        self.api_key, self.api_port, self.api_base_url = raw_key, web_port, web_url
+        self.postmaster_pid = _postmaster_pid()
 
     def _django_setup(self) -> None:
         import django
@@ -223,7 +252,7 @@ class Bench:
         from apps.clients.services import api_key_create
         from apps.templates.services import template_create, template_version_create
 
-        self.client = Client.objects.create(name="Bench", slug="bench")
+        self.client = Client.objects.create(name="Bench", slug=CLIENT_SLUG)
         _, raw_key = api_key_create(client=self.client, name="bench")
         template = template_create(
             client=self.client, key=TEMPLATE_KEY, name="Bench welcome", channels=["email"]
@@ -462,6 +491,10 @@ class Bench:
         )
         result["db"] = {**delta(db_after, db_before), "bench_progress_polls": polls}
         stats = self.sandbox.stats()
+        from .phases import callback_answers
+
+        result["callback_answers"] = callback_answers(stats)
+        result["callback_answers_5xx"] = result["callback_answers"].get("5xx", 0)
         if receipts:
             log(f"{label}: {result['sent_per_second']} sent/s, "
                 f"{result['delivered_per_second']} delivered/s")
@@ -469,6 +502,47 @@ class Bench:
             log(f"{label}: {result['sent_per_second']} sent/s")
         self._stop_worker()
         return result, stats, notification_ids
+
+    def new_phases(self) -> dict[str, Any]:
+        """Issue 8's phases on the Procfile's workers (started once, fresh state first)."""
+        from . import phases
+
+        wanted = [name for name in ("single", "ceiling", "fanout", "priorities")
+                  if name in self.options.phases]
+        if not wanted:
+            return {}
+        self.reset_between_phases()
+        self.stack = phases.Stack(self.child_env, self.workdir, self.procfile)
+        self.stack.start(timeout=STARTUP_TIMEOUT)
+        out: dict[str, Any] = {}
+        functions = {"single": phases.single_phase, "ceiling": phases.ceiling_phase,
+                     "fanout": phases.fanout_phase, "priorities": phases.priorities_phase}
+        try:
+            for name in wanted:
+                started = time.monotonic()
+                try:
+                    out[name] = functions[name](self, self.stack, self.options.new)
+                except (RuntimeError, OSError, ValueError, KeyError) as exc:
+                    # One broken phase does not cost the others' numbers; the report says why.
+                    log(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+                    out[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000],
+                                 "server_log": phases.server_errors(self)}
+                    self.stack.stop()
+                    self.reset_between_phases()
+                    self.stack.start(timeout=STARTUP_TIMEOUT)
+                out[name]["phase_seconds"] = round(time.monotonic() - started, 1)
+            if "single" in out:
+                out["single"]["processes"] = self.stack.describe()
+        finally:
+            self.stack.stop()
+            self.stack = None
+        return out
+
+    def big_phase(self) -> dict[str, Any]:
+        from .big import big_phase
+
+        self.reset_between_phases()
+        return big_phase(self, self.options.big)
 
     # -- report -------------------------------------------------------------------------
 
@@ -495,7 +569,11 @@ class Bench:
             },
             "worker_concurrency": WORKER_CONCURRENCY,
             "worker_command": " ".join(worker_command(concurrency=WORKER_CONCURRENCY, name="bench")[1:]),
-            "gunicorn_workers": GUNICORN_WORKERS,
+            "gunicorn_command": " ".join(self.gunicorn.cmd[1:]) if self.gunicorn else None,
+            "gunicorn_workers": int(os.environ.get("GUNICORN_WORKERS", "2")),
+            "gunicorn_threads": int(os.environ.get("GUNICORN_THREADS", "4")),
+            "procfile": [{"name": e.name, "kind": e.kind, "queues": list(e.queues),
+                          "concurrency": e.concurrency} for e in self.procfile],
             "sandbox": {
                 "latency_ms": self.options.latency_ms,
                 "callback_interval_ms": SANDBOX_CALLBACK_INTERVAL_MS,
@@ -517,6 +595,14 @@ class Bench:
             naive = None if options.skip_naive else self.end_to_end("naive")
         sms = None if options.skip_sms else self.sms_phase()
         push = None if options.skip_push else self.push_phase()
+        new = self.new_phases()
+        big = self.big_phase() if options.big is not None else None
+        ratio = _ratios(optimized, naive, accept_local)
+        ceiling = new.get("ceiling")
+        if optimized is not None and ceiling:
+            ratio = {**(ratio or {}), "pipeline_to_ceiling_ratio": _ratio(
+                optimized["delivered_per_second"], ceiling.get("sends_per_second"))}
+        single = new.get("single") or {}
         return {
             "benchmark": "notifyhub",
             "started_at": started,
@@ -531,13 +617,43 @@ class Bench:
             "accept_1000_recipients_in_process_ms": accept_local,
             "optimized": optimized,
             "naive": naive,
-            "ratio": _ratios(optimized, naive, accept_local),
+            "ratio": ratio,
             "sms": sms,
             "push": push,
+            "single": new.get("single"),
+            "api_cpu_ms_per_send": single.get("api_cpu_ms_per_send"),
+            "server_cpu_ms_per_notification": single.get("server_cpu_ms_per_notification"),
+            "ceiling": ceiling,
+            "fanout": new.get("fanout"),
+            "priorities": new.get("priorities"),
+            "big": big,
+            "callback_answers_5xx": {
+                name: phase.get("callback_answers_5xx") for name, phase in (
+                    ("optimized", optimized), ("naive", naive), ("sms", sms), ("push", push),
+                    ("single", new.get("single")), ("fanout", new.get("fanout")),
+                    ("priorities", new.get("priorities")))
+                if phase is not None},
+            "smoke": options.smoke,
             "machine": self.machine(),
             "warnings": _warnings({"optimized": optimized, "naive": naive, "sms": sms,
-                                   "push": push}),
+                                   "push": push, **{
+                                       f"single {rate['rate']:g}/s": rate
+                                       for rate in single.get("rates", [])}}),
         }
+
+
+def _postmaster_pid() -> int | None:
+    """The PostgreSQL server process of the bench database, when it runs on this machine."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = int(cursor.fetchone()[0])
+    try:
+        stat = Path(f"/proc/{backend}/stat").read_text()
+    except OSError:
+        return None  # another machine (or container)
+    return int(stat.rpartition(")")[2].split()[1])
 
 
 def _warnings(phases: dict[str, dict[str, Any] | None]) -> list[str]:

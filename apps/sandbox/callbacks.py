@@ -27,6 +27,14 @@ import aiohttp
 log = logging.getLogger("sandbox.callbacks")
 
 RETRYABLE_4XX = frozenset({408, 429})
+ANSWER_CLASSES = ("answers_2xx", "answers_3xx", "answers_4xx", "answers_5xx", "answers_none")
+
+
+def answer_class(status: int | None) -> str:
+    """The stats key counting a callback answer with this HTTP status (None: no answer)."""
+    if status is None or not 200 <= status <= 599:
+        return "answers_none"
+    return f"answers_{status // 100}xx"
 
 
 class Signer(Protocol):
@@ -100,6 +108,9 @@ class CallbackDispatcher:
         self.events_sent = 0
         self.failures = 0
         self.dropped = 0
+        # The receiver's answers, one per POST attempt (retries included), by HTTP status
+        # class; `answers_none` counts attempts that got no HTTP answer (refused, timed out).
+        self.answers = dict.fromkeys(ANSWER_CLASSES, 0)
 
     @property
     def pending(self) -> int:
@@ -112,6 +123,7 @@ class CallbackDispatcher:
             "failures": self.failures,
             "dropped": self.dropped,
             "pending": self.pending,
+            **self.answers,
         }
 
     def enqueue(self, event: Any) -> None:
@@ -215,6 +227,7 @@ class CallbackDispatcher:
                 problem = f"HTTP {status}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.answers[answer_class(status)] += 1
 
             if status is not None and 200 <= status < 300:
                 self.batches_sent += 1

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from .callbacks import ANSWER_CLASSES
 from .config import SandboxConfig
 from .fcm import FcmProvider
 from .provider import Provider, SandboxContext
@@ -122,7 +123,8 @@ async def get_message(request: web.Request) -> web.Response:
 
 
 def _callback_totals(providers: list[Provider]) -> dict[str, int]:
-    callbacks = {"batches_sent": 0, "events_sent": 0, "failures": 0, "dropped": 0, "pending": 0}
+    callbacks = {"batches_sent": 0, "events_sent": 0, "failures": 0, "dropped": 0, "pending": 0,
+                 **dict.fromkeys(ANSWER_CLASSES, 0)}
     for provider in providers:
         callbacks["pending"] += provider.pending_events
         for dispatcher in provider.dispatchers:

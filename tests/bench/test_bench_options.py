@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,8 @@ from bench.channels import (
     phone_numbers,
     sms_recipients,
 )
+from bench.loadgen import body_for, percentile
+from bench.procfile import parse, processes_for_queue, web_command, web_entry, worker_command
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 
@@ -64,3 +68,73 @@ def test_channel_options_are_parsed() -> None:
 def test_bad_channel_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         parse_args(argv)
+
+
+def test_issue_8_phases_default_to_all_but_big_and_can_be_chosen_or_skipped() -> None:
+    args = parse_args([])
+    assert args.phase_list == ("single", "ceiling", "fanout", "priorities")
+    assert not args.big
+    assert args.rate_list == (50.0, 150.0, 300.0) and args.rate_duration == 15.0
+    assert (args.fanout, args.backlog) == (50_000, 100_000)
+
+    args = parse_args(["--phases", "single,big", "--rates", "10,20", "--skip", "ceiling"])
+    assert args.phase_list == ("single",) and args.big
+    assert args.rate_list == (10.0, 20.0)
+    assert parse_args(["--skip", "fanout,priorities"]).phase_list == ("single", "ceiling")
+    assert parse_args(["--channels-only"]).phase_list == ()
+
+
+def test_smoke_makes_every_phase_small() -> None:
+    args = parse_args(["--smoke"])
+    assert args.phase_list == ("single", "ceiling", "fanout", "priorities") and not args.big
+    assert args.deliveries <= 100 and args.fanout <= 300 and args.backlog <= 300
+    assert args.rate_duration <= 3 and max(args.rate_list) <= 30
+
+
+@pytest.mark.parametrize("argv", [["--phases", "nope"], ["--skip", "single,bogus"], ["--rates", "0"],
+                                  ["--rates", "fast"]])
+def test_bad_phase_options_are_refused(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+
+
+def test_the_procfile_is_read_for_the_process_layout(tmp_path: Path) -> None:
+    procfile = tmp_path / "Procfile"
+    procfile.write_text(
+        "web: .venv/bin/gunicorn -c notifyhub/gunicorn.conf.py notifyhub.wsgi:application"
+        " --bind 127.0.0.1:8000\n"
+        "worker_urgent: .venv/bin/celery -A celery_app worker -Q critical,high -n urgent@%h --concurrency 2\n"
+        "worker_bulk: .venv/bin/celery -A celery_app worker -Q normal,low,maintenance --concurrency=3\n"
+        "beat: .venv/bin/celery -A celery_app beat --loglevel INFO\n"
+        "sandbox: .venv/bin/python -m apps.sandbox serve --port 8025\n"
+    )
+    entries = parse(procfile)
+    assert [(e.name, e.kind) for e in entries] == [
+        ("web", "web"), ("worker_urgent", "worker"), ("worker_bulk", "worker"), ("beat", "beat"),
+        ("sandbox", "sandbox")]
+    assert entries[1].queues == ("critical", "high") and entries[1].concurrency == 2
+    assert entries[2].queues == ("normal", "low", "maintenance") and entries[2].concurrency == 3
+    assert processes_for_queue(entries, "normal") == 3
+    assert processes_for_queue(entries, "high") == 2
+
+    web = web_command(web_entry(entries), port=9999)
+    assert web[web.index("--bind") + 1] == "127.0.0.1:9999"
+    assert "-c" in web and "notifyhub/gunicorn.conf.py" in web
+    worker = worker_command(entries[1], tag="t")
+    assert worker[worker.index("-n") + 1] == "worker_urgent-t@%h"
+    assert worker[worker.index("-Q") + 1] == "critical,high"
+
+
+def test_the_repo_procfile_has_a_web_process_and_an_email_worker() -> None:
+    entries = parse()
+    assert web_entry(entries).argv[0].endswith("gunicorn")
+    assert processes_for_queue(entries, "normal") >= 1
+    assert processes_for_queue(entries, "critical") >= 1
+
+
+def test_loadgen_percentiles_and_bodies() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
+    body = json.loads(body_for(7, prefix="x", template="t", priority="high"))
+    assert body == {"recipients": [{"id": "x7", "email": "x7@example.com"}], "template_id": "t",
+                    "variables": {"name": "Bench"}, "priority": "high"}

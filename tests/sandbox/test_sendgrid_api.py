@@ -563,6 +563,10 @@ def test_failed_callback_batch_is_retried_and_resigned(
         what="callbacks drained",
     )
     assert callbacks["failures"] == 1
+    # Every answer is counted by its status class: the 500, then the 2xx of each batch.
+    assert callbacks["answers_5xx"] == 1
+    assert callbacks["answers_2xx"] == callbacks["batches_sent"] >= 1
+    assert callbacks["answers_4xx"] == callbacks["answers_none"] == 0
 
     failed, *succeeded = receiver.snapshot()
     # The failed batch is re-sent with the very same body, freshly signed. Other batches
@@ -617,7 +621,8 @@ def test_inspection_endpoints(sandbox: SandboxProcess, sg: SendGridAPIClient) ->
         "callbacks",
         "per_second",
     }
-    assert set(stats["callbacks"]) >= {"batches_sent", "events_sent", "failures", "pending"}
+    assert set(stats["callbacks"]) >= {"batches_sent", "events_sent", "failures", "pending",
+                                       "answers_2xx", "answers_4xx", "answers_5xx", "answers_none"}
 
 
 # -- CLI -------------------------------------------------------------------------
