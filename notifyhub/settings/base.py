@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.RejectNulCharactersMiddleware",
+    "apps.core.middleware.RequestBodyGuardMiddleware",
     "apps.audit.middleware.AuditContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -157,7 +158,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["apps.clients.authentication.IsClient",
                                    "apps.clients.scopes.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSONParser + UTF-8, depth, NUL and lone-surrogate checks (apps/core/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.GuardedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
@@ -381,6 +383,10 @@ BULK_MAX_NOTIFICATIONS = env_int("BULK_MAX_NOTIFICATIONS", 50_000)
 BULK_MAX_RECIPIENTS = env_int("BULK_MAX_RECIPIENTS", 100_000)
 # Request bodies Django reads into memory (default 2.5 MB): 50,000 bulk items are ~7-15 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
+# A larger Content-Length is answered 413 `request_too_large` on every path, before anything
+# reads the body (apps.core.middleware.RequestBodyGuardMiddleware).
+# JSON bodies nested deeper than this are refused (400); see apps/core/parsers.py.
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 64)
 # Request throttle and daily delivery quota counters (apps/clients/throttling.py, quotas.py).
 API_LIMITS_REDIS_URL = env("API_LIMITS_REDIS_URL", REDIS_URL)
 # Client slug → rate, overriding REST_FRAMEWORK's DEFAULT_THROTTLE_RATES["client"];

@@ -1,0 +1,147 @@
+"""JSON request bodies checked once, before any view or serializer sees them.
+
+What PostgreSQL or the Python runtime cannot take is refused as a 400 in the API's error format
+here, instead of failing later as a 500:
+
+* bytes that are not valid UTF-8 (`malformed_request`);
+* nesting deeper than `API_JSON_MAX_DEPTH` (64): Python's decoder raises RecursionError near
+  1,000 levels, and nothing NotifyHub accepts is more than a few levels deep
+  (`malformed_request`, `fields` naming where the limit was passed);
+* a lone UTF-16 surrogate (`"\\ud800"` without its pair) or a NUL (`"\\u0000"`) in any string,
+  key or value: neither can be encoded for PostgreSQL text or jsonb (`invalid`, `fields`
+  naming the path, e.g. `notifications[0].variables.name`).
+
+`apps.core.middleware.RequestBodyGuardMiddleware` parses and checks every JSON body before
+the view runs (DRF views and the provider callbacks alike, even a view that ignores its body)
+and refuses oversized bodies (413) for every path; `GuardedJSONParser`, every DRF view's JSON
+parser (REST_FRAMEWORK in settings), hands DRF the value it parsed (or parses and checks
+itself when the middleware did not run).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.conf import settings
+from rest_framework import status
+from rest_framework.parsers import JSONParser
+
+from .exceptions import ApplicationError
+
+# A lone surrogate or a NUL can only come from a \u escape (raw bytes that would decode to
+# one are not valid UTF-8, and a raw control character is not valid JSON): a body without
+# such an escape skips the walk over its strings.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+DEFAULT_MAX_DEPTH = 64
+
+
+class JSONInputError(ApplicationError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "malformed_request"
+
+
+def max_depth() -> int:
+    return int(getattr(settings, "API_JSON_MAX_DEPTH", DEFAULT_MAX_DEPTH))
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _bad_text(text: str) -> str | None:
+    if "\x00" in text:
+        return "NUL characters (\\u0000) are not allowed."
+    if _SURROGATE.search(text):
+        return "Lone UTF-16 surrogates (\\ud800-\\udfff without their pair) are not allowed."
+    return None
+
+
+def printable_key(key: str) -> str:
+    """A key fit to name a field in an error (it may itself be the bad string)."""
+    if _bad_text(key) is None:
+        return key
+    return json.dumps(key)[1:-1]
+
+
+def check_value(value: Any, *, check_strings: bool, limit: int | None = None) -> None:
+    """Raises JSONInputError for nesting deeper than `limit`, and (when `check_strings`) for a
+    NUL or a lone surrogate in any string or key. Iterative: safe on any depth."""
+    limit = max_depth() if limit is None else limit
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        current, path, depth = stack.pop()
+        if isinstance(current, dict):
+            if depth > limit:
+                raise JSONInputError(
+                    f"The JSON body is nested deeper than {limit} levels.",
+                    fields={path or "body": [f"Nested deeper than {limit} levels."]})
+            for key, item in current.items():
+                if check_strings:
+                    problem = _bad_text(key)
+                    if problem:
+                        where = _join(path, printable_key(key))
+                        raise JSONInputError(f"A key in the body is not allowed: {problem}",
+                                             code="invalid", fields={where: [problem]})
+                if isinstance(item, dict | list) or (check_strings and isinstance(item, str)):
+                    stack.append((item, _join(path, key), depth + 1))
+        elif isinstance(current, list):
+            if depth > limit:
+                raise JSONInputError(
+                    f"The JSON body is nested deeper than {limit} levels.",
+                    fields={path or "body": [f"Nested deeper than {limit} levels."]})
+            for index, item in enumerate(current):
+                if isinstance(item, dict | list) or (check_strings and isinstance(item, str)):
+                    stack.append((item, _join(path, index), depth + 1))
+        elif isinstance(current, str):
+            problem = _bad_text(current)
+            if problem:
+                raise JSONInputError(f"A value in the body is not allowed: {problem}",
+                                     code="invalid", fields={path or "body": [problem]})
+
+
+def loads(raw: bytes | str, *, encoding: str = "utf-8") -> Any:
+    """The body parsed and checked (see the module docstring); JSONInputError otherwise."""
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise JSONInputError(f"The body is not valid {encoding.upper()} text.",
+                                 fields={"body": [f"Not valid {encoding.upper()}."]}) from exc
+    else:
+        text = raw
+    try:
+        value = json.loads(text, parse_constant=json_strict_constant)
+    except RecursionError as exc:
+        limit = max_depth()
+        raise JSONInputError(f"The JSON body is nested deeper than {limit} levels.",
+                             fields={"body": [f"Nested deeper than {limit} levels."]}) from exc
+    except ValueError as exc:
+        raise JSONInputError(f"JSON parse error - {exc}") from exc
+    check_value(value, check_strings=bool(_SUSPECT_ESCAPE.search(text)))
+    return value
+
+
+def json_strict_constant(name: str) -> Any:
+    """NaN and ±Infinity are not JSON (PostgreSQL jsonb refuses them)."""
+    raise ValueError(f"{name} is not valid JSON.")
+
+
+class GuardedJSONParser(JSONParser):
+    """DRF's JSONParser with the checks above (400 in the error format, never a 500)."""
+
+    def parse(self, stream: Any, media_type: str | None = None,
+              parser_context: dict[str, Any] | None = None) -> Any:
+        parser_context = parser_context or {}
+        request = parser_context.get("request")
+        django_request = getattr(request, "_request", None)
+        if hasattr(django_request, "guarded_json"):  # parsed by RequestBodyGuardMiddleware
+            return django_request.guarded_json  # type: ignore[union-attr]
+        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        raw = stream.read() if stream is not None else b""
+        return loads(raw, encoding=encoding)
