@@ -350,6 +350,8 @@ LOGGING = {
         "request_id": {"()": "apps.core.logging.RequestIdFilter"},
         # Safety net: emails and E.164 numbers are masked in every line (apps/core/logging.py).
         "redact_pii": {"()": "apps.core.logging.RedactPIIFilter"},
+        # "Not Found: /api/v1/recipients/<external id>": paths masked as in the access log.
+        "mask_paths": {"()": "apps.core.logging.MaskRequestPathFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -364,6 +366,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["mask_paths"]},
         # The Twilio SDK logs every request at INFO (URLs carry the account SID).
         "twilio.http_client": {"level": "WARNING"},
         # The SendGrid SDK logs every request at DEBUG with its payload (the recipient's
