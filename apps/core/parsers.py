@@ -69,10 +69,45 @@ def printable_key(key: str) -> str:
     return json.dumps(key)[1:-1]
 
 
+def _clean(value: Any, limit: int, check_strings: bool) -> bool:
+    """The fast pass of check_value: no paths, containers only unless strings are suspect."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        current, depth = pop()
+        if depth > limit:
+            return False
+        children = current.values() if type(current) is dict else current
+        if check_strings:
+            if type(current) is dict and any(_bad_text(key) for key in current):
+                return False
+            for item in children:
+                kind = type(item)
+                if kind is dict or kind is list:
+                    push((item, depth + 1))
+                elif kind is str and _bad_text(item):
+                    return False
+        else:
+            for item in children:
+                kind = type(item)
+                if kind is dict or kind is list:
+                    push((item, depth + 1))
+    return True
+
+
 def check_value(value: Any, *, check_strings: bool, limit: int | None = None) -> None:
     """Raises JSONInputError for nesting deeper than `limit`, and (when `check_strings`) for a
     NUL or a lone surrogate in any string or key. Iterative: safe on any depth."""
     limit = max_depth() if limit is None else limit
+    if isinstance(value, str):
+        problem = _bad_text(value) if check_strings else None
+        if problem:
+            raise JSONInputError(f"A value in the body is not allowed: {problem}",
+                                 code="invalid", fields={"body": [problem]})
+        return
+    if not isinstance(value, dict | list) or _clean(value, limit, check_strings):
+        return
+    # Something is wrong: walk again, keeping paths, to name where.
     stack: list[tuple[Any, str, int]] = [(value, "", 1)]
     while stack:
         current, path, depth = stack.pop()
@@ -123,8 +158,36 @@ def loads(raw: bytes | str, *, encoding: str = "utf-8") -> Any:
                              fields={"body": [f"Nested deeper than {limit} levels."]}) from exc
     except ValueError as exc:
         raise JSONInputError(f"JSON parse error - {exc}") from exc
-    check_value(value, check_strings=bool(_SUSPECT_ESCAPE.search(text)))
+    check_value(value, check_strings=_suspect_escapes(text))
     return value
+
+
+def _suspect_escapes(text: str) -> bool:
+    """Whether the body may hold a NUL or a lone surrogate: a real \\u0000 escape, or a
+    surrogate escape that is not half of a pair. Proper pairs (emoji sent as escapes) do not
+    cost a walk over every string."""
+    if not _SUSPECT_ESCAPE.search(text):
+        return False
+    expect_low_at = -1
+    for match in _SUSPECT_ESCAPE.finditer(text):
+        start = match.start()
+        backslashes = 0
+        while start - backslashes > 0 and text[start - backslashes - 1] == "\\":
+            backslashes += 1
+        if backslashes % 2:
+            continue  # "\\ud800": an escaped backslash, then text
+        unit = match.group(0)[2:].lower()
+        if unit == "0000":
+            return True
+        if unit[1] in "89ab":  # high: its low half must follow at once
+            if expect_low_at != -1:
+                return True
+            expect_low_at = match.end()
+        else:  # low: must come right after a high
+            if expect_low_at != start:
+                return True
+            expect_low_at = -1
+    return expect_low_at != -1
 
 
 def json_strict_constant(name: str) -> Any:
