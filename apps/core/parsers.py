@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -199,7 +200,7 @@ class GuardedJSONParser(JSONParser):
     """DRF's JSONParser with the checks above (400 in the error format, never a 500)."""
 
     def parse(self, stream: Any, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> Any:
+              parser_context: Mapping[str, Any] | None = None) -> Any:
         parser_context = parser_context or {}
         request = parser_context.get("request")
         django_request = getattr(request, "_request", None)
