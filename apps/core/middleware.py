@@ -96,7 +96,7 @@ class RequestBodyGuardMiddleware:
             if not body:
                 return None
             try:
-                parsed = loads(body, encoding=request.encoding or "utf-8")
+                parsed = loads(body)  # UTF-8 whatever the charset says (RFC 8259 §8.1)
             except JSONInputError as exc:
                 return JsonResponse(error_body(exc.code, exc.message, exc.fields),
                                     status=exc.status_code)

@@ -141,14 +141,16 @@ def check_value(value: Any, *, check_strings: bool, limit: int | None = None) ->
                                      code="invalid", fields={path or "body": [problem]})
 
 
-def loads(raw: bytes | str, *, encoding: str = "utf-8") -> Any:
-    """The body parsed and checked (see the module docstring); JSONInputError otherwise."""
+def loads(raw: bytes | str) -> Any:
+    """The body parsed and checked (see the module docstring); JSONInputError otherwise.
+    Bytes are UTF-8: JSON exchanged between systems is (RFC 8259 §8.1), whatever a charset
+    parameter claims."""
     if isinstance(raw, bytes):
         try:
-            text = raw.decode(encoding)
-        except (UnicodeDecodeError, LookupError) as exc:
-            raise JSONInputError(f"The body is not valid {encoding.upper()} text.",
-                                 fields={"body": [f"Not valid {encoding.upper()}."]}) from exc
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JSONInputError("The body is not valid UTF-8 (JSON bodies must be UTF-8).",
+                                 fields={"body": ["Not valid UTF-8."]}) from exc
     else:
         text = raw
     try:
@@ -206,6 +208,5 @@ class GuardedJSONParser(JSONParser):
         django_request = getattr(request, "_request", None)
         if hasattr(django_request, "guarded_json"):  # parsed by RequestBodyGuardMiddleware
             return django_request.guarded_json  # type: ignore[union-attr]
-        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         raw = stream.read() if stream is not None else b""
-        return loads(raw, encoding=encoding)
+        return loads(raw)  # UTF-8 whatever the charset parameter says (RFC 8259 §8.1)

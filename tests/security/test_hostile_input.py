@@ -253,3 +253,19 @@ def test_a_nul_in_a_provider_callback_form_is_400_json() -> None:
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("content_type", ["application/json; charset=latin-1",
+                                          "application/json; charset=utf-99"])
+def test_a_declared_charset_does_not_change_that_json_is_utf8(content_type: str) -> None:
+    _, beta = two_worlds()
+    beta.api.raise_request_exception = False
+
+    latin = beta.api.put("/api/v1/recipients/beta_user", b'{"attributes": {"k": "caf\xe9"}}',
+                         content_type=content_type)
+    utf8 = beta.api.put("/api/v1/recipients/beta_user",
+                        '{"attributes": {"k": "caf\u00e9"}}'.encode(), content_type=content_type)
+
+    assert latin.status_code == 400 and latin.json()["error"]["code"] == "malformed_request"
+    assert utf8.status_code == 200 and utf8.json()["attributes"]["k"] == "caf\u00e9"

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from apps.core.logging import mask_url
-from tests.factories import ClientFactory, api_key_for
+from apps.notifications.models import Delivery
+from tests.factories import ClientFactory, TemplateFactory, api_key_for
 from tests.support.processes import GunicornProcess, wait_for
 from tests.support.sandbox import SandboxProcess, free_port
 
@@ -138,3 +139,36 @@ def test_the_sandbox_logs_no_pii() -> None:
 ])
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_an_end_to_end_send_leaves_no_address_in_any_processes_log(
+    worker_env: dict[str, str], start_worker: Any, clean_sandbox: SandboxProcess,
+) -> None:
+    """web (gunicorn), a worker with embedded beat, and the sandbox: an email and an SMS sent
+    to a recipient given inline, then looked up by address."""
+    worker = start_worker(beat=True)
+    web = GunicornProcess(worker_env, port=free_port(), workers=1).start()
+    email, phone = "katherine.johnson@example.com", "+14155550144"
+    try:
+        wait_for(lambda: _up(web), timeout=30, message=f"gunicorn up: {web.log_text()}")
+        tenant = ClientFactory()
+        TemplateFactory(client=tenant, key="welcome", channels=["email", "sms"])
+        auth = {"Authorization": f"Bearer {api_key_for(tenant)}"}
+        assert _call(f"{web.url}/api/v1/notifications", "POST", {
+            "recipients": [{"id": "e2e_reader", "email": email, "phone": phone}],
+            "template_id": "welcome", "variables": {"name": "Kat"}, "channels": ["email", "sms"],
+        }, **auth) == 202
+        wait_for(lambda: Delivery.objects.filter(client=tenant, sent_at__isnull=False).count() == 2,
+                 timeout=90, message=f"both sent: {worker.log_text()[-2000:]}")
+        assert _call(f"{web.url}/api/v1/notifications?recipient={email}", **auth) == 200
+        assert _call(f"{web.url}/admin/notifications/delivery/?q={email}") in (200, 302)
+    finally:
+        web.stop()
+
+    logs = {"web": web.log_text(), "worker": worker.log_text(), "sandbox": clean_sandbox.log_text()}
+    found = {name: [s for s in ("katherine.johnson", "14155550144", "katherine.johnson%40")
+                    if s in text] for name, text in logs.items()}
+    assert found == {"web": [], "worker": [], "sandbox": []}, {k: v[-2000:] for k, v in logs.items()}
+    assert "sendgrid accepted" in logs["sandbox"] and "twilio accepted" in logs["sandbox"]
