@@ -269,3 +269,15 @@ def test_a_declared_charset_does_not_change_that_json_is_utf8(content_type: str)
 
     assert latin.status_code == 400 and latin.json()["error"]["code"] == "malformed_request"
     assert utf8.status_code == 200 and utf8.json()["attributes"]["k"] == "caf\u00e9"
+
+
+@pytest.mark.django_db
+def test_djangos_own_400_is_json_under_the_api() -> None:
+    """Too many form fields for a provider callback: Django refuses it before any view."""
+    body = "&".join(f"f{i}=x" for i in range(1500))
+
+    response = DjangoClient().post("/api/v1/webhooks/twilio", body,
+                                   content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_request"
