@@ -20,9 +20,11 @@ itself when the middleware did not run).
 
 from __future__ import annotations
 
+import gc
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -153,16 +155,37 @@ def loads(raw: bytes | str) -> Any:
                                  fields={"body": ["Not valid UTF-8."]}) from exc
     else:
         text = raw
-    try:
-        value = json.loads(text, parse_constant=json_strict_constant)
-    except RecursionError as exc:
-        limit = max_depth()
-        raise JSONInputError(f"The JSON body is nested deeper than {limit} levels.",
-                             fields={"body": [f"Nested deeper than {limit} levels."]}) from exc
-    except ValueError as exc:
-        raise JSONInputError(f"JSON parse error - {exc}") from exc
-    check_value(value, check_strings=_suspect_escapes(text))
+    with _gc_paused(len(text) > GC_PAUSE_ABOVE_CHARS):
+        try:
+            value = json.loads(text, parse_constant=json_strict_constant)
+        except RecursionError as exc:
+            limit = max_depth()
+            raise JSONInputError(f"The JSON body is nested deeper than {limit} levels.",
+                                 fields={"body": [f"Nested deeper than {limit} levels."]}) from exc
+        except ValueError as exc:
+            raise JSONInputError(f"JSON parse error - {exc}") from exc
+        check_value(value, check_strings=_suspect_escapes(text))
     return value
+
+
+# Parsing a large body creates hundreds of thousands of objects, none of them garbage; the
+# cyclic collector would traverse them again and again while they are made (a 10 MB bulk body:
+# ~0.25 s to parse and check with it paused, ~1 s without). Paused for large bodies only.
+GC_PAUSE_ABOVE_CHARS = 64 * 1024
+
+
+@contextmanager
+def _gc_paused(pause: bool) -> Iterator[None]:
+    """The cyclic GC off for the block. Process-wide: a thread that finds it already paused
+    (another request is parsing) leaves it to the thread that paused it to turn it back on."""
+    enabled = pause and gc.isenabled()
+    if enabled:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _suspect_escapes(text: str) -> bool:

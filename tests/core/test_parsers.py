@@ -58,3 +58,15 @@ def test_unparseable_bodies_are_malformed_requests(raw: bytes) -> None:
         loads(raw)
 
     assert exc.value.code == "malformed_request" and exc.value.status_code == 400
+
+
+def test_a_large_body_leaves_the_garbage_collector_on_even_when_refused() -> None:
+    import gc
+
+    big = b'{"a": [' + b",".join(b'{"b": "x"}' for _ in range(20_000)) + b"]}"
+
+    assert len(loads(big)["a"]) == 20_000
+    assert gc.isenabled()
+    with pytest.raises(JSONInputError):
+        loads(big[:-2] + b', "\\ud800"]}')
+    assert gc.isenabled()
