@@ -38,8 +38,18 @@ def _raw(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
             chunks.append(chunk)
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+    headers = {k.lower(): v for k, v in
+               (line.split(": ", 1) for line in lines[1:] if ": " in line)}
+    if headers.get("transfer-encoding") == "chunked":
+        chunks, rest = [], body
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            if int(size, 16) == 0:
+                break
+            chunks.append(rest[:int(size, 16)])
+            rest = rest[int(size, 16) + 2:]
+        body = b"".join(chunks)
+    return int(lines[0].split()[1]), headers, body
 
 
 def _call(url: str, method: str = "GET", body: Any = None, **headers: str) -> int:
@@ -78,6 +88,10 @@ def test_gunicorn_answers_its_own_errors_in_json_and_logs_no_pii(
             (b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400),
             (b"GET /api/v1/health?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
             (b"\x00GET / HTTP/1.1\r\n\r\n", 400),
+            (b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", 400),
+            # Django's side: a Content-Length over the limit is refused before the body is read.
+            (b"POST /api/v1/webhooks/sendgrid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+             b"Content-Type: application/json\r\nContent-Length: 999999999\r\n\r\n[]", 413),
         ]:
             code, headers, body = _raw(web.port, raw)
             assert code == status, (raw[:60], code, body)
