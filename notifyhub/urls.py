@@ -52,5 +52,7 @@ urlpatterns = [
     path("api/<path:rest>", api_not_found),
 ]
 
+handler400 = "apps.core.views.bad_request"
+handler403 = "apps.core.views.permission_denied"
 handler404 = "apps.core.views.not_found"
 handler500 = server_error

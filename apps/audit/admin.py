@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from django.contrib import admin
@@ -29,6 +29,7 @@ from django.utils.safestring import SafeString
 
 from apps.clients.models import Client
 from apps.core.admin_utils import ReadOnlyAdminMixin
+from apps.core.forms import CheckedJSONFormField
 
 from .models import ACTIONS, AuditLog
 from .selectors import audit_search_q
@@ -219,6 +220,9 @@ class AuditedAdminMixin:
 
     audit_object_type: str = ""
     audit_private_fields: frozenset[str] = frozenset()
+    # JSON fields (a recipient's attributes …): what PostgreSQL cannot store is a form error.
+    formfield_overrides: ClassVar[Mapping[type[models.Field[Any, Any]], Mapping[str, Any]]] = {
+        models.JSONField: {"form_class": CheckedJSONFormField}}
     audit_m2m_fields: tuple[str, ...] = ()
 
     def _audit_type(self, obj: models.Model) -> str:

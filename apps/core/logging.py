@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+from collections.abc import Callable
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -71,4 +72,152 @@ class RedactPIIFilter(logging.Filter):
             record.exc_text = redact_pii(record.exc_text)
         if record.stack_info:
             record.stack_info = redact_pii(record.stack_info)
+        return True
+
+
+# --- URLs in access logs ------------------------------------------------------------------------
+#
+# A URL can carry PII: an admin search (`?q=someone@example.com`), a list filter
+# (`?recipient=aud_q1`), a recipient's external id in an API path (`/recipients/jane@x.com`), a
+# pagination cursor (which encodes the last row's sort key). Access logs write URLs masked:
+# every query value becomes `***` except short enumerations under a few known keys, and a path
+# segment stays only if it is a fixed word of the URL configuration (`api`, `recipients`,
+# `change` …), a UUID, or an integer primary key under /admin/; anything else is `***`.
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_INT = re.compile(r"^\d{1,18}$")
+_LITERAL = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_\-\[\]]{1,40}$")
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_,.\-]{0,32}$")
+# Query keys whose values are enumerations, numbers or sort orders, never an address or an id.
+SAFE_QUERY_KEYS = frozenset({"status", "channel", "priority", "category", "page", "page_size",
+                             "limit", "ordering", "o", "p", "all", "format", "e"})
+MASK = "***"
+_route_words: frozenset[str] | None = None
+
+
+def _words_of(pattern: str) -> set[str]:
+    """The fixed path segments of one URL pattern (`recipients/<str:external_id>/devices` →
+    recipients, devices; a regex's literal alternatives `^(?P<app_label>auth|recipients)/$` →
+    auth, recipients)."""
+    words: set[str] = set()
+    for segment in pattern.strip("^$").split("/"):
+        segment = segment.strip("^$")
+        if _LITERAL.match(segment):
+            words.add(segment)
+        else:
+            alternatives = re.fullmatch(r"\(\?P<\w+>([A-Za-z0-9_.|\-]+)\)", segment)
+            if alternatives:
+                words.update(alternatives.group(1).split("|"))
+    return words
+
+
+def route_words() -> frozenset[str]:
+    """Every fixed path segment of the Django URL configuration (empty outside Django)."""
+    global _route_words
+    if _route_words is None:
+        words: set[str] = set()
+        try:
+            from django.urls import URLResolver, get_resolver
+
+            def walk(patterns: list[object]) -> None:
+                for pattern in patterns:
+                    words.update(_words_of(str(pattern.pattern)))  # type: ignore[attr-defined]
+                    if isinstance(pattern, URLResolver):
+                        walk(list(pattern.url_patterns))
+
+            walk(list(get_resolver().url_patterns))
+        except Exception:  # noqa: BLE001 - no Django (the sandbox), or not configured yet
+            return frozenset()
+        _route_words = frozenset(words)
+    return _route_words
+
+
+def _mask_query(query: str) -> str:
+    parts = []
+    for pair in query.split("&"):
+        if not pair:
+            continue
+        key, sep, value = pair.partition("=")
+        if not _SAFE_KEY.match(key):
+            parts.append(MASK)
+        elif key in SAFE_QUERY_KEYS and _SAFE_VALUE.match(value):
+            parts.append(pair)
+        else:
+            parts.append(f"{key}{sep}{MASK if value else ''}")
+    return "&".join(parts)
+
+
+_ADDRESS_LIKE = re.compile(r"@|%40|\+|%2B|\d{7}", re.IGNORECASE)
+
+
+def outside_django_segment(segment: str) -> bool:
+    """For a process without Django's URLs (the sandbox): a segment is kept unless it could
+    be an address (`@`, `+`, seven digits in a row, percent-encoded or not)."""
+    return not _ADDRESS_LIKE.search(segment)
+
+
+def mask_path(path: str, words: frozenset[str] | None = None,
+              keep_segment: Callable[[str], bool] | None = None) -> str:
+    words = route_words() if words is None else words
+    if path.startswith("/static/"):
+        return path
+    admin = path.startswith("/admin/")
+    out = []
+    for segment in path.split("/"):
+        keep = (not segment or segment in words or bool(_UUID.match(segment))
+                or (admin and bool(_INT.match(segment)))
+                or (keep_segment is not None and keep_segment(segment)))
+        out.append(segment if keep else MASK)
+    return "/".join(out)
+
+
+def mask_url(url: str, words: frozenset[str] | None = None,
+             keep_segment: Callable[[str], bool] | None = None) -> str:
+    """A URL (absolute, or a path with its query string) fit for a log line."""
+    if not url or url == "-":
+        return url
+    prefix = ""
+    rest = url
+    scheme = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*", url)
+    if scheme:
+        prefix, rest = scheme.group(0), url[scheme.end():]
+    rest = rest.split("#", 1)[0]
+    path, sep, query = rest.partition("?")
+    return (prefix + mask_path(path, words, keep_segment)
+            + (f"?{_mask_query(query)}" if sep else ""))
+
+
+def redact_url_text(text: str) -> str:
+    """redact_pii after percent-decoding (`someone%40example.com`, `%2B14155550100`)."""
+    if "%" in text:
+        from urllib.parse import unquote
+
+        text = unquote(text)
+    return redact_pii(text)
+
+
+class RedactPIIURLFilter(RedactPIIFilter):
+    """RedactPIIFilter that also finds percent-encoded addresses (gunicorn's error log quotes
+    request URIs: "Error handling request GET /admin/?q=someone%40example.com")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001
+            return True
+        redacted = redact_url_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return super().filter(record)
+
+
+class MaskRequestPathFilter(logging.Filter):
+    """For Django's own request lines ("Not Found: /api/v1/recipients/aud_q1"): URL paths among
+    the record's arguments are masked as the access log masks them (mask_url)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(mask_url(arg) if isinstance(arg, str) and arg.startswith("/")
+                                else arg for arg in record.args)
         return True

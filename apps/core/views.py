@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import bad_request as html_bad_request
 from django.views.defaults import page_not_found
+from django.views.defaults import permission_denied as html_permission_denied
 from django.views.defaults import server_error as html_server_error
 
 from .exceptions import error_body
@@ -26,3 +28,17 @@ def server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpRespons
         return JsonResponse(error_body("server_error", "Internal error; it has been logged."),
                             status=500)
     return html_server_error(request)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's own 400s (too many form fields, a suspicious Host …): JSON under /api/."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("malformed_request", "The request is malformed."),
+                            status=400)
+    return html_bad_request(request, exception)  # type: ignore[arg-type]
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("forbidden", "Forbidden."), status=403)
+    return html_permission_denied(request, exception)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -23,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from apps.core.exceptions import ApplicationError
+from apps.core.forms import CheckedJSONFormField
 
 from .compare import CONTENT_PARTS, content_diff, sample_variables_for
 from .locales import is_valid_locale, locale_key, normalize_locale
@@ -98,7 +100,7 @@ class ContentFormMixin(forms.Form):
                                             label="WhatsApp content SID")
     push_title = ContentField(max_length=200)
     push_body = ContentField(widget=_area(3))
-    push_data = forms.JSONField(required=False, initial=dict,
+    push_data = CheckedJSONFormField(required=False, initial=dict,
                                 help_text='A JSON object of strings, e.g. {"url": "/orders/{{ id }}"}.')
 
     def clean_push_data(self) -> dict[str, str]:
@@ -210,6 +212,8 @@ class TemplateAdminForm(ContentFormMixin, forms.ModelForm):  # type: ignore[type
 
 @admin.register(Template)
 class TemplateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    # sample_variables: a NUL or a lone surrogate is a form error, not a 500.
+    formfield_overrides = {models.JSONField: {"form_class": CheckedJSONFormField}}
     form = TemplateAdminForm
     list_display = ["key", "name", "client", "channels", "category", "default_locale",
                     "live_versions"]

@@ -241,3 +241,54 @@ def unknown_names(source_ast: nodes.Template, env: NotifyHubSandbox) -> list[str
     missing |= {f"No test named '{node.name}'" for node in source_ast.find_all(nodes.Test)
                 if node.name not in env.tests}
     return sorted(missing)
+
+
+# --- What can never render, found when a version is created -----------------------------------
+#
+# The sandbox refuses these at render time (SecurityError → `render_error` on every delivery);
+# refusing them when the version is created (422 `template_unsafe`) means a template that can
+# never render is never published. Only what fails whatever the variables are is refused:
+# `x._id` stays legal (on a JSON object it reads the key `_id`), `x.__class__` does not.
+
+# Methods the immutable sandbox never lets a template call (they modify a list, dict or set;
+# the values a template sees are JSON data and Jinja's own helpers, where no other object has
+# them).
+MUTATING_METHODS = frozenset({
+    "append", "extend", "insert", "pop", "popitem", "remove", "reverse", "sort", "clear",
+    "update", "setdefault", "add", "discard", "difference_update", "intersection_update",
+    "symmetric_difference_update", "appendleft", "extendleft", "popleft", "rotate",
+})
+# Names that are never JSON data: Jinja's own objects, where even `_x` is a real attribute.
+_JINJA_OBJECTS = frozenset({"self", "loop", "super", "caller", "varargs", "kwargs"})
+# A str.format field reaching for a dunder: '{0.__class__}', '{0[__globals__]}'.
+_FORMAT_DUNDER = re.compile(r"\{[^{}]*(?:\.|\[)__")
+
+
+def _is_jinja_object(node: nodes.Node, env: NotifyHubSandbox) -> bool:
+    if isinstance(node, nodes.Name):
+        return node.name in _JINJA_OBJECTS or node.name in env.globals
+    return isinstance(node, nodes.Const | nodes.List | nodes.Tuple | nodes.Dict)
+
+
+def unsafe_access(source_ast: nodes.Template, env: NotifyHubSandbox) -> list[str]:
+    """Why the source can never render in the sandbox (empty: nothing found)."""
+    found: set[str] = set()
+    for node in source_ast.find_all(nodes.Getattr):
+        dunder = node.attr.startswith("__")
+        if dunder or (node.attr.startswith("_") and _is_jinja_object(node.node, env)):
+            found.add(f"line {node.lineno}: attribute '{node.attr}' is not allowed")
+    for item in source_ast.find_all(nodes.Getitem):
+        if isinstance(item.arg, nodes.Const) and str(item.arg.value).startswith("__"):
+            found.add(f"line {item.lineno}: item '{item.arg.value}' is not allowed")
+    for flt in source_ast.find_all(nodes.Filter):
+        if flt.name == "attr" and flt.args and isinstance(flt.args[0], nodes.Const) \
+                and str(flt.args[0].value).startswith("__"):
+            found.add(f"line {flt.lineno}: attribute '{flt.args[0].value}' is not allowed")
+    for call in source_ast.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Getattr) and call.node.attr in MUTATING_METHODS:
+            found.add(f"line {call.lineno}: '{call.node.attr}()' cannot be called (templates "
+                      "cannot change their data)")
+    for const in source_ast.find_all(nodes.Const):
+        if isinstance(const.value, str) and _FORMAT_DUNDER.search(const.value):
+            found.add(f"line {const.lineno}: a format field may not reach for '__' attributes")
+    return sorted(found)

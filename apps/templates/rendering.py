@@ -13,7 +13,14 @@ from typing import Any
 
 from jinja2 import TemplateError, TemplateSyntaxError, meta
 
-from .environment import MAX_OUTPUT_CHARS, html_env, text_env, unknown_names, unsupported_tags
+from .environment import (
+    MAX_OUTPUT_CHARS,
+    html_env,
+    text_env,
+    unknown_names,
+    unsafe_access,
+    unsupported_tags,
+)
 
 # Names every render gets from NotifyHub itself, so they are not required from the sender.
 BUILTIN_NAMES = frozenset({"recipient"})
@@ -33,6 +40,10 @@ class RenderError(Exception):
     def __init__(self, message: str, *, part: str = "") -> None:
         super().__init__(message)
         self.part = part
+
+
+class UnsafeTemplateError(RenderError):
+    """A source the sandbox would refuse whatever the variables (`x.__class__`, `d.update()`)."""
 
 
 class MissingVariablesError(RenderError):
@@ -63,7 +74,8 @@ def source_parts(
 
 def required_variables(parts: Mapping[str, str]) -> list[str]:
     """The variables a version's sources read (sorted, without built-ins), after checking every
-    source compiles: syntax, unknown filters/tests, unsupported tags.
+    source compiles: syntax, unknown filters/tests, unsupported tags, and nothing the sandbox
+    would refuse whatever the variables (UnsafeTemplateError).
 
     Raises RenderError naming the part (`html_body`, `push_data.url`) and the line."""
     names: set[str] = set()
@@ -82,6 +94,11 @@ def required_variables(parts: Mapping[str, str]) -> list[str]:
             unknown = unknown_names(ast, env)
             if unknown:
                 raise RenderError(f"Template syntax error in {part}: {'; '.join(unknown)}.", part=part)
+            unsafe = unsafe_access(ast, env)
+            if unsafe:
+                raise UnsafeTemplateError(
+                    f"{part} can never render in the template sandbox: {'; '.join(unsafe)}.",
+                    part=part)
             env.compile(ast)
             names |= meta.find_undeclared_variables(ast)
         except TemplateSyntaxError as exc:

@@ -23,7 +23,7 @@ from .models import (
     TemplatePublication,
     TemplateVersion,
 )
-from .rendering import CHANNELS, RenderError, required_variables, source_parts
+from .rendering import CHANNELS, RenderError, UnsafeTemplateError, required_variables, source_parts
 from .selectors import (
     default_locale_version,
     template_is_used,
@@ -194,7 +194,9 @@ def template_version_create(
     that locale's highest. Published at once unless `publish=False` (a draft).
 
     422 `template_syntax_error` naming the part (`fields`: {"html_body": [...]}) for a source
-    that does not compile; 422 `template_empty` for a version without any content."""
+    that does not compile, 422 `template_unsafe` for one the sandbox would refuse whatever the
+    variables (`{{ x.__class__ }}`, `{{ d.update() }}`); 422 `template_empty` for a version
+    without any content."""
     push_data = {str(k): str(v) for k, v in (push_data or {}).items()}
     locale = _checked_locale(locale or template.default_locale, "locale")
     try:
@@ -204,7 +206,8 @@ def template_version_create(
             push_data=push_data,
         ))
     except RenderError as exc:
-        raise ApplicationError(str(exc), code="template_syntax_error",
+        code = "template_unsafe" if isinstance(exc, UnsafeTemplateError) else "template_syntax_error"
+        raise ApplicationError(str(exc), code=code,
                                fields={exc.part: [str(exc)]} if exc.part else {}) from exc
     if not any((subject, text_body, html_body, sms_body, whatsapp_body, whatsapp_content_sid,
                 push_title, push_body, push_data)):

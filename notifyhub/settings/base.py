@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.RejectNulCharactersMiddleware",
+    "apps.core.middleware.RequestBodyGuardMiddleware",
     "apps.audit.middleware.AuditContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -157,7 +158,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["apps.clients.authentication.IsClient",
                                    "apps.clients.scopes.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSONParser + UTF-8, depth, NUL and lone-surrogate checks (apps/core/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.GuardedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
@@ -351,6 +353,8 @@ LOGGING = {
         "request_id": {"()": "apps.core.logging.RequestIdFilter"},
         # Safety net: emails and E.164 numbers are masked in every line (apps/core/logging.py).
         "redact_pii": {"()": "apps.core.logging.RedactPIIFilter"},
+        # "Not Found: /api/v1/recipients/<external id>": paths masked as in the access log.
+        "mask_paths": {"()": "apps.core.logging.MaskRequestPathFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -365,6 +369,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["mask_paths"]},
         # The Twilio SDK logs every request at INFO (URLs carry the account SID).
         "twilio.http_client": {"level": "WARNING"},
         # The SendGrid SDK logs every request at DEBUG with its payload (the recipient's
@@ -384,6 +389,10 @@ BULK_MAX_NOTIFICATIONS = env_int("BULK_MAX_NOTIFICATIONS", 50_000)
 BULK_MAX_RECIPIENTS = env_int("BULK_MAX_RECIPIENTS", 100_000)
 # Request bodies Django reads into memory (default 2.5 MB): 50,000 bulk items are ~7-15 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
+# A larger Content-Length is answered 413 `request_too_large` on every path, before anything
+# reads the body (apps.core.middleware.RequestBodyGuardMiddleware).
+# JSON bodies nested deeper than this are refused (400); see apps/core/parsers.py.
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 64)
 # Request throttle and daily delivery quota counters (apps/clients/throttling.py, quotas.py).
 API_LIMITS_REDIS_URL = env("API_LIMITS_REDIS_URL", REDIS_URL)
 # Client slug → rate, overriding REST_FRAMEWORK's DEFAULT_THROTTLE_RATES["client"];

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -40,3 +41,16 @@ def test_another_clients_recipient_is_404_and_untouched(api: Any) -> None:
     theirs.refresh_from_db()
     assert theirs.email == "x@example.com"
     assert Recipient.objects.filter(external_id="shared_id").count() == 2
+
+
+def test_put_on_an_existing_recipient_answers_with_its_original_created_at(api: Any) -> None:
+    created = api.put("/api/v1/recipients/u_created", {"email": "c@example.com"}, format="json")
+    Recipient.objects.filter(external_id="u_created").update(
+        created_at=datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC))
+
+    updated = api.put("/api/v1/recipients/u_created", {"locale": "fr"}, format="json")
+    fetched = api.get("/api/v1/recipients/u_created")
+
+    assert created.status_code == 201 and updated.status_code == 200
+    assert updated.json()["created_at"] == fetched.json()["created_at"] == "2020-01-02T03:04:05Z"
+    assert updated.json()["updated_at"] == fetched.json()["updated_at"]

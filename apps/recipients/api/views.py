@@ -43,6 +43,9 @@ class RecipientDetailApi(APIView):
         recipient = recipient_upsert(
             client=request_client(request), external_id=external_id, data=serializer.validated_data
         )
+        # The upsert's instance carries the timestamps it proposed (created_at = now even for a
+        # row that existed): answer with the stored ones, as GET does.
+        recipient.refresh_from_db(fields=["created_at", "updated_at"])
         return Response(
             RecipientOutputSerializer(recipient).data,
             status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
