@@ -179,6 +179,10 @@ def test_a_receipt_batch_that_loses_a_deadlock_is_retried_and_the_provider_gets_
 
     def other_side() -> None:  # locks in the opposite order (as an unordered writer would)
         with transaction.atomic():
+            # The receipts' transaction must be the one PostgreSQL aborts: this side looks for
+            # a deadlock only long after the receipts' (default 1 s) check has run.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL deadlock_timeout = '20s'")
             _lock([str(high.id)])
             holds_high.set()
             go_on.wait(10)
