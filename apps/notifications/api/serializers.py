@@ -10,7 +10,15 @@ from apps.core.fields import BoundedJSONObjectField
 from apps.core.queues import Priority
 from apps.recipients.api.serializers import InlineRecipientSerializer
 
-from ..models import Channel, Delivery, DeliveryEvent, Notification, NotificationStatus
+from ..models import (
+    Channel,
+    Delivery,
+    DeliveryEvent,
+    DeliveryStatus,
+    Notification,
+    NotificationStatus,
+)
+from ..selectors import DeliveryCursor
 
 
 @extend_schema_field(
@@ -165,18 +173,62 @@ class NotificationSerializer(serializers.ModelSerializer):
                   "updated_at", "completed_at"]
 
 
+class DeliveryPageQuerySerializer(serializers.Serializer):
+    """Query of GET /notifications/{id}/deliveries."""
+
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices, required=False)
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    cursor = serializers.CharField(required=False, max_length=200,
+                                   help_text="The `next` cursor of the previous page.")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
+    include = serializers.ChoiceField(
+        choices=["events"], required=False,
+        help_text="`events`: each delivery with its timeline.")
+
+    def validate_cursor(self, value: str) -> DeliveryCursor:
+        try:
+            return DeliveryCursor.decode(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(
+                "Not a cursor from this endpoint: follow the `next` link as given.") from exc
+
+
+class DeliveryPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next page; null on the last.")
+    results = DeliveryWithTimelineSerializer(
+        many=True, help_text="`timeline` only with `include=events`.")
+
+
 class NotificationDetailSerializer(NotificationSerializer):
-    deliveries = serializers.SerializerMethodField()
+    """The notification, its deliveries per status, and the first page of its deliveries.
+    Built by the view: `counts`, `deliveries` and `deliveries_next` come from the context."""
+
+    total = serializers.SerializerMethodField(help_text="Deliveries in all.")
+    counts = serializers.SerializerMethodField(help_text="Deliveries per status.")
+    deliveries = serializers.SerializerMethodField(
+        help_text="The first deliveries, in accepted order, each with its timeline.")
+    deliveries_next = serializers.SerializerMethodField(
+        help_text="GET it for the next deliveries (…/deliveries?cursor=…); null if none.")
 
     class Meta(NotificationSerializer.Meta):
-        fields = [*NotificationSerializer.Meta.fields, "deliveries"]
+        fields = [*NotificationSerializer.Meta.fields, "total", "counts", "deliveries",
+                  "deliveries_next"]
+
+    def get_total(self, obj: Notification) -> int:
+        return sum(self.context["counts"].values())
+
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
+    def get_counts(self, obj: Notification) -> dict[str, int]:
+        return dict(self.context["counts"])
 
     @extend_schema_field(DeliveryWithTimelineSerializer(many=True))
     def get_deliveries(self, obj: Notification) -> list[dict[str, Any]]:
-        from ..selectors import DETAIL_DELIVERY_LIMIT
+        return list(DeliveryWithTimelineSerializer(self.context["deliveries"], many=True).data)
 
-        rows = list(obj.deliveries.all())[:DETAIL_DELIVERY_LIMIT]
-        return list(DeliveryWithTimelineSerializer(rows, many=True).data)
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_deliveries_next(self, obj: Notification) -> str | None:
+        next_url: str | None = self.context["deliveries_next"]
+        return next_url
 
 
 class NotificationAcceptedSerializer(serializers.Serializer):
