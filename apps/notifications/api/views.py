@@ -36,6 +36,7 @@ from ..selectors import (
     notification_list,
 )
 from ..services import notification_cancel, notification_send, request_fingerprint
+from .pagination import KeysetCursorPagination
 from .schema import error_responses
 from .serializers import (
     BulkAcceptedSerializer,
@@ -119,6 +120,7 @@ class LimitHeadersMixin:
 class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
     required_scopes: ScopeMap = {"GET": Scope.READ, "POST": Scope.SEND}
     serializer_class = NotificationSerializer
+    pagination_class = KeysetCursorPagination
 
     @extend_schema(
         request=NotificationSendSerializer,
