@@ -49,28 +49,29 @@ class KeysetCursorPagination(CursorPagination):
 
     ordering = ("-created_at", "-id")
 
-    def paginate_queryset(
+    def paginate_queryset(  # type: ignore[override]
         self, queryset: QuerySet[Any], request: Request, view: Any = None
     ) -> list[Any] | None:
         self.request = request
         self.base_url = request.build_absolute_uri()
-        self.page_size = self.get_page_size(request)
-        if not self.page_size:
+        page_size = self.get_page_size(request)
+        if not page_size:
             return None
+        self.page_size = page_size
         encoded = request.query_params.get(self.cursor_query_param)
         position = _decode(encoded) if encoded else None
-        rows, more = self._fetch(queryset, position)
+        rows, more = self._fetch(queryset, position, page_size)
         reverse = bool(position and position[0])
         if reverse and not rows:  # before the first page: the first page
-            rows, more = self._fetch(queryset, None)
+            rows, more = self._fetch(queryset, None, page_size)
             position, reverse = None, False
         self.page = rows
         self.has_next = more if not reverse else True
         self.has_previous = more if reverse else position is not None
         return rows
 
-    def _fetch(self, queryset: QuerySet[Any],
-               position: tuple[bool, datetime, uuid.UUID] | None) -> tuple[list[Any], bool]:
+    def _fetch(self, queryset: QuerySet[Any], position: tuple[bool, datetime, uuid.UUID] | None,
+               page_size: int) -> tuple[list[Any], bool]:
         reverse = False
         if position is not None:
             reverse, created_at, ident = position
@@ -83,15 +84,15 @@ class KeysetCursorPagination(CursorPagination):
                 " < (%s, %s)", params, output_field=BooleanField(),
             ))
         order = ("created_at", "id") if reverse else ("-created_at", "-id")
-        rows = list(queryset.order_by(*order)[: self.page_size + 1])
-        more = len(rows) > self.page_size
-        rows = rows[: self.page_size]
+        rows = list(queryset.order_by(*order)[: page_size + 1])
+        more = len(rows) > page_size
+        rows = rows[:page_size]
         if reverse:
             rows.reverse()
         return rows, more
 
     def _link(self, reverse: bool, row: Any) -> str:
-        url = remove_query_param(self.base_url, self.cursor_query_param)
+        url = remove_query_param(str(self.base_url), self.cursor_query_param)
         return str(replace_query_param(url, self.cursor_query_param,
                                        _encode(reverse, row.created_at, row.id)))
 

@@ -44,6 +44,11 @@ class Migration(migrations.Migration):
             model_name='delivery',
             index=models.Index(fields=['notification', 'status', 'created_at', 'id'], name='delivery_notif_status_order'),
         ),
+        # ?channel= on the notification list (partial indexes, one per channel).
+        *(AddIndexConcurrently(
+            model_name='notification',
+            index=models.Index(condition=models.Q(('channels__contains', [channel])), fields=['client', '-created_at'], name=f'notification_client_{channel}'),
+        ) for channel in ('email', 'sms', 'whatsapp', 'push')),
         RemoveIndexConcurrently(
             model_name='delivery',
             name='delivery_notification_status',
