@@ -28,6 +28,21 @@ DETAIL_DELIVERY_PAGE = 20
 DELIVERY_PAGE_SIZE = 50
 DELIVERY_PAGE_MAX = 500
 
+# Reads show the template's id, key and version, never its content: leave the bodies in the
+# database (a list page would otherwise carry 50 copies of an HTML body).
+_TEMPLATE_CONTENT = [
+    f"template_version__{f}" for f in (
+        "subject", "text_body", "html_body", "required_variables", "push_body", "push_data",
+        "push_title", "sms_body", "whatsapp_body", "whatsapp_content_sid")
+] + [f"template_version__template__{f}" for f in ("name", "channels", "sample_variables")]
+# What a page of deliveries shows: not the address (encrypted, decrypted on load) nor the
+# recipient's addresses, only the recipient's id.
+_DELIVERY_FIELDS = [
+    "id", "notification", "recipient", "recipient__external_id", "channel", "status", "attempts",
+    "due_at", "provider", "provider_message_id", "error_code", "error_message", "created_at",
+    "sent_at", "delivered_at", "completed_at",
+]
+
 
 def notification_get(
     *, client: Client, notification_id: str, is_test: bool, with_timeline: bool = False
@@ -38,6 +53,7 @@ def notification_get(
     notification = (
         Notification.objects.filter(client=client, id=notification_id, is_test=is_test)
         .select_related("template_version__template")
+        .defer(*_TEMPLATE_CONTENT)
         .first()
     )
     if notification is None:
@@ -111,7 +127,8 @@ def deliveries_page(
     (created_at, then id), after `after`: a keyset on the (notification, [status,] created_at,
     id) indexes, so page 1,000 costs what page 1 does and rows accepted or changed meanwhile
     never shift a page. One query, plus one for the timelines with `with_events`."""
-    qs = Delivery.objects.filter(notification=notification).select_related("recipient")
+    qs = (Delivery.objects.filter(notification=notification).select_related("recipient")
+          .only(*_DELIVERY_FIELDS))
     if status:
         qs = qs.filter(status=status)
     if channel:
@@ -141,8 +158,10 @@ def notification_list(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[Notification]:
-    qs = Notification.objects.filter(client=client, is_test=is_test).select_related(
-        "template_version__template")
+    qs = (Notification.objects.filter(client=client, is_test=is_test)
+          .select_related("template_version__template")
+          .defer("counts", "counts_at", "counts_stale", "request_hash", "idempotency_key",
+                 *_TEMPLATE_CONTENT))
     if status:
         qs = qs.filter(status=status)
     if channel:
