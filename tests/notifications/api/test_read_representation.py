@@ -41,7 +41,7 @@ def test_fast_representations_match_the_declared_fields(client_tenant: Any,
         recipients=[{"id": "a", "email": "a@example.com"}, {"id": "b", "email": "b@example.com"}],
     ).notification
     Delivery.objects.filter(notification=notification).update(status="queued", due_at=None)
-    first, second = notification.deliveries.order_by("created_at", "id")
+    first, _second = notification.deliveries.order_by("created_at", "id")
     attempt = deliveries_claim(delivery_ids=[str(first.id)])[str(first.id)]
     delivery_record_outcome(delivery_id=str(first.id), attempt=attempt,
                             result=SendResult.retryable("sendgrid", "http_503", "busy"))
