@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -14,8 +14,9 @@ from apps.core.logging import mask_email, mask_phone
 
 from .models import Delivery, DeliveryEvent, Notification, Suppression
 from .redrive import deliveries_redrive, failed_deliveries
+from .selectors import deliveries_page, notification_counts
 
-TIMELINE_LIMIT = 200
+TIMELINE_DELIVERIES = 20
 # Re-driving changes no record, only re-sends what failed: its own permission (created by
 # apps/accounts/roles.py, given to Support and Administrator).
 REDRIVE_PERMISSION = "notifications.redrive_delivery"
@@ -61,39 +62,41 @@ class NotificationAdmin(RedriveMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # 
 
     @admin.display(description="deliveries")
     def deliveries_by_status(self, obj: Notification) -> Any:
-        """Counts per status, each linking to those deliveries (a notification may have
-        thousands, so they are not inlined)."""
-        counts = (
-            Delivery.objects.filter(notification=obj).values("status")
-            .annotate(n=Count("id")).order_by("status")
-        )
+        """Counts per status (stored on the notification: no aggregate over its deliveries),
+        each linking to those deliveries, and a link to all of them."""
+        counts = notification_counts(notification=obj)
         url = reverse("admin:notifications_delivery_changelist")
-        return format_html_join(
+        by_status = format_html_join(
             " · ", '<a href="{}?notification__id__exact={}&amp;status__exact={}">{}: {}</a>',
-            ((url, obj.id, row["status"], row["status"], row["n"]) for row in counts),
+            ((url, obj.id, status, status, n) for status, n in sorted(counts.items())),
         )
+        return format_html('{} · <a href="{}?notification__id__exact={}">all {}</a>',
+                           by_status, url, obj.id, sum(counts.values()))
 
-    @admin.display(description="timeline (first 200 events)")
+    @admin.display(description=f"timeline (first {TIMELINE_DELIVERIES} deliveries)")
     def timeline(self, obj: Notification) -> Any:
-        events = (
-            DeliveryEvent.objects.filter(delivery__notification=obj)
-            .select_related("delivery__recipient")
-            .order_by("id")[:TIMELINE_LIMIT]
-        )
+        """The timelines of its first deliveries (a notification may have 50,000: the rest are
+        on the delivery list linked above, each delivery page has its own timeline)."""
+        page = deliveries_page(notification=obj, limit=TIMELINE_DELIVERIES, with_events=True)
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (e.occurred_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], e.delivery.recipient.external_id,
-                 e.delivery.channel, e.event, e.status,
+                (e.occurred_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], d.recipient.external_id,
+                 d.channel, e.event, e.status,
                  " ".join(x for x in (e.provider, e.error_code, e.error_message) if x))
-                for e in events
+                for d in page.deliveries for e in d.events.all()
             ),
         )
+        more = ""
+        if page.next is not None:
+            url = reverse("admin:notifications_delivery_changelist")
+            more = format_html('<p><a href="{}?notification__id__exact={}">All deliveries</a></p>',
+                               url, obj.id)
         return format_html(
             "<table><thead><tr><th>time (UTC)</th><th>recipient</th><th>channel</th>"
             "<th>event</th><th>status</th><th>provider / reason</th></tr></thead>"
-            "<tbody>{}</tbody></table>", rows,
+            "<tbody>{}</tbody></table>{}", rows, more,
         )
 
 
@@ -113,6 +116,9 @@ class DeliveryAdmin(RedriveMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type
                    "priority"]
     list_select_related = ["recipient", "notification"]
     search_fields = ["=id", "=provider_message_id", "=recipient__external_id", "=notification__id"]
+    # One direction on (created_at, id): a notification's deliveries (?notification__id__exact=)
+    # are read off the (notification, created_at, id) index, not sorted.
+    ordering = ["created_at", "id"]
     show_full_result_count = False
     fields = readonly_fields = ("id", "notification", "client", "recipient", "channel",
                                 "priority", "status", "is_test", "address", "attempts", "due_at",

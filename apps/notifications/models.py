@@ -95,6 +95,13 @@ class Notification(models.Model):
         max_length=20, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
     )
     recipient_count = models.PositiveIntegerField(default=0)
+    # Deliveries per status ({"delivered": 998, "bounced": 2}), written with `status` by
+    # notifications_refresh_status so reads never aggregate the deliveries. `counts_at` is when
+    # they were last aggregated (null: never, readers aggregate themselves); `counts_stale` says
+    # a later refresh of a large notification skipped the aggregate (see status.py).
+    counts = models.JSONField(default=dict, blank=True, editable=False)
+    counts_at = models.DateTimeField(null=True, blank=True, editable=False)
+    counts_stale = models.BooleanField(default=False, editable=False)
     # Accepted with a test key: its deliveries go to the provider sandbox only (test-mode
     # providers), it is not charged to the daily quota, and only test keys see it.
     is_test = models.BooleanField("test", default=False, editable=False)
@@ -118,6 +125,11 @@ class Notification(models.Model):
             # lists use the two above and skip the few test rows).
             models.Index(fields=["client", "-created_at"], name="notification_client_test",
                          condition=Q(is_test=True)),
+            # ?channel= on the list: one small partial index per channel, so a channel that
+            # few of a client's notifications use is not a scan of all of them.
+            *(models.Index(fields=["client", "-created_at"], name=f"notification_client_{c}",
+                           condition=Q(channels__contains=[c]))
+              for c in ("email", "sms", "whatsapp", "push")),
         ]
 
     def __str__(self) -> str:
@@ -128,8 +140,9 @@ class Delivery(models.Model):
     """One recipient on one channel of a notification, and where it stands."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Indexed by the (notification, created_at, id) index below, which also pages them.
     notification = models.ForeignKey(
-        Notification, on_delete=models.CASCADE, related_name="deliveries"
+        Notification, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="deliveries")
@@ -169,7 +182,12 @@ class Delivery(models.Model):
         ordering = ["created_at"]
         verbose_name_plural = "deliveries"
         indexes = [
-            models.Index(fields=["notification", "status"], name="delivery_notification_status"),
+            # A notification's deliveries in accepted order (keyset pages of
+            # GET /notifications/{id}/deliveries), and per status in that order (its status
+            # filter, the status probes and per-status counts of status.py).
+            models.Index(fields=["notification", "created_at", "id"], name="delivery_notif_order"),
+            models.Index(fields=["notification", "status", "created_at", "id"],
+                         name="delivery_notif_status_order"),
             # The relay sweeper's scan: only rows still in flight are indexed.
             models.Index(
                 fields=["lease_until"],

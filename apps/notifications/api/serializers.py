@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
@@ -14,7 +16,15 @@ from apps.core.fields import E164, BoundedJSONObjectField, has_nul, validate_tim
 from apps.core.queues import Priority
 from apps.recipients.api.serializers import InlineRecipientSerializer
 
-from ..models import Channel, Delivery, DeliveryEvent, Notification, NotificationStatus
+from ..models import (
+    Channel,
+    Delivery,
+    DeliveryEvent,
+    DeliveryStatus,
+    Notification,
+    NotificationStatus,
+)
+from ..selectors import DeliveryCursor
 
 
 @extend_schema_field(
@@ -113,6 +123,21 @@ class NotificationSendSerializer(SendContentSerializer):
         return value
 
 
+def _iso(value: datetime | None) -> str | None:
+    """What DRF's DateTimeField writes (ISO 8601 in the current time zone, UTC as "Z"),
+    without building a field per value."""
+    if value is None:
+        return None
+    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+# The read serializers below declare their fields (the schema and the docs come from them) but
+# write their output directly: pages of 50 rows through DRF's generic field machinery cost a
+# few milliseconds per request. tests/notifications/api/test_read_representation.py checks
+# both give the same JSON.
+
+
 class DeliveryEventSerializer(serializers.ModelSerializer):
     at = serializers.DateTimeField(source="occurred_at")
 
@@ -120,6 +145,13 @@ class DeliveryEventSerializer(serializers.ModelSerializer):
         model = DeliveryEvent
         fields = ["at", "event", "status", "provider", "provider_message_id", "error_code",
                   "error_message", "detail"]
+
+    def to_representation(self, instance: DeliveryEvent) -> dict[str, Any]:
+        return {"at": _iso(instance.occurred_at), "event": instance.event,
+                "status": instance.status, "provider": instance.provider,
+                "provider_message_id": instance.provider_message_id,
+                "error_code": instance.error_code, "error_message": instance.error_message,
+                "detail": instance.detail}
 
 
 class DeliverySerializer(serializers.ModelSerializer):
@@ -135,12 +167,30 @@ class DeliverySerializer(serializers.ModelSerializer):
     def get_next_attempt_at(self, obj: Delivery) -> str | None:
         return obj.due_at.isoformat() if obj.status == "retrying" and obj.due_at else None
 
+    def to_representation(self, instance: Delivery) -> dict[str, Any]:
+        return {
+            "id": str(instance.id), "recipient": instance.recipient.external_id,
+            "channel": instance.channel, "status": instance.status,
+            "attempts": instance.attempts, "next_attempt_at": self.get_next_attempt_at(instance),
+            "provider": instance.provider, "provider_message_id": instance.provider_message_id,
+            "error_code": instance.error_code, "error_message": instance.error_message,
+            "created_at": _iso(instance.created_at), "sent_at": _iso(instance.sent_at),
+            "delivered_at": _iso(instance.delivered_at),
+            "completed_at": _iso(instance.completed_at),
+        }
+
 
 class DeliveryWithTimelineSerializer(DeliverySerializer):
     timeline = DeliveryEventSerializer(source="events", many=True)
 
     class Meta(DeliverySerializer.Meta):
         fields = [*DeliverySerializer.Meta.fields, "timeline"]
+
+    def to_representation(self, instance: Delivery) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        event = DeliveryEventSerializer()
+        data["timeline"] = [event.to_representation(e) for e in instance.events.all()]
+        return data
 
 
 class DeliverySummarySerializer(serializers.Serializer):
@@ -168,19 +218,86 @@ class NotificationSerializer(serializers.ModelSerializer):
                   "variables", "metadata", "scheduled_at", "recipient_count", "created_at",
                   "updated_at", "completed_at"]
 
+    def to_representation(self, instance: Notification) -> dict[str, Any]:
+        version = instance.template_version
+        return {
+            "id": str(instance.id), "status": instance.status, "test": instance.is_test,
+            "priority": instance.priority, "category": instance.category,
+            "channels": instance.channels,
+            "template": {"id": str(version.template.id), "key": version.template.key,
+                         "version": version.version},
+            "variables": instance.variables, "metadata": instance.metadata,
+            "scheduled_at": _iso(instance.scheduled_at),
+            "recipient_count": instance.recipient_count,
+            "created_at": _iso(instance.created_at), "updated_at": _iso(instance.updated_at),
+            "completed_at": _iso(instance.completed_at),
+        }
+
+
+class DeliveryPageQuerySerializer(serializers.Serializer):
+    """Query of GET /notifications/{id}/deliveries."""
+
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices, required=False)
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    cursor = serializers.CharField(required=False, max_length=200,
+                                   help_text="The `next` cursor of the previous page.")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
+    include = serializers.ChoiceField(
+        choices=["events"], required=False,
+        help_text="`events`: each delivery with its timeline.")
+
+    def validate_cursor(self, value: str) -> DeliveryCursor:
+        try:
+            return DeliveryCursor.decode(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(
+                "Not a cursor from this endpoint: follow the `next` link as given.") from exc
+
+
+class DeliveryPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next page; null on the last.")
+    results = DeliveryWithTimelineSerializer(
+        many=True, help_text="`timeline` only with `include=events`.")
+
 
 class NotificationDetailSerializer(NotificationSerializer):
-    deliveries = serializers.SerializerMethodField()
+    """The notification, its deliveries per status, and the first page of its deliveries.
+    Built by the view: `counts`, `deliveries` and `deliveries_next` come from the context."""
+
+    total = serializers.SerializerMethodField(help_text="Deliveries in all.")
+    counts = serializers.SerializerMethodField(help_text="Deliveries per status.")
+    deliveries = serializers.SerializerMethodField(
+        help_text="The first deliveries, in accepted order, each with its timeline.")
+    deliveries_next = serializers.SerializerMethodField(
+        help_text="GET it for the next deliveries (…/deliveries?cursor=…); null if none.")
 
     class Meta(NotificationSerializer.Meta):
-        fields = [*NotificationSerializer.Meta.fields, "deliveries"]
+        fields = [*NotificationSerializer.Meta.fields, "total", "counts", "deliveries",
+                  "deliveries_next"]
+
+    def to_representation(self, instance: Notification) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data.update(total=self.get_total(instance), counts=self.get_counts(instance),
+                    deliveries=self.get_deliveries(instance),
+                    deliveries_next=self.get_deliveries_next(instance))
+        return data
+
+    def get_total(self, obj: Notification) -> int:
+        return sum(self.context["counts"].values())
+
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
+    def get_counts(self, obj: Notification) -> dict[str, int]:
+        return dict(self.context["counts"])
 
     @extend_schema_field(DeliveryWithTimelineSerializer(many=True))
     def get_deliveries(self, obj: Notification) -> list[dict[str, Any]]:
-        from ..selectors import DETAIL_DELIVERY_LIMIT
+        delivery = DeliveryWithTimelineSerializer()
+        return [delivery.to_representation(d) for d in self.context["deliveries"]]
 
-        rows = list(obj.deliveries.all())[:DETAIL_DELIVERY_LIMIT]
-        return list(DeliveryWithTimelineSerializer(rows, many=True).data)
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_deliveries_next(self, obj: Notification) -> str | None:
+        next_url: str | None = self.context["deliveries_next"]
+        return next_url
 
 
 class NotificationAcceptedSerializer(serializers.Serializer):

@@ -10,6 +10,8 @@ from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client, request_is_test
@@ -24,12 +26,25 @@ from ..bulk import AcceptedDelivery, notifications_send_bulk
 from ..deletion import notification_delete
 from ..models import Channel, Notification, NotificationStatus
 from ..redrive import deliveries_redrive, failed_deliveries
-from ..selectors import notification_get, notification_list, notification_status_counts
+from ..selectors import (
+    DETAIL_DELIVERY_PAGE,
+    DeliveryCursor,
+    DeliveryPage,
+    deliveries_page,
+    notification_counts,
+    notification_get,
+    notification_list,
+)
 from ..services import notification_cancel, notification_send, request_fingerprint
+from .pagination import KeysetCursorPagination
 from .schema import error_responses
 from .serializers import (
     BulkAcceptedSerializer,
     BulkSendSerializer,
+    DeliveryPageQuerySerializer,
+    DeliveryPageSerializer,
+    DeliverySerializer,
+    DeliveryWithTimelineSerializer,
     NotificationAcceptedSerializer,
     NotificationDetailSerializer,
     NotificationSendSerializer,
@@ -75,7 +90,7 @@ _DATETIME = serializers.DateTimeField()
 
 
 def _status_body(notification: Notification) -> dict[str, Any]:
-    counts = notification_status_counts(notification=notification)
+    counts = notification_counts(notification=notification)
     return {
         "id": str(notification.id),
         "status": notification.status,
@@ -115,6 +130,7 @@ class LimitHeadersMixin:
 class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
     required_scopes: ScopeMap = {"GET": Scope.READ, "POST": Scope.SEND}
     serializer_class = NotificationSerializer
+    pagination_class = KeysetCursorPagination
 
     @extend_schema(
         request=NotificationSendSerializer,
@@ -165,12 +181,22 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
 class NotificationDetailApi(APIView):
     required_scopes: ScopeMap = {"GET": Scope.READ, "DELETE": Scope.SEND}
 
-    @extend_schema(responses=NotificationDetailSerializer)
+    @extend_schema(responses={200: NotificationDetailSerializer, **error_responses(404)})
     def get(self, request: Request, notification_id: str) -> Response:
-        """The notification, its deliveries and each delivery's timeline."""
+        """The notification, its deliveries per status (`counts`, `total`) and its first
+        deliveries with their timelines; `deliveries_next` pages through the rest."""
         notification = notification_get(client=request_client(request), notification_id=notification_id,
                                         is_test=request_is_test(request))
-        return Response(NotificationDetailSerializer(notification).data)
+        page = deliveries_page(notification=notification, limit=DETAIL_DELIVERY_PAGE,
+                               with_events=True)
+        next_url = None
+        if page.next is not None:
+            base = reverse("notification-deliveries", args=[notification.id], request=request)
+            next_url = _with_cursor(f"{base}?include=events&page_size={DETAIL_DELIVERY_PAGE}",
+                                    page.next)
+        context = {"counts": notification_counts(notification=notification),
+                   "deliveries": page.deliveries, "deliveries_next": next_url}
+        return Response(NotificationDetailSerializer(notification, context=context).data)
 
     @extend_schema(
         request=None,
@@ -186,6 +212,41 @@ class NotificationDetailApi(APIView):
                                         is_test=request_is_test(request), with_timeline=False)
         notification_delete(notification=notification)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _with_cursor(url: str, cursor: DeliveryCursor) -> str:
+    return str(replace_query_param(url, "cursor", cursor.encode()))
+
+
+def _page_body(request: Request, page: DeliveryPage, *, with_events: bool) -> dict[str, Any]:
+    serializer = DeliveryWithTimelineSerializer if with_events else DeliverySerializer
+    next_url = None
+    if page.next is not None:
+        next_url = _with_cursor(request.build_absolute_uri(), page.next)
+    return {"next": next_url, "results": serializer(page.deliveries, many=True).data}
+
+
+class NotificationDeliveriesApi(APIView):
+    required_scopes: ScopeMap = {"GET": Scope.READ}
+
+    @extend_schema(parameters=[DeliveryPageQuerySerializer],
+                   responses={200: DeliveryPageSerializer, **error_responses(400, 404)})
+    def get(self, request: Request, notification_id: str) -> Response:
+        """The notification's deliveries in the order they were accepted, a page at a time
+        (`next` link; keyset on (created_at, id), so pages do not shift while it is sent).
+        Filters: `status`, `channel`; `include=events` adds each delivery's timeline."""
+        query = DeliveryPageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        notification = notification_get(client=request_client(request),
+                                        notification_id=notification_id,
+                                        is_test=request_is_test(request))
+        with_events = params.get("include") == "events"
+        page = deliveries_page(
+            notification=notification, after=params.get("cursor"), status=params.get("status"),
+            channel=params.get("channel"), limit=params["page_size"], with_events=with_events,
+        )
+        return Response(_page_body(request, page, with_events=with_events))
 
 
 class NotificationBulkApi(LimitHeadersMixin, APIView):
@@ -225,12 +286,12 @@ class NotificationBulkApi(LimitHeadersMixin, APIView):
 class NotificationStatusApi(APIView):
     required_scopes: ScopeMap = {"GET": Scope.READ}
 
-    @extend_schema(responses=NotificationStatusSerializer)
+    @extend_schema(responses={200: NotificationStatusSerializer, **error_responses(404)})
     def get(self, request: Request, notification_id: str) -> Response:
         """The notification's status with a count of its deliveries per status."""
         notification = notification_get(
             client=request_client(request), notification_id=notification_id,
-            is_test=request_is_test(request), with_timeline=False,
+            is_test=request_is_test(request),
         )
         return Response(_status_body(notification))
 
