@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import Q
+from django.db.models.base import ModelState
 from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -346,6 +347,21 @@ def _columns(model: type[models.Model]) -> tuple[list[Any], str]:
         default = f.get_default if callable_default else _constant(f.get_default())
         convert.append((f.attname, default, _converter(f)))
     return convert, ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+
+
+def unsaved(model: type[models.Model], values: Mapping[str, Any],
+            related: Mapping[str, models.Model] = ()) -> Any:  # type: ignore[assignment]
+    """An unsaved instance from attname values (the rest get their defaults), with `related`
+    objects cached on their foreign keys: what `model(**kwargs)` builds, for a fraction of its
+    cost (Model.__init__ walks every field and descriptor: ~90 µs per notification, seconds
+    for a 50,000-item bulk). The model must have no pre_init/post_init receivers."""
+    instance = model.__new__(model)
+    instance._state = ModelState()
+    instance.__dict__.update({attname: default() for attname, default, _ in _columns(model)[0]})
+    instance.__dict__.update(values)
+    for name, obj in dict(related).items():
+        instance._state.fields_cache[name] = obj
+    return instance
 
 
 def rows_insert(
@@ -741,22 +757,24 @@ def notifications_accept(
         scheduled_at = min(local_due.values()) if local_due else request.scheduled_at
         scheduled = scheduled_at is not None and scheduled_at > now
         priority = request.priority or "normal"
-        notification = Notification(
-            client=client,
-            idempotency_key=request.idempotency_key or None,
-            request_hash=request.request_hash,
-            template_version=version,
-            variables=request.variables or {},
-            channels=channels_of[index],
-            priority=priority,
-            category=request.category or template.category,
-            metadata=request.metadata or {},
-            scheduled_at=scheduled_at,
-            status=NotificationStatus.SCHEDULED if scheduled else NotificationStatus.PENDING,
-            recipient_count=len(resolved_of[index]),
-            is_test=is_test,
-        )
-        notification.created_at = notification.updated_at = stamp()
+        created = stamp()
+        notification = unsaved(Notification, {
+            "client_id": client.id,
+            "idempotency_key": request.idempotency_key or None,
+            "request_hash": request.request_hash,
+            "template_version_id": version.id,
+            "variables": request.variables or {},
+            "channels": channels_of[index],
+            "priority": priority,
+            "category": request.category or template.category,
+            "metadata": request.metadata or {},
+            "scheduled_at": scheduled_at,
+            "status": (NotificationStatus.SCHEDULED.value if scheduled
+                       else NotificationStatus.PENDING.value),
+            "recipient_count": len(resolved_of[index]),
+            "is_test": is_test,
+            "created_at": created, "updated_at": created,
+        }, related={"client": client, "template_version": version})
         notifications.append(notification)
         plan = Plan(notification.id, channels_of[index], priority)
         pinned = pinned_of[index]

@@ -167,8 +167,10 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
         piece = AcceptJobSlice.objects.filter(job=job, seq=job.cursor).first()
         publish: list[tuple[str, str]] = []
         completes: list[str] = list(piece.completes) if piece is not None else []
+        first_notification = ""
         if piece is not None:
             items: list[Item] = json.loads(decrypt(piece.payload))
+            first_notification = items[0][0] if items else ""
             out, report.skipped = _expand(job, items, now)
             publish = out.publish
             report.created = len(out.rows)
@@ -190,8 +192,15 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
         released_ids = list(released.values_list("id", flat=True))
         if released_ids:
             Notification.objects.filter(id__in=released_ids).update(accept_job=None)
-            notifications_refresh_status(notification_ids=released_ids)
-            webhook_completions_record(notification_ids=released_ids)
+            # Only a notification whose deliveries began in an earlier slice (the slice's first
+            # one; or any, once the job ends) can have some already finished: the others have
+            # only the `pending`/`scheduled` deliveries just written, which their stored
+            # status already says (their counts come with the first dispatch's refresh).
+            earlier = (set(released_ids) if report.done
+                       else {i for i in released_ids if str(i) == first_notification})
+            if earlier:
+                notifications_refresh_status(notification_ids=earlier)
+                webhook_completions_record(notification_ids=earlier)
         next_cursor, priority = job.cursor, job.priority
 
         def after_commit() -> None:
