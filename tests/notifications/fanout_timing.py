@@ -35,6 +35,7 @@ def main(count: int, in_request: bool) -> None:
     if in_request:
         settings.ACCEPT_FANOUT_MIN_DELIVERIES = 10**9
 
+    from apps.audit.models import AuditLog
     from apps.clients.models import Client
     from apps.notifications.fanout import accept_job_expand
     from apps.notifications.models import AcceptJob, Delivery, Notification
@@ -82,6 +83,7 @@ def main(count: int, in_request: bool) -> None:
             TemplateActiveVersion.objects.filter(template__client=tenant).delete()
             Template.objects.filter(client=tenant).update(active_version=None)
             Client.objects.filter(id=tenant.id).delete()
+            AuditLog.objects.filter(client_id=tenant.id).delete()  # the test database's rows
 
 
 if __name__ == "__main__":
