@@ -41,6 +41,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from apps.audit.context import SYSTEM, Actor, audit_actor, current_context
 from apps.clients.models import Client
 from apps.core.crypto import decrypt, encrypt, pii_batch
 from apps.core.queues import Priority
@@ -118,7 +119,10 @@ class JobBuilder:
                 "payload": encrypt(json.dumps(self.items[start:end], separators=(",", ":"))),
                 "completes": [n for p in range(start, end) for n in completes_at.get(p, ())],
             })
+        context = current_context()
         job = AcceptJob(
+            actor={"type": context.actor.type, "id": context.actor.id,
+                   "display": context.actor.display, "request_id": context.request_id},
             id=self.id, client_id=self.client_id, priority=self.priority, is_test=self.is_test,
             slices=len(slices), cursor=0, deliveries_planned=sum(self.sizes),
             lease_until=self.now + timedelta(seconds=settings.ACCEPT_JOB_LEASE_SECONDS),
@@ -171,7 +175,11 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
         if piece is not None:
             items: list[Item] = json.loads(decrypt(piece.payload))
             first_notification = items[0][0] if items else ""
-            out, report.skipped = _expand(job, items, now)
+            actor = job.actor or {}
+            with audit_actor(Actor(actor.get("type") or SYSTEM.type, actor.get("id", ""),
+                                   actor.get("display") or SYSTEM.display),
+                             request_id=actor.get("request_id", "")):
+                out, report.skipped = _expand(job, items, now)
             publish = out.publish
             report.created = len(out.rows)
             piece.delete()

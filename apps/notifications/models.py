@@ -318,6 +318,9 @@ class AcceptJob(models.Model):
     deliveries_created = models.PositiveIntegerField(default=0)
     # Items skipped at expansion: notification cancelled or deleted, recipient erased or gone.
     items_skipped = models.PositiveIntegerField(default=0)
+    # Who sent it ({"type", "id", "display", "request_id"}): the slices' audit rows
+    # (`recipient.upsert`) are written in their name, not the worker's.
+    actor = models.JSONField(default=dict, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)

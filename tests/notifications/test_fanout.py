@@ -128,7 +128,9 @@ def test_a_large_send_is_accepted_as_a_job_and_expands_to_its_deliveries_once(
     assert (job.cursor, job.deliveries_created, job.completed_at is not None) == (4, N, True)
     assert notification.accept_job_id is None
     assert not AcceptJobSlice.objects.filter(job=job).exists()  # the payload is gone
-    assert AuditLog.objects.filter(action="recipient.upsert", client_id=client_tenant.id).count() == 4
+    upserts = AuditLog.objects.filter(action="recipient.upsert", client_id=client_tenant.id)
+    assert upserts.count() == 4
+    assert {row.actor_type for row in upserts} == {"api_key"}  # the sender, not the worker
 
 
 @pytest.mark.django_db
