@@ -357,7 +357,8 @@ def unsaved(model: type[models.Model], values: Mapping[str, Any],
     for a 50,000-item bulk). The model must have no pre_init/post_init receivers."""
     instance = model.__new__(model)
     instance._state = ModelState()
-    instance.__dict__.update({attname: default() for attname, default, _ in _columns(model)[0]})
+    instance.__dict__.update({attname: default() for attname, default, _ in _columns(model)[0]
+                              if attname not in values})
     instance.__dict__.update(values)
     for name, obj in (related or {}).items():
         instance._state.fields_cache[name] = obj
