@@ -19,8 +19,9 @@ slice's task first, then the slice's dispatch tasks. The first slice is small
 Safety nets: the job's `lease_until` is moved forward by every slice; the relay sweeper
 re-publishes a job whose lease ended (its expand task was lost, its worker died).
 A notification cancelled or deleted meanwhile is detached from the job (`accept_job` NULL, or
-gone): its remaining items are skipped, under a FOR SHARE lock on its row, so no delivery is
-created after a cancel commits. A recipient that existed at accept and is gone at expansion
+gone): its remaining items are skipped. A slice locks the rows of its notifications (detaching
+those it completes, share-locking the one it continues), so a cancel or delete waits for it and
+then sees its deliveries: no delivery is created after a cancel commits. A recipient that existed at accept and is gone at expansion
 (erased: the erasure replaces the row with a tombstone; or deleted) is skipped, and so is a
 stored recipient id that no longer resolves. While a notification is attached to its job the
 status refresh never calls it final (status.py).
@@ -170,8 +171,8 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
         now = timezone.now()
         piece = AcceptJobSlice.objects.filter(job=job, seq=job.cursor).first()
         publish: list[tuple[str, str]] = []
-        completes: list[str] = list(piece.completes) if piece is not None else []
         first_notification = ""
+        released: list[str] = []
         if piece is not None:
             items: list[Item] = json.loads(decrypt(piece.payload))
             first_notification = items[0][0] if items else ""
@@ -179,7 +180,7 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
             with audit_actor(Actor(actor.get("type") or SYSTEM.type, actor.get("id", ""),
                                    actor.get("display") or SYSTEM.display),
                              request_id=actor.get("request_id", "")):
-                out, report.skipped = _expand(job, items, now)
+                out, report.skipped, released = _expand(job, items, now, set(piece.completes))
             publish = out.publish
             report.created = len(out.rows)
             piece.delete()
@@ -192,23 +193,21 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
                            else now + timedelta(seconds=settings.ACCEPT_JOB_LEASE_SECONDS))
         if report.done:
             job.completed_at = now
+            # Every notification's last item was in some slice; none should be left attached.
+            released += [str(i) for i in Notification.objects.filter(accept_job_id=job.id)
+                         .values_list("id", flat=True)]
+            Notification.objects.filter(accept_job_id=job.id).update(accept_job=None)
         job.save(update_fields=["cursor", "deliveries_created", "items_skipped", "lease_until",
                                 "completed_at", "updated_at"])
-        released = Notification.objects.filter(accept_job_id=job.id)
-        if not report.done:
-            released = released.filter(id__in=completes)
-        released_ids = list(released.values_list("id", flat=True))
-        if released_ids:
-            Notification.objects.filter(id__in=released_ids).update(accept_job=None)
-            # Only a notification whose deliveries began in an earlier slice (the slice's first
-            # one; or any, once the job ends) can have some already finished: the others have
-            # only the `pending`/`scheduled` deliveries just written, which their stored
-            # status already says (their counts come with the first dispatch's refresh).
-            earlier = (set(released_ids) if report.done
-                       else {i for i in released_ids if str(i) == first_notification})
-            if earlier:
-                notifications_refresh_status(notification_ids=earlier)
-                webhook_completions_record(notification_ids=earlier)
+        # Only a notification whose deliveries began in an earlier slice (the slice's first
+        # one; or any, once the job ends) can have some already finished: the others have only
+        # the `pending`/`scheduled` deliveries just written, which their stored status already
+        # says (their counts come with the first dispatch's refresh).
+        earlier = (set(released) if report.done
+                   else {i for i in released if i == first_notification})
+        if earlier:
+            notifications_refresh_status(notification_ids=earlier)
+            webhook_completions_record(notification_ids=earlier)
         next_cursor, priority = job.cursor, job.priority
 
         def after_commit() -> None:
@@ -223,8 +222,11 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
     return report
 
 
-def _expand(job: AcceptJob, items: list[Item], now: datetime) -> tuple[Any, int]:
-    """The deliveries of one slice's items, written; returns (bulk.DeliveryRows, skipped)."""
+def _expand(
+    job: AcceptJob, items: list[Item], now: datetime, completes: set[str]
+) -> tuple[Any, int, list[str]]:
+    """The deliveries of one slice's items, written; returns (bulk.DeliveryRows, items
+    skipped, ids of the notifications this slice completes, now detached from the job)."""
     from .bulk import (
         DeliveryRows,
         Plan,
@@ -235,16 +237,28 @@ def _expand(job: AcceptJob, items: list[Item], now: datetime) -> tuple[Any, int]
         mark_devices,
     )
 
-    # The notifications still attached to this job, share-locked: a cancel or delete waits for
-    # this slice (and then sees its deliveries), or committed first and its items are skipped.
+    # The notifications still attached to this job, locked: those whose last item is here are
+    # detached now (UPDATE), the one continuing into the next slice share-locked. A cancel or
+    # delete waits for this slice (and then sees its deliveries), or committed first and its
+    # items are skipped.
+    ids = {item[0] for item in items}
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id::text, channels, priority FROM notifications_notification"
-            " WHERE id = ANY(%s::uuid[]) AND accept_job_id = %s ORDER BY id FOR SHARE",
-            [sorted({item[0] for item in items}), job.id])
+            "UPDATE notifications_notification SET accept_job_id = NULL"
+            " WHERE id = ANY(%s::uuid[]) AND accept_job_id = %s"
+            " RETURNING id::text, channels, priority",
+            [sorted(ids & completes), job.id])
+        rows = cursor.fetchall()
+        released = [row[0] for row in rows]
+        if ids - completes:
+            cursor.execute(
+                "SELECT id::text, channels, priority FROM notifications_notification"
+                " WHERE id = ANY(%s::uuid[]) AND accept_job_id = %s ORDER BY id FOR SHARE",
+                [sorted(ids - completes), job.id])
+            rows += cursor.fetchall()
         plans = {
             nid: Plan(uuid.UUID(nid), json.loads(ch) if isinstance(ch, str) else ch, priority)
-            for nid, ch, priority in cursor.fetchall()
+            for nid, ch, priority in rows
         }
     live = [item for item in items if item[0] in plans]
     # A recipient that existed at accept and is gone now was erased (or deleted): skipped,
@@ -275,7 +289,7 @@ def _expand(job: AcceptJob, items: list[Item], now: datetime) -> tuple[Any, int]
                 due_at=datetime.fromisoformat(item[5]) if item[5] else None,
                 stamp=_stamps(accepted_at, item[6]))
     out.insert(audit=audit, accepted_at=accepted_at)
-    return out, skipped
+    return out, skipped, released
 
 
 def _stamps(base: datetime, first: int) -> Callable[[], datetime]:

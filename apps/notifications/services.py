@@ -128,7 +128,7 @@ def notification_cancel(*, notification: Notification, actor: str = "") -> int:
     retrying). Returns how many; raises 409 if none could be (all already sent or final).
 
     A large send still being expanded from its accept job (fanout.py) is detached from it
-    first: the UPDATE waits for a slice being expanded (it share-locks the notification), so
+    first: the UPDATE waits for a slice being expanded (it locks the notification's row), so
     that slice's deliveries are cancelled here and no later slice creates any."""
     now = timezone.now()
     cancellable = ("scheduled", "pending", "queued", "retrying")
