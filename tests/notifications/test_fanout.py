@@ -98,7 +98,7 @@ def test_a_large_send_is_accepted_as_a_job_and_expands_to_its_deliveries_once(
     assert not Recipient.objects.filter(client=client_tenant, external_id="r0").exists()
     assert AuditLog.objects.filter(action="notification.send",
                                    notification_id=notification.id).count() == 1
-    assert [t for t in queued_tasks("normal")] == [
+    assert queued_tasks("normal") == [
         ("notifications.accept_job_expand_task", [str(job.id), 0])]
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -333,3 +333,52 @@ def test_a_small_send_is_unchanged(api: APIClient, email_template: Any) -> None:
     assert [d["recipient"] for d in body["deliveries"]] == ["r0", "r1", "r2"]
     assert "expanding" not in body
     assert AcceptJob.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_racing_a_slice_waits_for_it_and_cancels_what_it_created(
+    client_tenant: Any, email_template: Any,
+) -> None:
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    from apps.notifications.services import notification_cancel
+
+    api = api_with_key(api_key_for(client_tenant))
+    notification_id = send(api, inline()).json()["id"]
+    job_id = Notification.objects.get(id=notification_id).accept_job_id
+    accept_job_expand(job_id=job_id, cursor=0)
+    in_slice = threading.Event()
+    cancelled_at: list[float] = []
+
+    def slow_slice() -> float:
+        try:
+            with transaction.atomic():  # the slice's locks are held until this commits
+                accept_job_expand(job_id=job_id, cursor=1)
+                in_slice.set()
+                time.sleep(0.5)
+                return time.monotonic()
+        finally:
+            connections.close_all()
+
+    def cancel() -> None:
+        try:
+            in_slice.wait(10)
+            notification_cancel(notification=Notification.objects.get(id=notification_id))
+            cancelled_at.append(time.monotonic())
+        finally:
+            connections.close_all()
+
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    committed_at = slow_slice()
+    canceller.join(30)
+    expand_all(job_id)
+
+    assert cancelled_at and cancelled_at[0] >= committed_at  # it waited for the slice
+    statuses = Counter(Delivery.objects.filter(notification_id=notification_id)
+                       .values_list("status", flat=True))
+    assert statuses == {"cancelled": 100}  # slices 0 and 1, nothing after
+    assert Notification.objects.get(id=notification_id).status == "cancelled"
