@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import Q
+from django.db.models.base import ModelState
 from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -42,7 +43,7 @@ from apps.core.encrypted_fields import EncryptedMixin, PIIHashField
 from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
-from apps.recipients.services import recipients_upsert
+from apps.recipients.services import RECIPIENT_FIELDS, recipients_upsert
 from apps.templates.locales import locale_key
 from apps.templates.models import Template, TemplateVersion
 from apps.templates.rendering import has_content_for
@@ -101,6 +102,14 @@ class Accepted:
     deliveries: list[AcceptedDelivery] = field(default_factory=list)  # in request order
     # (channel, priority) → deliveries accepted
     by_channel: dict[tuple[str, str], int] = field(default_factory=dict)
+    # A large send accepted as a job (fanout.py): its deliveries are created by workers, so
+    # `deliveries` is empty and `by_channel` counts the deliveries planned.
+    job_id: uuid.UUID | None = None
+
+    @property
+    def delivery_count(self) -> int:
+        """Deliveries accepted (created now, or planned by the job)."""
+        return sum(self.by_channel.values())
 
 
 # The bulk API's name for it (kept for callers of notifications_send_bulk).
@@ -340,6 +349,22 @@ def _columns(model: type[models.Model]) -> tuple[list[Any], str]:
     return convert, ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
 
 
+def unsaved(model: type[models.Model], values: Mapping[str, Any],
+            related: Mapping[str, models.Model] | None = None) -> Any:
+    """An unsaved instance from attname values (the rest get their defaults), with `related`
+    objects cached on their foreign keys: what `model(**kwargs)` builds, for a fraction of its
+    cost (Model.__init__ walks every field and descriptor: ~90 µs per notification, seconds
+    for a 50,000-item bulk). The model must have no pre_init/post_init receivers."""
+    instance = model.__new__(model)
+    instance._state = ModelState()
+    instance.__dict__.update({attname: default() for attname, default, _ in _columns(model)[0]
+                              if attname not in values})
+    instance.__dict__.update(values)
+    for name, obj in (related or {}).items():
+        instance._state.fields_cache[name] = obj
+    return instance
+
+
 def rows_insert(
     tables: Sequence[tuple[type[models.Model], Sequence[models.Model | Mapping[str, Any]]]],
     now: datetime,
@@ -386,6 +411,13 @@ def _resolve_recipients(
         channels = {c for channels in channels_of for c in channels}
         known.update(recipients_by_external_id(client=client, external_ids=list(wanted),
                                                channels=channels))
+    _unknown_recipients(requests, known, errors)
+    return known
+
+
+def _unknown_recipients(
+    requests: Sequence[SendRequest], known: Mapping[str, Any], errors: _Errors
+) -> None:
     for index, request in enumerate(requests):
         for position, r in enumerate(request.recipients):
             if isinstance(r, str) and r not in known:
@@ -393,14 +425,167 @@ def _resolve_recipients(
                     "Unknown recipient.", code="unknown_recipient",
                     fields={f"recipients[{position}]": [
                         "Unknown recipient id; create it with PUT /api/v1/recipients/{id}."]}))
+
+
+_ADDRESS_FIELDS = ("email", "phone", "whatsapp")
+
+
+class PlannedRecipient:
+    """A recipient as an accepted job will leave it, read without writing or decrypting
+    anything: which addresses it has comes from the stored hash columns merged with the
+    body's inline fields (as recipients_upsert would merge them). Stands in for a Recipient
+    in the checks of `notifications_accept`; `stored_id` is the row's id if it exists."""
+
+    __slots__ = ("addresses", "external_id", "has_active_device", "id", "locale", "stored_id",
+                 "timezone")
+
+    def __init__(self, external_id: str, stored: Sequence[Any] | None) -> None:
+        self.external_id = external_id
+        self.stored_id = stored[0] if stored else None
+        self.id = self.stored_id or uuid.uuid4()  # a stand-in key for a new recipient
+        self.addresses = {name for name, present in zip(_ADDRESS_FIELDS, stored[1:4],
+                                                        strict=True) if present} if stored else set()
+        self.locale = stored[4] if stored else "en"
+        self.timezone = stored[5] if stored else "UTC"
+        self.has_active_device = False
+
+    def apply(self, fields: Mapping[str, Any]) -> None:
+        for name, value in fields.items():
+            if name in _ADDRESS_FIELDS:
+                if value:
+                    self.addresses.add(name)
+                else:
+                    self.addresses.discard(name)
+            elif name in ("locale", "timezone"):
+                setattr(self, name, value if value is not None else "")
+
+    def address_for(self, channel: str) -> str:
+        """A marker ("x") where the recipient has an address for the channel, else ""."""
+        if channel == "push":
+            present = self.has_active_device
+        elif channel == "whatsapp":
+            present = bool(self.addresses & {"whatsapp", "phone"})
+        else:
+            present = {"email": "email", "sms": "phone"}.get(channel, "") in self.addresses
+        return "x" if present else ""
+
+
+def inline_fields(requests: Sequence[SendRequest]) -> dict[str, dict[str, Any]]:
+    """external id → the inline fields every request gives it, merged in order (what
+    recipients_upsert keeps)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for request in requests:
+        for r in request.recipients:
+            if isinstance(r, dict):
+                merged.setdefault(str(r["id"]), {}).update(
+                    {k: v for k, v in r.items() if k in RECIPIENT_FIELDS})
+    return merged
+
+
+def _plan_recipients(
+    client: Client, requests: Sequence[SendRequest], merged: Mapping[str, Mapping[str, Any]],
+    errors: _Errors,
+) -> dict[str, PlannedRecipient]:
+    """external id → PlannedRecipient for every recipient of every request: one read of the
+    stored rows (ids, hash presence, locale, time zone; nothing decrypted), nothing written.
+    An unknown id is recorded as `_resolve_recipients` records it."""
+    wanted = {str(r["id"] if isinstance(r, dict) else r)
+              for request in requests for r in request.recipients}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT external_id, id, email_hash <> '', phone_hash <> '', whatsapp_hash <> '',"
+            " locale, timezone FROM recipients_recipient"
+            " WHERE client_id = %s AND external_id = ANY(%s)", [client.id, list(wanted)])
+        stored = {row[0]: row[1:] for row in cursor.fetchall()}
+    known: dict[str, PlannedRecipient] = {}
+    for external_id in wanted:
+        row = stored.get(external_id)
+        fields = merged.get(external_id)
+        if row is None and fields is None:
+            continue
+        planned = known[external_id] = PlannedRecipient(external_id, row)
+        if fields:
+            planned.apply(fields)
+    _unknown_recipients(requests, known, errors)
     return known
+
+
+def mark_devices(recipients: Iterable[Any]) -> None:
+    """Sets `has_active_device` (what address_for("push") reads) in one query."""
+    recipients = list(recipients)
+    with_devices = active_device_tokens(recipient_ids=[r.id for r in recipients])
+    for recipient in recipients:
+        recipient.has_active_device = str(recipient.id) in with_devices
+
+
+class Plan(NamedTuple):
+    """What a notification's deliveries copy from it."""
+
+    notification_id: uuid.UUID
+    channels: list[str]
+    priority: str
+
+
+class DeliveryRows:
+    """Delivery rows as the model stores them (see copy_insert), built one recipient at a time
+    by the accept and by a job's slice alike; `insert` writes them with their "accepted"
+    events and the audit rows given."""
+
+    def __init__(self, *, client_id: Any, is_test: bool, now: datetime) -> None:
+        self.client_id = client_id
+        self.is_test = is_test
+        self.now = now
+        self.requeue_lease = now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
+        self.rows: list[dict[str, Any]] = []
+        self.accepted: list[AcceptedDelivery] = []
+        self.publish: list[tuple[str, str]] = []
+        self.by_channel: dict[tuple[str, str], int] = defaultdict(int)
+
+    def add(self, plan: Plan, recipient: Any, *, version_id: Any, due_at: datetime | None,
+            stamp: Callable[[], datetime]) -> None:
+        """One delivery per channel of `plan` for this recipient: `scheduled` with a due time,
+        else `pending` (published after commit); `version_id` None = the notification's own."""
+        priority = plan.priority
+        status = (DeliveryStatus.SCHEDULED.value if due_at is not None
+                  else DeliveryStatus.PENDING.value)
+        for channel in plan.channels:
+            delivery_id = uuid.uuid4()
+            created = stamp()
+            self.rows.append({
+                "id": delivery_id, "notification_id": plan.notification_id,
+                "client_id": self.client_id, "recipient_id": recipient.id, "channel": channel,
+                "priority": priority, "status": status, "address": recipient.address_for(channel),
+                "due_at": due_at, "lease_until": due_at or self.requeue_lease,
+                "template_version_id": version_id,
+                "is_test": self.is_test, "created_at": created, "updated_at": created,
+            })
+            self.accepted.append(AcceptedDelivery(delivery_id, plan.notification_id,
+                                                  recipient.external_id, channel, priority,
+                                                  status))
+            self.by_channel[(channel, priority)] += 1
+            if due_at is None:
+                self.publish.append((str(delivery_id), priority))
+
+    def insert(self, *, before: Sequence[tuple[type[models.Model], Sequence[Any]]] = (),
+               audit: Sequence[Entry] = (), accepted_at: datetime | None = None) -> None:
+        """Writes `before` (e.g. the notifications), the deliveries, their "accepted" events
+        (at `accepted_at`, default now) and the audit rows with `rows_insert`."""
+        context = current_context()
+        at = accepted_at or self.now
+        rows_insert([
+            *before,
+            (Delivery, self.rows),
+            (DeliveryEvent, [{"delivery_id": d["id"], "status": d["status"], "event": "accepted",
+                              "occurred_at": at} for d in self.rows]),
+            (AuditLog, [entry.values(context) for entry in audit]),
+        ], self.now)
 
 
 @transaction.atomic(savepoint=False)
 @pii_batch()  # each address encrypted once for the recipient and its deliveries
 def notifications_accept(
     *, client: Client, requests: Sequence[SendRequest], is_test: bool = False,
-    field_name: FieldName = bulk_field,
+    field_name: FieldName = bulk_field, fanout: bool = False,
 ) -> Accepted:
     """Accepts every request or none: raises the first failing rule's ApplicationError naming
     every request that breaks it (`field_name(index, field)`). `is_test` marks them all as a
@@ -410,7 +595,13 @@ def notifications_accept(
     No savepoint of its own: callers run it inside theirs (notification_send,
     notifications_send_bulk, recipients_send_in_chunks are each @transaction.atomic). A
     request's `idempotency_key` must be free: callers check and serialize (a concurrent
-    duplicate fails the unique constraint: 409, nothing kept)."""
+    duplicate fails the unique constraint: 409, nothing kept).
+
+    With `fanout`, a batch of at least ACCEPT_FANOUT_MIN_DELIVERIES deliveries is accepted as
+    a job (fanout.py): every check runs here as for a small batch (addresses from the stored
+    hashes merged with the inline fields, nothing decrypted), then only the notifications,
+    their audit rows and the job are written; workers upsert the recipients and create the
+    deliveries after commit. `Accepted.deliveries` is then empty."""
     now = timezone.now()
     errors = _Errors(field_name)
 
@@ -458,13 +649,23 @@ def notifications_accept(
                 fields={"scheduled_at": ["Must be in the future."]}))
     errors.raise_any()
 
-    # 4. Recipients: one upsert and one read for all requests (rolled back if anything fails).
+    # 4. Recipients: one upsert and one read for all requests (rolled back if anything fails);
+    # for a job, one read and no write (its slices upsert them).
+    planned = sum(len({str(r["id"] if isinstance(r, dict) else r) for r in request.recipients})
+                  * len(channels_of[index]) for index, request in enumerate(requests))
+    fanout = fanout and planned >= settings.ACCEPT_FANOUT_MIN_DELIVERIES
     audit: list[Entry] = []
-    known = _resolve_recipients(client, requests, channels_of, errors, audit)
+    merged: dict[str, dict[str, Any]] = {}
+    known: Mapping[str, Any]
+    if fanout:
+        merged = inline_fields(requests)
+        known = _plan_recipients(client, requests, merged, errors)
+    else:
+        known = _resolve_recipients(client, requests, channels_of, errors, audit)
     errors.raise_any()
-    resolved_of: list[list[tuple[int, Recipient]]] = []  # per request: (position, recipient)
+    resolved_of: list[list[tuple[int, Any]]] = []  # per request: (position, recipient)
     for request in requests:
-        ordered: dict[str, tuple[int, Recipient]] = {}
+        ordered: dict[str, tuple[int, Any]] = {}
         for position, r in enumerate(request.recipients):
             external_id = str(r["id"] if isinstance(r, dict) else r)
             if external_id not in ordered:
@@ -505,13 +706,10 @@ def notifications_accept(
     errors.raise_any()
 
     # 6. Every recipient has an address for every requested channel.
-    push_ids: list[Any] = [
-        r.id for i, rs in enumerate(resolved_of) if "push" in channels_of[i] for _, r in rs
-    ]
-    if push_ids:
-        with_devices = active_device_tokens(recipient_ids=push_ids)
-        for recipient in known.values():
-            recipient.has_active_device = str(recipient.id) in with_devices  # type: ignore[attr-defined]
+    push = {r.external_id: r for i, rs in enumerate(resolved_of) if "push" in channels_of[i]
+            for _, r in rs}
+    if push:
+        mark_devices(push.values())
     for index, resolved in enumerate(resolved_of):
         channels = channels_of[index]
         for position, recipient in resolved:
@@ -537,22 +735,21 @@ def notifications_accept(
         local_due_of.append(due)
     errors.raise_any()
 
-    # 8. Write: notifications, deliveries, events, audit rows.
-    requeue_lease = now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
+    # 8. Write: notifications, deliveries, events, audit rows (or, for a job, the job).
     # Every row gets its own creation time, a microsecond apart in request order: lists page
     # by (created_at, id) with a cursor, which cannot step over thousands of equal timestamps,
-    # and a notification's deliveries read back in request order.
+    # and a notification's deliveries read back in request order. A job's items keep the
+    # offset their deliveries will be stamped with.
     tick = iter(range(10**9))
 
     def stamp() -> datetime:
         return now + timedelta(microseconds=next(tick))
 
+    from .fanout import JobBuilder  # fanout.py expands with this module's writers
+
     notifications: list[Notification] = []
-    rows: list[dict[str, Any]] = []
-    accepted: list[AcceptedDelivery] = []
-    publish: list[tuple[str, str]] = []
-    by_channel: dict[tuple[str, str], int] = defaultdict(int)
-    client_id = client.id
+    out = DeliveryRows(client_id=client.id, is_test=is_test, now=now)
+    job = JobBuilder(client=client, is_test=is_test, now=now) if fanout else None
     for index, request in enumerate(requests):
         template = templates[request.template_id]
         version = template.active_version
@@ -561,66 +758,62 @@ def notifications_accept(
         scheduled_at = min(local_due.values()) if local_due else request.scheduled_at
         scheduled = scheduled_at is not None and scheduled_at > now
         priority = request.priority or "normal"
-        notification = Notification(
-            client=client,
-            idempotency_key=request.idempotency_key or None,
-            request_hash=request.request_hash,
-            template_version=version,
-            variables=request.variables or {},
-            channels=channels_of[index],
-            priority=priority,
-            category=request.category or template.category,
-            metadata=request.metadata or {},
-            scheduled_at=scheduled_at,
-            status=NotificationStatus.SCHEDULED if scheduled else NotificationStatus.PENDING,
-            recipient_count=len(resolved_of[index]),
-            is_test=is_test,
-        )
-        notification.created_at = notification.updated_at = stamp()
+        created = stamp()
+        notification = unsaved(Notification, {
+            "client_id": client.id,
+            "idempotency_key": request.idempotency_key or None,
+            "request_hash": request.request_hash,
+            "template_version_id": version.id,
+            "variables": request.variables or {},
+            "channels": channels_of[index],
+            "priority": priority,
+            "category": request.category or template.category,
+            "metadata": request.metadata or {},
+            "scheduled_at": scheduled_at,
+            "status": (NotificationStatus.SCHEDULED.value if scheduled
+                       else NotificationStatus.PENDING.value),
+            "recipient_count": len(resolved_of[index]),
+            "is_test": is_test,
+            "created_at": created, "updated_at": created,
+        }, related={"client": client, "template_version": version})
         notifications.append(notification)
-        notification_id = notification.id
-        status = DeliveryStatus.SCHEDULED.value if scheduled else DeliveryStatus.PENDING.value
+        plan = Plan(notification.id, channels_of[index], priority)
         pinned = pinned_of[index]
         for _, recipient in resolved_of[index]:
             due_at = (local_due.get(recipient.id, scheduled_at) if scheduled else None)
             own_version = pinned[recipient.id]
             own_version_id = None if own_version.id == version.id else own_version.id
-            for channel in channels_of[index]:
-                delivery_id = uuid.uuid4()
-                created = stamp()
-                # Rows as the model would store them (see copy_insert).
-                rows.append({
-                    "id": delivery_id, "notification_id": notification_id, "client_id": client_id,
-                    "recipient_id": recipient.id, "channel": channel, "priority": priority,
-                    "status": status, "address": recipient.address_for(channel),
-                    "due_at": due_at, "lease_until": due_at or requeue_lease,
-                    "template_version_id": own_version_id,
-                    "is_test": is_test, "created_at": created, "updated_at": created,
-                })
-                accepted.append(AcceptedDelivery(delivery_id, notification_id,
-                                                 recipient.external_id, channel, priority, status))
-                by_channel[(channel, priority)] += 1
-                if not scheduled:
-                    publish.append((str(delivery_id), priority))
+            if job is None:
+                out.add(plan, recipient, version_id=own_version_id, due_at=due_at, stamp=stamp)
+            else:
+                first = next(tick)
+                for _ in range(len(plan.channels) - 1):
+                    next(tick)
+                job.add(plan, recipient, merged.get(recipient.external_id),
+                        version_id=own_version_id, due_at=due_at, tick=first)
+        if job is not None:
+            notification.accept_job_id = job.id
     # One `notification.send` audit row per notification, after the upsert's own rows.
     audit.extend(
         notification_send_entry(notification=n, template=templates[request.template_id],
                                 recipients=[r for _, r in resolved_of[index]])
         for index, (n, request) in enumerate(zip(notifications, requests, strict=True))
     )
-    context = current_context()
-    rows_insert([
-        (Notification, notifications),
-        (Delivery, rows),
-        (DeliveryEvent, [{"delivery_id": d["id"], "status": d["status"], "event": "accepted",
-                          "occurred_at": now} for d in rows]),
-        (AuditLog, [entry.values(context) for entry in audit]),
-    ], now)
+    if job is None:
+        out.insert(before=[(Notification, notifications)], audit=audit)
+    else:
+        out.insert(before=[(Notification, notifications), *job.rows()], audit=audit)
     for notification in notifications:
         notification._state.adding = False
+    if job is not None:
+        transaction.on_commit(job.publish)
+        return Accepted(notifications=notifications, by_channel=dict(job.by_channel),
+                        job_id=job.id)
+    publish = out.publish
     if publish:
         transaction.on_commit(lambda: deliveries_publish_accepted(items=publish))
-    return Accepted(notifications=notifications, deliveries=accepted, by_channel=dict(by_channel))
+    return Accepted(notifications=notifications, deliveries=out.accepted,
+                    by_channel=dict(out.by_channel))
 
 
 @transaction.atomic
@@ -632,7 +825,7 @@ def notifications_send_bulk(
     `notifications[<index>].<field>`. `charge`: as notification_send's."""
     accepted = notifications_accept(
         client=client, requests=[SendRequest.from_body(i) for i in items], is_test=is_test,
-        field_name=bulk_field)
+        field_name=bulk_field, fanout=True)
     if charge is not None:
-        charge(len(accepted.deliveries))
+        charge(accepted.delivery_count)
     return accepted

@@ -105,6 +105,11 @@ class Notification(models.Model):
     # Accepted with a test key: its deliveries go to the provider sandbox only (test-mode
     # providers), it is not charged to the daily quota, and only test keys see it.
     is_test = models.BooleanField("test", default=False, editable=False)
+    # A large send's job while it is still being expanded into deliveries (fanout.py): the
+    # status refresh never calls it final meanwhile; cleared when its last item is expanded,
+    # on cancel and on delete.
+    accept_job = models.ForeignKey("AcceptJob", null=True, blank=True, editable=False,
+                                   on_delete=models.SET_NULL, related_name="+", db_index=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -130,6 +135,9 @@ class Notification(models.Model):
             *(models.Index(fields=["client", "-created_at"], name=f"notification_client_{c}",
                            condition=Q(channels__contains=[c]))
               for c in ("email", "sms", "whatsapp", "push")),
+            # Notifications of jobs still expanding (few, short-lived).
+            models.Index(fields=["accept_job"], name="notification_accept_job",
+                         condition=Q(accept_job__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -289,3 +297,63 @@ class Suppression(models.Model):
     def __str__(self) -> str:
         # Admin history and delete confirmations store this: never the full address.
         return f"{self.channel}:{mask_address(self.address)} ({self.reason})"
+
+
+class AcceptJob(models.Model):
+    """A large send accepted but not yet expanded into deliveries (apps/notifications/fanout.py).
+
+    The request checks everything that can refuse it, writes the notifications, their audit
+    rows and this job with its slices, and answers 202; workers then expand it one slice at a
+    time. `cursor` is the next slice to expand: it moves in the same transaction as that slice's
+    deliveries, so a slice is expanded exactly once. `lease_until` is the relay sweeper's net
+    for a lost expand task, as deliveries have."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    priority = models.CharField(max_length=10, choices=Priority.choices())
+    is_test = models.BooleanField(default=False)
+    slices = models.PositiveIntegerField(default=0)
+    cursor = models.PositiveIntegerField(default=0)
+    deliveries_planned = models.PositiveIntegerField(default=0)
+    deliveries_created = models.PositiveIntegerField(default=0)
+    # Items skipped at expansion: notification cancelled or deleted, recipient erased or gone.
+    items_skipped = models.PositiveIntegerField(default=0)
+    # Who sent it ({"type", "id", "display", "request_id"}): the slices' audit rows
+    # (`recipient.upsert`) are written in their name, not the worker's.
+    actor = models.JSONField(default=dict, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The sweeper's scan: only jobs still expanding.
+            models.Index(fields=["lease_until"], name="acceptjob_open_lease",
+                         condition=Q(completed_at__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"accept job {self.id} ({self.cursor}/{self.slices})"
+
+
+class AcceptJobSlice(models.Model):
+    """One slice of a job's validated items. `payload` is the slice's items as JSON encrypted
+    as one token (apps/core/crypto: inline recipients carry addresses); the row is deleted in
+    the transaction that expands it, so nothing of it outlives the job."""
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(AcceptJob, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveIntegerField()
+    payload = models.TextField()
+    # Notifications whose last item is in this slice (ids; no personal data).
+    completes = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "seq"], name="acceptjobslice_unique_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"slice {self.seq} of {self.job_id}"

@@ -24,6 +24,7 @@ from apps.webhooks.outbound.outbox import (
 
 from . import instrumentation
 from .enqueue import deliveries_enqueue
+from .fanout import accept_jobs_sweep
 from .status import notifications_refresh_status
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class SweepReport:
     recovered_from_sending: int = 0
     released_scheduled: int = 0
     gave_up: int = 0
+    jobs_republished: int = 0
 
 
 def relay_sweep(*, limit: int | None = None) -> SweepReport:
@@ -117,4 +119,6 @@ def relay_sweep(*, limit: int | None = None) -> SweepReport:
             instrumentation.observe_failed([(r[5], r[6]) for r in gave_up])
             webhook_completions_record(notification_ids={r[2] for r in gave_up})
         deliveries_enqueue(items=[(str(r[0]), r[1]) for r in requeue])
+    # Large sends whose expansion stopped (expand task lost, worker died): see fanout.py.
+    report.jobs_republished = accept_jobs_sweep()
     return report

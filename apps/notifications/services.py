@@ -26,7 +26,7 @@ from .bulk import (
     notifications_accept,
     single_field,
 )
-from .models import Delivery, DeliveryEvent, DeliveryStatus, Notification
+from .models import Delivery, DeliveryEvent, DeliveryStatus, Notification, NotificationStatus
 from .status import notifications_refresh_status
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,11 @@ __all__ = ["SendOutcome", "check_version", "local_due_time", "notification_cance
 class SendOutcome:
     notification: Notification
     replayed: bool  # an Idempotency-Key matched an earlier request: nothing new was created
-    # The deliveries created (request order); empty for a replay.
+    # The deliveries created (request order); empty for a replay and for a large send
+    # accepted as a job (`expanding`: workers create its `planned` deliveries, fanout.py).
     deliveries: tuple[AcceptedDelivery, ...] = ()
+    planned: int = 0
+    expanding: bool = False
 
 
 def request_fingerprint(body: Any) -> str:
@@ -111,30 +114,41 @@ def notification_send(
         request_hash=request_hash,
     )
     accepted = notifications_accept(client=client, requests=[request], is_test=is_test,
-                                    field_name=single_field)
+                                    field_name=single_field, fanout=True)
     if charge is not None:
-        charge(len(accepted.deliveries))
+        charge(accepted.delivery_count)
     return SendOutcome(notification=accepted.notifications[0], replayed=False,
-                       deliveries=tuple(accepted.deliveries))
+                       deliveries=tuple(accepted.deliveries), planned=accepted.delivery_count,
+                       expanding=accepted.job_id is not None)
 
 
 @transaction.atomic
 def notification_cancel(*, notification: Notification, actor: str = "") -> int:
     """Cancels every delivery not yet handed to a provider (scheduled, pending, queued,
-    retrying). Returns how many; raises 409 if none could be (all already sent or final)."""
+    retrying). Returns how many; raises 409 if none could be (all already sent or final).
+
+    A large send still being expanded from its accept job (fanout.py) is detached from it
+    first: the UPDATE waits for a slice being expanded (it locks the notification's row), so
+    that slice's deliveries are cancelled here and no later slice creates any."""
     now = timezone.now()
     cancellable = ("scheduled", "pending", "queued", "retrying")
+    detached = Notification.objects.filter(
+        id=notification.id, accept_job__isnull=False).update(accept_job=None, updated_at=now)
     ids = list(
         # Waits for a sweeper or worker holding a row: a cancel is definitive.
         Delivery.objects.select_for_update()
         .filter(notification=notification, status__in=cancellable)
         .values_list("id", flat=True)
     )
-    if not ids:
+    if not ids and not detached:
         raise ApplicationError(
             "Nothing left to cancel: every delivery was already sent or has finished.",
             code="not_cancellable", status_code=409,
         )
+    if detached and not Delivery.objects.filter(notification=notification).exists():
+        # Cancelled before its first delivery was created: nothing for the refresh to derive.
+        Notification.objects.filter(id=notification.id).update(
+            status=NotificationStatus.CANCELLED, completed_at=now, updated_at=now)
     Delivery.objects.filter(id__in=ids).update(
         status=DeliveryStatus.CANCELLED, completed_at=now, lease_until=None, due_at=None,
         updated_at=now,

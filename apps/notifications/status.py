@@ -128,16 +128,20 @@ def notifications_refresh_status(*, notification_ids: Iterable[object]) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT id::text, counts_at,"
-            " (SELECT coalesce(sum(value::bigint), 0) FROM jsonb_each_text(counts))"
+            " (SELECT coalesce(sum(value::bigint), 0) FROM jsonb_each_text(counts)),"
+            " accept_job_id IS NOT NULL"
             " FROM notifications_notification WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
             [ids],
         )
         rows = cursor.fetchall()
+        # Still being expanded from its accept job (fanout.py): more deliveries are coming,
+        # so what exists cannot make it final yet.
+        expanding = {i for i, _, _, attached in rows if attached}
         # Small (or never counted, or counted long enough ago): aggregate. Large: probe first.
-        full = [i for i, counts_at, total in rows
+        full = [i for i, counts_at, total, _ in rows
                 if total <= COUNTS_EXACT_LIMIT or counts_at is None or counts_at <= cutoff]
         counted = set(full)
-        large = [i for i, _, _ in rows if i not in counted]
+        large = [i for i, _, _, _ in rows if i not in counted]
         updates: list[dict[str, Any]] = []
         if large:
             for i, present in _present(cursor, large).items():
@@ -154,6 +158,8 @@ def notifications_refresh_status(*, notification_ids: Iterable[object]) -> None:
                                     "counts": counts[i], "with_counts": True})
         for update in updates:
             update["now"] = now.isoformat()
+            if update["id"] in expanding and update["status"] in FINAL_NOTIFICATION_STATUSES:
+                update["status"] = NotificationStatus.PROCESSING.value
         updates = [u for u in updates if u["status"] is not None]
         if updates:
             cursor.execute(_UPDATE_SQL, [json.dumps(updates)])

@@ -8,6 +8,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from .dispatch import deliveries_dispatch
+from .fanout import accept_job_expand
 from .relay import relay_sweep
 
 
@@ -29,3 +30,13 @@ def relay_sweep_task() -> dict[str, int]:
     report = relay_sweep()
     return {"requeued": report.requeued, "recovered": report.recovered_from_sending,
             "released": report.released_scheduled}
+
+
+@shared_task(name="notifications.accept_job_expand_task", acks_late=True,
+             reject_on_worker_lost=True, ignore_result=True,
+             autoretry_for=(OperationalError, InterfaceError), retry_backoff=1,
+             retry_backoff_max=30, max_retries=8)
+def accept_job_expand_task(job_id: str, cursor: int | None = None) -> dict[str, Any]:
+    report = accept_job_expand(job_id=job_id, cursor=cursor)
+    return {"expanded": report.expanded, "created": report.created, "skipped": report.skipped,
+            "done": report.done}

@@ -219,6 +219,14 @@ RETRY_JITTER = env_float("RETRY_JITTER", 0.25)
 # Per-channel overrides of the four numbers above (a client's delivery_policy overrides these).
 RETRY_POLICY_BY_CHANNEL: dict[str, dict[str, float]] = {}
 MAX_RECIPIENTS_PER_REQUEST = env_int("MAX_RECIPIENTS_PER_REQUEST", 50_000)
+# A send (or bulk request) of at least this many deliveries is accepted as a job: the request
+# validates and writes the notifications and the job, workers expand it into deliveries
+# (apps/notifications/fanout.py). The first slice is small so sending starts at once.
+ACCEPT_FANOUT_MIN_DELIVERIES = env_int("ACCEPT_FANOUT_MIN_DELIVERIES", 2000)
+ACCEPT_FANOUT_FIRST_SLICE = env_int("ACCEPT_FANOUT_FIRST_SLICE", 200)
+ACCEPT_FANOUT_SLICE = env_int("ACCEPT_FANOUT_SLICE", 2500)
+# A job whose expand task has not advanced it within this time is re-published by the sweeper.
+ACCEPT_JOB_LEASE_SECONDS = env_int("ACCEPT_JOB_LEASE_SECONDS", 30)
 # API keys are cached in each web process for this long (revocation reaches every process
 # within it; the process that revokes forgets at once). 0 = look the key up on every request.
 API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 5.0)

@@ -306,7 +306,15 @@ class NotificationAcceptedSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     scheduled_at = serializers.DateTimeField(allow_null=True)
     test = serializers.BooleanField(help_text="Accepted with a test key (sandbox only).")
-    deliveries = DeliverySummarySerializer(many=True)
+    deliveries = DeliverySummarySerializer(
+        many=True, help_text="The deliveries created; empty for a large send (`expanding`).")
+    expanding = serializers.BooleanField(
+        required=False, help_text="Only for a large send (at least ACCEPT_FANOUT_MIN_DELIVERIES "
+        "deliveries): accepted and committed, its deliveries are being created by workers. "
+        "Follow them with GET …/{id}/status and …/{id}/deliveries.")
+    recipient_count = serializers.IntegerField(required=False, help_text="Only for a large send.")
+    delivery_count = serializers.IntegerField(
+        required=False, help_text="Only for a large send: recipients times channels accepted.")
 
 
 class NotificationStatusSerializer(serializers.Serializer):

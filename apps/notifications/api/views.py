@@ -59,24 +59,32 @@ from .serializers import (
 
 def _accepted_body(notification: Notification, deliveries: Sequence[AcceptedDelivery] = ()
                    ) -> dict[str, Any]:
-    """The 202 body: built directly (no serializer: it is the hot path of every send)."""
+    """The 202 body: built directly (no serializer: it is the hot path of every send). A large
+    send (accepted as a job, apps/notifications/fanout.py) lists no deliveries: they are
+    created by workers after the 202; it says how many there will be."""
+    body: dict[str, Any] = {
+        "id": str(notification.id),
+        "status": notification.status,
+        "created_at": _iso(notification.created_at),
+        "scheduled_at": _iso(notification.scheduled_at),
+        "test": notification.is_test,
+    }
+    planned = notification.recipient_count * len(notification.channels or ())
+    if not deliveries and planned >= settings.ACCEPT_FANOUT_MIN_DELIVERIES:
+        body.update(deliveries=[], expanding=True,
+                    recipient_count=notification.recipient_count, delivery_count=planned)
+        return body
     if not deliveries:  # a replay: read them back
         deliveries = [
             AcceptedDelivery(d.id, d.notification_id, d.recipient.external_id, d.channel,
                              d.priority, d.status)
             for d in notification.deliveries.select_related("recipient").order_by("created_at", "id")
         ]
-    return {
-        "id": str(notification.id),
-        "status": notification.status,
-        "created_at": _iso(notification.created_at),
-        "scheduled_at": _iso(notification.scheduled_at),
-        "test": notification.is_test,
-        "deliveries": [
-            {"id": str(d.id), "recipient": d.recipient, "channel": d.channel, "status": d.status}
-            for d in deliveries
-        ],
-    }
+    body["deliveries"] = [
+        {"id": str(d.id), "recipient": d.recipient, "channel": d.channel, "status": d.status}
+        for d in deliveries
+    ]
+    return body
 
 
 def _iso(value: Any) -> str | None:
@@ -158,7 +166,11 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
                 is_test=is_test,
                 charge=charge,
             )
-        if not outcome.replayed:
+        if outcome.expanding:
+            instrumentation.observe_accepted_counts(
+                {(c, outcome.notification.priority): outcome.notification.recipient_count
+                 for c in outcome.notification.channels})
+        elif not outcome.replayed:
             instrumentation.observe_accepted(outcome.deliveries)
         response = Response(_accepted_body(outcome.notification, outcome.deliveries),
                             status=status.HTTP_202_ACCEPTED)

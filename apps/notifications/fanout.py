@@ -1,0 +1,322 @@
+"""Large sends: accepted as a job in the request, expanded into deliveries by workers.
+
+What GOV.UK Notify does with CSV jobs. A send (or bulk request) of at least
+ACCEPT_FANOUT_MIN_DELIVERIES deliveries is checked in full by `notifications_accept` (every rule
+that can refuse it, all or nothing, nothing decrypted), which then writes only the notifications
+(`pending`, `recipient_count` known, `accept_job` set), their `notification.send` audit rows, the
+quota charge and one `AcceptJob` with its slices: the validated items, each slice's JSON
+encrypted as one token (inline recipients carry addresses). 202.
+
+After commit `accept_job_expand_task` (on the job's priority queue) expands one slice per task:
+the slice's inline recipients upserted, its deliveries, "accepted" events and `recipient.upsert`
+audit row written by the same writers as a small accept (bulk.DeliveryRows → rows_insert),
+the slice row deleted and the job's cursor advanced, all in one transaction under the job's
+row lock: a duplicate or concurrent task (its cursor is not the job's, or the row is locked)
+does nothing, so every slice is expanded exactly once. After commit it publishes the next
+slice's task first, then the slice's dispatch tasks. The first slice is small
+(ACCEPT_FANOUT_FIRST_SLICE deliveries) so the first message leaves within a moment of the 202.
+
+Safety nets: the job's `lease_until` is moved forward by every slice; the relay sweeper
+re-publishes a job whose lease ended (its expand task was lost, its worker died).
+A notification cancelled or deleted meanwhile is detached from the job (`accept_job` NULL, or
+gone): its remaining items are skipped. A slice locks the rows of its notifications (detaching
+those it completes, share-locking the one it continues), so a cancel or delete waits for it and
+then sees its deliveries: no delivery is created after a cancel commits. A recipient that existed at accept and is gone at expansion
+(erased: the erasure replaces the row with a tombstone; or deleted) is skipped, and so is a
+stored recipient id that no longer resolves. While a notification is attached to its job the
+status refresh never calls it final (status.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+from apps.audit.context import SYSTEM, Actor, audit_actor, current_context
+from apps.clients.models import Client
+from apps.core.crypto import decrypt, encrypt, pii_batch
+from apps.core.queues import Priority
+from apps.recipients.models import Recipient
+from apps.webhooks.outbound.outbox import webhook_completions_record
+
+from .models import AcceptJob, AcceptJobSlice, Notification
+from .status import notifications_refresh_status
+
+logger = logging.getLogger(__name__)
+
+_URGENCY = [p.value for p in Priority]  # critical first
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+# An item: [notification id, external id, inline fields or None, stored recipient id or None,
+#           pinned version id or None, due time (ISO) or None, first creation tick]
+Item = list[Any]
+
+
+class JobBuilder:
+    """Collects an accept's validated items and writes them as a job with its slices."""
+
+    def __init__(self, *, client: Client, is_test: bool, now: datetime) -> None:
+        self.id = uuid.uuid4()
+        self.client_id = client.id
+        self.is_test = is_test
+        self.now = now
+        self.items: list[Item] = []
+        self.sizes: list[int] = []  # deliveries per item
+        self.by_channel: dict[tuple[str, str], int] = defaultdict(int)
+        self.priorities: set[str] = set()
+
+    def add(self, plan: Any, recipient: Any, fields: Mapping[str, Any] | None, *,
+            version_id: Any, due_at: datetime | None, tick: int) -> None:
+        """One recipient of one notification (`plan`: bulk.Plan; `recipient`: a
+        bulk.PlannedRecipient), with the inline fields to upsert it with."""
+        stored_id = recipient.stored_id
+        self.items.append([
+            str(plan.notification_id), recipient.external_id, dict(fields) if fields else None,
+            str(stored_id) if stored_id else None, str(version_id) if version_id else None,
+            due_at.isoformat() if due_at else None, tick,
+        ])
+        self.sizes.append(len(plan.channels))
+        for channel in plan.channels:
+            self.by_channel[(channel, plan.priority)] += 1
+        self.priorities.add(plan.priority)
+
+    @property
+    def priority(self) -> str:
+        """The job's queue: its most urgent notification's."""
+        return min(self.priorities or {Priority.NORMAL.value}, key=_URGENCY.index)
+
+    def _slices(self) -> Iterator[tuple[int, int]]:
+        start, limit = 0, max(int(settings.ACCEPT_FANOUT_FIRST_SLICE), 1)
+        while start < len(self.items):
+            end, size = start, 0
+            while end < len(self.items) and (end == start or size + self.sizes[end] <= limit):
+                size += self.sizes[end]
+                end += 1
+            yield start, end
+            start, limit = end, max(int(settings.ACCEPT_FANOUT_SLICE), 1)
+
+    def rows(self) -> list[tuple[type[models.Model], list[Any]]]:
+        """The job and its slices, for bulk.rows_insert."""
+        last: dict[str, int] = {}
+        for position, item in enumerate(self.items):
+            last[item[0]] = position
+        completes_at: dict[int, list[str]] = defaultdict(list)
+        for notification_id, position in last.items():
+            completes_at[position].append(notification_id)
+        slices = []
+        for seq, (start, end) in enumerate(self._slices()):
+            slices.append({
+                "job_id": self.id, "seq": seq,
+                "payload": encrypt(json.dumps(self.items[start:end], separators=(",", ":"))),
+                "completes": [n for p in range(start, end) for n in completes_at.get(p, ())],
+            })
+        context = current_context()
+        job = AcceptJob(
+            actor={"type": context.actor.type, "id": context.actor.id,
+                   "display": context.actor.display, "request_id": context.request_id},
+            id=self.id, client_id=self.client_id, priority=self.priority, is_test=self.is_test,
+            slices=len(slices), cursor=0, deliveries_planned=sum(self.sizes),
+            lease_until=self.now + timedelta(seconds=settings.ACCEPT_JOB_LEASE_SECONDS),
+            accepted_at=self.now,
+        )
+        return [(AcceptJob, [job]), (AcceptJobSlice, slices)]
+
+    def publish(self) -> None:
+        accept_job_publish(job_id=self.id, priority=self.priority, cursor=0)
+
+
+def accept_job_publish(*, job_id: Any, priority: str, cursor: int | None) -> bool:
+    """Publishes the task expanding slice `cursor` of the job. Never raises for a broker
+    problem: the job's lease makes the relay sweeper publish it again."""
+    from .tasks import accept_job_expand_task
+
+    try:
+        accept_job_expand_task.apply_async(
+            args=[str(job_id), cursor], queue=Priority(priority).queue.value, retry=True,
+            retry_policy=_PUBLISH_RETRY)
+    except Exception:
+        logger.exception("could not publish accept job %s; the relay sweeper will", job_id)
+        return False
+    return True
+
+
+@dataclass
+class ExpandReport:
+    expanded: bool = False  # False: done already, or another task holds or passed this slice
+    created: int = 0
+    skipped: int = 0  # items skipped: notification cancelled/deleted, recipient erased/gone
+    done: bool = False
+
+
+def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport:
+    """Expands the job's next slice (see the module docstring). `cursor`: the slice the task
+    was published for; a task for another one (a duplicate, a stale re-publish) does nothing.
+    Publishes the next slice's task and this slice's dispatch tasks after commit."""
+    report = ExpandReport()
+    with pii_batch(), transaction.atomic():
+        job = (AcceptJob.objects.select_for_update(skip_locked=True)
+               .filter(id=job_id, completed_at__isnull=True).first())
+        if job is None or (cursor is not None and job.cursor != cursor):
+            return report
+        now = timezone.now()
+        piece = AcceptJobSlice.objects.filter(job=job, seq=job.cursor).first()
+        publish: list[tuple[str, str]] = []
+        first_notification = ""
+        released: list[str] = []
+        if piece is not None:
+            items: list[Item] = json.loads(decrypt(piece.payload))
+            first_notification = items[0][0] if items else ""
+            actor = job.actor or {}
+            with audit_actor(Actor(actor.get("type") or SYSTEM.type, actor.get("id", ""),
+                                   actor.get("display") or SYSTEM.display),
+                             request_id=actor.get("request_id", "")):
+                out, report.skipped, released = _expand(job, items, now, set(piece.completes))
+            publish = out.publish
+            report.created = len(out.rows)
+            piece.delete()
+        job.cursor += 1
+        job.deliveries_created += report.created
+        job.items_skipped += report.skipped
+        report.expanded = True
+        report.done = job.cursor >= job.slices or piece is None
+        job.lease_until = (None if report.done
+                           else now + timedelta(seconds=settings.ACCEPT_JOB_LEASE_SECONDS))
+        if report.done:
+            job.completed_at = now
+            # Every notification's last item was in some slice; none should be left attached.
+            released += [str(i) for i in Notification.objects.filter(accept_job_id=job.id)
+                         .values_list("id", flat=True)]
+            Notification.objects.filter(accept_job_id=job.id).update(accept_job=None)
+        job.save(update_fields=["cursor", "deliveries_created", "items_skipped", "lease_until",
+                                "completed_at", "updated_at"])
+        # Only a notification whose deliveries began in an earlier slice (the slice's first
+        # one; or any, once the job ends) can have some already finished: the others have only
+        # the `pending`/`scheduled` deliveries just written, which their stored status already
+        # says (their counts come with the first dispatch's refresh).
+        earlier = (set(released) if report.done
+                   else {i for i in released if i == first_notification})
+        if earlier:
+            notifications_refresh_status(notification_ids=earlier)
+            webhook_completions_record(notification_ids=earlier)
+        next_cursor, priority = job.cursor, job.priority
+
+        def after_commit() -> None:
+            from .enqueue import deliveries_enqueue
+
+            if not report.done:
+                accept_job_publish(job_id=job.id, priority=priority, cursor=next_cursor)
+            if publish:
+                deliveries_enqueue(items=publish, mark_queued=False)
+
+        transaction.on_commit(after_commit)
+    return report
+
+
+def _expand(
+    job: AcceptJob, items: list[Item], now: datetime, completes: set[str]
+) -> tuple[Any, int, list[str]]:
+    """The deliveries of one slice's items, written; returns (bulk.DeliveryRows, items
+    skipped, ids of the notifications this slice completes, now detached from the job)."""
+    from .bulk import (
+        DeliveryRows,
+        Plan,
+        SendRequest,
+        _Errors,
+        _resolve_recipients,
+        bulk_field,
+        mark_devices,
+    )
+
+    # The notifications still attached to this job, locked: those whose last item is here are
+    # detached now (UPDATE), the one continuing into the next slice share-locked. A cancel or
+    # delete waits for this slice (and then sees its deliveries), or committed first and its
+    # items are skipped.
+    ids = {item[0] for item in items}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE notifications_notification SET accept_job_id = NULL"
+            " WHERE id = ANY(%s::uuid[]) AND accept_job_id = %s"
+            " RETURNING id::text, channels, priority",
+            [sorted(ids & completes), job.id])
+        rows = cursor.fetchall()
+        released = [row[0] for row in rows]
+        if ids - completes:
+            cursor.execute(
+                "SELECT id::text, channels, priority FROM notifications_notification"
+                " WHERE id = ANY(%s::uuid[]) AND accept_job_id = %s ORDER BY id FOR SHARE",
+                [sorted(ids - completes), job.id])
+            rows += cursor.fetchall()
+        plans = {
+            nid: Plan(uuid.UUID(nid), json.loads(ch) if isinstance(ch, str) else ch, priority)
+            for nid, ch, priority in rows
+        }
+    live = [item for item in items if item[0] in plans]
+    # A recipient that existed at accept and is gone now was erased (or deleted): skipped,
+    # never re-created from the job's copy of its fields.
+    stored_ids = {item[3] for item in live if item[3]}
+    still = {str(i) for i in Recipient.objects.filter(id__in=stored_ids).values_list("id", flat=True)}
+    live = [item for item in live if not item[3] or item[3] in still]
+    client = Client.objects.get(id=job.client_id)
+    channels = sorted({c for plan in plans.values() for c in plan.channels})
+    request = SendRequest(
+        recipients=[{**item[2], "id": item[1]} if item[2] is not None else item[1]
+                    for item in live], template_id="")
+    audit: list[Any] = []
+    known = _resolve_recipients(client, [request], [channels], _Errors(bulk_field), audit)
+    push = {item[1] for item in live if "push" in plans[item[0]].channels}
+    if push:
+        mark_devices(known[e] for e in push if e in known)
+    out = DeliveryRows(client_id=job.client_id, is_test=job.is_test, now=now)
+    skipped = len(items) - len(live)
+    accepted_at = job.accepted_at
+    for item in live:
+        recipient = known.get(item[1])
+        if recipient is None:  # a stored recipient id that no longer resolves
+            skipped += 1
+            continue
+        plan = plans[item[0]]
+        out.add(plan, recipient, version_id=uuid.UUID(item[4]) if item[4] else None,
+                due_at=datetime.fromisoformat(item[5]) if item[5] else None,
+                stamp=_stamps(accepted_at, item[6]))
+    out.insert(audit=audit, accepted_at=accepted_at)
+    return out, skipped, released
+
+
+def _stamps(base: datetime, first: int) -> Callable[[], datetime]:
+    """Creation times a microsecond apart from the accept's, as a small accept stamps them."""
+    ticks = iter(range(first, first + 1000))
+    return lambda: base + timedelta(microseconds=next(ticks))
+
+
+_SWEEP_SQL = """
+UPDATE notifications_acceptjob SET lease_until = %(next_lease)s, updated_at = %(now)s
+WHERE id IN (SELECT id FROM notifications_acceptjob
+             WHERE completed_at IS NULL AND lease_until <= %(now)s
+             ORDER BY lease_until LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING id, priority, cursor
+"""
+
+
+def accept_jobs_sweep(*, limit: int = 100) -> int:
+    """Re-publishes jobs whose lease ended (their expand task was lost or its worker died);
+    returns how many. The lease moves first, so the next sweep leaves them alone meanwhile."""
+    now = timezone.now()
+    next_lease = now + timedelta(seconds=settings.ACCEPT_JOB_LEASE_SECONDS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_SWEEP_SQL, {"now": now, "next_lease": next_lease, "limit": limit})
+        rows = cursor.fetchall()
+    for job_id, priority, cursor_at in rows:
+        accept_job_publish(job_id=job_id, priority=priority, cursor=cursor_at)
+    if rows:
+        logger.info("relay sweep: re-published %d accept jobs", len(rows))
+    return len(rows)
