@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 
 from . import procfile
 from .processes import (
@@ -114,10 +114,22 @@ class Stack:
 # -- database and sandbox helpers ------------------------------------------------------------
 
 
-def truncate_notifications() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE notifications_deliveryevent, notifications_delivery, "
-                       "notifications_notification CASCADE")
+def truncate_notifications(attempts: int = 20) -> None:
+    """Empties the notification tables between phases. The Procfile's workers and beat keep
+    running (the sweeper reads these tables), so TRUNCATE's exclusive locks may lose a race:
+    it waits at most 2 s for them and is tried again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+                cursor.execute("TRUNCATE notifications_deliveryevent, notifications_delivery, "
+                               "notifications_notification CASCADE")
+            return
+        except OperationalError as exc:  # lock timeout, or chosen as a deadlock's victim
+            if attempt == attempts:
+                raise
+            log(f"truncate lost a lock race ({str(exc).splitlines()[0]}); trying again")
+            time.sleep(0.5)
 
 
 def delivery_totals(where: str = "TRUE", params: list[Any] | None = None) -> dict[str, int]:

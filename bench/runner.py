@@ -505,6 +505,8 @@ class Bench:
 
     def new_phases(self) -> dict[str, Any]:
         """Issue 8's phases on the Procfile's workers (started once, fresh state first)."""
+        from django.db import DatabaseError
+
         from . import phases
 
         wanted = [name for name in ("single", "ceiling", "fanout", "priorities")
@@ -522,7 +524,7 @@ class Bench:
                 started = time.monotonic()
                 try:
                     out[name] = functions[name](self, self.stack, self.options.new)
-                except (RuntimeError, OSError, ValueError, KeyError) as exc:
+                except (RuntimeError, OSError, ValueError, KeyError, DatabaseError) as exc:
                     # One broken phase does not cost the others' numbers; the report says why.
                     log(f"{name}: FAILED: {type(exc).__name__}: {exc}")
                     out[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000],
