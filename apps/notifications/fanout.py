@@ -21,7 +21,8 @@ re-publishes a job whose lease ended (its expand task was lost, its worker died)
 A notification cancelled or deleted meanwhile is detached from the job (`accept_job` NULL, or
 gone): its remaining items are skipped. A slice locks the rows of its notifications (detaching
 those it completes, share-locking the one it continues), so a cancel or delete waits for it and
-then sees its deliveries: no delivery is created after a cancel commits. A recipient that existed at accept and is gone at expansion
+then sees its deliveries: no delivery is created after a cancel commits. A recipient that
+existed at accept and is gone at expansion
 (erased: the erasure replaces the row with a tombstone; or deleted) is skipped, and so is a
 stored recipient id that no longer resolves. While a notification is attached to its job the
 status refresh never calls it final (status.py).
