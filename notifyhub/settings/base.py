@@ -75,12 +75,14 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.RejectNulCharactersMiddleware",
     "apps.audit.middleware.AuditContextMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Sessions, the logged-in user, its second factor and flash messages are for the admin and
+    # other pages; the JSON API (/api/v1/, API keys) skips them (apps/core/middleware.py).
+    "apps.core.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django_otp.middleware.OTPMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "apps.core.middleware.BrowserAuthenticationMiddleware",
+    "apps.accounts.middleware.BrowserOTPMiddleware",
+    "apps.core.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -111,7 +113,7 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+DATABASES["default"]["ENGINE"] = "apps.core.db"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:63799/0")
