@@ -14,7 +14,7 @@ from typing import Any
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-accesslog = "-"
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -26,6 +26,7 @@ def _new_request() -> None:
 
 def test_a_connection_ended_by_the_server_is_replaced_before_use() -> None:
     assert connection.health_check_enabled
+    connection.close()  # a fresh one (CONN_MAX_AGE would close an old one between requests)
     pid = _backend_pid()
     _new_request()
     params = connection.get_connection_params()
@@ -42,6 +43,7 @@ def test_a_connection_ended_by_the_server_is_replaced_before_use() -> None:
 
 
 def test_a_healthy_connection_is_kept() -> None:
+    connection.close()
     pid = _backend_pid()
     _new_request()
     assert connection._socket_quiet()

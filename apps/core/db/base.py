@@ -78,8 +78,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             raise
 
     def close_if_health_check_failed(self) -> None:
-        if (self.connection is not None and self.health_check_enabled
-                and not self.health_check_done and self._socket_quiet()):
+        if (self.connection is not None and getattr(self, "health_check_enabled", False)
+                and not getattr(self, "health_check_done", True) and self._socket_quiet()):
             self.health_check_done = True
             return
         super().close_if_health_check_failed()
@@ -87,6 +87,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _socket_quiet(self) -> bool:
         """True if the idle connection's socket is open with nothing to read."""
         conn = self.connection
+        if conn is None:
+            return False
         try:
             pgconn = conn.pgconn
             if (conn.closed or pgconn.status != pq.ConnStatus.OK
