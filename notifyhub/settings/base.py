@@ -116,10 +116,6 @@ DATABASES = {
 # apps/core/db: Django's PostgreSQL backend with django-prometheus' query metrics, and a health
 # check that costs no round trip while the connection's socket is quiet.
 DATABASES["default"]["ENGINE"] = "apps.core.db"
-# Parameters sent apart from the SQL (no quoting of every value into the statement on our side),
-# and statements run often prepared once per connection (psycopg's prepare_threshold).
-DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
-    "DB_SERVER_SIDE_BINDING", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:63799/0")
