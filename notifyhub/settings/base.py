@@ -188,6 +188,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery (celery_app.py reads these through namespace CELERY_) ----------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+# kombu's Redis transport, keeping one Redis client object per channel (apps/core/broker.py).
+CELERY_BROKER_TRANSPORT = ("apps.core.broker:Transport"
+                           if urlsplit(CELERY_BROKER_URL).scheme in ("redis", "rediss") else None)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
