@@ -14,7 +14,7 @@ from typing import Any
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-accesslog = "-"
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 # Errors gunicorn answers itself (a NUL byte in a header …) in the API's JSON error format, and
 # URLs in the access log masked (no query values, no external ids or addresses in paths):
 # notifyhub/gunicorn_support.py. The threaded worker is what `threads > 1` selects anyway.

@@ -6,6 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
@@ -119,3 +122,38 @@ def _too_large() -> JsonResponse:
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     return JsonResponse(error_body("request_too_large",
                                    f"The request body is larger than {limit} bytes."), status=413)
+# -- Browser-only middleware --------------------------------------------------------------------
+# The JSON API under API_PREFIX authenticates every request with an API key (DRF): it never
+# reads a session, a logged-in user or a flash message. The middleware below are Django's, doing
+# nothing for those paths (no session store, no lazy user, no message storage per request);
+# the admin and every other page get them unchanged. Subclasses, so Django's admin checks still
+# find them.
+
+API_PREFIX = "/api/v1/"
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
+class BrowserSessionMiddleware(SessionMiddleware):
+    def process_request(self, request: HttpRequest) -> None:
+        if not is_api_request(request):
+            super().process_request(request)
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if not hasattr(request, "session"):
+            return response
+        return super().process_response(request, response)
+
+
+class BrowserAuthenticationMiddleware(AuthenticationMiddleware):
+    def process_request(self, request: HttpRequest) -> None:
+        if not is_api_request(request):
+            super().process_request(request)
+
+
+class BrowserMessageMiddleware(MessageMiddleware):
+    def process_request(self, request: HttpRequest) -> None:
+        if not is_api_request(request):
+            super().process_request(request)

@@ -38,7 +38,9 @@ def test_check_deploy_reports_no_issues() -> None:
 
 def test_production_requires_the_second_factor_for_staff() -> None:
     result = run("-c", "import django; django.setup(); from django.conf import settings; "
-                       "print(settings.ADMIN_REQUIRE_OTP, settings.DEBUG, "
-                       "'django_otp.middleware.OTPMiddleware' in settings.MIDDLEWARE)")
+                       "from django.utils.module_loading import import_string; "
+                       "from django_otp.middleware import OTPMiddleware; "
+                       "print(settings.ADMIN_REQUIRE_OTP, settings.DEBUG, any(issubclass("
+                       "import_string(m), OTPMiddleware) for m in settings.MIDDLEWARE))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "False", "True"]

@@ -1,0 +1,1 @@
+"""NotifyHub's PostgreSQL backend (`ENGINE = "apps.core.db"`): see base.py."""
