@@ -421,14 +421,31 @@ def _template_versions(ids: set[Any]) -> dict[Any, TemplateVersion]:
     return found
 
 
+# Up to this many claimed deliveries (a single send, a critical task) are read with their
+# notification and client joined: one statement instead of three. Above it, each shared row
+# is read once for the chunk (a join would repeat the notification's variables per row).
+JOINED_LOAD_MAX = 4
+
+
 def load_deliveries(ids: Sequence[str]) -> list[Delivery]:
     """The claimed deliveries with what sending them needs: each shared row (notification,
     client, template version) read once for the chunk rather than once per delivery."""
-    deliveries = list(Delivery.objects.filter(id__in=list(ids)).select_related("recipient")
-                      .only(*_DELIVERY_FIELDS).order_by())
-    notifications = {n.id: n for n in Notification.objects.filter(
-        id__in={d.notification_id for d in deliveries}).only(*_NOTIFICATION_FIELDS).order_by()}
-    clients = {c.id: c for c in Client.objects.filter(id__in={d.client_id for d in deliveries})}
+    if len(ids) <= JOINED_LOAD_MAX:
+        deliveries = list(
+            Delivery.objects.filter(id__in=list(ids))
+            .select_related("recipient", "notification", "client")
+            .only(*_DELIVERY_FIELDS, "client",
+                  *(f"notification__{f}" for f in _NOTIFICATION_FIELDS)).order_by())
+        notifications = {d.notification_id: d.notification for d in deliveries}
+        clients = {d.client_id: d.client for d in deliveries}
+    else:
+        deliveries = list(Delivery.objects.filter(id__in=list(ids)).select_related("recipient")
+                          .only(*_DELIVERY_FIELDS).order_by())
+        notifications = {n.id: n for n in Notification.objects.filter(
+            id__in={d.notification_id for d in deliveries}).only(*_NOTIFICATION_FIELDS)
+            .order_by()}
+        clients = {c.id: c for c in Client.objects.filter(
+            id__in={d.client_id for d in deliveries})}
     versions = _template_versions(
         {n.template_version_id for n in notifications.values()}
         | {d.template_version_id for d in deliveries if d.template_version_id})

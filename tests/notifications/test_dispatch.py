@@ -267,4 +267,29 @@ def test_a_chunk_reads_its_rows_in_a_constant_number_of_queries(
         return sum(1 for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("SELECT"))
 
     reads(1, "warm")
-    assert reads(3, "few") == reads(15, "many")
+    assert reads(6, "few") == reads(15, "many")
+    # A single send (or a critical task) reads its delivery, notification and client at once.
+    assert reads(1, "one") == reads(6, "six") - 2
+
+
+def test_one_delivery_costs_a_fixed_list_of_statements(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any
+) -> None:
+    """What a single send's task says to PostgreSQL, one statement each: the claim, one read
+    of the delivery with its recipient, notification and client, the preferences, the
+    suppression list, the webhook subscriptions (uncached in tests), the outcome, then the
+    status refresh (lock, aggregate, update in one transaction)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    accept(client_tenant, "warm@example.com")  # template version cached in the process
+    deliveries_dispatch(delivery_ids=[str(d.id) for d in Delivery.objects.all()])
+    notification = accept(client_tenant, "ada@example.com")
+    ids = [str(d.id) for d in notification.deliveries.all()]
+    with CaptureQueriesContext(connection) as queries:
+        report = deliveries_dispatch(delivery_ids=ids)
+    assert report.sent == 1
+    statements = [q["sql"].lstrip().split(None, 1)[0].upper() for q in queries.captured_queries]
+    # load, preferences, suppressions, webhooks; the refresh's lock and aggregate
+    assert statements.count("SELECT") == 6
+    assert len(statements) == 11, statements

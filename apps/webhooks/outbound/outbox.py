@@ -22,6 +22,7 @@ import contextvars
 import functools
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -199,19 +200,30 @@ def _read_subscriptions() -> dict[str, list[str]]:
         if generation is None:
             cache.add(_GENERATION_KEY, uuid.uuid4().hex, None)
             generation = cache.get(_GENERATION_KEY)
+        # What this process read under the current generation, while it is younger than the
+        # shared entry's lifetime: the generation read above is the only round trip then.
+        memo = _process_memo.get("value")
+        if memo is not None and memo[0] == generation and memo[1] > time.monotonic():
+            return dict(memo[2])
         key = f"{SUBSCRIPTIONS_CACHE_KEY}:{generation}"
         cached = cache.get(key)
     except RedisError:
         logger.warning("webhook subscriptions cache unavailable; reading the database")
         return _load_subscriptions()
     if cached is not None:
-        return dict(cached)
-    subscriptions = _load_subscriptions()
-    try:
-        cache.set(key, subscriptions, seconds)
-    except RedisError:
-        logger.warning("webhook subscriptions cache unavailable; not cached")
-    return subscriptions
+        subscriptions = dict(cached)
+    else:
+        subscriptions = _load_subscriptions()
+        try:
+            cache.set(key, subscriptions, seconds)
+        except RedisError:
+            logger.warning("webhook subscriptions cache unavailable; not cached")
+    _process_memo["value"] = (generation, time.monotonic() + seconds, subscriptions)
+    return dict(subscriptions)
+
+
+# (generation, valid until (monotonic), subscriptions) as this process last read them.
+_process_memo: dict[str, tuple[Any, float, dict[str, list[str]]]] = {}
 
 
 def subscriptions_changed() -> None:
