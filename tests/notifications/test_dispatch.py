@@ -278,7 +278,7 @@ def test_one_delivery_costs_a_fixed_list_of_statements(
     """What a single send's task says to PostgreSQL, one statement each: the claim, one read
     of the delivery with its recipient, notification and client, the preferences, the
     suppression list, the webhook subscriptions (uncached in tests), the outcome, then the
-    status refresh (lock, aggregate, update in one transaction)."""
+    status refresh (lock, then aggregate and update in one statement, in one transaction)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -290,6 +290,6 @@ def test_one_delivery_costs_a_fixed_list_of_statements(
         report = deliveries_dispatch(delivery_ids=ids)
     assert report.sent == 1
     statements = [q["sql"].lstrip().split(None, 1)[0].upper() for q in queries.captured_queries]
-    # load, preferences, suppressions, webhooks; the refresh's lock and aggregate
-    assert statements.count("SELECT") == 6
-    assert len(statements) == 11, statements
+    # load, preferences, suppressions, webhooks; the refresh's lock
+    assert statements.count("SELECT") == 5
+    assert len(statements) == 10, statements
