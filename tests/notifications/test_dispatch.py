@@ -293,3 +293,28 @@ def test_one_delivery_costs_a_fixed_list_of_statements(
     # load, preferences, suppressions, webhooks; the refresh's lock
     assert statements.count("SELECT") == 5
     assert len(statements) == 10, statements
+
+
+def test_one_delivery_costs_a_fixed_list_of_redis_commands(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any, settings: Any
+) -> None:
+    """Counted by the Redis server itself: one read of the recipient's cached preferences, one
+    fill of the miss, the webhook subscriptions' cache generation (the subscriptions
+    themselves are kept in the process under it), the gates' scripts."""
+    import redis
+    from django.conf import settings as django_settings
+
+    settings.WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS = 300
+    warm = accept(client_tenant, "warm@example.com")
+    deliveries_dispatch(delivery_ids=[str(d.id) for d in warm.deliveries.all()])
+    notification = accept(client_tenant, "ada@example.com")
+    ids = [str(d.id) for d in notification.deliveries.all()]
+    server = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
+    server.config_resetstat()
+    assert deliveries_dispatch(delivery_ids=ids).sent == 1
+    calls = {k.removeprefix("cmdstat_"): v["calls"]
+             for k, v in server.info("commandstats").items()}
+    assert calls.get("mget") == 1
+    assert calls.get("set") == 1
+    assert calls.get("evalsha") == 3  # breaker allow, token take, breaker success
+    assert calls.get("get", 0) <= 2

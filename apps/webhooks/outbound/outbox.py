@@ -196,7 +196,7 @@ def _read_subscriptions() -> dict[str, list[str]]:
     if seconds <= 0:
         return _load_subscriptions()
     try:
-        generation = cache.get(_GENERATION_KEY)
+        generation = _generation()
         if generation is None:
             cache.add(_GENERATION_KEY, uuid.uuid4().hex, None)
             generation = cache.get(_GENERATION_KEY)
@@ -224,6 +224,19 @@ def _read_subscriptions() -> dict[str, list[str]]:
 
 # (generation, valid until (monotonic), subscriptions) as this process last read them.
 _process_memo: dict[str, tuple[Any, float, dict[str, list[str]]]] = {}
+
+
+def _generation() -> Any:
+    """The cache generation, read through one redis client kept per cache backend object
+    (Django builds a new client, with its table of response callbacks, for every call)."""
+    backend = getattr(cache, "_cache", None)
+    if backend is None or not hasattr(backend, "get_client"):
+        return cache.get(_GENERATION_KEY)
+    client = backend.__dict__.get("_notifyhub_client")
+    if client is None:
+        client = backend._notifyhub_client = backend.get_client(None, write=True)
+    value = client.get(cache.make_and_validate_key(_GENERATION_KEY))
+    return None if value is None else backend._serializer.loads(value)
 
 
 def subscriptions_changed() -> None:
