@@ -291,8 +291,8 @@ def test_one_delivery_costs_a_fixed_list_of_statements(
     assert report.sent == 1
     statements = [q["sql"].lstrip().split(None, 1)[0].upper() for q in queries.captured_queries]
     # load, preferences, suppressions, webhooks; the refresh's lock
-    assert statements.count("SELECT") == 5
-    assert len(statements) == 10, statements
+    assert statements.count("SELECT") == 5, [q["sql"][:200] for q in queries.captured_queries]
+    assert len(statements) == 10, [q["sql"][:200] for q in queries.captured_queries]
 
 
 def test_one_delivery_costs_a_fixed_list_of_redis_commands(
@@ -318,3 +318,34 @@ def test_one_delivery_costs_a_fixed_list_of_redis_commands(
     assert calls.get("set") == 1
     assert calls.get("evalsha") == 3  # breaker allow, token take, breaker success
     assert calls.get("get", 0) <= 2
+
+
+def test_the_joined_read_of_a_small_claim_loads_what_the_orm_loads(
+    client_tenant: Any, email_template: Any
+) -> None:
+    """`load_deliveries` of a single send (one prebuilt statement) and of a chunk (the ORM)
+    give the same values: decrypted address, JSON fields, the notification and the client."""
+    from apps.notifications.dispatch import JOINED_LOAD_MAX, load_deliveries
+
+    notification = accept(client_tenant, *[f"j{i}@example.com" for i in range(JOINED_LOAD_MAX + 1)],
+                          metadata={"order": 7}, category="billing")
+    ids = sorted(str(i) for i in notification.deliveries.values_list("id", flat=True))
+    chunk = {str(d.id): d for d in load_deliveries(ids)}
+    for delivery_id in ids:
+        [one] = load_deliveries([delivery_id])
+        other = chunk[delivery_id]
+        for name in ("id", "notification_id", "client_id", "recipient_id", "channel", "priority",
+                     "status", "template_version_id", "address", "attempts", "is_test",
+                     "created_at"):
+            assert getattr(one, name) == getattr(other, name), name
+        assert one.address.endswith("@example.com")
+        for name in ("external_id", "locale", "timezone", "attributes", "client_id"):
+            assert getattr(one.recipient, name) == getattr(other.recipient, name), name
+        for name in ("variables", "metadata", "category", "priority", "is_test",
+                     "template_version_id"):
+            assert getattr(one.notification, name) == getattr(other.notification, name), name
+        assert one.notification.metadata == {"order": 7}
+        assert one.notification.template_version == other.notification.template_version
+        assert one.client.delivery_policy == other.client.delivery_policy
+        assert one.client.default_from_email == other.client.default_from_email
+        assert one.mode == other.mode
