@@ -37,6 +37,7 @@ from apps.preferences.selectors import (
     preference_decisions,
 )
 from apps.preferences.unsubscribe import list_unsubscribe_headers
+from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens
 from apps.recipients.services import devices_deactivate
 from apps.templates.models import TemplateVersion
@@ -421,14 +422,92 @@ def _template_versions(ids: set[Any]) -> dict[Any, TemplateVersion]:
     return found
 
 
+class _JoinedRead:
+    """The statement (built once per process) reading deliveries with their recipient,
+    notification and client: the same columns and values as
+    `select_related(...).only(...)`, without compiling the ORM query for every task."""
+
+    def __init__(self) -> None:
+        wanted = {
+            Delivery: {n for n in _DELIVERY_FIELDS if "__" not in n},
+            Recipient: {n.split("__", 1)[1] for n in _DELIVERY_FIELDS if n.startswith("recipient__")},
+            Notification: set(_NOTIFICATION_FIELDS),
+            Client: {f.name for f in Client._meta.concrete_fields},
+        }
+        self.models: list[tuple[Any, list[str], slice]] = []
+        self.converters: list[tuple[list[Any], Any]] = []
+        columns: list[str] = []
+        aliases = {Delivery: "d", Recipient: "r", Notification: "n", Client: "c"}
+        for model, names in wanted.items():
+            # In the model's field order: Model.from_db fills the rest as deferred.
+            fields = [f for f in model._meta.concrete_fields
+                      if f.name in names or f.attname in names]
+            start = len(columns)
+            for f in fields:
+                col = f.get_col(aliases[model])
+                columns.append(f'{aliases[model]}."{f.column}"')
+                self.converters.append(([*connection.ops.get_db_converters(col),
+                                         *col.get_db_converters(connection)], col))
+            self.models.append((model, [f.attname for f in fields], slice(start, len(columns))))
+        self.sql = (
+            f"SELECT {', '.join(columns)} FROM notifications_delivery d"
+            f" JOIN {Recipient._meta.db_table} r ON r.id = d.recipient_id"
+            f" JOIN {Notification._meta.db_table} n ON n.id = d.notification_id"
+            f" JOIN {Client._meta.db_table} c ON c.id = d.client_id"
+            " WHERE d.id = ANY(%s::uuid[])"
+        )
+
+    def __call__(self, ids: Sequence[str]) -> list[Delivery]:
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, [[str(i) for i in ids]])
+            rows = cursor.fetchall()
+        out = []
+        for row in rows:
+            values = list(row)
+            for i, (converters, col) in enumerate(self.converters):
+                for convert in converters:
+                    values[i] = convert(values[i], col, connection)
+            objs = [model.from_db(connection.alias, attnames, values[part])
+                    for model, attnames, part in self.models]
+            delivery, recipient, notification, client = objs
+            delivery.recipient = recipient
+            delivery.notification = notification
+            delivery.client = client
+            out.append(delivery)
+        return out
+
+
+_joined_read: _JoinedRead | None = None
+
+
+def _load_joined(ids: Sequence[str]) -> list[Delivery]:
+    global _joined_read
+    if _joined_read is None:
+        _joined_read = _JoinedRead()
+    return _joined_read(ids)
+
+
+# Up to this many claimed deliveries (a single send, a critical task) are read with their
+# notification and client joined: one statement instead of three. Above it, each shared row
+# is read once for the chunk (a join would repeat the notification's variables per row).
+JOINED_LOAD_MAX = 4
+
+
 def load_deliveries(ids: Sequence[str]) -> list[Delivery]:
     """The claimed deliveries with what sending them needs: each shared row (notification,
     client, template version) read once for the chunk rather than once per delivery."""
-    deliveries = list(Delivery.objects.filter(id__in=list(ids)).select_related("recipient")
-                      .only(*_DELIVERY_FIELDS).order_by())
-    notifications = {n.id: n for n in Notification.objects.filter(
-        id__in={d.notification_id for d in deliveries}).only(*_NOTIFICATION_FIELDS).order_by()}
-    clients = {c.id: c for c in Client.objects.filter(id__in={d.client_id for d in deliveries})}
+    if len(ids) <= JOINED_LOAD_MAX:
+        deliveries = _load_joined(ids)
+        notifications = {d.notification_id: d.notification for d in deliveries}
+        clients = {d.client_id: d.client for d in deliveries}
+    else:
+        deliveries = list(Delivery.objects.filter(id__in=list(ids)).select_related("recipient")
+                          .only(*_DELIVERY_FIELDS).order_by())
+        notifications = {n.id: n for n in Notification.objects.filter(
+            id__in={d.notification_id for d in deliveries}).only(*_NOTIFICATION_FIELDS)
+            .order_by()}
+        clients = {c.id: c for c in Client.objects.filter(
+            id__in={d.client_id for d in deliveries})}
     versions = _template_versions(
         {n.template_version_id for n in notifications.values()}
         | {d.template_version_id for d in deliveries if d.template_version_id})

@@ -85,16 +85,49 @@ WHERE n.id = v.id
 """
 
 
-def _aggregate(cursor: Any, ids: list[str]) -> dict[str, dict[str, int]]:
-    cursor.execute(
-        "SELECT notification_id::text, status, count(*) FROM notifications_delivery"
-        " WHERE notification_id = ANY(%s::uuid[]) GROUP BY 1, 2",
-        [ids],
-    )
-    counts: dict[str, dict[str, int]] = {}
-    for notification_id, status, n in cursor.fetchall():
-        counts.setdefault(notification_id, {})[status] = n
-    return counts
+# The aggregate and the update in one statement (under the row locks the refresh took
+# before): `status_from_present` in SQL, over the statuses the aggregate found.
+_ACTIVE_SQL = "ARRAY['pending', 'queued', 'sending', 'retrying']"
+_REFRESH_COUNTED_SQL = f"""
+WITH c AS (
+    SELECT notification_id AS id, status, count(*) AS n FROM notifications_delivery
+    WHERE notification_id = ANY(%(ids)s::uuid[]) GROUP BY 1, 2
+), a AS (
+    SELECT id, jsonb_object_agg(status, n) AS counts, array_agg(status::text) AS present
+    FROM c GROUP BY id
+), s AS (
+    SELECT id, counts, CASE
+        WHEN present && {_ACTIVE_SQL} THEN
+            CASE WHEN present <@ ARRAY['pending', 'queued', 'scheduled'] THEN 'pending'
+                 ELSE 'processing' END
+        WHEN 'scheduled' = ANY(present) THEN 'scheduled'
+        WHEN present <@ ARRAY['cancelled'] THEN 'cancelled'
+        WHEN NOT present && ARRAY['failed', 'bounced'] THEN 'completed'
+        WHEN NOT present && ARRAY['sent', 'delivered'] THEN 'failed'
+        ELSE 'partially_failed' END AS status
+    FROM a
+), v AS (
+    SELECT id, counts, %(now)s::timestamptz AS now,
+           CASE WHEN id = ANY(%(expanding)s::uuid[])
+                     AND status IN ('completed', 'partially_failed', 'failed', 'cancelled')
+                THEN 'processing' ELSE status END AS status
+    FROM s
+)
+UPDATE notifications_notification AS n
+SET status = v.status,
+    completed_at = CASE WHEN v.status IN ('completed', 'partially_failed', 'failed', 'cancelled')
+                        THEN COALESCE(n.completed_at, v.now) ELSE NULL END,
+    counts = v.counts,
+    counts_at = v.now,
+    counts_stale = false,
+    updated_at = CASE WHEN n.status IS DISTINCT FROM v.status
+                        OR n.counts IS DISTINCT FROM v.counts
+                      THEN v.now ELSE n.updated_at END
+FROM v
+WHERE n.id = v.id
+  AND (n.status IS DISTINCT FROM v.status OR n.counts IS DISTINCT FROM v.counts
+       OR n.counts_stale OR n.counts_at IS NULL)
+"""
 
 
 def _present(cursor: Any, ids: list[str]) -> dict[str, set[str]]:
@@ -151,11 +184,8 @@ def notifications_refresh_status(*, notification_ids: Iterable[object]) -> None:
                 else:
                     full.append(i)
         if full:
-            counts = _aggregate(cursor, full)
-            for i in full:
-                if i in counts:
-                    updates.append({"id": i, "status": status_from_present(counts[i]),
-                                    "counts": counts[i], "with_counts": True})
+            cursor.execute(_REFRESH_COUNTED_SQL, {"ids": full, "now": now,
+                                                  "expanding": sorted(expanding)})
         for update in updates:
             update["now"] = now.isoformat()
             if update["id"] in expanding and update["status"] in FINAL_NOTIFICATION_STATUSES:

@@ -126,13 +126,29 @@ def _timeout() -> int:
     return int(getattr(settings, "PREFERENCES_CACHE_SECONDS", DEFAULT_CACHE_SECONDS))
 
 
+def _client(backend: Any) -> Any:
+    """One redis client per cache backend object, kept: Django builds a new one (with its
+    table of response callbacks) for every cache call. It only wraps the backend's pool."""
+    client = backend.__dict__.get("_notifyhub_client")
+    if client is None:
+        client = backend._notifyhub_client = backend.get_client(None, write=True)
+    return client
+
+
 def cache_read(recipient_ids: Iterable[str]) -> dict[str, Preferences]:
     """The cached preferences among these recipients (one round trip); misses are absent."""
     keys = {cache_key(rid): rid for rid in recipient_ids}
     if not keys:
         return {}
     try:
-        found = cache.get_many(list(keys))
+        backend = getattr(cache, "_cache", None)
+        if backend is None or not hasattr(backend, "get_client"):
+            found = cache.get_many(list(keys))  # another cache backend
+        else:
+            made = [cache.make_and_validate_key(k) for k in keys]
+            found = {k: backend._serializer.loads(v)
+                     for k, v in zip(keys, _client(backend).mget(made), strict=True)
+                     if v is not None}
     except _CACHE_ERRORS as exc:
         logger.warning("preferences cache unavailable, reading the database: %s", exc)
         return {}
@@ -158,7 +174,7 @@ def cache_fill(items: Mapping[str, Preferences]) -> None:
             for recipient_id, prefs in items.items():  # another cache backend: one by one
                 cache.add(cache_key(recipient_id), prefs.to_cache(), timeout)
             return
-        pipe = backend.get_client(None, write=True).pipeline(transaction=False)
+        pipe = _client(backend).pipeline(transaction=False)
         for recipient_id, prefs in items.items():
             pipe.set(cache.make_and_validate_key(cache_key(recipient_id)),
                      backend._serializer.dumps(prefs.to_cache()), ex=timeout, nx=True)

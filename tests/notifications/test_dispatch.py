@@ -267,4 +267,85 @@ def test_a_chunk_reads_its_rows_in_a_constant_number_of_queries(
         return sum(1 for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("SELECT"))
 
     reads(1, "warm")
-    assert reads(3, "few") == reads(15, "many")
+    assert reads(6, "few") == reads(15, "many")
+    # A single send (or a critical task) reads its delivery, notification and client at once.
+    assert reads(1, "one") == reads(6, "six") - 2
+
+
+def test_one_delivery_costs_a_fixed_list_of_statements(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any
+) -> None:
+    """What a single send's task says to PostgreSQL, one statement each: the claim, one read
+    of the delivery with its recipient, notification and client, the preferences, the
+    suppression list, the webhook subscriptions (uncached in tests), the outcome, then the
+    status refresh (lock, then aggregate and update in one statement, in one transaction)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    accept(client_tenant, "warm@example.com")  # template version cached in the process
+    deliveries_dispatch(delivery_ids=[str(d.id) for d in Delivery.objects.all()])
+    notification = accept(client_tenant, "ada@example.com")
+    ids = [str(d.id) for d in notification.deliveries.all()]
+    with CaptureQueriesContext(connection) as queries:
+        report = deliveries_dispatch(delivery_ids=ids)
+    assert report.sent == 1
+    statements = [q["sql"].lstrip().split(None, 1)[0].upper() for q in queries.captured_queries]
+    # load, preferences, suppressions, webhooks; the refresh's lock
+    assert statements.count("SELECT") == 5, [q["sql"][:200] for q in queries.captured_queries]
+    assert len(statements) == 10, [q["sql"][:200] for q in queries.captured_queries]
+
+
+def test_one_delivery_costs_a_fixed_list_of_redis_commands(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any, settings: Any
+) -> None:
+    """Counted by the Redis server itself: one read of the recipient's cached preferences, one
+    fill of the miss, the webhook subscriptions' cache generation (the subscriptions
+    themselves are kept in the process under it), the gates' scripts."""
+    import redis
+    from django.conf import settings as django_settings
+
+    settings.WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS = 300
+    warm = accept(client_tenant, "warm@example.com")
+    deliveries_dispatch(delivery_ids=[str(d.id) for d in warm.deliveries.all()])
+    notification = accept(client_tenant, "ada@example.com")
+    ids = [str(d.id) for d in notification.deliveries.all()]
+    server = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
+    server.config_resetstat()
+    assert deliveries_dispatch(delivery_ids=ids).sent == 1
+    calls = {k.removeprefix("cmdstat_"): v["calls"]
+             for k, v in server.info("commandstats").items()}
+    assert calls.get("mget") == 1
+    assert calls.get("set") == 1
+    assert calls.get("evalsha") == 3  # breaker allow, token take, breaker success
+    assert calls.get("get", 0) <= 2
+
+
+def test_the_joined_read_of_a_small_claim_loads_what_the_orm_loads(
+    client_tenant: Any, email_template: Any
+) -> None:
+    """`load_deliveries` of a single send (one prebuilt statement) and of a chunk (the ORM)
+    give the same values: decrypted address, JSON fields, the notification and the client."""
+    from apps.notifications.dispatch import JOINED_LOAD_MAX, load_deliveries
+
+    notification = accept(client_tenant, *[f"j{i}@example.com" for i in range(JOINED_LOAD_MAX + 1)],
+                          metadata={"order": 7}, category="billing")
+    ids = sorted(str(i) for i in notification.deliveries.values_list("id", flat=True))
+    chunk = {str(d.id): d for d in load_deliveries(ids)}
+    for delivery_id in ids:
+        [one] = load_deliveries([delivery_id])
+        other = chunk[delivery_id]
+        for name in ("id", "notification_id", "client_id", "recipient_id", "channel", "priority",
+                     "status", "template_version_id", "address", "attempts", "is_test",
+                     "created_at"):
+            assert getattr(one, name) == getattr(other, name), name
+        assert one.address.endswith("@example.com")
+        for name in ("external_id", "locale", "timezone", "attributes", "client_id"):
+            assert getattr(one.recipient, name) == getattr(other.recipient, name), name
+        for name in ("variables", "metadata", "category", "priority", "is_test",
+                     "template_version_id"):
+            assert getattr(one.notification, name) == getattr(other.notification, name), name
+        assert one.notification.metadata == {"order": 7}
+        assert one.notification.template_version == other.notification.template_version
+        assert one.client.delivery_policy == other.client.delivery_policy
+        assert one.client.default_from_email == other.client.default_from_email
+        assert one.mode == other.mode

@@ -129,3 +129,43 @@ def test_large_notifications_are_counted_lazily_in_flight_and_exactly_at_the_end
 ])
 def test_status_from_the_statuses_present(present: set[str], expected: str | None) -> None:
     assert status_from_present(present) == expected
+
+
+@pytest.mark.parametrize(("present", "expected"), [
+    ({"pending", "queued", "scheduled"}, "pending"),
+    ({"pending", "sent"}, "processing"),
+    ({"retrying", "delivered"}, "processing"),
+    ({"scheduled", "delivered"}, "scheduled"),
+    ({"cancelled"}, "cancelled"),
+    ({"cancelled", "delivered", "suppressed"}, "completed"),
+    ({"failed", "bounced", "cancelled"}, "failed"),
+    ({"failed", "sent"}, "partially_failed"),
+])
+def test_the_stored_status_follows_the_same_rules(
+    client_tenant: Any, present: set[str], expected: str
+) -> None:
+    """The refresh aggregates and stores in one statement (its rules written in SQL): the
+    same status as `status_from_present`, and the counts."""
+    notification = send_to(client_tenant, len(present))
+    for delivery_id, status in zip(notification.deliveries.order_by("id")
+                                   .values_list("id", flat=True), sorted(present), strict=True):
+        notification.deliveries.filter(id=delivery_id).update(status=status)
+    notifications_refresh_status(notification_ids=[notification.id])
+    assert stored(notification) == (expected, dict.fromkeys(present, 1), False)
+    notification.refresh_from_db()
+    assert (notification.completed_at is not None) == (
+        expected in ("completed", "partially_failed", "failed", "cancelled"))
+
+
+def test_a_refresh_is_one_locking_read_and_one_write(client_tenant: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    notification = send_to(client_tenant, 3)
+    claim_and_record(notification, SendResult.sent("sendgrid", "m"), 3)
+    with CaptureQueriesContext(connection) as queries:
+        notifications_refresh_status(notification_ids=[notification.id])
+    statements = [q["sql"].lstrip().split(None, 1)[0].upper() for q in queries.captured_queries]
+    # (BEGIN/COMMIT, or a savepoint inside the test's transaction, around them)
+    assert [s for s in statements if s not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")] == [
+        "SELECT", "WITH"]

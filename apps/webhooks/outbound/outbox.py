@@ -22,6 +22,7 @@ import contextvars
 import functools
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -195,23 +196,47 @@ def _read_subscriptions() -> dict[str, list[str]]:
     if seconds <= 0:
         return _load_subscriptions()
     try:
-        generation = cache.get(_GENERATION_KEY)
+        generation = _generation()
         if generation is None:
             cache.add(_GENERATION_KEY, uuid.uuid4().hex, None)
             generation = cache.get(_GENERATION_KEY)
+        # What this process read under the current generation, while it is younger than the
+        # shared entry's lifetime: the generation read above is the only round trip then.
+        memo = _process_memo.get("value")
+        if memo is not None and memo[0] == generation and memo[1] > time.monotonic():
+            return dict(memo[2])
         key = f"{SUBSCRIPTIONS_CACHE_KEY}:{generation}"
         cached = cache.get(key)
     except RedisError:
         logger.warning("webhook subscriptions cache unavailable; reading the database")
         return _load_subscriptions()
     if cached is not None:
-        return dict(cached)
-    subscriptions = _load_subscriptions()
-    try:
-        cache.set(key, subscriptions, seconds)
-    except RedisError:
-        logger.warning("webhook subscriptions cache unavailable; not cached")
-    return subscriptions
+        subscriptions = dict(cached)
+    else:
+        subscriptions = _load_subscriptions()
+        try:
+            cache.set(key, subscriptions, seconds)
+        except RedisError:
+            logger.warning("webhook subscriptions cache unavailable; not cached")
+    _process_memo["value"] = (generation, time.monotonic() + seconds, subscriptions)
+    return dict(subscriptions)
+
+
+# (generation, valid until (monotonic), subscriptions) as this process last read them.
+_process_memo: dict[str, tuple[Any, float, dict[str, list[str]]]] = {}
+
+
+def _generation() -> Any:
+    """The cache generation, read through one redis client kept per cache backend object
+    (Django builds a new client, with its table of response callbacks, for every call)."""
+    backend = getattr(cache, "_cache", None)
+    if backend is None or not hasattr(backend, "get_client"):
+        return cache.get(_GENERATION_KEY)
+    client = backend.__dict__.get("_notifyhub_client")
+    if client is None:
+        client = backend._notifyhub_client = backend.get_client(None, write=True)
+    value = client.get(cache.make_and_validate_key(_GENERATION_KEY))
+    return None if value is None else backend._serializer.loads(value)
 
 
 def subscriptions_changed() -> None:
