@@ -567,9 +567,11 @@ class DeliveryRows:
                 self.publish.append((str(delivery_id), priority))
 
     def insert(self, *, before: Sequence[tuple[type[models.Model], Sequence[Any]]] = (),
-               audit: Sequence[Entry] = (), accepted_at: datetime | None = None) -> None:
+               audit: Sequence[Entry] = (), accepted_at: datetime | None = None,
+               audit_rows: Sequence[Mapping[str, Any]] = ()) -> None:
         """Writes `before` (e.g. the notifications), the deliveries, their "accepted" events
-        (at `accepted_at`, default now) and the audit rows with `rows_insert`."""
+        (at `accepted_at`, default now) and the audit rows (`audit`, and `audit_rows` already
+        as AuditLog values) with `rows_insert`."""
         context = current_context()
         at = accepted_at or self.now
         rows_insert([
@@ -577,7 +579,7 @@ class DeliveryRows:
             (Delivery, self.rows),
             (DeliveryEvent, [{"delivery_id": d["id"], "status": d["status"], "event": "accepted",
                               "occurred_at": at} for d in self.rows]),
-            (AuditLog, [entry.values(context) for entry in audit]),
+            (AuditLog, [*(entry.values(context) for entry in audit), *audit_rows]),
         ], self.now)
 
 
@@ -793,16 +795,26 @@ def notifications_accept(
                         version_id=own_version_id, due_at=due_at, tick=first)
         if job is not None:
             notification.accept_job_id = job.id
-    # One `notification.send` audit row per notification, after the upsert's own rows.
+    # One `notification.send` audit row per notification, after the upsert's own rows. A job
+    # writes them in its slices, with the deliveries (fanout.py), except for the notifications
+    # whose items span several slices.
+    at_accept = job.audited_at_accept() if job is not None else None
     audit.extend(
         notification_send_entry(notification=n, template=templates[request.template_id],
                                 recipients=[r for _, r in resolved_of[index]])
         for index, (n, request) in enumerate(zip(notifications, requests, strict=True))
+        if at_accept is None or str(n.id) in at_accept
     )
     if job is None:
         out.insert(before=[(Notification, notifications)], audit=audit)
     else:
-        out.insert(before=[(Notification, notifications), *job.rows()], audit=audit)
+        in_slices = {
+            str(n.id): (templates[request.template_id].key, n.template_version.version)
+            for n, request in zip(notifications, requests, strict=True)
+            if str(n.id) not in at_accept  # type: ignore[operator]
+        }
+        out.insert(before=[(Notification, notifications), *job.rows(audit=in_slices)],
+                   audit=audit)
     for notification in notifications:
         notification._state.adding = False
     if job is not None:
