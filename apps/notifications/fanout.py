@@ -139,14 +139,19 @@ class JobBuilder:
         for notification_id, position in last.items():
             completes_at[position].append(notification_id)
         audit = audit or {}
+        templates: dict[tuple[str, Any], int] = {}  # (key, version) → its index in the payload
         slices = []
         for seq, (start, end) in enumerate(self._split()):
             completes = [n for p in range(start, end) for n in completes_at.get(p, ())]
             items = self.items[start:end]
             payload: Any = items
             if audit:
-                payload = {"items": items,
-                           "audit": [[n, *audit[n]] for n in completes if n in audit]}
+                # Aligned with `completes`: the index of the notification's (template key,
+                # version) when this slice writes its row, null when the accept did.
+                marks = [None if n not in audit else templates.setdefault(audit[n], len(templates))
+                         for n in completes]
+                payload = {"items": items, "audit": marks,
+                           "templates": [list(t) for t in templates]}
             slices.append({
                 "job_id": self.id, "seq": seq,
                 "payload": encrypt(json.dumps(payload, separators=(",", ":"))),
@@ -211,7 +216,11 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
             # A job accepted before slices wrote the `notification.send` rows has a bare list
             # (its rows were written by the accept).
             items: list[Item] = payload["items"] if isinstance(payload, dict) else payload
-            audit_of: list[list[Any]] = payload.get("audit", []) if isinstance(payload, dict) else []
+            audit_of: list[list[Any]] = []
+            if isinstance(payload, dict):
+                kept = payload["templates"]
+                audit_of = [[n, *kept[mark]] for n, mark in zip(piece.completes, payload["audit"],
+                                                                 strict=True) if mark is not None]
             first_notification = items[0][0] if items else ""
             actor = job.actor or {}
             with audit_actor(Actor(actor.get("type") or SYSTEM.type, actor.get("id", ""),
