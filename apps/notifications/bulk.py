@@ -309,14 +309,94 @@ def copy_insert(
     Returns the row count."""
     convert, columns = _columns(model)
     table = connection.ops.quote_name(model._meta.db_table)
-    count = 0
+    rows = rows if isinstance(rows, Sequence) else list(rows)
+    try:
+        text = _copy_text(model, rows, now)
+    except _Unsupported:  # a column type the text writer does not know: psycopg formats it
+        text = None
     with connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY {table} ({columns}) FROM STDIN"  # table and column names come from the model
     ) as copy:
-        for row in rows:
-            copy.write_row(_row_values(row, convert, now))
-            count += 1
-    return count
+        if text is not None:
+            for start in range(0, len(text), _COPY_CHUNK):
+                copy.write("".join(text[start:start + _COPY_CHUNK]))
+        else:
+            for row in rows:
+                copy.write_row(_row_values(row, convert, now))
+    return len(rows)
+
+
+_COPY_CHUNK = 2000  # lines per write
+_ESCAPE = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _text(value: Any) -> str:
+    """A value in COPY's text format (what psycopg's write_row sends, without its per-value
+    adapter lookup: ~4x cheaper per row for the accept's 50,000 notifications)."""
+    kind = type(value)
+    if kind is str:
+        return value.translate(_ESCAPE)
+    if value is None:
+        return "\\N"
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is int or kind is uuid.UUID:
+        return str(value)
+    if kind is datetime or kind is date or kind is time:
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return _text(value.value)
+    if isinstance(value, datetime | date | time):  # a subclass (freezegun's)
+        return value.isoformat()
+    if isinstance(value, str):  # a str subclass (a TextChoices member is caught above)
+        return str.translate(value, _ESCAPE)
+    raise _Unsupported(kind.__name__)
+
+
+def _json_text(encoder: Any) -> Callable[[Any], str]:
+    dumps = functools.partial(json.dumps, cls=encoder)
+    return lambda value: str(dumps(value)).translate(_ESCAPE)
+
+
+@functools.cache
+def _text_columns(model: type[models.Model]) -> list[tuple[str, Callable[[], Any], Any]]:
+    """[(attname, default(), value → text)] in _columns' order; the text function is None for
+    an auto_now(_add) column."""
+    fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+    out: list[tuple[str, Callable[[], Any], Any]] = []
+    for f, (attname, default, conv) in zip(fields, _columns(model)[0], strict=True):
+        if conv is None:
+            fmt = None
+        elif isinstance(f, EncryptedMixin):
+            def fmt(value: Any) -> str:
+                return _text(encrypt(value) if value else value)
+        elif isinstance(f, models.JSONField):
+            fmt = _json_text(f.encoder)
+        else:
+            fmt = _text
+        out.append((attname, default, fmt))
+    return out
+
+
+def _copy_text(
+    model: type[models.Model], rows: Sequence[models.Model | Mapping[str, Any]], now: datetime
+) -> list[str]:
+    """The rows as COPY text lines (values as _row_values gives them)."""
+    columns = _text_columns(model)
+    stamp = now.isoformat()
+    lines = []
+    for row in rows:
+        values = vars(row) if isinstance(row, models.Model) else row
+        lines.append("\t".join([
+            (_text(values.get(attname)) if values.get(attname) else stamp) if fmt is None
+            else fmt(values[attname]) if attname in values else fmt(default())
+            for attname, default, fmt in columns
+        ]) + "\n")
+    return lines
 
 
 def _row_values(
