@@ -429,6 +429,26 @@ def _columns(model: type[models.Model]) -> tuple[list[Any], str]:
     return convert, ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
 
 
+@functools.cache
+def _defaults(model: type[models.Model]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """A model's constant defaults (values; mutable ones are copied per instance, so they are
+    computed) and its computed ones (callables), by attname."""
+    constant: dict[str, Any] = {}
+    computed: list[tuple[str, Any]] = []
+    for f in model._meta.concrete_fields:
+        if isinstance(f, AutoFieldMixin):
+            continue
+        if f.has_default() and callable(f.default):
+            computed.append((f.attname, f.get_default))
+            continue
+        value = f.get_default()
+        if isinstance(value, list | dict | set):
+            computed.append((f.attname, f.get_default))
+        else:
+            constant[f.attname] = value
+    return constant, computed
+
+
 def unsaved(model: type[models.Model], values: Mapping[str, Any],
             related: Mapping[str, models.Model] | None = None) -> Any:
     """An unsaved instance from attname values (the rest get their defaults), with `related`
@@ -437,9 +457,13 @@ def unsaved(model: type[models.Model], values: Mapping[str, Any],
     for a 50,000-item bulk). The model must have no pre_init/post_init receivers."""
     instance = model.__new__(model)
     instance._state = ModelState()
-    instance.__dict__.update({attname: default() for attname, default, _ in _columns(model)[0]
-                              if attname not in values})
-    instance.__dict__.update(values)
+    constant, computed = _defaults(model)
+    state = instance.__dict__
+    state.update(constant)
+    for attname, default in computed:
+        if attname not in values:
+            state[attname] = default()
+    state.update(values)
     for name, obj in (related or {}).items():
         instance._state.fields_cache[name] = obj
     return instance
@@ -522,7 +546,8 @@ class PlannedRecipient:
     def __init__(self, external_id: str, stored: Sequence[Any] | None) -> None:
         self.external_id = external_id
         self.stored_id = stored[0] if stored else None
-        self.id = self.stored_id or uuid.uuid4()  # a stand-in key for a new recipient
+        # A new recipient's stand-in key (never a row's id: no query matches it).
+        self.id: Any = self.stored_id or ("new", external_id)
         self.addresses = {name for name, present in zip(_ADDRESS_FIELDS, stored[1:4],
                                                         strict=True) if present} if stored else set()
         self.locale = stored[4] if stored else "en"
@@ -593,7 +618,9 @@ def _plan_recipients(
 def mark_devices(recipients: Iterable[Any]) -> None:
     """Sets `has_active_device` (what address_for("push") reads) in one query."""
     recipients = list(recipients)
-    with_devices = active_device_tokens(recipient_ids=[r.id for r in recipients])
+    # A planned recipient not stored yet (a stand-in id) has no device.
+    with_devices = active_device_tokens(
+        recipient_ids=[r.id for r in recipients if isinstance(r.id, uuid.UUID)])
     for recipient in recipients:
         recipient.has_active_device = str(recipient.id) in with_devices
 
@@ -888,10 +915,12 @@ def notifications_accept(
     if job is None:
         out.insert(before=[(Notification, notifications)], audit=audit)
     else:
+        named = {ref: (t.key, t.active_version.version) for ref, t in templates.items()
+                 if t.active_version is not None}
         in_slices = {
-            str(n.id): (templates[request.template_id].key, n.template_version.version)
+            nid: named[request.template_id]
             for n, request in zip(notifications, requests, strict=True)
-            if str(n.id) not in at_accept  # type: ignore[operator]
+            if (nid := str(n.id)) not in at_accept  # type: ignore[operator]
         }
         out.insert(before=[(Notification, notifications), *job.rows(audit=in_slices)],
                    audit=audit)
