@@ -357,9 +357,28 @@ def _text(value: Any) -> str:
     raise _Unsupported(kind.__name__)
 
 
-def _json_text(encoder: Any) -> Callable[[Any], str]:
-    dumps = functools.partial(json.dumps, cls=encoder)
-    return lambda value: str(dumps(value)).translate(_ESCAPE)
+class _JsonText:
+    """value → JSON as COPY text; `memo` (one per COPY) reuses the text of an object already
+    written (the same channels list for every notification of a request)."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.dumps = functools.partial(json.dumps, cls=encoder)
+
+    def __call__(self, value: Any, memo: dict[int, tuple[Any, str]] | None = None) -> str:
+        if type(value) is dict and not value:
+            return "{}"
+        if memo is not None:
+            known = memo.get(id(value))
+            if known is not None and known[0] is value:
+                return known[1]
+        text = str(self.dumps(value)).translate(_ESCAPE)
+        if memo is not None:
+            memo[id(value)] = (value, text)  # kept alive: its id cannot be reused meanwhile
+        return text
+
+
+def _json_text(encoder: Any) -> _JsonText:
+    return _JsonText(encoder)
 
 
 @functools.cache
@@ -386,7 +405,10 @@ def _copy_text(
     model: type[models.Model], rows: Sequence[models.Model | Mapping[str, Any]], now: datetime
 ) -> list[str]:
     """The rows as COPY text lines (values as _row_values gives them)."""
-    columns = _text_columns(model)
+    memo: dict[int, tuple[Any, str]] = {}
+    columns = [(attname, default, functools.partial(fmt, memo=memo)
+                if isinstance(fmt, _JsonText) else fmt)
+               for attname, default, fmt in _text_columns(model)]
     stamp = now.isoformat()
     lines = []
     for row in rows:
@@ -739,9 +761,11 @@ def notifications_accept(
     # 3. Channels with a configured provider; schedules not in the past.
     available = supported_channels(mode=key_mode(is_test=is_test))
     channels_of: list[list[str]] = []
+    same_channels: dict[tuple[str, ...], list[str]] = {}
     for index, request in enumerate(requests):
         template = templates[request.template_id]
         channels = list(dict.fromkeys(request.channels or template.channels))
+        channels = same_channels.setdefault(tuple(channels), channels)  # one list per choice
         channels_of.append(channels)
         unsupported = [c for c in channels if c not in available]
         if not channels or unsupported:
