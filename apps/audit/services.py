@@ -214,11 +214,13 @@ def notification_send_entry(*, notification: Notification, template: Template,
 def notification_send_entry_of(
     *, client_id: Any, notification_id: Any, template_key: str, version: Any,
     channels: Sequence[str], priority: str, category: str, recipients: Sequence[str],
-    variables: Mapping[str, Any] | None, metadata: Mapping[str, Any] | None,
+    variables: Mapping[str, Any] | Sequence[str] | None,
+    metadata: Mapping[str, Any] | Sequence[str] | None,
     scheduled_at: dt.datetime | None, idempotency_key: str | None,
 ) -> Entry:
     """The `notification.send` row from the notification's stored values (an accept job's
-    slices write it without the model instances). The changes are built already scrubbed
+    slices write it without the model instances; `variables` and `metadata` may be given as
+    their keys). The changes are built already scrubbed
     (variable and metadata keys only, long recipient lists cut short): what scrub() makes of
     them, without walking them again."""
     recipient_list = [str(r) for r in recipients]

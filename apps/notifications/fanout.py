@@ -344,17 +344,16 @@ def _expand(
 
 
 _SEND_ROWS_SQL = """
-SELECT n.id::text, n.channels, n.priority, n.category, n.variables, n.metadata,
+SELECT n.id::text, ARRAY(SELECT jsonb_array_elements_text(n.channels)), n.priority,
+       n.category,
+       ARRAY(SELECT k FROM jsonb_object_keys(n.variables) k ORDER BY k COLLATE "C"),
+       ARRAY(SELECT k FROM jsonb_object_keys(n.metadata) k ORDER BY k COLLATE "C"),
        n.scheduled_at, n.idempotency_key, v.version, t.key
 FROM notifications_notification n
 JOIN templates_templateversion v ON v.id = n.template_version_id
 JOIN templates_template t ON t.id = v.template_id
 WHERE n.id = ANY(%s::uuid[])
 """
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _send_rows(job: AcceptJob, items: list[Item], audit_of: Sequence[list[Any]]) -> list[dict[str, Any]]:
@@ -386,9 +385,9 @@ def _send_rows(job: AcceptJob, items: list[Item], audit_of: Sequence[list[Any]])
                 template_key = row
             entry = notification_send_entry_of(
                 client_id=job.client_id, notification_id=uuid.UUID(notification_id),
-                template_key=template_key, version=version, channels=_json(channels),
+                template_key=template_key, version=version, channels=channels,
                 priority=priority, category=category, recipients=recipients[notification_id],
-                variables=_json(variables), metadata=_json(metadata),
+                variables=variables, metadata=metadata,  # their keys (read sorted)
                 scheduled_at=scheduled_at, idempotency_key=key)
         else:
             entry = notification_send_entry_of(
