@@ -306,8 +306,10 @@ def _expand(
                 " WHERE id = ANY(%s::uuid[]) AND accept_job_id = %s ORDER BY id FOR SHARE",
                 [sorted(ids - completes), job.id])
             rows += cursor.fetchall()
+        parsed: dict[str, list[str]] = {}  # the same few channel lists, parsed once each
         plans = {
-            nid: Plan(uuid.UUID(nid), json.loads(ch) if isinstance(ch, str) else ch, priority)
+            nid: Plan(uuid.UUID(nid), (parsed[ch] if ch in parsed else parsed.setdefault(
+                ch, json.loads(ch))) if isinstance(ch, str) else ch, priority)
             for nid, ch, priority in rows
         }
     live = [item for item in items if item[0] in plans]
