@@ -473,3 +473,23 @@ def test_a_bulk_item_cancelled_or_deleted_before_its_slice_still_has_its_send_ro
             deleted.changes["deleted_before_expansion"]) == ("welcome", ["b120"], True)
     assert deleted.actor_type == "api_key"
     assert not Delivery.objects.filter(notification_id__in=[ids[100], ids[120]]).exists()
+
+
+@pytest.mark.django_db
+def test_a_job_accepted_before_slices_wrote_send_rows_still_expands(
+    api: APIClient, client_tenant: Any, email_template: Any,
+) -> None:
+    """A slice payload of the earlier shape (a bare list of items: the accept wrote every
+    send row) expands as before and writes no send row."""
+    from apps.core.crypto import decrypt, encrypt
+
+    response = api.post(BULK, {"notifications": bulk_items(150)}, format="json")
+    job_id = AcceptJob.objects.get().id
+    for piece in AcceptJobSlice.objects.filter(job_id=job_id):
+        piece.payload = encrypt(json.dumps(json.loads(decrypt(piece.payload))["items"]))
+        piece.save(update_fields=["payload"])
+
+    expand_all(job_id)
+
+    assert Delivery.objects.count() == 150 == len(response.json()["notifications"])
+    assert not AuditLog.objects.filter(action="notification.send").exists()
