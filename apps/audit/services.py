@@ -99,6 +99,7 @@ class Entry:
     notification_id: Any = None
     changes: Mapping[str, Any] = field(default_factory=dict)
     actor: Actor | None = None  # default: the context's
+    scrubbed: bool = False  # `changes` is already what scrub() would make of it
 
     def row(self, context: AuditContext) -> AuditLog:
         return AuditLog(**self.values(context))
@@ -113,7 +114,8 @@ class Entry:
             "action": self.action, "object_type": self.object_type,
             "object_id": str(_pk(self.object_id) or "")[:64],
             "recipient_external_id": (self.recipient_external_id or "")[:200],
-            "notification_id": self.notification_id, "changes": scrub(dict(self.changes)),
+            "notification_id": self.notification_id,
+            "changes": dict(self.changes) if self.scrubbed else scrub(dict(self.changes)),
             "ip": context.ip, "user_agent": context.user_agent,
             "request_id": context.request_id,
         }
@@ -200,19 +202,45 @@ def notification_send_entry(*, notification: Notification, template: Template,
                             recipients: Sequence[Recipient]) -> Entry:
     """The `notification.send` row of one notification; a bulk send writes its rows with
     `audit_records([...])` after its bulk_create."""
+    return notification_send_entry_of(
+        client_id=notification.client_id, notification_id=notification.pk,
+        template_key=template.key, version=notification.template_version.version,
+        channels=notification.channels, priority=notification.priority,
+        category=notification.category, recipients=[r.external_id for r in recipients],
+        variables=notification.variables, metadata=notification.metadata,
+        scheduled_at=notification.scheduled_at, idempotency_key=notification.idempotency_key)
+
+
+def notification_send_entry_of(
+    *, client_id: Any, notification_id: Any, template_key: str, version: Any,
+    channels: Sequence[str], priority: str, category: str, recipients: Sequence[str],
+    variables: Mapping[str, Any] | Sequence[str] | None,
+    metadata: Mapping[str, Any] | Sequence[str] | None,
+    scheduled_at: dt.datetime | None, idempotency_key: str | None,
+) -> Entry:
+    """The `notification.send` row from the notification's stored values (an accept job's
+    slices write it without the model instances; `variables` and `metadata` may be given as
+    their keys). The changes are built already scrubbed
+    (variable and metadata keys only, long recipient lists cut short): what scrub() makes of
+    them, without walking them again."""
+    recipient_list = [str(r) for r in recipients]
+    listed: Any = (recipient_list if len(recipient_list) <= MAX_LIST
+                   else {"count": len(recipient_list), "first": recipient_list[:LIST_HEAD]})
     return Entry(
-        action="notification.send", client=notification.client_id, object_type="notification",
-        object_id=notification.pk, notification_id=notification.pk,
-        recipient_external_id=recipients[0].external_id if len(recipients) == 1 else "",
+        action="notification.send", client=client_id, object_type="notification",
+        object_id=notification_id, notification_id=notification_id,
+        recipient_external_id=recipient_list[0] if len(recipient_list) == 1 else "",
         changes={
-            "template": template.key, "version": notification.template_version.version,
-            "channels": notification.channels, "priority": notification.priority,
-            "category": notification.category, "recipient_count": len(recipients),
-            "recipients": [r.external_id for r in recipients],
-            "variables": notification.variables, "metadata": notification.metadata,
-            "scheduled_at": notification.scheduled_at,
-            "idempotency_key": notification.idempotency_key,
+            "template": template_key, "version": version,
+            "channels": [str(c) for c in channels], "priority": str(priority),
+            "category": category, "recipient_count": len(recipient_list),
+            "recipients": listed,
+            "variables": sorted(str(k) for k in (variables or {})),
+            "metadata": sorted(str(k) for k in (metadata or {})),
+            "scheduled_at": scheduled_at.isoformat() if scheduled_at else None,
+            "idempotency_key": idempotency_key,
         },
+        scrubbed=True,
     )
 
 

@@ -309,14 +309,116 @@ def copy_insert(
     Returns the row count."""
     convert, columns = _columns(model)
     table = connection.ops.quote_name(model._meta.db_table)
-    count = 0
+    rows = rows if isinstance(rows, Sequence) else list(rows)
+    try:
+        text = _copy_text(model, rows, now)
+    except _Unsupported:  # a column type the text writer does not know: psycopg formats it
+        text = None
     with connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY {table} ({columns}) FROM STDIN"  # table and column names come from the model
     ) as copy:
-        for row in rows:
-            copy.write_row(_row_values(row, convert, now))
-            count += 1
-    return count
+        if text is not None:
+            for start in range(0, len(text), _COPY_CHUNK):
+                copy.write("".join(text[start:start + _COPY_CHUNK]))
+        else:
+            for row in rows:
+                copy.write_row(_row_values(row, convert, now))
+    return len(rows)
+
+
+_COPY_CHUNK = 2000  # lines per write
+_ESCAPE = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _text(value: Any) -> str:
+    """A value in COPY's text format (what psycopg's write_row sends, without its per-value
+    adapter lookup: ~4x cheaper per row for the accept's 50,000 notifications)."""
+    kind = type(value)
+    if kind is str:
+        return value.translate(_ESCAPE)
+    if value is None:
+        return "\\N"
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is int or kind is uuid.UUID:
+        return str(value)
+    if kind is datetime or kind is date or kind is time:
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return _text(value.value)
+    if isinstance(value, datetime | date | time):  # a subclass (freezegun's)
+        return value.isoformat()
+    if isinstance(value, str):  # a str subclass (a TextChoices member is caught above)
+        return str.translate(value, _ESCAPE)
+    raise _Unsupported(kind.__name__)
+
+
+class _JsonText:
+    """value → JSON as COPY text; `memo` (one per COPY) reuses the text of an object already
+    written (the same channels list for every notification of a request)."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.dumps = functools.partial(json.dumps, cls=encoder)
+
+    def __call__(self, value: Any, memo: dict[int, tuple[Any, str]] | None = None) -> str:
+        if type(value) is dict and not value:
+            return "{}"
+        if memo is not None:
+            known = memo.get(id(value))
+            if known is not None and known[0] is value:
+                return known[1]
+        text = str(self.dumps(value)).translate(_ESCAPE)
+        if memo is not None:
+            memo[id(value)] = (value, text)  # kept alive: its id cannot be reused meanwhile
+        return text
+
+
+def _json_text(encoder: Any) -> _JsonText:
+    return _JsonText(encoder)
+
+
+@functools.cache
+def _text_columns(model: type[models.Model]) -> list[tuple[str, Callable[[], Any], Any]]:
+    """[(attname, default(), value → text)] in _columns' order; the text function is None for
+    an auto_now(_add) column."""
+    fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+    out: list[tuple[str, Callable[[], Any], Any]] = []
+    for f, (attname, default, conv) in zip(fields, _columns(model)[0], strict=True):
+        if conv is None:
+            fmt = None
+        elif isinstance(f, EncryptedMixin):
+            def fmt(value: Any) -> str:
+                return _text(encrypt(value) if value else value)
+        elif isinstance(f, models.JSONField):
+            fmt = _json_text(f.encoder)
+        else:
+            fmt = _text
+        out.append((attname, default, fmt))
+    return out
+
+
+def _copy_text(
+    model: type[models.Model], rows: Sequence[models.Model | Mapping[str, Any]], now: datetime
+) -> list[str]:
+    """The rows as COPY text lines (values as _row_values gives them)."""
+    memo: dict[int, tuple[Any, str]] = {}
+    columns = [(attname, default, functools.partial(fmt, memo=memo)
+                if isinstance(fmt, _JsonText) else fmt)
+               for attname, default, fmt in _text_columns(model)]
+    stamp = now.isoformat()
+    lines = []
+    for row in rows:
+        values = vars(row) if isinstance(row, models.Model) else row
+        lines.append("\t".join([
+            (_text(values.get(attname)) if values.get(attname) else stamp) if fmt is None
+            else fmt(values[attname]) if attname in values else fmt(default())
+            for attname, default, fmt in columns
+        ]) + "\n")
+    return lines
 
 
 def _row_values(
@@ -349,6 +451,26 @@ def _columns(model: type[models.Model]) -> tuple[list[Any], str]:
     return convert, ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
 
 
+@functools.cache
+def _defaults(model: type[models.Model]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """A model's constant defaults (values; mutable ones are copied per instance, so they are
+    computed) and its computed ones (callables), by attname."""
+    constant: dict[str, Any] = {}
+    computed: list[tuple[str, Any]] = []
+    for f in model._meta.concrete_fields:
+        if isinstance(f, AutoFieldMixin):
+            continue
+        if f.has_default() and callable(f.default):
+            computed.append((f.attname, f.get_default))
+            continue
+        value = f.get_default()
+        if isinstance(value, list | dict | set):
+            computed.append((f.attname, f.get_default))
+        else:
+            constant[f.attname] = value
+    return constant, computed
+
+
 def unsaved(model: type[models.Model], values: Mapping[str, Any],
             related: Mapping[str, models.Model] | None = None) -> Any:
     """An unsaved instance from attname values (the rest get their defaults), with `related`
@@ -357,9 +479,13 @@ def unsaved(model: type[models.Model], values: Mapping[str, Any],
     for a 50,000-item bulk). The model must have no pre_init/post_init receivers."""
     instance = model.__new__(model)
     instance._state = ModelState()
-    instance.__dict__.update({attname: default() for attname, default, _ in _columns(model)[0]
-                              if attname not in values})
-    instance.__dict__.update(values)
+    constant, computed = _defaults(model)
+    state = instance.__dict__
+    state.update(constant)
+    for attname, default in computed:
+        if attname not in values:
+            state[attname] = default()
+    state.update(values)
     for name, obj in (related or {}).items():
         instance._state.fields_cache[name] = obj
     return instance
@@ -442,7 +568,8 @@ class PlannedRecipient:
     def __init__(self, external_id: str, stored: Sequence[Any] | None) -> None:
         self.external_id = external_id
         self.stored_id = stored[0] if stored else None
-        self.id = self.stored_id or uuid.uuid4()  # a stand-in key for a new recipient
+        # A new recipient's stand-in key (never a row's id: no query matches it).
+        self.id: Any = self.stored_id or ("new", external_id)
         self.addresses = {name for name, present in zip(_ADDRESS_FIELDS, stored[1:4],
                                                         strict=True) if present} if stored else set()
         self.locale = stored[4] if stored else "en"
@@ -513,7 +640,9 @@ def _plan_recipients(
 def mark_devices(recipients: Iterable[Any]) -> None:
     """Sets `has_active_device` (what address_for("push") reads) in one query."""
     recipients = list(recipients)
-    with_devices = active_device_tokens(recipient_ids=[r.id for r in recipients])
+    # A planned recipient not stored yet (a stand-in id) has no device.
+    with_devices = active_device_tokens(
+        recipient_ids=[r.id for r in recipients if isinstance(r.id, uuid.UUID)])
     for recipient in recipients:
         recipient.has_active_device = str(recipient.id) in with_devices
 
@@ -567,9 +696,11 @@ class DeliveryRows:
                 self.publish.append((str(delivery_id), priority))
 
     def insert(self, *, before: Sequence[tuple[type[models.Model], Sequence[Any]]] = (),
-               audit: Sequence[Entry] = (), accepted_at: datetime | None = None) -> None:
+               audit: Sequence[Entry] = (), accepted_at: datetime | None = None,
+               audit_rows: Sequence[Mapping[str, Any]] = ()) -> None:
         """Writes `before` (e.g. the notifications), the deliveries, their "accepted" events
-        (at `accepted_at`, default now) and the audit rows with `rows_insert`."""
+        (at `accepted_at`, default now) and the audit rows (`audit`, and `audit_rows` already
+        as AuditLog values) with `rows_insert`."""
         context = current_context()
         at = accepted_at or self.now
         rows_insert([
@@ -577,7 +708,7 @@ class DeliveryRows:
             (Delivery, self.rows),
             (DeliveryEvent, [{"delivery_id": d["id"], "status": d["status"], "event": "accepted",
                               "occurred_at": at} for d in self.rows]),
-            (AuditLog, [entry.values(context) for entry in audit]),
+            (AuditLog, [*(entry.values(context) for entry in audit), *audit_rows]),
         ], self.now)
 
 
@@ -630,9 +761,11 @@ def notifications_accept(
     # 3. Channels with a configured provider; schedules not in the past.
     available = supported_channels(mode=key_mode(is_test=is_test))
     channels_of: list[list[str]] = []
+    same_channels: dict[tuple[str, ...], list[str]] = {}
     for index, request in enumerate(requests):
         template = templates[request.template_id]
         channels = list(dict.fromkeys(request.channels or template.channels))
+        channels = same_channels.setdefault(tuple(channels), channels)  # one list per choice
         channels_of.append(channels)
         unsupported = [c for c in channels if c not in available]
         if not channels or unsupported:
@@ -793,16 +926,28 @@ def notifications_accept(
                         version_id=own_version_id, due_at=due_at, tick=first)
         if job is not None:
             notification.accept_job_id = job.id
-    # One `notification.send` audit row per notification, after the upsert's own rows.
+    # One `notification.send` audit row per notification, after the upsert's own rows. A job
+    # writes them in its slices, with the deliveries (fanout.py), except for the notifications
+    # whose items span several slices.
+    at_accept = job.audited_at_accept() if job is not None else None
     audit.extend(
         notification_send_entry(notification=n, template=templates[request.template_id],
                                 recipients=[r for _, r in resolved_of[index]])
         for index, (n, request) in enumerate(zip(notifications, requests, strict=True))
+        if at_accept is None or str(n.id) in at_accept
     )
     if job is None:
         out.insert(before=[(Notification, notifications)], audit=audit)
     else:
-        out.insert(before=[(Notification, notifications), *job.rows()], audit=audit)
+        named = {ref: (t.key, t.active_version.version) for ref, t in templates.items()
+                 if t.active_version is not None}
+        in_slices = {
+            nid: named[request.template_id]
+            for n, request in zip(notifications, requests, strict=True)
+            if (nid := str(n.id)) not in at_accept  # type: ignore[operator]
+        }
+        out.insert(before=[(Notification, notifications), *job.rows(audit=in_slices)],
+                   audit=audit)
     for notification in notifications:
         notification._state.adding = False
     if job is not None:

@@ -3,9 +3,14 @@
 What GOV.UK Notify does with CSV jobs. A send (or bulk request) of at least
 ACCEPT_FANOUT_MIN_DELIVERIES deliveries is checked in full by `notifications_accept` (every rule
 that can refuse it, all or nothing, nothing decrypted), which then writes only the notifications
-(`pending`, `recipient_count` known, `accept_job` set), their `notification.send` audit rows, the
-quota charge and one `AcceptJob` with its slices: the validated items, each slice's JSON
-encrypted as one token (inline recipients carry addresses). 202.
+(`pending`, `recipient_count` known, `accept_job` set), the quota charge and one `AcceptJob`
+with its slices: the validated items, each slice's JSON encrypted as one token (inline
+recipients carry addresses). 202. The `notification.send` audit row of a notification whose
+items all fall in one slice (every item of a bulk request, typically) is written by that
+slice, with its deliveries, in the sender's name (the job keeps the sender's actor, IP, user
+agent and request id) and dated at the accept; a notification spanning slices (a large send)
+gets its row in the request. Either way the row is durable at the 202: the committed job
+writes it exactly once.
 
 After commit `accept_job_expand_task` (on the job's priority queue) expands one slice per task:
 the slice's inline recipients upserted, its deliveries, "accepted" events and `recipient.upsert`
@@ -22,10 +27,10 @@ A notification cancelled or deleted meanwhile is detached from the job (`accept_
 gone): its remaining items are skipped. A slice locks the rows of its notifications (detaching
 those it completes, share-locking the one it continues), so a cancel or delete waits for it and
 then sees its deliveries: no delivery is created after a cancel commits. A recipient that
-existed at accept and is gone at expansion
-(erased: the erasure replaces the row with a tombstone; or deleted) is skipped, and so is a
-stored recipient id that no longer resolves. While a notification is attached to its job the
-status refresh never calls it final (status.py).
+existed at accept and is gone at expansion (erased: the erasure replaces the row with a
+tombstone; or deleted) is skipped, and so is a stored recipient id that no longer resolves.
+While a notification is attached to its job the status refresh never calls it final
+(status.py).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -75,6 +80,7 @@ class JobBuilder:
         self.sizes: list[int] = []  # deliveries per item
         self.by_channel: dict[tuple[str, str], int] = defaultdict(int)
         self.priorities: set[str] = set()
+        self._bounds: list[tuple[int, int]] | None = None
 
     def add(self, plan: Any, recipient: Any, fields: Mapping[str, Any] | None, *,
             version_id: Any, due_at: datetime | None, tick: int) -> None:
@@ -106,25 +112,56 @@ class JobBuilder:
             yield start, end
             start, limit = end, max(int(settings.ACCEPT_FANOUT_SLICE), 1)
 
-    def rows(self) -> list[tuple[type[models.Model], list[Any]]]:
-        """The job and its slices, for bulk.rows_insert."""
+    def _split(self) -> list[tuple[int, int]]:
+        if self._bounds is None:
+            self._bounds = list(self._slices())
+        return self._bounds
+
+    def audited_at_accept(self) -> set[str]:
+        """Notifications whose items span several slices (a large send): their
+        `notification.send` row is written by the accept. Every other notification's row is
+        written by the slice holding all its items, with its deliveries (`rows`)."""
+        spanning: set[str] = set()
+        for start, _end in self._split()[1:]:
+            if self.items[start][0] == self.items[start - 1][0]:
+                spanning.add(self.items[start][0])
+        return spanning
+
+    def rows(self, *, audit: Mapping[str, tuple[str, Any]] | None = None,
+             ) -> list[tuple[type[models.Model], list[Any]]]:
+        """The job and its slices, for bulk.rows_insert. `audit`: notification id → (template
+        key, version) of the notifications whose `notification.send` row a slice writes (those
+        not in `audited_at_accept`): each slice's payload names those whose items it holds."""
         last: dict[str, int] = {}
         for position, item in enumerate(self.items):
             last[item[0]] = position
         completes_at: dict[int, list[str]] = defaultdict(list)
         for notification_id, position in last.items():
             completes_at[position].append(notification_id)
+        audit = audit or {}
+        templates: dict[tuple[str, Any], int] = {}  # (key, version) → its index in the payload
         slices = []
-        for seq, (start, end) in enumerate(self._slices()):
+        for seq, (start, end) in enumerate(self._split()):
+            completes = [n for p in range(start, end) for n in completes_at.get(p, ())]
+            items = self.items[start:end]
+            payload: Any = items
+            if audit:
+                # Aligned with `completes`: the index of the notification's (template key,
+                # version) when this slice writes its row, null when the accept did.
+                marks = [None if n not in audit else templates.setdefault(audit[n], len(templates))
+                         for n in completes]
+                payload = {"items": items, "audit": marks,
+                           "templates": [list(t) for t in templates]}
             slices.append({
                 "job_id": self.id, "seq": seq,
-                "payload": encrypt(json.dumps(self.items[start:end], separators=(",", ":"))),
-                "completes": [n for p in range(start, end) for n in completes_at.get(p, ())],
+                "payload": encrypt(json.dumps(payload, separators=(",", ":"))),
+                "completes": completes,
             })
         context = current_context()
         job = AcceptJob(
             actor={"type": context.actor.type, "id": context.actor.id,
-                   "display": context.actor.display, "request_id": context.request_id},
+                   "display": context.actor.display, "request_id": context.request_id,
+                   "ip": context.ip, "user_agent": context.user_agent},
             id=self.id, client_id=self.client_id, priority=self.priority, is_test=self.is_test,
             slices=len(slices), cursor=0, deliveries_planned=sum(self.sizes),
             lease_until=self.now + timedelta(seconds=settings.ACCEPT_JOB_LEASE_SECONDS),
@@ -175,13 +212,22 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
         first_notification = ""
         released: list[str] = []
         if piece is not None:
-            items: list[Item] = json.loads(decrypt(piece.payload))
+            payload = json.loads(decrypt(piece.payload))
+            # A job accepted before slices wrote the `notification.send` rows has a bare list
+            # (its rows were written by the accept).
+            items: list[Item] = payload["items"] if isinstance(payload, dict) else payload
+            audit_of: list[list[Any]] = []
+            if isinstance(payload, dict):
+                kept = payload["templates"]
+                audit_of = [[n, *kept[mark]] for n, mark in zip(piece.completes, payload["audit"],
+                                                                 strict=True) if mark is not None]
             first_notification = items[0][0] if items else ""
             actor = job.actor or {}
             with audit_actor(Actor(actor.get("type") or SYSTEM.type, actor.get("id", ""),
                                    actor.get("display") or SYSTEM.display),
                              request_id=actor.get("request_id", "")):
-                out, report.skipped, released = _expand(job, items, now, set(piece.completes))
+                out, report.skipped, released = _expand(job, items, now, set(piece.completes),
+                                                        audit_of)
             publish = out.publish
             report.created = len(out.rows)
             piece.delete()
@@ -224,10 +270,13 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
 
 
 def _expand(
-    job: AcceptJob, items: list[Item], now: datetime, completes: set[str]
+    job: AcceptJob, items: list[Item], now: datetime, completes: set[str],
+    audit_of: Sequence[list[Any]] = (),
 ) -> tuple[Any, int, list[str]]:
-    """The deliveries of one slice's items, written; returns (bulk.DeliveryRows, items
-    skipped, ids of the notifications this slice completes, now detached from the job)."""
+    """The deliveries of one slice's items, written, with the `notification.send` rows of
+    `audit_of` ([notification id, template key, version]: the notifications whose items are
+    all in this slice); returns (bulk.DeliveryRows, items skipped, ids of the notifications
+    this slice completes, now detached from the job)."""
     from .bulk import (
         DeliveryRows,
         Plan,
@@ -257,8 +306,10 @@ def _expand(
                 " WHERE id = ANY(%s::uuid[]) AND accept_job_id = %s ORDER BY id FOR SHARE",
                 [sorted(ids - completes), job.id])
             rows += cursor.fetchall()
+        parsed: dict[str, list[str]] = {}  # the same few channel lists, parsed once each
         plans = {
-            nid: Plan(uuid.UUID(nid), json.loads(ch) if isinstance(ch, str) else ch, priority)
+            nid: Plan(uuid.UUID(nid), (parsed[ch] if ch in parsed else parsed.setdefault(
+                ch, json.loads(ch))) if isinstance(ch, str) else ch, priority)
             for nid, ch, priority in rows
         }
     live = [item for item in items if item[0] in plans]
@@ -289,8 +340,71 @@ def _expand(
         out.add(plan, recipient, version_id=uuid.UUID(item[4]) if item[4] else None,
                 due_at=datetime.fromisoformat(item[5]) if item[5] else None,
                 stamp=_stamps(accepted_at, item[6]))
-    out.insert(audit=audit, accepted_at=accepted_at)
+    out.insert(audit=audit, accepted_at=accepted_at,
+               audit_rows=_send_rows(job, items, audit_of) if audit_of else ())
     return out, skipped, released
+
+
+_SEND_ROWS_SQL = """
+SELECT n.id::text, ARRAY(SELECT jsonb_array_elements_text(n.channels)), n.priority,
+       n.category,
+       ARRAY(SELECT k FROM jsonb_object_keys(n.variables) k ORDER BY k COLLATE "C"),
+       ARRAY(SELECT k FROM jsonb_object_keys(n.metadata) k ORDER BY k COLLATE "C"),
+       n.scheduled_at, n.idempotency_key, v.version, t.key
+FROM notifications_notification n
+JOIN templates_templateversion v ON v.id = n.template_version_id
+JOIN templates_template t ON t.id = v.template_id
+WHERE n.id = ANY(%s::uuid[])
+"""
+
+
+def _send_rows(job: AcceptJob, items: list[Item], audit_of: Sequence[list[Any]]) -> list[dict[str, Any]]:
+    """The `notification.send` audit rows of the notifications whose items are all in this
+    slice, exactly as the accept would have written them (docs/audit.md): in the sender's
+    name, IP, user agent and request id (stored on the job), dated at the accept, listing the
+    recipients as accepted (a recipient erased since is still listed). A notification
+    cancelled meanwhile still gets its row (it was accepted); one deleted meanwhile gets it
+    from what the job kept (template and recipients; its variable and metadata keys are
+    gone with it, recorded as null)."""
+    from apps.audit.context import current_context
+    from apps.audit.services import notification_send_entry_of
+
+    recipients: dict[str, list[str]] = defaultdict(list)
+    wanted = {entry[0] for entry in audit_of}
+    for item in items:
+        if item[0] in wanted:
+            recipients[item[0]].append(item[1])
+    with connection.cursor() as cursor:
+        cursor.execute(_SEND_ROWS_SQL, [sorted(wanted)])
+        stored = {row[0]: row[1:] for row in cursor.fetchall()}
+    context = current_context()
+    actor = job.actor or {}
+    rows = []
+    for notification_id, kept_key, kept_version in audit_of:
+        row = stored.get(notification_id)
+        if row is not None:
+            channels, priority, category, variables, metadata, scheduled_at, key, version, \
+                template_key = row
+            entry = notification_send_entry_of(
+                client_id=job.client_id, notification_id=uuid.UUID(notification_id),
+                template_key=template_key, version=version, channels=channels,
+                priority=priority, category=category, recipients=recipients[notification_id],
+                variables=variables, metadata=metadata,  # their keys (read sorted)
+                scheduled_at=scheduled_at, idempotency_key=key)
+        else:
+            entry = notification_send_entry_of(
+                client_id=job.client_id, notification_id=uuid.UUID(notification_id),
+                template_key=kept_key, version=kept_version, channels=[], priority="",
+                category="", recipients=recipients[notification_id], variables=None,
+                metadata=None, scheduled_at=None, idempotency_key=None)
+            entry.changes = {**entry.changes, "channels": None, "priority": None,
+                             "category": None, "variables": None, "metadata": None,
+                             "deleted_before_expansion": True}
+        values = entry.values(context)
+        values.update(created_at=job.accepted_at, ip=actor.get("ip"),
+                      user_agent=actor.get("user_agent") or "")
+        rows.append(values)
+    return rows
 
 
 def _stamps(base: datetime, first: int) -> Callable[[], datetime]:

@@ -382,3 +382,114 @@ def test_a_cancel_racing_a_slice_waits_for_it_and_cancels_what_it_created(
                        .values_list("status", flat=True))
     assert statuses == {"cancelled": 100}  # slices 0 and 1, nothing after
     assert Notification.objects.get(id=notification_id).status == "cancelled"
+
+
+def bulk_items(n: int, **extra: Any) -> list[dict[str, Any]]:
+    return [{"recipients": [{"id": f"b{i}", "email": f"b{i}@example.com"}],
+             "template_id": "welcome", "variables": {"name": "x"},
+             "metadata": {"batch": "7"}, **extra} for i in range(n)]
+
+
+@pytest.mark.django_db
+def test_a_bulk_requests_send_audit_rows_are_written_by_its_slices_once_in_the_senders_name(
+    api: APIClient, client_tenant: Any, email_template: Any,
+) -> None:
+    items = bulk_items(120)
+    items[5] = {**items[5], "recipients": [{"id": f"m{i}", "email": f"m{i}@example.com"}
+                                           for i in range(30)]}  # spans slices 0 and 1
+    response = api.post(BULK, {"notifications": items}, format="json",
+                        HTTP_USER_AGENT="bulk-client/1.0", HTTP_X_REQUEST_ID="req-bulk-7")
+    assert response.status_code == 202, response.json()
+    ids = [n["id"] for n in response.json()["notifications"]]
+    job = AcceptJob.objects.get()
+    sends = AuditLog.objects.filter(action="notification.send", client_id=client_tenant.id)
+    # At the 202 only the notification whose items span two slices has its row.
+    assert [str(r.notification_id) for r in sends] == [ids[5]]
+
+    first = accept_job_expand(job_id=job.id, cursor=0)
+    assert first.expanded
+    assert not accept_job_expand(job_id=job.id, cursor=0).expanded  # the slice, run twice
+    expand_all(job.id)
+
+    rows = list(sends.all())
+    assert Counter(str(r.notification_id) for r in rows) == Counter(ids)  # one each, no twice
+    by_id = {str(r.notification_id): r for r in rows}
+    row = by_id[ids[3]]
+    accept_row = by_id[ids[5]]
+    assert (row.actor_type, row.actor_id, row.actor_display, row.ip, row.user_agent,
+            row.request_id) == (accept_row.actor_type, accept_row.actor_id,
+                                accept_row.actor_display, accept_row.ip,
+                                accept_row.user_agent, accept_row.request_id)
+    assert (row.actor_type, row.user_agent) == ("api_key", "bulk-client/1.0")
+    assert row.actor_id and row.ip
+    assert row.created_at == job.accepted_at
+    assert row.recipient_external_id == "b3"
+    assert row.changes == {
+        "template": "welcome", "version": 1, "channels": ["email"], "priority": "normal",
+        "category": row.changes["category"], "recipient_count": 1, "recipients": ["b3"],
+        "variables": ["name"], "metadata": ["batch"], "scheduled_at": None,
+        "idempotency_key": None,
+    }
+    assert accept_row.changes["recipient_count"] == 30
+    assert accept_row.changes["recipients"] == [f"m{i}" for i in range(30)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_tasks_expanding_a_bulk_job_at_once_write_each_send_row_once(
+    client_tenant: Any, email_template: Any,
+) -> None:
+    api = api_with_key(api_key_for(client_tenant))
+    response = api.post(BULK, {"notifications": bulk_items(150)}, format="json")
+    assert response.status_code == 202
+    ids = [n["id"] for n in response.json()["notifications"]]
+    job_id = AcceptJob.objects.get().id
+
+    results = concurrently(3, lambda i: expand_all(job_id))
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    sends = AuditLog.objects.filter(action="notification.send", client_id=client_tenant.id)
+    assert Counter(str(n) for n in sends.values_list("notification_id", flat=True)) == Counter(ids)
+
+
+@pytest.mark.django_db
+def test_a_bulk_item_cancelled_or_deleted_before_its_slice_still_has_its_send_row(
+    api: APIClient, client_tenant: Any, email_template: Any,
+) -> None:
+    response = api.post(BULK, {"notifications": bulk_items(150)}, format="json")
+    ids = [n["id"] for n in response.json()["notifications"]]
+    job_id = AcceptJob.objects.get().id
+    assert api.put(f"{SEND}/{ids[100]}/cancel").status_code == 200
+    assert api.delete(f"{SEND}/{ids[120]}").status_code == 204
+
+    expand_all(job_id)
+
+    sends = AuditLog.objects.filter(action="notification.send", client_id=client_tenant.id)
+    assert sends.count() == 150
+    cancelled = sends.get(notification_id=ids[100])
+    assert (cancelled.changes["template"], cancelled.changes["recipients"],
+            cancelled.changes["variables"]) == ("welcome", ["b100"], ["name"])
+    deleted = sends.get(notification_id=ids[120])
+    assert (deleted.changes["template"], deleted.changes["recipients"],
+            deleted.changes["deleted_before_expansion"]) == ("welcome", ["b120"], True)
+    assert deleted.actor_type == "api_key"
+    assert not Delivery.objects.filter(notification_id__in=[ids[100], ids[120]]).exists()
+
+
+@pytest.mark.django_db
+def test_a_job_accepted_before_slices_wrote_send_rows_still_expands(
+    api: APIClient, client_tenant: Any, email_template: Any,
+) -> None:
+    """A slice payload of the earlier shape (a bare list of items: the accept wrote every
+    send row) expands as before and writes no send row."""
+    from apps.core.crypto import decrypt, encrypt
+
+    response = api.post(BULK, {"notifications": bulk_items(150)}, format="json")
+    job_id = AcceptJob.objects.get().id
+    for piece in AcceptJobSlice.objects.filter(job_id=job_id):
+        piece.payload = encrypt(json.dumps(json.loads(decrypt(piece.payload))["items"]))
+        piece.save(update_fields=["payload"])
+
+    expand_all(job_id)
+
+    assert Delivery.objects.count() == 150 == len(response.json()["notifications"])
+    assert not AuditLog.objects.filter(action="notification.send").exists()

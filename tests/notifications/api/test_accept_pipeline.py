@@ -139,6 +139,45 @@ def test_a_large_send_is_copied_and_reads_back_like_a_small_one(
     assert AuditLog.objects.filter(action="notification.send").count() == 1
 
 
+
+def test_copy_writes_every_value_as_an_insert_would(client_tenant: Any, email_template: Any) -> None:
+    """The COPY text writer (bulk.copy_insert): escapes, JSON, NULLs, booleans, timestamps and
+    encrypted columns read back as written."""
+    from apps.notifications.bulk import _copy_text, copy_insert, unsaved
+
+    now = timezone.now()
+    version = email_template.active_version
+    tricky = "back\\slash\ttab\nline\rcr \\N é ✓"
+    notification = unsaved(Notification, {
+        "client_id": client_tenant.id, "template_version_id": version.id,
+        "idempotency_key": tricky, "variables": {"name": tricky, "n": 1.5, "none": None},
+        "channels": ["email"], "metadata": {tricky: [True, None]}, "category": "a.b",
+        "scheduled_at": now + timedelta(hours=1), "recipient_count": 3, "is_test": True,
+        "status": "scheduled", "created_at": now,
+    })
+    recipient = RecipientFactory(client=client_tenant, external_id="x")
+    delivery = unsaved(Delivery, {
+        "notification_id": notification.id, "client_id": client_tenant.id,
+        "recipient_id": recipient.id, "channel": "email", "priority": "normal",
+        "status": "pending", "address": tricky, "due_at": None,
+    })
+
+    assert len(_copy_text(Notification, [notification], now)) == 1  # the text path, no fallback
+    assert len(_copy_text(Delivery, [delivery], now)) == 1
+    assert copy_insert(Notification, [notification], now) == 1
+    assert copy_insert(Delivery, [delivery], now) == 1
+
+    stored = Notification.objects.get(id=notification.id)
+    assert (stored.idempotency_key, stored.variables, stored.metadata, stored.is_test,
+            stored.scheduled_at, stored.created_at, stored.updated_at, stored.completed_at) == (
+        tricky, {"name": tricky, "n": 1.5, "none": None}, {tricky: [True, None]}, True,
+        now + timedelta(hours=1), now, now, None)
+    assert Delivery.objects.get(id=delivery.id).address == tricky
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT address FROM notifications_delivery WHERE id = %s", [delivery.id])
+        assert cursor.fetchone()[0].startswith(TOKEN_PREFIX)
+
+
 # --- one pipeline ----------------------------------------------------------------------------
 
 def test_single_bulk_and_segment_sends_refuse_a_broken_rule_alike(
