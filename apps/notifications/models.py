@@ -75,7 +75,9 @@ class Notification(models.Model):
     """One send request: a template version, variables, and recipients by channels."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="notifications")
+    # Indexed by the (client, created_at) index below.
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="notifications",
+                               db_index=False)
     # NULL (not "") when absent, so the partial unique constraint ignores it.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(max_length=64, blank=True)

@@ -1,7 +1,8 @@
 # Fewer indexes on notifications_delivery: each one is written on every status update of a
 # delivery (~3 per delivery). client_id and recipient_id are the leading columns of
 # delivery_client_status and delivery_recipient_created; template_version_id is null on most
-# rows, so its index becomes partial. Not atomic: the new index is built concurrently first.
+# rows, so its index becomes partial. notifications_notification.client_id likewise leads
+# notification_client_created. Not atomic: the new index is built concurrently first.
 
 import django.db.models.deletion
 from django.contrib.postgres.operations import AddIndexConcurrently
@@ -19,6 +20,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterField(
+            model_name='notification',
+            name='client',
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to='clients.client'),
+        ),
         AddIndexConcurrently(
             model_name='delivery',
             index=models.Index(condition=models.Q(('template_version__isnull', False)), fields=['template_version'], name='delivery_own_version'),
