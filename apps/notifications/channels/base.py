@@ -157,5 +157,40 @@ class Provider(ABC):
         """Calls the provider's SDK and classifies its answer."""
 
     def classify_exception(self, exc: Exception) -> SendResult:
-        """Anything the SDK raised that `call` did not map: network trouble is retryable."""
-        return SendResult.retryable(self.name, "provider_error", f"{type(exc).__name__}: {exc}")
+        """Anything the SDK raised that `call` did not map: retryable. A provider that could not
+        be reached (refused, reset, unreachable, a dropped keep-alive connection) is
+        `connection_error` whatever the SDK wrapped it in; a timeout is `timeout`; anything
+        else `provider_error`."""
+        text = f"{type(exc).__name__}: {exc}"[:300]
+        if _is_timeout(exc):
+            return SendResult.retryable(self.name, "timeout", text)
+        if _is_connection_error(exc):
+            return SendResult.retryable(self.name, "connection_error", text)
+        return SendResult.retryable(self.name, "provider_error", text)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps (`__cause__`/`__context__`, urllib's `reason`)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        reason = getattr(current, "reason", None)
+        current = (current.__cause__ or current.__context__
+                   or (reason if isinstance(reason, BaseException) else None))
+    return seen
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return any(isinstance(e, TimeoutError) or type(e).__name__ in ("Timeout", "ReadTimeout",
+               "ConnectTimeout", "ReadTimeoutError", "ConnectTimeoutError") for e in _causes(exc))
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import http.client
+
+    return any(isinstance(e, (ConnectionError, http.client.RemoteDisconnected,
+                              http.client.IncompleteRead))
+               or type(e).__name__ in ("ConnectionError", "ProtocolError", "NewConnectionError",
+                                       "MaxRetryError", "TransportError")
+               for e in _causes(exc))

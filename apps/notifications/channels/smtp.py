@@ -54,6 +54,11 @@ class SmtpProvider(Provider):
         payload.connection = connection
         try:
             payload.send()
+        except smtplib.SMTPConnectError as exc:
+            # The server would not take a session at all (a 421/554 greeting, then it hung
+            # up): the provider is unreachable, as a refused or reset connection is.
+            return SendResult.retryable(self.name, "connection_error",
+                                        f"SMTP greeting {exc.smtp_code}: {_text(exc.smtp_error)}"[:300])
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             return _smtp_result(self.name, int(code), _text(text))
