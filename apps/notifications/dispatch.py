@@ -576,9 +576,8 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
             # A simulated outcome (test mode: the sandbox answered) never changes what live
             # sends use: no device deactivated, no address suppressed.
             if result.invalid_tokens and not delivery.is_test:
-                reason = result.detail.get("deactivation_reason") or result.error_code
-                dead_tokens[(delivery.client_id, reason or "invalid_token")].extend(
-                    result.invalid_tokens)
+                for token in result.invalid_tokens:  # each with its own reason
+                    dead_tokens[(delivery.client_id, result.token_reason(token))].append(token)
             if result.suppress_address and result.outcome == Outcome.PERMANENT and not delivery.is_test:
                 suppress.append(SuppressionItem(
                     client_id=delivery.client_id, channel=delivery.channel,

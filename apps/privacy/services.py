@@ -68,7 +68,8 @@ MIN_NEEDLE = 6
 SAFE_EVENT_DETAIL_KEYS = (
     "attempt", "reason", "until", "next_attempt_at", "gave_up_after_attempts",
     "failed_over_from", "previous_attempts", "previous_error", "twilio_status", "error_code",
-    "type", "devices", "sent", "deactivated", "deactivation_reason", "actor",
+    "type", "devices", "sent", "deactivated", "deactivation_reason", "deactivation_reasons",
+    "actor",
 )
 _EVENT_DETAIL_SQL = """(
     SELECT COALESCE(jsonb_object_agg(kv.key, kv.value), '{}'::jsonb)

@@ -123,6 +123,35 @@ def test_push_to_only_dead_tokens_fails_and_deactivates_them(client_tenant: Any,
     assert not Device.objects.get(token="invalid-x").is_active
 
 
+def test_each_dead_token_gets_its_own_reason(client_tenant: Any, templates: None,
+                                            clean_sandbox: Any) -> None:
+    """One push to four devices: the sandbox answers each token for itself (UNREGISTERED,
+    INVALID_ARGUMENT, SENDER_ID_MISMATCH, accepted); each dead device records its own reason."""
+    ada = Recipient.objects.create(client=client_tenant, external_id="ada")
+    for token in ("invalid-a", "unregistered-b", "mismatch-c", "good-d"):
+        Device.objects.create(client=client_tenant, recipient=ada, token=token, platform="android")
+
+    delivery = only_delivery(send(client_tenant, "ping", {"id": "ada"}))
+
+    assert delivery.status == "sent"
+    reasons = dict(Device.objects.filter(recipient=ada).values_list("token", "deactivation_reason"))
+    assert reasons == {"invalid-a": "invalid_argument", "unregistered-b": "unregistered",
+                       "mismatch-c": "sender_id_mismatch", "good-d": ""}
+    assert list(Device.objects.filter(is_active=True).values_list("token", flat=True)) == ["good-d"]
+
+
+def test_only_dead_tokens_with_different_errors_keep_their_reasons(
+    client_tenant: Any, templates: None, clean_sandbox: Any,
+) -> None:
+    ada = Recipient.objects.create(client=client_tenant, external_id="ada")
+    for token in ("unregistered-1", "invalid-2"):
+        Device.objects.create(client=client_tenant, recipient=ada, token=token, platform="ios")
+    delivery = only_delivery(send(client_tenant, "ping", {"id": "ada"}))
+    assert (delivery.status, delivery.error_code) == ("failed", "no_valid_device")
+    reasons = dict(Device.objects.filter(recipient=ada).values_list("token", "deactivation_reason"))
+    assert reasons == {"unregistered-1": "unregistered", "invalid-2": "invalid_argument"}
+
+
 def test_fcm_quota_exceeded_retries_no_sooner_than_a_minute(client_tenant: Any, templates: None,
                                                              clean_sandbox: Any) -> None:
     from django.utils import timezone

@@ -63,8 +63,16 @@ class SendResult:
     suppress_address: bool = False  # permanent and the address itself is bad
     # Push: tokens the provider reported dead (deactivated at once).
     invalid_tokens: tuple[str, ...] = ()
+    # Why each of `invalid_tokens` is dead (token → e.g. `unregistered`, `invalid_argument`);
+    # a token missing here takes `detail["deactivation_reason"]`, then `error_code`.
+    invalid_token_reasons: dict[str, str] = field(default_factory=dict)
     segments: int | None = None  # SMS segments billed
     detail: dict[str, Any] = field(default_factory=dict)
+
+    def token_reason(self, token: str) -> str:
+        """Why this dead token is dead (its own reason, not the batch's first one)."""
+        return (self.invalid_token_reasons.get(token) or self.detail.get("deactivation_reason")
+                or self.error_code or "invalid_token")
 
     @property
     def counts_against_provider(self) -> bool:

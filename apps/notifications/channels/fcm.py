@@ -93,26 +93,34 @@ class FcmProvider(Provider):
     def call(self, payload: dict[str, Any], message: OutboundMessage) -> SendResult:
         """Fans out to each active token; sent if any device took it."""
         results = [self._send_one(token, payload) for token in message.tokens]
-        dead_results = [r for r in results if r.invalid_tokens]
-        dead = tuple(t for r in dead_results for t in r.invalid_tokens)
+        # Each dead token keeps the reason FCM gave for it (one may be UNREGISTERED, the next
+        # INVALID_ARGUMENT): never the first token's reason for all of them.
+        reasons = {t: r.error_code for r in results for t in r.invalid_tokens}
+        dead = tuple(reasons)
         sent = [r for r in results if r.outcome == Outcome.SENT]
         detail: dict[str, Any] = {"devices": len(results), "sent": len(sent), "deactivated": len(dead)}
-        if dead_results:
-            detail["deactivation_reason"] = dead_results[0].error_code
+        if dead:
+            detail["deactivation_reason"] = reasons[dead[0]]
+            # How many devices per reason (no tokens in the detail: it is shown and exported).
+            counts: dict[str, int] = {}
+            for reason in reasons.values():
+                counts[reason] = counts.get(reason, 0) + 1
+            detail["deactivation_reasons"] = counts
+        dead_extra: dict[str, Any] = {"invalid_tokens": dead, "invalid_token_reasons": reasons}
         if sent:
-            return SendResult.sent(self.name, sent[0].provider_message_id, invalid_tokens=dead,
-                                   detail=detail)
+            return SendResult.sent(self.name, sent[0].provider_message_id, detail=detail,
+                                   **dead_extra)
         retryable = [r for r in results if r.outcome == Outcome.RETRYABLE]
         if retryable:
             after = max((r.retry_after or 0.0 for r in retryable), default=0.0) or None
             first = retryable[0]
             return SendResult(Outcome.RETRYABLE, self.name, error_code=first.error_code,
                               error_message=first.error_message, retry_after=after,
-                              invalid_tokens=dead, detail=detail)
+                              detail=detail, **dead_extra)
         first = results[0]
         return SendResult.permanent(
             self.name, "no_valid_device" if dead else first.error_code,
-            first.error_message, invalid_tokens=dead, detail=detail,
+            first.error_message, detail=detail, **dead_extra,
         )
 
     def _send_one(self, token: str, payload: dict[str, Any]) -> SendResult:
