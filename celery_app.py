@@ -33,6 +33,8 @@ app.conf.task_routes = {
     "notifications.relay_sweep_task": {"queue": Queue.MAINTENANCE.value},
     "scheduling.recurring_send_task": {"queue": Queue.MAINTENANCE.value},
     "webhooks.webhook_messages_deliver_task": {"queue": Queue.WEBHOOKS.value},
+    "webhooks.webhook_endpoint_probe_task": {"queue": Queue.WEBHOOKS.value},
+    "webhooks.webhook_endpoint_drain_task": {"queue": Queue.WEBHOOKS.value},
     "webhooks.webhook_messages_relay_task": {"queue": Queue.MAINTENANCE.value},
     "webhooks.webhook_endpoint_disabled_email_task": {"queue": Queue.WEBHOOKS.value},
     "audit.notifications_retention_task": {"queue": Queue.MAINTENANCE.value},

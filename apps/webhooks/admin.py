@@ -63,13 +63,14 @@ class WebhookEndpointForm(forms.ModelForm):  # type: ignore[type-arg]
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = WebhookEndpointForm
-    list_display = ["url", "client", "state", "events", "failing_since", "disabled_reason",
-                    "created_at"]
+    list_display = ["url", "client", "state", "events", "failing_since", "next_probe_at",
+                    "disabled_reason", "created_at"]
     list_filter = [EnabledFilter, "client"]
     list_select_related = ["client"]
     search_fields = ["=id", "url", "client__name", "client__slug"]
     show_full_result_count = False
     readonly_fields = ["id", "client", "url", "description", "event_types", "failing_since",
+                       "next_probe_at", "probe_failures",
                        "disabled_at", "disabled_reason", "deleted_at", "previous_secret_expires_at",
                        "created_at", "updated_at", "messages_link"]
     actions = ["enable", "disable"]

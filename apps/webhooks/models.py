@@ -31,6 +31,12 @@ class WebhookEndpoint(models.Model):
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Set by the first failed attempt after a success; cleared by the next success.
     failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # Endpoint backoff (as Svix does): while the endpoint cannot be reached or answers 429/5xx,
+    # its queued messages wait (parked) and only one probe request, the oldest due message, is
+    # made at `next_probe_at`; a probe that succeeds clears both and drains the queue in order.
+    # `probe_failures`: failed backoff steps in a row (picks the next wait).
+    next_probe_at = models.DateTimeField(null=True, blank=True, editable=False)
+    probe_failures = models.PositiveSmallIntegerField(default=0, editable=False)
     disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
     disabled_reason = models.CharField(max_length=300, blank=True, editable=False)
     # DELETE keeps the row (its messages and attempts are history) without its secret.
@@ -42,6 +48,9 @@ class WebhookEndpoint(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["client", "-created_at"], name="webhook_endpoint_client"),
+            # The relay sweeper's probe scan: endpoints in backoff only.
+            models.Index(fields=["next_probe_at"], name="webhook_endpoint_backoff",
+                         condition=Q(next_probe_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -80,6 +89,8 @@ class WebhookMessage(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # When the relay sweeper may publish it again (lost task message, worker died mid-attempt).
+    # NULL on a pending message: parked behind its endpoint's backoff (the sweeper leaves it
+    # alone; the endpoint's probe, then its drain, send it).
     lease_until = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
@@ -94,6 +105,9 @@ class WebhookMessage(models.Model):
             # The relay sweeper's scan: only messages still in flight are indexed.
             models.Index(fields=["lease_until"], name="webhook_message_inflight",
                          condition=Q(status__in=["pending", "sending"])),
+            # An endpoint's queue, oldest first: the probe's pick and the drain's batches.
+            models.Index(fields=["endpoint", "created_at"], name="webhook_message_queue",
+                         condition=Q(status="pending")),
             models.Index(fields=["delivery_id"], name="webhook_message_delivery",
                          condition=Q(delivery_id__isnull=False)),
         ]

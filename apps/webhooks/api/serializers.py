@@ -43,7 +43,12 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookEndpoint
         fields = ["id", "url", "description", "events", "enabled", "disabled_at", "disabled_reason",
-                  "failing_since", "created_at", "updated_at"]
+                  "failing_since", "next_probe_at", "created_at", "updated_at"]
+        extra_kwargs = {
+            "failing_since": {"help_text": "Since when every attempt has failed (null: healthy)."},
+            "next_probe_at": {"help_text": "Backed off until then: queued messages wait and one "
+                                           "probe is sent at this time (null: not backed off)."},
+        }
 
 
 class WebhookEndpointWithSecretSerializer(WebhookEndpointSerializer):

@@ -50,3 +50,28 @@ def webhook_messages_enqueue_on_commit(*, items: Iterable[tuple[str, str]],
     items = list(items)
     if items:
         transaction.on_commit(lambda: webhook_messages_enqueue(items=items, countdown=countdown))
+
+
+def _publish_endpoint_task(task_name: str, endpoint_id: str, countdown: float | None) -> bool:
+    from . import tasks
+
+    task = getattr(tasks, task_name)
+    try:
+        task.apply_async(args=[str(endpoint_id)], queue=Queue.WEBHOOKS.value, countdown=countdown,
+                         retry=True, retry_policy=_PUBLISH_RETRY)
+    except Exception:
+        logger.exception("could not publish %s for endpoint %s; the relay sweeper will",
+                         task_name, endpoint_id)
+        return False
+    return True
+
+
+def webhook_endpoint_probe_enqueue(*, endpoint_id: str, countdown: float | None = None) -> bool:
+    """Publishes the probe of a backed-off endpoint (when its step is short enough for a
+    countdown; the relay sweeper publishes the others when they are due)."""
+    return _publish_endpoint_task("webhook_endpoint_probe_task", endpoint_id, countdown)
+
+
+def webhook_endpoint_drain_enqueue(*, endpoint_id: str) -> bool:
+    """Publishes the next batch of an endpoint's queue (after a recovery)."""
+    return _publish_endpoint_task("webhook_endpoint_drain_task", endpoint_id, None)

@@ -6,6 +6,11 @@ long retry wait is over (those are never published with a countdown), and `sendi
 worker died mid-attempt (back to pending; failed once the attempts are used up). It also fails
 what is left of disabled endpoints, disables endpoints that have failed continuously for
 WEBHOOKS_DISABLE_AFTER_FAILING_SECONDS, and forgets rotated secrets whose overlap ended.
+
+Backed-off endpoints (delivery.py): it publishes the probe of each endpoint whose
+`next_probe_at` has come (steps too long for a countdown, or a probe whose worker died), and
+never touches their parked messages (`lease_until` NULL, outside its scan): a dead endpoint
+costs it one index lookup per sweep, whatever its queue holds.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from ..models import WebhookEndpoint
-from .delivery import retry_delays
-from .publish import webhook_messages_enqueue
+from ..models import WebhookEndpoint, WebhookMessage, WebhookMessageStatus
+from .delivery import retry_delays, webhook_endpoint_recover
+from .publish import webhook_endpoint_probe_enqueue, webhook_messages_enqueue
 from .services import webhook_endpoint_disable
 
 logger = logging.getLogger(__name__)
@@ -66,6 +72,8 @@ class WebhookSweepReport:
     recovered: int = 0
     failed: int = 0
     endpoints_disabled: int = 0
+    probes: int = 0  # probes of backed-off endpoints published
+    unparked: int = 0  # messages left parked behind an endpoint no longer backed off
 
 
 def webhook_messages_relay(*, limit: int | None = None) -> WebhookSweepReport:
@@ -96,10 +104,27 @@ def webhook_messages_relay(*, limit: int | None = None) -> WebhookSweepReport:
         ):
             report.endpoints_disabled += 1
 
+    # Probes that are due (long steps, or a probe whose worker died: its slot lease ended).
+    due_probes = WebhookEndpoint.objects.filter(
+        next_probe_at__lte=now, disabled_at__isnull=True, deleted_at__isnull=True,
+    ).order_by("next_probe_at").values_list("id", flat=True)[:settings.WEBHOOKS_SWEEP_BATCH]
+    for endpoint_id in due_probes:
+        report.probes += webhook_endpoint_probe_enqueue(endpoint_id=str(endpoint_id))
+    # A net for a race (a success clearing the backoff while another worker parked): parked
+    # messages of an endpoint that is no longer backed off get their lease back.
+    stranded = WebhookEndpoint.objects.filter(
+        next_probe_at__isnull=True, disabled_at__isnull=True, deleted_at__isnull=True,
+    ).filter(Exists(WebhookMessage.objects.filter(
+        endpoint_id=OuterRef("id"), status=WebhookMessageStatus.PENDING, lease_until__isnull=True,
+    ))).values_list("id", flat=True)
+    for endpoint_id in stranded:
+        report.unparked += webhook_endpoint_recover(endpoint_id=str(endpoint_id), now=now)
+
     WebhookEndpoint.objects.filter(previous_secret_expires_at__lte=now).update(
         previous_secret="", previous_secret_expires_at=None)
-    if rows or report.endpoints_disabled:
+    if rows or report.endpoints_disabled or report.unparked:
         logger.info("webhook relay: published %d (recovered %d from crashed attempts), failed %d, "
-                    "disabled %d endpoints", report.published, report.recovered, report.failed,
-                    report.endpoints_disabled)
+                    "disabled %d endpoints, %d probes, %d unparked", report.published,
+                    report.recovered, report.failed, report.endpoints_disabled, report.probes,
+                    report.unparked)
     return report

@@ -148,7 +148,8 @@ def webhook_endpoint_enable(*, endpoint_id: UUID, now: datetime | None = None) -
     now = now or timezone.now()
     changed = WebhookEndpoint.objects.filter(
         id=endpoint_id, disabled_at__isnull=False, deleted_at__isnull=True,
-    ).update(disabled_at=None, disabled_reason="", failing_since=None, updated_at=now)
+    ).update(disabled_at=None, disabled_reason="", failing_since=None, next_probe_at=None,
+             probe_failures=0, updated_at=now)
     if changed:
         _audit("webhook.enable", WebhookEndpoint.objects.get(id=endpoint_id))
         subscriptions_changed()

@@ -7,7 +7,7 @@ import smtplib
 
 from celery import shared_task
 
-from .delivery import webhook_messages_deliver
+from .delivery import webhook_endpoint_drain, webhook_endpoint_probe, webhook_messages_deliver
 from .notify import webhook_endpoint_disabled_email
 from .relay import webhook_messages_relay
 
@@ -20,11 +20,26 @@ def webhook_messages_deliver_task(message_ids: list[str]) -> dict[str, int]:
             "retrying": report.retrying, "failed": report.failed}
 
 
+@shared_task(name="webhooks.webhook_endpoint_probe_task", acks_late=True,
+             reject_on_worker_lost=True, ignore_result=True)
+def webhook_endpoint_probe_task(endpoint_id: str) -> dict[str, bool]:
+    report = webhook_endpoint_probe(endpoint_id=endpoint_id)
+    return {"probed": report.probed, "succeeded": report.succeeded}
+
+
+@shared_task(name="webhooks.webhook_endpoint_drain_task", acks_late=True,
+             reject_on_worker_lost=True, ignore_result=True)
+def webhook_endpoint_drain_task(endpoint_id: str) -> dict[str, int]:
+    report = webhook_endpoint_drain(endpoint_id=endpoint_id)
+    return {"sent": report.sent, "more": int(report.more)}
+
+
 @shared_task(name="webhooks.webhook_messages_relay_task", ignore_result=True)
 def webhook_messages_relay_task() -> dict[str, int]:
     report = webhook_messages_relay()
     return {"published": report.published, "recovered": report.recovered,
-            "failed": report.failed, "endpoints_disabled": report.endpoints_disabled}
+            "failed": report.failed, "endpoints_disabled": report.endpoints_disabled,
+            "probes": report.probes, "unparked": report.unparked}
 
 
 @shared_task(name="webhooks.webhook_endpoint_disabled_email_task", acks_late=True,

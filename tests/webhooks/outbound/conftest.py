@@ -31,13 +31,27 @@ def published(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Outside e2e tests nothing reaches the broker: publishing is recorded here instead."""
     calls = Published()
     if request.node.get_closest_marker("e2e") is None:
-        from apps.webhooks.outbound.tasks import webhook_messages_deliver_task
+        from apps.webhooks.outbound.tasks import (
+            webhook_endpoint_drain_task,
+            webhook_endpoint_probe_task,
+            webhook_messages_deliver_task,
+        )
 
         def record(*, args: list[Any], countdown: float | None = None, **kwargs: Any) -> None:
             assert kwargs["queue"] == "webhooks"
             calls.append((list(args[0]), countdown))
 
+        def record_probe(*, args: list[Any], countdown: float | None = None, **kwargs: Any) -> None:
+            assert kwargs["queue"] == "webhooks"
+            calls.probes.append((str(args[0]), countdown))
+
+        def record_drain(*, args: list[Any], countdown: float | None = None, **kwargs: Any) -> None:
+            assert kwargs["queue"] == "webhooks"
+            calls.drains.append(str(args[0]))
+
         monkeypatch.setattr(webhook_messages_deliver_task, "apply_async", record)
+        monkeypatch.setattr(webhook_endpoint_probe_task, "apply_async", record_probe)
+        monkeypatch.setattr(webhook_endpoint_drain_task, "apply_async", record_drain)
     return calls
 
 

@@ -20,7 +20,13 @@ from tests.sandbox.receiver import Request
 
 
 class Published(list[tuple[list[str], float | None]]):
-    """Task messages the code published: (message ids, countdown)."""
+    """Task messages the code published: (message ids, countdown); endpoint probes
+    (endpoint id, countdown) and drains (endpoint id) apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.probes: list[tuple[str, float | None]] = []
+        self.drains: list[str] = []
 
     def ids(self) -> list[str]:
         return [i for chunk, _ in self for i in chunk]

@@ -33,6 +33,9 @@ SCHEDULE = [timedelta(seconds=5), timedelta(minutes=5), timedelta(minutes=30), t
             timedelta(hours=5), timedelta(hours=10), timedelta(hours=10)]
 FAILED_503 = HttpResult(status_code=503, duration_ms=12, error_code="http_503",
                         error="The endpoint answered 503.")
+# A failure of the message, not of the endpoint (the endpoint answers): its own schedule.
+REFUSED_422 = HttpResult(status_code=422, duration_ms=12, error_code="http_422",
+                         error="The endpoint answered 422.")
 
 
 def test_a_delivery_event_arrives_signed_and_verifies_with_standardwebhooks(
@@ -75,11 +78,13 @@ def test_the_retry_schedule() -> None:
     assert due == [NOW + d for d in SCHEDULE] + [None]
 
 
-def test_a_failing_endpoint_is_retried_on_the_schedule_then_the_message_fails(
+def test_a_message_the_endpoint_refuses_is_retried_on_the_schedule_then_fails(
     endpoint: WebhookEndpoint, settings: Any,
 ) -> None:
     """Eight attempts (immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), each at the
-    time the previous one set; short waits are task countdowns, long ones the sweeper's."""
+    time the previous one set; short waits are task countdowns, long ones the sweeper's. (A 4xx
+    is the message's problem; an endpoint that does not answer is backed off as a whole:
+    test_endpoint_backoff.py.)"""
     settings.WEBHOOKS_DISABLE_AFTER_FAILING_SECONDS = 10 * 86400
     message = webhook_endpoint_test(endpoint=endpoint, now=NOW)
     now = NOW
@@ -88,7 +93,7 @@ def test_a_failing_endpoint_is_retried_on_the_schedule_then_the_message_fails(
         assert webhook_message_claim(message_id=str(message.id), now=now) == number
         endpoint.refresh_from_db()
         outcome = webhook_attempt_record(message=message, endpoint=endpoint, attempt=number,
-                                         result=FAILED_503, now=now)
+                                         result=REFUSED_422, now=now)
         message.refresh_from_db()
         if wait is None:
             assert (outcome.status, message.status, message.next_attempt_at) == ("failed", "failed", None)
@@ -105,12 +110,30 @@ def test_a_failing_endpoint_is_retried_on_the_schedule_then_the_message_fails(
         now += wait
     attempts = list(WebhookAttempt.objects.filter(message=message).order_by("id"))
     assert [a.attempt for a in attempts] == list(range(1, 9))
-    assert {(a.status_code, a.error_code) for a in attempts} == {(503, "http_503")}
+    assert {(a.status_code, a.error_code) for a in attempts} == {(422, "http_422")}
     endpoint.refresh_from_db()
     assert endpoint.failing_since == NOW and endpoint.disabled_at is None
+    assert endpoint.next_probe_at is None  # the endpoint answers: not backed off
 
 
 def test_a_short_retry_is_published_with_its_countdown(
+    endpoint: WebhookEndpoint, receiver: HttpReceiver, published: Published,
+) -> None:
+    receiver.responder = lambda request: (422, "text/plain", b"bad")
+    message = webhook_endpoint_test(endpoint=endpoint)
+
+    report = webhook_messages_deliver(message_ids=[str(message.id)])
+
+    assert report.retrying == 1
+    assert published == [([str(message.id)], 5.0)]
+    assert published.probes == []
+    [attempt] = WebhookAttempt.objects.all()
+    assert (attempt.status_code, attempt.error_code, attempt.response_body) == (422, "http_422", "bad")
+    message.refresh_from_db()
+    assert message.last_error == "The endpoint answered 422."
+
+
+def test_a_5xx_backs_the_endpoint_off_and_publishes_its_probe_not_the_message(
     endpoint: WebhookEndpoint, receiver: HttpReceiver, published: Published,
 ) -> None:
     receiver.responder = lambda request: (500, "text/plain", b"boom")
@@ -119,11 +142,16 @@ def test_a_short_retry_is_published_with_its_countdown(
     report = webhook_messages_deliver(message_ids=[str(message.id)])
 
     assert report.retrying == 1
-    assert published == [([str(message.id)], 5.0)]
+    assert published == []
+    [(probed, countdown)] = published.probes
+    assert probed == str(endpoint.id) and countdown is not None and 4 < countdown <= 5
     [attempt] = WebhookAttempt.objects.all()
     assert (attempt.status_code, attempt.error_code, attempt.response_body) == (500, "http_500", "boom")
     message.refresh_from_db()
     assert message.last_error == "The endpoint answered 500."
+    assert (message.status, message.lease_until) == ("pending", None)  # parked
+    endpoint.refresh_from_db()
+    assert endpoint.next_probe_at is not None and endpoint.probe_failures == 1
 
 
 def test_410_disables_the_endpoint_at_once(
@@ -175,11 +203,14 @@ def test_four_days_of_failure_is_not_enough_and_a_success_resets_the_streak(
                                       result=FAILED_503, now=NOW).endpoint_disabled
     later = NOW + timedelta(seconds=5)
     attempt = webhook_message_claim(message_id=str(message.id), now=later)
+    assert attempt is None  # backed off: only the endpoint's probe may send
+    attempt = webhook_message_claim(message_id=str(message.id), now=later, probe=True)
     assert attempt is not None
     webhook_attempt_record(message=message, endpoint=endpoint, attempt=attempt, now=later,
                            result=HttpResult(status_code=204, duration_ms=3))
     endpoint.refresh_from_db()
     assert endpoint.failing_since is None and endpoint.disabled_at is None
+    assert (endpoint.next_probe_at, endpoint.probe_failures) == (None, 0)
 
 
 def test_the_sweeper_disables_an_endpoint_failing_for_five_days_without_new_traffic(
