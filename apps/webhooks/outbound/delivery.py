@@ -333,8 +333,8 @@ def webhook_messages_deliver(*, message_ids: Sequence[str]) -> DeliverReport:
     to_park: list[str] = []
     for message in messages:
         endpoint = message.endpoint
-        if str(endpoint.id) in backed_off:
-            to_park.append(str(message.id))
+        if str(endpoint.id) in backed_off or endpoint.next_probe_at is not None:
+            to_park.append(str(message.id))  # no claim: the endpoint's probe comes first
             continue
         attempt = webhook_message_claim(message_id=str(message.id))
         if attempt is None:
