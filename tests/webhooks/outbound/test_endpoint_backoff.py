@@ -6,7 +6,7 @@ endpoint next to a dead one is not delayed. Tasks are run here by hand, as a wor
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -52,6 +52,13 @@ def deliver_as_tasks(ids: list[str], chunk: int = 10) -> None:
         webhook_messages_deliver(message_ids=ids[start:start + chunk])
 
 
+def probe_time(endpoint: WebhookEndpoint) -> datetime:
+    """Just after the endpoint's next probe is due."""
+    endpoint.refresh_from_db()
+    assert endpoint.next_probe_at is not None
+    return endpoint.next_probe_at + timedelta(milliseconds=1)
+
+
 def run_drains(published: Published) -> int:
     runs = 0
     while published.drains:
@@ -72,7 +79,7 @@ def test_200_messages_for_a_dead_endpoint_cost_one_request_per_backoff_step(
     assert WebhookAttempt.objects.count() == 1
     endpoint.refresh_from_db()
     assert endpoint.failing_since is not None and endpoint.probe_failures == 1
-    step = endpoint.next_probe_at - endpoint.failing_since
+    step = probe_time(endpoint) - timedelta(milliseconds=1) - endpoint.failing_since
     assert timedelta(seconds=4) < step <= timedelta(seconds=5)
     # Everything else waits, parked: no lease, so the sweeper does not publish it.
     assert WebhookMessage.objects.filter(status="pending", lease_until__isnull=True).count() == 200
@@ -85,8 +92,7 @@ def test_200_messages_for_a_dead_endpoint_cost_one_request_per_backoff_step(
     delays = endpoint_backoff_delays()
     for step_number in range(1, 8):
         assert not webhook_endpoint_probe(endpoint_id=str(endpoint.id), now=now).probed
-        endpoint.refresh_from_db()
-        now = endpoint.next_probe_at + timedelta(milliseconds=1)
+        now = probe_time(endpoint)
         probe = webhook_endpoint_probe(endpoint_id=str(endpoint.id), now=now)
         assert probe.probed and not probe.succeeded
         assert WebhookAttempt.objects.count() == step_number + 1
@@ -133,8 +139,7 @@ def test_recovery_drains_every_queued_message_in_order_in_batches(
     assert endpoint.next_probe_at is not None
 
     up["value"] = True
-    probe = webhook_endpoint_probe(endpoint_id=str(endpoint.id),
-                                   now=endpoint.next_probe_at + timedelta(milliseconds=1))
+    probe = webhook_endpoint_probe(endpoint_id=str(endpoint.id), now=probe_time(endpoint))
     assert probe.probed and probe.succeeded
     endpoint.refresh_from_db()
     assert (endpoint.failing_since, endpoint.next_probe_at, endpoint.probe_failures) == (None, None, 0)
@@ -188,10 +193,8 @@ def test_a_4xx_on_the_probe_ends_the_backoff_the_endpoint_answers(
     endpoint = make_endpoint(client_tenant, receiver.url("/hooks"))
     ids = queue(endpoint, 3)
     deliver_as_tasks(ids)
-    endpoint.refresh_from_db()
 
-    probe = webhook_endpoint_probe(endpoint_id=str(endpoint.id),
-                                   now=endpoint.next_probe_at + timedelta(milliseconds=1))
+    probe = webhook_endpoint_probe(endpoint_id=str(endpoint.id), now=probe_time(endpoint))
     assert probe.probed and not probe.succeeded
     endpoint.refresh_from_db()
     assert endpoint.next_probe_at is None
