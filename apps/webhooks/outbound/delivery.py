@@ -70,12 +70,17 @@ RETURNING failing_since
 """
 
 # One backoff step: the streak, the step count and the next probe's time, in one statement.
+# Taken by a failed probe, or by the failure that starts the backoff; a second worker whose
+# attempt was already in flight when another one backed the endpoint off takes no step.
 _BACKOFF_SQL = """
 UPDATE webhooks_webhookendpoint
 SET failing_since = COALESCE(failing_since, %(now)s),
-    probe_failures = LEAST(probe_failures + 1, 32767),
-    next_probe_at = %(now)s + make_interval(secs => (%(delays)s::float8[])[
-        LEAST(probe_failures + 1, cardinality(%(delays)s::float8[]))]),
+    probe_failures = CASE WHEN %(probe)s OR next_probe_at IS NULL
+                          THEN LEAST(probe_failures + 1, 32767) ELSE probe_failures END,
+    next_probe_at = CASE WHEN %(probe)s OR next_probe_at IS NULL
+        THEN %(now)s + make_interval(secs => (%(delays)s::float8[])[
+            LEAST(probe_failures + 1, cardinality(%(delays)s::float8[]))])
+        ELSE next_probe_at END,
     updated_at = %(now)s
 WHERE id = %(id)s
 RETURNING failing_since, next_probe_at
@@ -214,7 +219,7 @@ class AttemptOutcome:
 @transaction.atomic
 def webhook_attempt_record(
     *, message: WebhookMessage, endpoint: WebhookEndpoint, attempt: int,
-    result: transport.HttpResult, now: datetime | None = None,
+    result: transport.HttpResult, now: datetime | None = None, probe: bool = False,
 ) -> AttemptOutcome:
     """Logs the attempt and moves the message on: succeeded; pending with its next due time;
     or failed (schedule exhausted, 410 Gone). Tracks the endpoint's failure streak and
@@ -256,7 +261,7 @@ def webhook_attempt_record(
         # The endpoint is failing: back it off as a whole. This message waits, parked, for
         # its own next attempt time and for the endpoint's probe.
         with connection.cursor() as cursor:
-            cursor.execute(_BACKOFF_SQL, {"id": endpoint.id, "now": now,
+            cursor.execute(_BACKOFF_SQL, {"id": endpoint.id, "now": now, "probe": probe,
                                           "delays": endpoint_backoff_delays()})
             row = cursor.fetchone()
         failing_since, probe_at = (row[0], row[1]) if row else (now, now)
@@ -359,10 +364,10 @@ def webhook_messages_deliver(*, message_ids: Sequence[str]) -> DeliverReport:
 
 def _send_and_record(message: WebhookMessage, endpoint: WebhookEndpoint, attempt: int,
                      report: DeliverReport, later: dict[float, list[tuple[str, str]]],
-                     now: datetime | None = None) -> AttemptOutcome:
+                     now: datetime | None = None, probe: bool = False) -> AttemptOutcome:
     result = webhook_message_send(message=message, endpoint=endpoint)
     outcome = webhook_attempt_record(message=message, endpoint=endpoint, attempt=attempt,
-                                     result=result, now=now)
+                                     result=result, now=now, probe=probe)
     if outcome.status == WebhookMessageStatus.SUCCEEDED:
         report.succeeded += 1
     elif outcome.status == WebhookMessageStatus.PENDING:
@@ -409,7 +414,8 @@ def webhook_endpoint_probe(*, endpoint_id: str, now: datetime | None = None) -> 
     report.probed = True
     deliver = DeliverReport()
     later: dict[float, list[tuple[str, str]]] = defaultdict(list)
-    outcome = _send_and_record(message, message.endpoint, attempt, deliver, later, now=now)
+    outcome = _send_and_record(message, message.endpoint, attempt, deliver, later, now=now,
+                               probe=True)
     for countdown, items in later.items():
         webhook_messages_enqueue(items=items, countdown=countdown)
     report.succeeded = outcome.status == WebhookMessageStatus.SUCCEEDED

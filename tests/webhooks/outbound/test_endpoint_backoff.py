@@ -223,3 +223,27 @@ def test_the_api_shows_the_backoff(client_tenant: Any, api: Any, published: Publ
     body = api.get(f"/api/v1/webhooks/{endpoint.id}").json()
     assert body["failing_since"] is not None and body["next_probe_at"] is not None
     assert body["enabled"] is True
+
+
+def test_a_second_attempt_already_in_flight_does_not_take_another_step(
+    client_tenant: Any, published: Published,
+) -> None:
+    """Two workers were each sending one message when the endpoint died: both fail, the
+    endpoint takes one backoff step (5 s), not two (5 min)."""
+    from apps.webhooks.outbound.delivery import webhook_attempt_record, webhook_message_claim
+    from apps.webhooks.outbound.transport import HttpResult
+
+    endpoint = make_endpoint(client_tenant, DEAD_URL)
+    first, second = queue(endpoint, 2)
+    refused = HttpResult(status_code=None, duration_ms=1, error_code="connection_error",
+                         error="Could not connect.")
+    claims = [webhook_message_claim(message_id=m) for m in (first, second)]
+    assert claims == [1, 1]
+    for message_id in (first, second):
+        message = WebhookMessage.objects.get(id=message_id)
+        webhook_attempt_record(message=message, endpoint=endpoint, attempt=1, result=refused)
+
+    endpoint.refresh_from_db()
+    assert endpoint.probe_failures == 1
+    assert endpoint.next_probe_at is not None and endpoint.failing_since is not None
+    assert endpoint.next_probe_at - endpoint.failing_since <= timedelta(seconds=5)
