@@ -107,7 +107,11 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def state(self, obj: WebhookEndpoint) -> str:
         if obj.deleted_at:
             return "deleted"
-        return "disabled" if obj.disabled_at else "enabled"
+        if obj.disabled_at:
+            return "disabled"
+        if obj.next_probe_at:
+            return f"backed off: next probe {obj.next_probe_at:%Y-%m-%d %H:%M:%S} UTC"
+        return "enabled"
 
     @admin.display(description="events")
     def events(self, obj: WebhookEndpoint) -> str:

@@ -12,7 +12,9 @@ Hooks (one line each in apps/notifications):
 - receipts.py calls `webhook_receipts_record` inside `delivery_receipts_apply`'s transaction
   (delivery.delivered / bounced / failed, delivery.opened / clicked, notification.completed).
 
-Messages are published after commit; the relay sweeper publishes whatever that misses.
+Messages are published after commit; the relay sweeper publishes whatever that misses. A
+message for an endpoint that is backed off (delivery.py) is written parked and not published:
+it waits for the endpoint's probe.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ WITH input AS (
     SELECT * FROM jsonb_to_recordset(%(items)s::jsonb) AS x(
         delivery_id uuid, event_type text, status text, occurred_at text, detail jsonb)
 ), found AS (
-    SELECT e.id AS endpoint_id, x.event_type, d.id AS delivery_id, d.notification_id,
+    SELECT e.id AS endpoint_id, e.next_probe_at IS NOT NULL AS parked, x.event_type,
+           d.id AS delivery_id, d.notification_id,
            jsonb_build_object(
                'type', x.event_type,
                'timestamp', x.occurred_at,
@@ -92,9 +95,10 @@ WITH input AS (
 )
 INSERT INTO webhooks_webhookmessage {_MESSAGE_COLUMNS}
 SELECT gen_random_uuid(), endpoint_id, event_type, payload, delivery_id, notification_id, NULL,
-       'pending', 0, %(now)s, %(lease_until)s, NULL, '', %(now)s, %(now)s, NULL
+       'pending', 0, %(now)s, CASE WHEN parked THEN NULL ELSE %(lease_until)s END, NULL, '',
+       %(now)s, %(now)s, NULL
 FROM found
-RETURNING id, endpoint_id
+RETURNING id, endpoint_id, lease_until IS NULL
 """
 
 # notification.completed: once per (endpoint, notification, final status, completion time),
@@ -110,7 +114,7 @@ WITH final AS (
       AND n.client_id = ANY(%(clients)s::uuid[])
       AND n.status IN ('completed', 'partially_failed', 'failed', 'cancelled')
 ), found AS (
-    SELECT e.id AS endpoint_id, f.*
+    SELECT e.id AS endpoint_id, e.next_probe_at IS NOT NULL AS parked, f.*
     FROM final AS f
     JOIN webhooks_webhookendpoint AS e ON e.client_id = f.client_id
     WHERE {_ENDPOINT_MATCH.format(event_type="'notification.completed'")}
@@ -135,11 +139,11 @@ SELECT gen_random_uuid(), f.endpoint_id, 'notification.completed',
                'test', f.is_test
            )
        ),
-       NULL, f.id, f.dedupe_key, 'pending', 0, %(now)s, %(lease_until)s, NULL, '', %(now)s,
-       %(now)s, NULL
+       NULL, f.id, f.dedupe_key, 'pending', 0, %(now)s,
+       CASE WHEN f.parked THEN NULL ELSE %(lease_until)s END, NULL, '', %(now)s, %(now)s, NULL
 FROM found AS f
 ON CONFLICT DO NOTHING
-RETURNING id, endpoint_id
+RETURNING id, endpoint_id, lease_until IS NULL
 """
 
 
@@ -301,9 +305,9 @@ def webhook_events_record(
         cursor.execute(_DELIVERY_EVENTS_SQL, {"items": json.dumps(payload, default=str),
                                               "clients": clients, "now": now,
                                               "lease_until": _lease_until(now)})
-        written = [(str(row[0]), str(row[1])) for row in cursor.fetchall()]
-    webhook_messages_enqueue_on_commit(items=written)
-    return len(written)
+        rows = cursor.fetchall()
+    _publish_unparked(rows)
+    return len(rows)
 
 
 def webhook_completions_record(
@@ -324,9 +328,17 @@ def webhook_completions_record(
     with connection.cursor() as cursor:
         cursor.execute(_COMPLETIONS_SQL, {"ids": ids, "clients": clients, "now": now,
                                           "lease_until": _lease_until(now)})
-        written = [(str(row[0]), str(row[1])) for row in cursor.fetchall()]
-    webhook_messages_enqueue_on_commit(items=written)
-    return len(written)
+        rows = cursor.fetchall()
+    _publish_unparked(rows)
+    return len(rows)
+
+
+def _publish_unparked(rows: Sequence[tuple[Any, Any, bool]]) -> None:
+    """Publishes the new messages after commit, except those written parked (their endpoint is
+    backed off: they wait for its probe, with no task each)."""
+    webhook_messages_enqueue_on_commit(
+        items=[(str(message_id), str(endpoint_id)) for message_id, endpoint_id, parked in rows
+               if not parked])
 
 
 # --- The hooks --------------------------------------------------------------------------------

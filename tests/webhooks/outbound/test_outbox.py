@@ -3,7 +3,7 @@ made them, and nothing (not even a query) when nobody listens."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -77,6 +77,23 @@ def test_a_sent_delivery_writes_delivery_sent_with_the_payload(
     # Published after commit; the sweeper takes over if that is lost.
     assert str(message.id) in published.ids()
     assert message.lease_until is not None and message.lease_until > timezone.now()
+
+
+def test_events_for_a_backed_off_endpoint_are_written_parked_and_not_published(
+    client_tenant: Any, email_template: Any, endpoint: WebhookEndpoint, published: Published,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    WebhookEndpoint.objects.filter(id=endpoint.id).update(
+        failing_since=timezone.now(), next_probe_at=timezone.now() + timedelta(minutes=5),
+        probe_failures=2)
+    delivery = send(client_tenant, recipient="ada")
+    with django_capture_on_commit_callbacks(execute=True):
+        record_sent(delivery, "SG-1")
+        outbox.webhook_completions_record(notification_ids=[delivery.notification_id])
+
+    assert types() == ["delivery.sent", "notification.completed"]
+    assert set(WebhookMessage.objects.values_list("status", "lease_until")) == {("pending", None)}
+    assert published == []  # they wait for the endpoint's probe: no task each
 
 
 def test_a_sent_delivery_also_completes_the_notification_once(
