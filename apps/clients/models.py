@@ -22,6 +22,12 @@ class Client(models.Model):
     whatsapp_from = models.CharField(
         max_length=20, blank=True, help_text="WhatsApp sender (E.164); empty uses the default."
     )
+    sms_opt_out_confirmation = models.CharField(
+        max_length=320, blank=True,
+        help_text="The one SMS confirming a STOP (no marketing); empty: the service default.")
+    whatsapp_opt_out_confirmation = models.CharField(
+        max_length=320, blank=True,
+        help_text="The one WhatsApp message confirming a STOP; empty: the service default.")
     notify_email = models.EmailField(
         blank=True, help_text="Where NotifyHub tells this client about its account (e.g. a "
                               "webhook endpoint disabled after failing); empty: nobody.")

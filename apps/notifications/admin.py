@@ -147,15 +147,15 @@ class SuppressionAdmin(HashedSearchMixin, AuditedAdminMixin, admin.ModelAdmin): 
     """Addresses NotifyHub will not send to. Deleting a row lifts the suppression
     (`suppression.delete`, with the address masked)."""
 
-    list_display = ["address", "channel", "client", "reason", "created_at"]
+    list_display = ["address", "channel", "category", "client", "reason", "created_at"]
     list_filter = ["channel", "reason", "client"]
     list_select_related = ["client"]
     # The address is encrypted: searching an exact address matches its keyed hash.
     search_fields = ["=reason"]
     hashed_search_fields = ("address_hash",)
     sortable_by = ["channel", "client", "reason", "created_at"]
-    readonly_fields = ["client", "channel", "address", "reason", "detail", "source_delivery",
-                       "created_at"]
+    readonly_fields = ["client", "channel", "address", "category", "reason", "detail",
+                       "source_delivery", "confirmation_delivery", "created_at"]
     show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -167,5 +167,6 @@ class SuppressionAdmin(HashedSearchMixin, AuditedAdminMixin, admin.ModelAdmin): 
     def audit_summary(self, obj: Suppression) -> dict[str, Any]:
         address = str(obj.address or "")
         masked = mask_email(address) if "@" in address else mask_phone(address)
-        return {"channel": obj.channel, "reason": obj.reason, "address": masked,
+        return {"channel": obj.channel, "category": obj.category, "reason": obj.reason,
+                "address": masked,
                 "created_at": obj.created_at}

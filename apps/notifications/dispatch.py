@@ -55,7 +55,7 @@ from .enqueue import deliveries_enqueue
 from .models import Delivery, DeliveryStatus, Notification
 from .policy import RetryPolicy, retry_policy
 from .status import notifications_refresh_status
-from .suppressions import SuppressionItem, suppressed_addresses, suppressions_add
+from .suppressions import SuppressionItem, suppressed_deliveries, suppressions_add
 
 logger = logging.getLogger(__name__)
 
@@ -634,9 +634,7 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
     not_sent: dict[str, Decision] = {}  # allowed under a frequency cap, then not sent
 
     # Suppressed addresses end here, before anything is rendered or sent.
-    blocked = suppressed_addresses(
-        keys={(d.client_id, d.channel, d.address) for d in deliveries if d.channel != "push"}
-    )
+    blocked = suppressed_deliveries(deliveries=[d for d in deliveries if d.channel != "push"])
     push_tokens = active_device_tokens(
         recipient_ids=[d.recipient_id for d in deliveries if d.channel == "push"]
     )
@@ -645,7 +643,7 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
     suppressed_rows: list[dict[str, Any]] = []
     for delivery in deliveries:
         did = str(delivery.id)
-        reason = blocked.get((str(delivery.client_id), delivery.channel, delivery.address))
+        reason = blocked.get(did)
         no_device = delivery.channel == "push" and not push_tokens.get(str(delivery.recipient_id))
         if (reason or no_device) and did in decisions:
             not_sent[did] = decisions[did]

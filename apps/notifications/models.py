@@ -285,10 +285,19 @@ class Suppression(models.Model):
     # an erased address remains blocked.
     address = EncryptedCharField(max_length=320, blank=True)
     address_hash = PIIHashField(source="address", keep_when_cleared=True)
+    # "" = the whole channel; else only notifications of this category (an email one-click
+    # unsubscribe from "marketing" suppresses the address for "marketing" only).
+    category = models.CharField(max_length=50, blank=True, default="")
     reason = models.CharField(max_length=100)
     detail = models.TextField(blank=True)
     source_delivery = models.ForeignKey(
         Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A consent opt-out (STOP): the one confirmation sent to the address despite this row
+    # (apps/preferences/confirmation.py); dispatch lets exactly this delivery through.
+    confirmation_delivery = models.ForeignKey(
+        Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -299,8 +308,13 @@ class Suppression(models.Model):
         constraints = [
             # Also the index of the dispatch-time check (client, channel, hash = ANY(…)).
             models.UniqueConstraint(
-                fields=["client", "channel", "address_hash"], name="suppression_unique_address_hash"
+                fields=["client", "channel", "address_hash", "category"],
+                name="suppression_unique_address_category",
             )
+        ]
+        indexes = [
+            models.Index(fields=["confirmation_delivery"], name="suppression_confirmation",
+                         condition=Q(confirmation_delivery__isnull=False)),
         ]
 
     def __str__(self) -> str:

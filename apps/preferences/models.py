@@ -22,6 +22,8 @@ class ConsentAction(models.TextChoices):
     # Not consent as such (quiet hours, frequency caps, channel quiet hours): recorded all the
     # same, so the history explains every value a profile ever had.
     UPDATE = "update"
+    # The one message confirming an opt-out (a STOP) was sent: detail names its delivery.
+    CONFIRMED = "confirmed"
 
 
 class ConsentSource(models.TextChoices):

@@ -16,6 +16,7 @@ from django.db.models import Q, QuerySet
 
 from apps.core.crypto import pii_hash
 from apps.notifications.models import Channel
+from apps.notifications.suppressions import CONFIRMATION_CATEGORY, confirmation_deliveries
 from apps.recipients.models import Recipient
 
 from .caps import CapRequest, cap_key, caps_release, caps_reserve
@@ -47,6 +48,8 @@ class Reason:
     FREQUENCY_CAP = "frequency_cap"
     QUIET_HOURS = "quiet_hours"
     CRITICAL = "critical_category"  # allowed: critical categories bypass the rest
+    # allowed: the one confirmation of a STOP (nothing else of its category is)
+    OPT_OUT_CONFIRMATION = "opt_out_confirmation"
 
 
 @dataclass(frozen=True)
@@ -186,8 +189,16 @@ def preference_decisions(
     prefs = preferences_for(recipient_ids=[c.recipient_id for c in checks])
     critical = critical_categories()
     out: dict[str, Decision] = {}
+    # The one message confirming a STOP goes although the channel is now off, at once (no
+    # quiet hours) and outside any cap: only the delivery the opt-out names (no query unless
+    # the batch has that category).
+    confirmations = confirmation_deliveries(delivery_ids=[
+        c.delivery_id for c in checks if c.category.lower() == CONFIRMATION_CATEGORY])
     pending: list[tuple[str, Decision, CapRequest]] = []
     for check in checks:
+        if check.delivery_id in confirmations:
+            out[check.delivery_id] = Decision.allow(Reason.OPT_OUT_CONFIRMATION)
+            continue
         decision, request = _evaluate(check, prefs.get(check.recipient_id, DEFAULTS), now, critical)
         if request is None:
             out[check.delivery_id] = decision

@@ -11,19 +11,29 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit.services import audit_preferences_change
+from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError, NotFound
 from apps.core.logging import mask_phone
 from apps.notifications.models import Channel
+from apps.notifications.suppressions import (
+    REASON_STOP_KEYWORD,
+    REASON_UNSUBSCRIBED,
+    consent_opt_out_add,
+    consent_opt_out_lift,
+)
 from apps.recipients.models import Recipient
 
 from .models import ConsentAction, ConsentRecord, ConsentSource, PreferenceProfile
@@ -108,10 +118,13 @@ def _record(profile: PreferenceProfile, context: ChangeContext, *, action: str,
 
 
 def _apply(profile: PreferenceProfile, changes: PreferenceChanges,
-           context: ChangeContext) -> tuple[bool, list[ConsentRecord]]:
-    """Applies changes to a locked profile in memory: (stored data changed, consent records).
-    Every change of a stored value has its record; setting a value it already has, none."""
+           context: ChangeContext) -> tuple[bool, list[ConsentRecord], list[tuple[str, str]]]:
+    """Applies changes to a locked profile in memory: (stored data changed, consent records,
+    opt-ins of a stored opt-out as (channel, category) — they lift the address's consent
+    opt-out too). Every change of a stored value has its record; setting a value it already
+    has, none."""
     records: list[ConsentRecord] = []
+    lifts: list[tuple[str, str]] = []
     changed = False
     channels = {name: dict(spec or {}) for name, spec in profile.channels.items()}
     for channel, spec in changes.channels.items():
@@ -119,6 +132,8 @@ def _apply(profile: PreferenceProfile, changes: PreferenceChanges,
         # An explicit opt-in over the default is recorded too (affirmative consent).
         if "enabled" in spec and current.get("enabled") is not bool(spec["enabled"]):
             after = bool(spec["enabled"])
+            if after and current.get("enabled") is False:
+                lifts.append((channel, ""))
             current["enabled"] = after
             changed = True
             records.append(_record(
@@ -143,6 +158,8 @@ def _apply(profile: PreferenceProfile, changes: PreferenceChanges,
     categories = dict(profile.categories)
     for category, enabled in changes.categories.items():
         if categories.get(category) is not enabled:
+            if enabled and categories.get(category) is False:
+                lifts.extend((channel, category) for channel in LINK_CHANNELS)
             categories[category] = enabled
             changed = True
             records.append(_record(
@@ -183,7 +200,7 @@ def _apply(profile: PreferenceProfile, changes: PreferenceChanges,
                                detail={"field": "frequency_cap", "before": before_cap,
                                        "after": after_cap}))
     profile.frequency_caps = caps
-    return changed, records
+    return changed, records, lifts
 
 
 def _quiet_hours_doc(start: Any, end: Any, tz: str) -> dict[str, Any] | None:
@@ -216,10 +233,19 @@ def preferences_change(
     profiles = _lock_profiles(recipients)
     records: list[ConsentRecord] = []
     touched: list[PreferenceProfile] = []
+    lifts: list[tuple[Any, str, str, str | None]] = []
+    by_id = {str(r.pk): r for r in recipients}
     now = timezone.now()
     for profile in profiles.values():
-        changed, new_records = _apply(profile, changes, context)
+        changed, new_records, new_lifts = _apply(profile, changes, context)
         records.extend(new_records)
+        recipient = by_id.get(str(profile.recipient_id))
+        if recipient is not None:
+            # The person is opted back in where they had opted out: the address's consent
+            # opt-out goes too (a new record with the address, opted in over the default,
+            # lifts nothing: only the person's START or the stopped record's opt-in does).
+            lifts.extend((profile.client_id, channel, recipient.address_for(channel), category)
+                         for channel, category in new_lifts)
         if changed:
             profile.version += 1
             profile.updated_at = now  # bulk_update does not apply auto_now
@@ -229,6 +255,8 @@ def preferences_change(
             touched, ["channels", "categories", "quiet_hours_start", "quiet_hours_end",
                       "quiet_hours_timezone", "frequency_caps", "version", "updated_at"],
         )
+    if lifts:
+        consent_opt_out_lift(items=lifts)
     if records:
         ConsentRecord.objects.bulk_create(records)
         audit_preferences_change(profiles=touched, records=records, recipients=recipients,
@@ -287,13 +315,45 @@ def preference_opt_in(*, recipient: Recipient, channel: str | None = None,
 
 # -- inbound keywords (Twilio) -------------------------------------------------------------
 
+# The FCC's words (47 CFR 64.1200(a)(10): stop, quit, end, revoke, opt out, cancel,
+# unsubscribe) and the carriers' (STOPALL, OPTOUT); START/UNSTOP/YES and HELP/INFO as CTIA.
 OPT_OUT_KEYWORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
-HELP_KEYWORDS = frozenset({"HELP"})
+HELP_KEYWORDS = frozenset({"HELP", "INFO"})
+# In a longer message these words still mean "no more messages" ("please stop texting me");
+# END and CANCEL do not ("cancel my appointment", "when does the sale end?").
+SENTENCE_OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "QUIT", "REVOKE", "OPTOUT"})
 DEFAULT_HELP_TEXT = ("NotifyHub notifications. Reply STOP to unsubscribe, START to resubscribe. "
                      "Msg & data rates may apply.")
 WHATSAPP_PREFIX = "whatsapp:"
+MAX_TEXT_KEPT = 160  # of the message texted, in the consent record
+LINK_CHANNELS = (Channel.EMAIL.value,)  # the channels an unsubscribe link is for
+_EDGES = re.compile(r"^[\W_]+|[\W_]+$")
+
+
+def keyword_of(body: str) -> tuple[str, str]:
+    """(kind, keyword) of a message texted to us: kind "opt_out", "opt_in", "help" or "" (not
+    a keyword). Case, width (NFKC), surrounding whitespace and punctuation, and spaces or
+    hyphens inside ("opt out", "Opt-Out", "stop all") do not matter. A message that is only a
+    keyword is that keyword; a longer one opts out when one of its words is an unambiguous
+    opt-out word (SENTENCE_OPT_OUT_WORDS, or "opt out")."""
+    text = unicodedata.normalize("NFKC", body or "").upper()
+    words = [w for w in (_EDGES.sub("", token) for token in text.split()) if w]
+    whole = "".join(w.replace("-", "") for w in words)
+    if whole in OPT_OUT_KEYWORDS:
+        return "opt_out", whole
+    if whole in OPT_IN_KEYWORDS:
+        return "opt_in", whole
+    if whole in HELP_KEYWORDS:
+        return "help", whole
+    for i, word in enumerate(words):
+        joined = word.replace("-", "")
+        if joined in SENTENCE_OPT_OUT_WORDS:
+            return "opt_out", joined
+        if joined == "OPT" and i + 1 < len(words) and words[i + 1] == "OUT":
+            return "opt_out", "OPTOUT"
+    return "", ""
 
 
 @dataclass(frozen=True)
@@ -303,40 +363,77 @@ class KeywordOutcome:
     recipients: int = 0  # recipients the number belongs to
     changed: int = 0  # of which changed state
     reply: str = ""  # text to answer with ("" = no reply)
+    clients: int = 0  # clients whose opt-out of the number was added / lifted
+    confirmation_delivery_id: str = ""  # the one confirmation of a new opt-out
 
 
-def inbound_keyword_apply(*, from_: str, body: str, context: ChangeContext | None = None
-                          ) -> KeywordOutcome:
-    """A message texted to one of our numbers: STOP-like keywords turn the channel off for
-    every recipient (of every client) with that number, START-like ones back on; HELP answers
-    with PREFERENCES_HELP_TEXT. The whole trimmed body must be the keyword (any case)."""
-    keyword = (body or "").strip().upper()
+def clients_for_keyword(*, channel: str, to: str, recipients: Sequence[Recipient]) -> set[str]:
+    """The clients a keyword applies to: every client with a recipient at the number (as
+    before), and every client that texts from the number it was sent to (its own sender on
+    that channel, or the service default when it has none): a STOP to that number must hold
+    for them even when they have no recipient with it yet (or any more)."""
+    from .confirmation import bare_number, default_sender
+
+    ids = {str(r.client_id) for r in recipients}
+    ours = bare_number(to)
+    if ours:
+        field = "whatsapp_from" if channel == Channel.WHATSAPP else "sms_from"
+        query = Q(**{field: ours})
+        if ours == default_sender(channel):
+            query |= Q(**{field: ""})
+        ids |= {str(i) for i in Client.objects.filter(query).values_list("id", flat=True)}
+    return ids
+
+
+def inbound_keyword_apply(*, from_: str, body: str, context: ChangeContext | None = None,
+                          to: str = "") -> KeywordOutcome:
+    """A message texted to one of our numbers (`to`): STOP-like keywords turn the channel off
+    for every recipient (of every client) with that number and suppress the number itself
+    for every client concerned (`clients_for_keyword`), so that any recipient carrying it later
+    is not texted either, then queue the one confirmation; START-like ones undo both; HELP
+    answers with PREFERENCES_HELP_TEXT. See `keyword_of` for what counts as a keyword."""
+    kind, keyword = keyword_of(body)
     whatsapp = from_.lower().startswith(WHATSAPP_PREFIX)
     channel = Channel.WHATSAPP.value if whatsapp else Channel.SMS.value
     number = (from_[len(WHATSAPP_PREFIX):] if whatsapp else from_).strip()
-    if keyword in HELP_KEYWORDS:
+    if kind == "help":
         return KeywordOutcome("help", channel,
                               reply=str(getattr(settings, "PREFERENCES_HELP_TEXT", DEFAULT_HELP_TEXT)))
-    if keyword in OPT_OUT_KEYWORDS:
-        enabled, kind = False, "opt_out"
-    elif keyword in OPT_IN_KEYWORDS:
-        enabled, kind = True, "opt_in"
-    else:
+    if not kind or not number:
         return KeywordOutcome("", channel)
-    if not number:
-        return KeywordOutcome("", channel)
+    enabled = kind == "opt_in"
     source = ConsentSource.WHATSAPP_KEYWORD if whatsapp else ConsentSource.SMS_KEYWORD
     base = context or ChangeContext(source=source)
+    detail = {**base.detail, "keyword": keyword, "text": (body or "")[:MAX_TEXT_KEPT]}
     context = ChangeContext(source=source, actor=from_[:200], ip=base.ip,
-                            user_agent=base.user_agent, detail={**base.detail, "keyword": keyword})
+                            user_agent=base.user_agent, detail=detail)
     recipients = list(recipients_for_number(channel=channel, number=number))
-    _, records = preferences_change(
-        recipients=recipients, context=context,
-        changes=PreferenceChanges(channels={channel: {"enabled": enabled}}),
-    )
-    logger.info("inbound %s %s from %s: %d recipients, %d changed", channel, keyword,
-                mask_phone(number), len(recipients), len(records))
-    return KeywordOutcome(kind, channel, recipients=len(recipients), changed=len(records))
+    with transaction.atomic():
+        _, records = preferences_change(
+            recipients=recipients, context=context,
+            changes=PreferenceChanges(channels={channel: {"enabled": enabled}}),
+        )
+        clients = clients_for_keyword(channel=channel, to=to, recipients=recipients)
+        confirmation_id, reply = "", ""
+        if enabled:
+            consent_opt_out_lift(items=[(c, channel, number, None) for c in clients])
+            touched = clients
+        else:
+            from .confirmation import opt_out_confirm
+
+            new = consent_opt_out_add(
+                client_ids=clients, channel=channel, address=number, reason=REASON_STOP_KEYWORD,
+                detail=f"{keyword} texted (message {detail.get('message_sid', '')})")
+            confirmation = opt_out_confirm(
+                channel=channel, number=number, to=to, new_clients=new, recipients=recipients,
+                actor=from_, source=source, detail=detail)
+            confirmation_id, reply = confirmation.delivery_id, confirmation.reply
+            touched = set(new)
+    logger.info("inbound %s %s from %s: %d recipients, %d changed, %d clients", channel,
+                keyword, mask_phone(number), len(recipients), len(records), len(touched))
+    return KeywordOutcome(kind, channel, recipients=len(recipients), changed=len(records),
+                          reply=reply, clients=len(touched),
+                          confirmation_delivery_id=confirmation_id)
 
 
 # -- unsubscribe links ---------------------------------------------------------------------
@@ -353,8 +450,16 @@ def unsubscribe_apply(*, target: UnsubscribeTarget, context: ChangeContext) -> R
         ip=context.ip, user_agent=context.user_agent,
         detail={**context.detail, "via_channel": target.channel},
     )
-    if target.category:
-        preference_opt_out(recipient=recipient, category=target.category, context=context)
-    else:
-        preference_opt_out(recipient=recipient, channel=target.channel, context=context)
+    with transaction.atomic():
+        if target.category:
+            preference_opt_out(recipient=recipient, category=target.category, context=context)
+        else:
+            preference_opt_out(recipient=recipient, channel=target.channel, context=context)
+        # The address, not only this record: another record with it (or the address re-added
+        # after an erasure) is not sent this category (or this channel) either.
+        consent_opt_out_add(
+            client_ids=[recipient.client_id], channel=target.channel,
+            address=recipient.address_for(target.channel), reason=REASON_UNSUBSCRIBED,
+            category=target.category or "",
+            detail=f"unsubscribe link ({context.detail.get('via', 'link')})")
     return recipient

@@ -115,8 +115,9 @@ def _consent(c: ConsentRecord) -> dict[str, Any]:
 
 
 def _suppression(s: Suppression) -> dict[str, Any]:
-    return {"channel": s.channel, "address": s.address, "reason": s.reason, "detail": s.detail,
-            "source_delivery_id": s.source_delivery_id, "created_at": s.created_at}
+    return {"channel": s.channel, "category": s.category, "address": s.address,
+            "reason": s.reason, "detail": s.detail, "source_delivery_id": s.source_delivery_id,
+            "created_at": s.created_at}
 
 
 def _notification(n: Notification) -> dict[str, Any]:

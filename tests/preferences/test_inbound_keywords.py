@@ -51,7 +51,9 @@ def same_number_elsewhere(other_client_recipient: Any) -> Any:
 
 
 @pytest.mark.parametrize("body", ["STOP", " stop ", "Unsubscribe", "optout", "StopAll", "QUIT",
-                                  "cancel", "END", "revoke"])
+                                  "cancel", "END", "revoke", "opt out", "Stop.", " STOP!",
+                                  "Opt-Out", "OPT OUT!!", "stop all", "unsubscribe 🙏",
+                                  "\uff33\uff34\uff2f\uff30"])
 def test_stop_keywords_turn_sms_off_for_every_client_with_that_number(
     ada: Any, same_number_elsewhere: Any, body: str
 ) -> None:
@@ -63,29 +65,32 @@ def test_stop_keywords_turn_sms_off_for_every_client_with_that_number(
     assert not channel_enabled(ada, "sms") and not channel_enabled(theirs, "sms")
     assert channel_enabled(ada, "whatsapp") and channel_enabled(ada, "email")
     assert channel_enabled(bystander, "sms")
-    records = ConsentRecord.objects.order_by("id")
+    records = ConsentRecord.objects.filter(action="opt_out").order_by("id")
     assert {r.recipient_id for r in records} == {ada.pk, theirs.pk}
     for record in records:
         assert (record.action, record.channel, record.source, record.actor) == (
             "opt_out", "sms", "sms_keyword", NUMBER)
-        assert record.detail["keyword"] == body.strip().upper()
+        assert record.detail["keyword"] in {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END",
+                                            "QUIT", "REVOKE", "OPTOUT"}
+        assert record.detail["text"] == body
         assert record.detail["to"] == OUR_NUMBER
 
 
-@pytest.mark.parametrize("body", ["START", "unstop", "Yes"])
+@pytest.mark.parametrize("body", ["START", "unstop", "Yes", "Start.", " UNSTOP! "])
 def test_start_keywords_turn_sms_back_on(ada: Any, body: str) -> None:
     inbound("STOP")
     assert not channel_enabled(ada, "sms")
     assert inbound(body).status_code == 200
     assert channel_enabled(ada, "sms")
     assert list(ConsentRecord.objects.order_by("id").values_list("action", flat=True)) == [
-        "opt_out", "opt_in"]
+        "opt_out", "confirmed", "opt_in"]
 
 
 def test_stop_twice_records_once(ada: Any) -> None:
     inbound("STOP")
     inbound("STOP")
-    assert ConsentRecord.objects.count() == 1
+    assert ConsentRecord.objects.filter(action="opt_out").count() == 1
+    assert ConsentRecord.objects.filter(action="confirmed").count() == 1
 
 
 def test_whatsapp_stop_turns_whatsapp_off_only(ada: Any, client_tenant: Any) -> None:
@@ -106,9 +111,10 @@ def test_a_stop_without_a_number_changes_nobody(client_tenant: Any) -> None:
     assert not ConsentRecord.objects.exists()
 
 
-def test_help_answers_with_the_help_text(ada: Any, settings: Any) -> None:
+@pytest.mark.parametrize("body", [" help ", "Help?", "HELP!", "info"])
+def test_help_answers_with_the_help_text(ada: Any, settings: Any, body: str) -> None:
     settings.PREFERENCES_HELP_TEXT = "Acme alerts: reply STOP to stop & START to resume."
-    response = inbound(" help ")
+    response = inbound(body)
     assert response.status_code == 200
     assert response.content.decode().endswith(
         "<Response><Message>Acme alerts: reply STOP to stop &amp; START to resume.</Message>"
@@ -116,8 +122,22 @@ def test_help_answers_with_the_help_text(ada: Any, settings: Any) -> None:
     assert not ConsentRecord.objects.exists()
 
 
-def test_other_messages_get_an_empty_answer_and_change_nothing(ada: Any) -> None:
-    response = inbound("please stop texting me at night")
+@pytest.mark.parametrize("body", ["please stop texting me at night", "Stop it!",
+                                  "unsubscribe me please", "I want to opt out", "QUIT texting",
+                                  "revoke my consent", "STOP sending these"])
+def test_sentences_with_an_unambiguous_opt_out_word_opt_out(ada: Any, body: str) -> None:
+    response = inbound(body)
+    assert response.status_code == 200
+    assert not channel_enabled(ada, "sms")
+    record = ConsentRecord.objects.get(action="opt_out")
+    assert record.action == "opt_out" and record.detail["text"] == body
+
+
+@pytest.mark.parametrize("body", ["Cancel my appointment", "when does the sale end?",
+                                  "thanks!", "start the engine", "help me with my order",
+                                  "non-stop deals?", "stopwatch"])
+def test_other_messages_get_an_empty_answer_and_change_nothing(ada: Any, body: str) -> None:
+    response = inbound(body)
     assert response.status_code == 200
     assert response.content.decode().endswith("<Response />")
     assert not PreferenceProfile.objects.exists()
@@ -144,7 +164,7 @@ def test_stop_texted_through_the_sandbox_turns_sms_off(clean_sandbox: Any, clien
     assert answer["status"] == 200, answer
     assert "<Response" in answer["body"]
     assert not channel_enabled(recipient, "sms")
-    record = ConsentRecord.objects.get(recipient=recipient)
+    record = ConsentRecord.objects.get(recipient=recipient, action="opt_out")
     assert (record.source, record.actor, record.detail["message_sid"]) == (
         "sms_keyword", "+14155550177", answer["message_sid"])
     help_answer = clean_sandbox.inbound(from_="+14155550177", to=OUR_NUMBER, body="HELP")

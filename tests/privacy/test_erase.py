@@ -60,7 +60,7 @@ def test_erasure_leaves_no_personal_data_in_any_table_or_log(
     # … while bob, at the same client, keeps his
     assert tables_containing(BOB["email"]).get("recipients_recipient") == 1
     assert is_tombstone(body["recipient"])
-    assert body["counts"]["deliveries_scrubbed"] == 6
+    assert body["counts"]["deliveries_scrubbed"] == 7  # 6 sends and her STOP's confirmation
 
 
 def test_an_address_she_had_before_goes_too(history: History) -> None:
@@ -82,7 +82,7 @@ def test_the_history_stays_under_a_tombstone_id(history: History) -> None:
     assert (tombstone.email, tombstone.phone, tombstone.whatsapp, tombstone.attributes) == ("", "", "", {})
     assert (tombstone.locale, tombstone.timezone) == ("en", "UTC")
     deliveries = Delivery.objects.filter(recipient=tombstone)
-    assert deliveries.count() == 6
+    assert deliveries.count() == 7  # 6 sends and her WhatsApp STOP's confirmation
     assert set(deliveries.values_list("address", "error_message").distinct()) == {("", "")}
     by_channel = {d.channel: d for d in deliveries.filter(notification=history.single)}
     # statuses, providers and error codes are kept: the client's statistics stay true
@@ -124,8 +124,11 @@ def test_suppressions_stay_without_the_address(history: History) -> None:
     before = Suppression.objects.filter(client=history.client).count()
     erase(history)
     rows = list(Suppression.objects.filter(client=history.client))
-    assert len(rows) == before == 2  # her phone (21211) and her email (bounce)
-    assert {(s.channel, s.reason) for s in rows} == {("sms", "21211"), ("email", "bounce")}
+    # her phone (21211), her email (bounce), her WhatsApp STOP and her "news" unsubscribe
+    assert len(rows) == before == 4
+    assert {(s.channel, s.reason) for s in rows} == {
+        ("sms", "21211"), ("email", "bounce"), ("whatsapp", "stop_keyword"),
+        ("email", "unsubscribed")}
     assert all(s.address == "" and s.detail == "" for s in rows)
     # Only the keyed hash stays: the erased address is still blocked.
     assert all(len(s.address_hash) == 64 for s in rows)

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from apps.audit.models import AuditLog
 from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
+from apps.notifications.models import Notification
 from apps.notifications.services import notification_send
 from apps.privacy import selectors
 from apps.recipients.models import Recipient
@@ -43,19 +44,22 @@ def test_export_holds_every_section_of_her_data(history: History) -> None:
     assert doc["preferences"]["categories"] == {"marketing": False, "news": False}
     assert doc["preferences"]["channels"]["whatsapp"]["enabled"] is False
     assert {(c["source"], c["action"]) for c in doc["consent_history"]} == {
-        ("api", "opt_out"), ("whatsapp_keyword", "opt_out"), ("link", "opt_out")}
-    assert {(s["channel"], s["address"]) for s in doc["suppressions"]} == {
-        ("sms", ADA["phone"]), ("email", ADA["email"])}
+        ("api", "opt_out"), ("whatsapp_keyword", "opt_out"), ("whatsapp_keyword", "confirmed"),
+        ("link", "opt_out")}
+    assert {(s["channel"], s["category"], s["address"]) for s in doc["suppressions"]} == {
+        ("sms", "", ADA["phone"]), ("email", "", ADA["email"]),
+        ("whatsapp", "", ADA["whatsapp"]), ("email", "news", ADA["email"])}
     notifications = {n["id"]: n for n in doc["notifications"]}
+    confirmation = Notification.objects.get(category="opt_out_confirmation")  # her STOP's
     assert set(notifications) == {str(history.single.id), str(history.shared.id),
-                                  str(history.scheduled.id)}
+                                  str(history.scheduled.id), str(confirmation.id)}
     single = notifications[str(history.single.id)]
     assert single["template"] == {"key": "alert", "version": 1, "locale": "en"}
     assert single["variables"] == {"name": ADA["first_name"], "code": "1234"}
     assert single["shared_with_other_recipients"] is False
     assert notifications[str(history.shared.id)]["shared_with_other_recipients"] is True
     deliveries = doc["deliveries"]
-    assert len(deliveries) == 6
+    assert len(deliveries) == 7  # 6 sends and her WhatsApp STOP's confirmation
     sms = next(d for d in deliveries if d["channel"] == "sms")
     assert (sms["address"], sms["status"], sms["provider"], sms["error_code"]) == (
         ADA["phone"], "failed", "twilio_sms", "21211")

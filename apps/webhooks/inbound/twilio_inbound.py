@@ -1,7 +1,7 @@
 """Twilio inbound messages (a person texting one of our SMS or WhatsApp numbers):
 `POST /api/v1/webhooks/twilio/inbound`, signed with X-Twilio-Signature like the status
-callbacks. STOP-like keywords opt the number out of the channel, START-like ones back in, HELP
-answers with the help text; the answer is TwiML."""
+callbacks. STOP-like keywords opt the number out of the channel (and queue the one
+confirmation), START-like ones back in, HELP answers with the help text; the answer is TwiML."""
 
 from __future__ import annotations
 
@@ -66,5 +66,5 @@ class TwilioInboundWebhookView(View):
                     "to": request.POST.get("To", "")},
         )
         outcome = inbound_keyword_apply(from_=from_, body=request.POST.get("Body", ""),
-                                        context=context)
+                                        context=context, to=request.POST.get("To", ""))
         return twiml(outcome.reply)
