@@ -39,6 +39,7 @@ from apps.audit.models import AuditLog
 from apps.audit.services import Entry, notification_send_entry
 from apps.clients.models import Client, key_mode
 from apps.core.crypto import encrypt, pii_batch
+from apps.core.db.rows import model_columns
 from apps.core.encrypted_fields import EncryptedMixin, PIIHashField
 from apps.core.exceptions import ApplicationError
 from apps.recipients.models import Recipient
@@ -211,24 +212,6 @@ def _index_refs(refs: set[str], templates: Iterable[Template]) -> dict[str, Temp
     return by_ref
 
 
-def _select(model: type[models.Model], alias: str) -> tuple[list[str], str]:
-    names = [f.attname for f in model._meta.concrete_fields]
-    columns = ", ".join(f"{alias}.{connection.ops.quote_name(str(f.column))}"
-                        for f in model._meta.concrete_fields)
-    return names, columns
-
-
-def _from_db(model: type[models.Model], names: list[str], values: Sequence[Any]) -> Any:
-    """An instance from a raw row, with each field's from_db_value applied (JSON is read as
-    text by Django's psycopg setup), as a queryset would build it."""
-    converted = [
-        f.from_db_value(value, None, connection) if value is not None and hasattr(
-            f, "from_db_value") else value
-        for f, value in zip(model._meta.concrete_fields, values, strict=True)
-    ]
-    return model.from_db(connection.alias, names, converted)
-
-
 def _templates(
     client: Client, refs: set[str]
 ) -> tuple[dict[str, Template], dict[Any, dict[str, TemplateVersion]]]:
@@ -237,13 +220,12 @@ def _templates(
     version, its template and the template's default version; plain SQL, the ORM's compile
     of the same join costs more than running it), plus one only when a ref names no
     published template (unknown or unpublished)."""
-    template_names, template_columns = _select(Template, "t")
-    version_names, version_columns = _select(TemplateVersion, "v")
-    _, active_columns = _select(TemplateVersion, "av")
-    rows = []
+    template_columns = model_columns(Template, "t")
+    version_columns = model_columns(TemplateVersion, "v")
+    active_columns = model_columns(TemplateVersion, "av")
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT p.locale, {template_columns}, {version_columns}, {active_columns} "
+            f"SELECT p.locale, {template_columns.sql}, {version_columns.sql}, {active_columns.sql} "
             "FROM templates_templateactiveversion p "
             "JOIN templates_template t ON t.id = p.template_id "
             "JOIN templates_templateversion v ON v.id = p.version_id "
@@ -251,7 +233,7 @@ def _templates(
             "WHERE t.client_id = %s AND (t.key = ANY(%s) OR t.id = ANY(%s))",
             [client.id, list(refs), list(_ref_ids(refs))])
         rows = cursor.fetchall()
-    n_template, n_version = len(template_names), len(version_names)
+    n_template, n_version = len(template_columns), len(version_columns)
     templates: dict[Any, Template] = {}
     versions: dict[Any, TemplateVersion] = {}
 
@@ -260,7 +242,7 @@ def _templates(
             return None
         version = versions.get(values[0])
         if version is None:
-            version = versions[values[0]] = _from_db(TemplateVersion, version_names, values)
+            version = versions[values[0]] = version_columns.instance(values)
         return version
 
     by_locale: dict[Any, dict[str, TemplateVersion]] = defaultdict(dict)
@@ -269,8 +251,7 @@ def _templates(
         template_id = values[0]
         template = templates.get(template_id)
         if template is None:
-            template = templates[template_id] = _from_db(
-                Template, template_names, values[:n_template])
+            template = templates[template_id] = template_columns.instance(values[:n_template])
             active = version_of(values[n_template + n_version:])
             Template.active_version.field.set_cached_value(template, active)
         version = version_of(values[n_template:n_template + n_version])

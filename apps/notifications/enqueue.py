@@ -55,6 +55,12 @@ def deliveries_enqueue(
                     countdown=countdown,
                     retry=True,
                     retry_policy=_PUBLISH_RETRY,
+                    # The queues are plain Redis lists reached through the anonymous exchange:
+                    # nothing to declare per message (kombu's cached check still hashes the
+                    # queue each time). The workers declare what they consume.
+                    declare=[],
+                    # What `celery events`/logs show instead of the saferepr of every id.
+                    argsrepr=f"[{len(chunk)} delivery ids]",
                 )
             except Exception:
                 logger.exception("could not publish %d deliveries; the relay sweeper will", len(chunk))

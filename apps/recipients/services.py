@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 from apps.audit.services import Entry, audit_record, audit_records
 from apps.clients.models import Client
 from apps.core.crypto import encrypt, pii_hash
+from apps.core.db.rows import all_but, model_columns
 from apps.core.encrypted_fields import EncryptedMixin, PIIHashField
 
 from .models import Device, Recipient
@@ -43,11 +44,8 @@ def recipients_upsert(
         return {}
     # An address every item gives is overwritten anyway: not read (nor decrypted) first.
     given_by_all = set.intersection(*(set(fields) for fields in wanted.values()))
-    existing = {
-        r.external_id: r
-        for r in Recipient.objects.filter(client=client, external_id__in=list(wanted)).order_by()
-        .defer(*(name for name in ENCRYPTED_FIELDS if name in given_by_all))
-    }
+    existing = _existing(client, list(wanted),
+                         deferred=[name for name in ENCRYPTED_FIELDS if name in given_by_all])
     created, updated = _upsert_changes(wanted=wanted, existing=existing)
     rows = []
     for external_id, fields in wanted.items():
@@ -55,16 +53,8 @@ def recipients_upsert(
         for name, value in fields.items():
             setattr(row, name, value if value is not None else "")
         rows.append(row)
-    if len(rows) >= STAGED_UPSERT_ROWS:
-        saved = _staged_upsert(rows)
-    else:
-        saved = Recipient.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["client", "external_id"],
-            update_fields=[*RECIPIENT_FIELDS, "updated_at"],
-        )
-    # Both set each row's primary key from RETURNING: for a row a concurrent request inserted
+    saved = _upsert(rows)
+    # Each row's primary key comes from RETURNING: for a row a concurrent request inserted
     # first, that is the stored row's pk.
     result = {r.external_id: r for r in saved}
     entry = _audit_upsert(client=client, wanted=wanted, created=created, updated=updated,
@@ -77,57 +67,92 @@ def recipients_upsert(
     return result
 
 
-# From this many rows an upsert goes through a COPY into a temporary table (bulk_create's
-# per-value SQL compilation costs ~1 ms per row at 10,000 rows).
+# From this many rows an upsert goes through a COPY into a temporary table; below, one
+# INSERT … VALUES with the statement's text built once per row count.
 STAGED_UPSERT_ROWS = 500
 _STAGE = "recipient_upsert_stage"
 
 
-def _staged_upsert(rows: list[Recipient]) -> list[Recipient]:
-    """The rows COPYed into a session temporary table, then one INSERT … SELECT … ON CONFLICT
-    DO UPDATE … RETURNING: what bulk_create(update_conflicts=True) does, without building
-    the SQL value by value. Addresses are encrypted and hashed here as the fields would."""
-    now = timezone.now()
+def _existing(client: Client, external_ids: list[str], *, deferred: list[str]
+              ) -> dict[str, Recipient]:
+    """The client's stored recipients among `external_ids` (the `deferred` addresses not read
+    nor decrypted): one plain statement, built once per deferred set."""
+    columns = model_columns(Recipient, "r", all_but(Recipient, deferred))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns.sql} FROM {Recipient._meta.db_table} r "
+                       "WHERE r.client_id = %s AND r.external_id = ANY(%s)",
+                       [client.pk, external_ids])
+        rows = cursor.fetchall()
+    found = (columns.instance(row) for row in rows)
+    return {r.external_id: r for r in found}
+
+
+@functools.cache
+def _upsert_statement() -> tuple[list[Any], str, str]:
+    """The upsert's fields, quoted column list and its ON CONFLICT … RETURNING tail."""
     fields = list(Recipient._meta.concrete_fields)
-    columns = [str(f.column) for f in fields]
-    quoted = ", ".join(connection.ops.quote_name(c) for c in columns)
-    table = connection.ops.quote_name(Recipient._meta.db_table)
-    updated = ", ".join(f"{connection.ops.quote_name(c)} = EXCLUDED.{connection.ops.quote_name(c)}"
+    quote = connection.ops.quote_name
+    updated = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}"
                         for c in (*RECIPIENT_FIELDS, *(f"{n}_hash" for n in ENCRYPTED_FIELDS),
                                   "updated_at"))
+    tail = (f"ON CONFLICT (client_id, external_id) DO UPDATE SET {updated} "
+            "RETURNING id, external_id")
+    return fields, ", ".join(quote(str(f.column)) for f in fields), tail
+
+
+@functools.cache
+def _values_sql(count: int, width: int) -> str:
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([row] * count)
+
+
+def _upsert(rows: list[Recipient]) -> list[Recipient]:
+    """INSERT … ON CONFLICT (client_id, external_id) DO UPDATE … RETURNING: what
+    bulk_create(update_conflicts=True) does, with the statement built once per row count
+    (a COPY into a session temporary table from STAGED_UPSERT_ROWS rows). Addresses are
+    encrypted and hashed here as the fields' get_prep_value/pre_save would, and the rows get
+    the hashes and timestamps stored."""
+    now = timezone.now()
+    fields, quoted, tail = _upsert_statement()
+    table = connection.ops.quote_name(Recipient._meta.db_table)
     dumps = functools.partial(json.dumps, cls=Recipient._meta.get_field("attributes").encoder)
 
     def values(row: Recipient) -> list[Any]:
+        if not row.created_at:
+            row.created_at = now
+        row.updated_at = now
         out: list[Any] = []
         for f in fields:
+            name = f.attname
             if isinstance(f, PIIHashField):
-                out.append(f.hash_of(getattr(row, f.source)))
+                out.append(f.pre_save(row, add=row._state.adding))
             elif isinstance(f, EncryptedMixin):
-                out.append(encrypt(getattr(row, f.attname) or ""))
-            elif f.attname == "attributes":
+                plain = getattr(row, name)
+                out.append(encrypt(plain) if plain else "")
+            elif name == "attributes":
                 out.append(Jsonb(row.attributes or {}, dumps=dumps))
-            elif f.attname == "updated_at" or (f.attname == "created_at" and not row.created_at):
-                out.append(now)
             else:
-                out.append(getattr(row, f.attname))
+                out.append(getattr(row, name))
         return out
 
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {table}) "
-                       "ON COMMIT DELETE ROWS")
-        cursor.execute(f"TRUNCATE {_STAGE}")
-        with cursor.cursor.copy(f"COPY {_STAGE} ({quoted}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(values(row))
-        cursor.execute(
-            f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM {_STAGE} "
-            f"ON CONFLICT (client_id, external_id) DO UPDATE SET {updated} "
-            "RETURNING id, external_id")
+        if len(rows) < STAGED_UPSERT_ROWS:
+            params = [value for row in rows for value in values(row)]
+            cursor.execute(f"INSERT INTO {table} ({quoted}) VALUES "
+                           f"{_values_sql(len(rows), len(fields))} {tail}", params)
+        else:
+            cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {table}) "
+                           "ON COMMIT DELETE ROWS")
+            cursor.execute(f"TRUNCATE {_STAGE}")
+            with cursor.cursor.copy(f"COPY {_STAGE} ({quoted}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(values(row))
+            cursor.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM {_STAGE} {tail}")
         stored = {external_id: pk for pk, external_id in cursor.fetchall()}
     for row in rows:
         row.pk = stored[row.external_id]
-        row.updated_at = now
         row._state.adding = False
+        row._state.db = connection.alias
     return rows
 
 

@@ -56,3 +56,18 @@ def test_statements_are_counted() -> None:
     before = REGISTRY.get_sample_value("django_db_execute_total", labels) or 0
     _backend_pid()
     assert (REGISTRY.get_sample_value("django_db_execute_total", labels) or 0) == before + 1
+
+
+def test_a_long_statement_is_parsed_once_per_text() -> None:
+    """The send path's one-round-trip INSERTs are over psycopg's default limits (4,096
+    characters, 50 parameters) for reusing a parsed query text; apps.core.db raises them."""
+    from psycopg import _queries
+
+    values = ", ".join(["(%s::int)"] * 120)
+    sql = f"SELECT count(*) /* {'x' * 5000} */ FROM (VALUES {values}) v(n)"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(range(120)))  # parsed (or found) here
+        before = _queries._query2pg_client.cache_info().hits
+        cursor.execute(sql, list(range(120, 240)))
+        assert cursor.fetchone()[0] == 120
+    assert _queries._query2pg_client.cache_info().hits == before + 1

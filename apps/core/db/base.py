@@ -7,6 +7,13 @@
   message or the end of the stream — while a healthy idle connection has nothing. Only then is
   Django's `SELECT 1` run (and the connection replaced if it fails). A peer that vanished
   without closing (a network partition) is not seen by either check until a query times out.
+* **Longer statements keep their parsed form.** For client-side binding psycopg splits a
+  query's text into parts once per distinct text (an LRU of 128 texts), but only for texts up
+  to 4,096 characters and 50 parameters; the send path's one-round-trip INSERTs (a
+  notification, its deliveries and events chained in one WITH; the recipients' upsert) are
+  longer, so their text was re-parsed on every request (~8 % of the API's CPU per send). The
+  limits are raised to 16,384 characters and 500 parameters: a few hundred KB per process
+  at most, and a statement of a few recipients is parsed once.
 * **Query metrics with their labels bound once.** The same `django_db_*` counters and histogram
   as django-prometheus' backend, without resolving the label values on every statement.
 """
@@ -27,7 +34,12 @@ from django_prometheus.db import (
     execute_total,
     query_duration_seconds,
 )
-from psycopg import pq
+from psycopg import _queries, pq
+
+# psycopg's own (module-level) limits for its cache of parsed query texts; see above. A
+# psycopg upgrade that renames them fails tests/core/test_db_backend.py.
+_queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 16_384)
+_queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, 500)
 
 
 def _cursor_class(cursor_class: type, alias: str, vendor: str) -> type:

@@ -1,0 +1,58 @@
+"""Model instances from plain SQL rows, for the hot paths that run the same read on every
+request: the column list is built once per (model, fields, alias) and each row goes through
+the same database converters a queryset applies (decryption of encrypted fields, JSON), then
+`Model.from_db` — the instances a queryset with `.only(...)` would give, without compiling
+the ORM query each time (~0.3-0.5 ms per query on the send path)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from django.db import connection, models
+
+
+class ModelColumns:
+    """A model's selected concrete fields (all, or those named), in the model's field order:
+    `sql` is their column list for FROM … `alias`; `instance(values)` builds one instance
+    from the matching slice of a row; the fields not selected are deferred."""
+
+    def __init__(self, model: type[models.Model], alias: str,
+                 names: frozenset[str] | None = None) -> None:
+        fields = [f for f in model._meta.concrete_fields
+                  if names is None or f.name in names or f.attname in names]
+        self.model = model
+        self.attnames = [f.attname for f in fields]
+        self.sql = ", ".join(f"{alias}.{connection.ops.quote_name(str(f.column))}" for f in fields)
+        self._converters: list[tuple[int, list[Callable[..., Any]], Any]] = []
+        for i, f in enumerate(fields):
+            col = f.get_col(alias)
+            converters = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
+            if converters:
+                self._converters.append((i, converters, col))
+
+    def __len__(self) -> int:
+        return len(self.attnames)
+
+    def instance(self, values: Sequence[Any]) -> Any:
+        values = list(values)
+        for i, converters, col in self._converters:
+            for convert in converters:
+                values[i] = convert(values[i], col, connection)
+        return self.model.from_db(connection.alias, self.attnames, values)
+
+
+@functools.cache
+def model_columns(model: type[models.Model], alias: str,
+                  names: frozenset[str] | None = None) -> ModelColumns:
+    """The ModelColumns of (model, alias, names), built once per process."""
+    return ModelColumns(model, alias, names)
+
+
+def all_but(model: type[models.Model], excluded: Iterable[str]) -> frozenset[str] | None:
+    """The names of a model's concrete fields without `excluded` (None: all of them)."""
+    excluded = set(excluded)
+    if not excluded:
+        return None
+    return frozenset(f.name for f in model._meta.concrete_fields if f.name not in excluded)
