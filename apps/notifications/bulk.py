@@ -48,7 +48,7 @@ from apps.recipients.services import RECIPIENT_FIELDS, recipients_upsert
 from apps.templates.locales import locale_key
 from apps.templates.models import Template, TemplateVersion
 from apps.templates.rendering import has_content_for
-from apps.templates.selectors import pick_version
+from apps.templates.selectors import pick_version, template_versions_cached
 
 from .channels.registry import supported_channels
 from .enqueue import deliveries_publish_accepted
@@ -217,46 +217,32 @@ def _templates(
 ) -> tuple[dict[str, Template], dict[Any, dict[str, TemplateVersion]]]:
     """ref (key or UUID string) → the client's template with its active version, and template
     id → {locale key → active version}: one query (each active-version pointer with its
-    version, its template and the template's default version; plain SQL, the ORM's compile
-    of the same join costs more than running it), plus one only when a ref names no
-    published template (unknown or unpublished)."""
+    template; plain SQL, the ORM's compile of the same join costs more than running it), the
+    versions themselves from the process's cache of immutable versions (one query for those
+    it has not seen), plus one only when a ref names no published template (unknown or
+    unpublished)."""
     template_columns = model_columns(Template, "t")
-    version_columns = model_columns(TemplateVersion, "v")
-    active_columns = model_columns(TemplateVersion, "av")
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT p.locale, {template_columns.sql}, {version_columns.sql}, {active_columns.sql} "
+            f"SELECT p.locale, p.version_id, {template_columns.sql} "
             "FROM templates_templateactiveversion p "
             "JOIN templates_template t ON t.id = p.template_id "
-            "JOIN templates_templateversion v ON v.id = p.version_id "
-            "LEFT JOIN templates_templateversion av ON av.id = t.active_version_id "
             "WHERE t.client_id = %s AND (t.key = ANY(%s) OR t.id = ANY(%s))",
             [client.id, list(refs), list(_ref_ids(refs))])
         rows = cursor.fetchall()
-    n_template, n_version = len(template_columns), len(version_columns)
     templates: dict[Any, Template] = {}
-    versions: dict[Any, TemplateVersion] = {}
-
-    def version_of(values: Sequence[Any]) -> TemplateVersion | None:
-        if values[0] is None:
-            return None
-        version = versions.get(values[0])
-        if version is None:
-            version = versions[values[0]] = version_columns.instance(values)
-        return version
-
+    for _, _, *values in rows:
+        if values[0] not in templates:
+            templates[values[0]] = template_columns.instance(values)
+    versions = template_versions_cached(
+        {version_id for _, version_id, *_ in rows}
+        | {t.active_version_id for t in templates.values() if t.active_version_id})
+    for template in templates.values():
+        active = versions.get(template.active_version_id) if template.active_version_id else None
+        Template.active_version.field.set_cached_value(template, active)
     by_locale: dict[Any, dict[str, TemplateVersion]] = defaultdict(dict)
-    for row in rows:
-        locale, values = row[0], row[1:]
-        template_id = values[0]
-        template = templates.get(template_id)
-        if template is None:
-            template = templates[template_id] = template_columns.instance(values[:n_template])
-            active = version_of(values[n_template + n_version:])
-            Template.active_version.field.set_cached_value(template, active)
-        version = version_of(values[n_template:n_template + n_version])
-        assert version is not None
-        by_locale[template_id][locale_key(locale)] = version
+    for locale, version_id, template_id, *_ in rows:
+        by_locale[template_id][locale_key(locale)] = versions[version_id]
     by_ref = _index_refs(refs, templates.values())
     if any(ref not in by_ref for ref in refs):
         found = Template.objects.select_related("active_version").filter(

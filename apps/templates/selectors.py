@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.apps import apps
@@ -217,3 +219,30 @@ def template_publications(*, template: Template, limit: int = 20) -> list[Templa
         TemplatePublication.objects.filter(template=template)
         .select_related("version", "previous_version").order_by("-id")[:limit]
     )
+
+
+# Template versions never change once written (models.TemplateVersion): the send paths keep
+# the ones they read per process, so a send reads only which version is active.
+_VERSIONS_KEPT = 512
+_versions: OrderedDict[Any, TemplateVersion] = OrderedDict()
+_versions_lock = threading.Lock()
+
+
+def template_versions_cached(ids: Iterable[Any]) -> dict[Any, TemplateVersion]:
+    """Versions by id, from this process's LRU of recently used versions; the missing ones in
+    one query. The instances are shared: callers must not change them."""
+    wanted = set(ids)
+    with _versions_lock:
+        missing = [i for i in wanted if i not in _versions]
+    fetched = {v.id: v for v in TemplateVersion.objects.filter(id__in=missing)} if missing else {}
+    found = {}
+    with _versions_lock:
+        _versions.update(fetched)
+        for i in wanted:
+            version = _versions.get(i)
+            if version is not None:
+                _versions.move_to_end(i)
+                found[i] = version
+        while len(_versions) > _VERSIONS_KEPT:
+            _versions.popitem(last=False)
+    return found

@@ -51,7 +51,8 @@ def statements(queries: CaptureQueriesContext) -> list[str]:
 def test_a_single_send_with_an_inline_recipient_is_four_statements(
     api: APIClient, email_template: Any
 ) -> None:
-    """Template with its locale versions (1), the recipient read and upsert (2), then the
+    """The template with its active versions' ids (1; the immutable versions themselves come
+    from the process's cache), the recipient read and upsert (2), then the
     notification, delivery, event and both audit rows in one statement (1). The API key comes
     from the in-process cache; nothing runs after the commit (the delivery stays `pending`
     for the worker's claim)."""
@@ -81,7 +82,8 @@ def test_an_idempotent_send_adds_four_statements_and_a_replay_is_two(
     """The key's lock, its record, the notification it may name, and the new record written
     with the purge of expired ones; a replay reads the record and answers."""
     data = body({"id": "u1", "email": "u1@example.com"})
-    api.get(SEND)  # the key is cached
+    # The key and the template's versions are cached.
+    api.post(SEND, body({"id": "warm", "email": "warm@example.com"}), format="json")
     with CaptureQueriesContext(connection) as first:
         response = api.post(SEND, data, format="json", HTTP_IDEMPOTENCY_KEY="k1")
     with CaptureQueriesContext(connection) as again:
@@ -93,6 +95,28 @@ def test_an_idempotent_send_adds_four_statements_and_a_replay_is_two(
     assert len(statements(first)) == 8, statements(first)
     assert statements(first)[-1].startswith("WITH purged AS")
     assert len(statements(again)) == 2, statements(again)
+
+
+def test_a_template_version_is_read_once_per_process_and_a_publish_is_seen_at_once(
+    api: APIClient, email_template: Any
+) -> None:
+    from apps.templates.services import template_version_create
+
+    api.get(SEND)  # the key is cached
+    with CaptureQueriesContext(connection) as first:
+        assert api.post(SEND, body({"id": "a", "email": "a@example.com"}), format="json").status_code == 202
+    with CaptureQueriesContext(connection) as second:
+        assert api.post(SEND, body({"id": "b", "email": "b@example.com"}), format="json").status_code == 202
+    assert len(statements(first)) == len(statements(second)) + 1
+    assert any("templates_templateversion" in s for s in statements(first))
+    assert not any("templates_templateversion" in s for s in statements(second))
+
+    version = template_version_create(template=email_template, subject="New subject",
+                                      text_body="Hi {{ name }}")
+    response = api.post(SEND, body({"id": "c", "email": "c@example.com"}), format="json")
+    assert response.status_code == 202
+    notification = Notification.objects.get(id=response.json()["id"])
+    assert notification.template_version_id == version.id
 
 
 def test_a_known_recipient_costs_three_statements(
