@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db.models import BooleanField, Count, Exists, OuterRef, Prefetch, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from apps.clients.models import Client
+from apps.core.db.rows import all_but, model_columns
 from apps.core.exceptions import NotFound
 from apps.recipients.models import Recipient
+from apps.templates.models import Template, TemplateVersion
 
 from .models import Delivery, DeliveryEvent, Notification
 from .status import COUNTS_INTERVAL_SECONDS
@@ -45,20 +50,59 @@ _DELIVERY_FIELDS = [
 
 
 def notification_get(
-    *, client: Client, notification_id: str, is_test: bool, with_timeline: bool = False
+    *, client: Client, notification_id: str | uuid.UUID, is_test: bool,
+    with_timeline: bool = False,
 ) -> Notification:
     """The client's notification of this mode (a test key sees only test notifications, a
-    live key only live ones); 404 otherwise. One query: its deliveries are read by
-    `deliveries_page` (`with_timeline` is accepted for old callers and ignored)."""
-    notification = (
-        Notification.objects.filter(client=client, id=notification_id, is_test=is_test)
-        .select_related("template_version__template")
-        .defer(*_TEMPLATE_CONTENT)
-        .first()
-    )
-    if notification is None:
+    live key only live ones); 404 otherwise. One query, with its template version and
+    template but not their content: its deliveries are read by `deliveries_page`
+    (`with_timeline` is accepted for old callers and ignored). The statement is built once
+    per process (the ORM's compile of the same join cost more than running it)."""
+    try:
+        ident = notification_id if isinstance(notification_id, uuid.UUID) else uuid.UUID(
+            str(notification_id))
+    except ValueError:
+        raise NotFound("Notification not found.") from None
+    read = _notification_read()
+    with connection.cursor() as cursor:
+        cursor.execute(read.sql, [client.pk, ident, is_test])
+        row = cursor.fetchone()
+    if row is None:
         raise NotFound("Notification not found.")
-    return notification
+    return read.instance(row)
+
+
+class _NotificationRead:
+    """`Notification … select_related("template_version__template").defer(content)` as one
+    plain statement."""
+
+    def __init__(self) -> None:
+        content = {name.rsplit("__", 1)[1] for name in _TEMPLATE_CONTENT}
+        self.notification = model_columns(Notification, "n")
+        self.version = model_columns(TemplateVersion, "v", all_but(TemplateVersion, content))
+        self.template = model_columns(Template, "t", all_but(Template, content))
+        self.sql = (
+            f"SELECT {self.notification.sql}, {self.version.sql}, {self.template.sql} "
+            f"FROM {Notification._meta.db_table} n "
+            f"LEFT JOIN {TemplateVersion._meta.db_table} v ON v.id = n.template_version_id "
+            f"LEFT JOIN {Template._meta.db_table} t ON t.id = v.template_id "
+            "WHERE n.client_id = %s AND n.id = %s AND n.is_test = %s")
+
+    def instance(self, row: Sequence[Any]) -> Notification:
+        n, v = len(self.notification), len(self.version)
+        notification: Notification = self.notification.instance(row[:n])
+        version = None
+        if row[n] is not None:
+            version = self.version.instance(row[n:n + v])
+            TemplateVersion.template.field.set_cached_value(
+                version, self.template.instance(row[n + v:]))
+        Notification.template_version.field.set_cached_value(notification, version)
+        return notification
+
+
+@functools.cache
+def _notification_read() -> _NotificationRead:
+    return _NotificationRead()
 
 
 def notification_counts(*, notification: Notification) -> dict[str, int]:
@@ -127,25 +171,78 @@ def deliveries_page(
     (created_at, then id), after `after`: a keyset on the (notification, [status,] created_at,
     id) indexes, so page 1,000 costs what page 1 does and rows accepted or changed meanwhile
     never shift a page. One query, plus one for the timelines with `with_events`."""
-    qs = (Delivery.objects.filter(notification=notification).select_related("recipient")
-          .only(*_DELIVERY_FIELDS))
+    values: list[Any] = [notification.pk]
     if status:
-        qs = qs.filter(status=status)
+        values.append(status)
     if channel:
-        qs = qs.filter(channel=channel)
+        values.append(channel)
     if after is not None:
-        qs = qs.filter(RawSQL(
-            '("notifications_delivery"."created_at", "notifications_delivery"."id") > (%s, %s)',
-            (after.created_at, after.id), output_field=BooleanField(),
-        ))
-    if with_events:
-        qs = qs.prefetch_related(
-            Prefetch("events", queryset=DeliveryEvent.objects.order_by("id")))
-    rows = list(qs.order_by("created_at", "id")[: limit + 1])
+        values.extend([after.created_at, after.id])
+    read = _deliveries_read(bool(status), bool(channel), after is not None)
+    with connection.cursor() as cursor:
+        cursor.execute(read.sql, [*values, limit + 1])
+        rows = [read.instance(row) for row in cursor.fetchall()]
     more = len(rows) > limit
     rows = rows[:limit]
-    cursor = DeliveryCursor(created_at=rows[-1].created_at, id=rows[-1].id) if more else None
-    return DeliveryPage(deliveries=rows, next=cursor)
+    if with_events:
+        _attach_events(rows)
+    cursor_ = DeliveryCursor(created_at=rows[-1].created_at, id=rows[-1].id) if more else None
+    return DeliveryPage(deliveries=rows, next=cursor_)
+
+
+class _DeliveriesRead:
+    """A page of deliveries (`_DELIVERY_FIELDS`, the recipient's external id) under one set
+    of filters, as one plain statement built once per process."""
+
+    def __init__(self, status: bool, channel: bool, after: bool) -> None:
+        self.delivery = model_columns(Delivery, "d", frozenset(
+            name for name in _DELIVERY_FIELDS if "__" not in name))
+        self.recipient = model_columns(Recipient, "r", frozenset({"id", "external_id"}))
+        where = ["d.notification_id = %s"]
+        if status:
+            where.append("d.status = %s")
+        if channel:
+            where.append("d.channel = %s")
+        if after:
+            where.append("(d.created_at, d.id) > (%s, %s)")
+        self.sql = (
+            f"SELECT {self.delivery.sql}, {self.recipient.sql} "
+            f"FROM {Delivery._meta.db_table} d "
+            f"JOIN {Recipient._meta.db_table} r ON r.id = d.recipient_id "
+            f"WHERE {' AND '.join(where)} ORDER BY d.created_at, d.id LIMIT %s")
+
+    def instance(self, row: Sequence[Any]) -> Delivery:
+        n = len(self.delivery)
+        delivery: Delivery = self.delivery.instance(row[:n])
+        Delivery.recipient.field.set_cached_value(delivery, self.recipient.instance(row[n:]))
+        return delivery
+
+
+@functools.cache
+def _deliveries_read(status: bool, channel: bool, after: bool) -> _DeliveriesRead:
+    return _DeliveriesRead(status, channel, after)
+
+
+def _attach_events(deliveries: list[Delivery]) -> None:
+    """Each delivery's timeline (oldest first) in one query, where `delivery.events.all()`
+    finds it (the cache prefetch_related fills, without compiling a query per page)."""
+    if not deliveries:
+        return
+    columns = model_columns(DeliveryEvent, "e")
+    by_delivery: dict[Any, list[DeliveryEvent]] = {d.pk: [] for d in deliveries}
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns.sql} FROM {DeliveryEvent._meta.db_table} e "
+                       "WHERE e.delivery_id = ANY(%s) ORDER BY e.id",
+                       [list(by_delivery)])
+        for row in cursor.fetchall():
+            event = columns.instance(row)
+            by_delivery[event.delivery_id].append(event)
+    cache_name = Delivery.events.rel.cache_name
+    for delivery in deliveries:
+        events: QuerySet[DeliveryEvent] = QuerySet(model=DeliveryEvent)
+        events._result_cache = by_delivery[delivery.pk]
+        events._prefetch_done = True  # type: ignore[attr-defined]
+        delivery._prefetched_objects_cache = {cache_name: events}  # type: ignore[attr-defined]
 
 
 def notification_list(
