@@ -78,12 +78,19 @@ def normalise_address(value: str) -> str:
     return _PHONE_SEPARATORS.sub("", value) if _PHONE_SEPARATORS.search(value) else value
 
 
+# Up to this many bytes (after padding) CBC is chained in Python over a reused AES context;
+# above, one CBC context per value is cheaper.
+_CHAINED_MAX = 128
+
+
 class FernetKey:
     """Fernet (the spec: version 0x80, timestamp, IV, AES-128-CBC with PKCS7, HMAC-SHA256;
     tokens interchangeable with `cryptography.fernet.Fernet`), with the cipher built once per
     key instead of once per value: an AES block context per thread is reused and CBC is
     chained here, block by block (addresses are one to three blocks). ~5 times cheaper per value
-    than Fernet, which builds a Cipher, a padder and an HMAC object for every call."""
+    than Fernet, which builds a Cipher, a padder and an HMAC object for every call. A long
+    value (a fan-out slice's payload: hundreds of KB) goes through one CBC context instead:
+    chaining 16-byte blocks in Python costs ~0.3 s per 200 KB."""
 
     def __init__(self, key: str | bytes) -> None:
         raw = base64.urlsafe_b64decode(key)
@@ -104,6 +111,12 @@ class FernetKey:
         iv = iv or os.urandom(16)
         pad = 16 - len(data) % 16
         padded = data + bytes([pad]) * pad
+        if len(padded) > _CHAINED_MAX:
+            cbc = Cipher(algorithms.AES(self._aes_key), modes.CBC(iv)).encryptor()
+            ciphertext = cbc.update(padded) + cbc.finalize()
+            basic = (b"\x80" + (int(time.time()) if at is None else at).to_bytes(8, "big") + iv
+                     + ciphertext)
+            return base64.urlsafe_b64encode(basic + self._sign(basic))
         encryptor, _ = self._contexts()
         previous = int.from_bytes(iv, "big")
         blocks = []
@@ -131,16 +144,20 @@ class FernetKey:
         basic, mac = data[:-32], data[-32:]
         if not hmac.compare_digest(self._sign(basic), mac):
             raise InvalidToken
-        _, decryptor = self._contexts()
-        previous = int.from_bytes(basic[9:25], "big")
         body = basic[25:]
-        plain = []
-        for start in range(0, len(body), 16):
-            block = body[start:start + 16]
-            plain.append((int.from_bytes(decryptor.update(block), "big") ^ previous)
-                         .to_bytes(16, "big"))
-            previous = int.from_bytes(block, "big")
-        padded = b"".join(plain)
+        if len(body) > _CHAINED_MAX:
+            cbc = Cipher(algorithms.AES(self._aes_key), modes.CBC(basic[9:25])).decryptor()
+            padded = cbc.update(body) + cbc.finalize()
+        else:
+            _, decryptor = self._contexts()
+            previous = int.from_bytes(basic[9:25], "big")
+            plain = []
+            for start in range(0, len(body), 16):
+                block = body[start:start + 16]
+                plain.append((int.from_bytes(decryptor.update(block), "big") ^ previous)
+                             .to_bytes(16, "big"))
+                previous = int.from_bytes(block, "big")
+            padded = b"".join(plain)
         pad = padded[-1] if padded else 0
         if not 1 <= pad <= 16 or padded[-pad:] != bytes([pad]) * pad:
             raise InvalidToken

@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from apps.core.crypto import FernetKey, Keyring
 
 
-@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 31, 32, 33, 254, 1000])
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 31, 32, 33, 111, 112, 127, 128, 254, 1000, 300_000])
 def test_tokens_are_fernet_tokens_both_ways(size: int) -> None:
     key = Fernet.generate_key()
     ours, theirs = FernetKey(key), Fernet(key)
@@ -27,6 +27,15 @@ def test_the_same_inputs_give_fernets_exact_token() -> None:
 
     assert FernetKey(key).encrypt(b"jane@example.com", at=1_700_000_000, iv=iv) == (
         Fernet(key)._encrypt_from_parts(b"jane@example.com", 1_700_000_000, iv))
+
+
+@pytest.mark.parametrize("size", [16, 5000])
+def test_the_same_inputs_give_fernets_exact_token_short_or_long(size: int) -> None:
+    key = Fernet.generate_key()
+    iv, data = os.urandom(16), os.urandom(size)
+
+    assert FernetKey(key).encrypt(data, at=1_700_000_000, iv=iv) == (
+        Fernet(key)._encrypt_from_parts(data, 1_700_000_000, iv))
 
 
 def test_a_tampered_token_or_another_key_is_refused() -> None:
