@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from apps.audit.services import Entry, audit_record, audit_records
 from apps.clients.models import Client
 from apps.core.crypto import encrypt, pii_hash
-from apps.core.db.rows import all_but, model_columns
+from apps.core.db.rows import all_but, model_columns, unsaved
 from apps.core.encrypted_fields import EncryptedMixin, PIIHashField
 
 from .models import Device, Recipient
@@ -49,7 +49,8 @@ def recipients_upsert(
     created, updated = _upsert_changes(wanted=wanted, existing=existing)
     rows = []
     for external_id, fields in wanted.items():
-        row = existing.get(external_id) or Recipient(client=client, external_id=external_id)
+        row = existing.get(external_id) or unsaved(
+            Recipient, {"client_id": client.pk, "external_id": external_id}, {"client": client})
         for name, value in fields.items():
             setattr(row, name, value if value is not None else "")
         rows.append(row)

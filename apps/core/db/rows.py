@@ -7,10 +7,12 @@ the ORM query each time (~0.3-0.5 ms per query on the send path)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import connection, models
+from django.db.models.base import ModelState
+from django.db.models.fields import AutoFieldMixin
 
 
 class ModelColumns:
@@ -56,3 +58,43 @@ def all_but(model: type[models.Model], excluded: Iterable[str]) -> frozenset[str
     if not excluded:
         return None
     return frozenset(f.name for f in model._meta.concrete_fields if f.name not in excluded)
+
+
+@functools.cache
+def _defaults(model: type[models.Model]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """A model's constant defaults (values; mutable ones are copied per instance, so they are
+    computed) and its computed ones (callables), by attname."""
+    constant: dict[str, Any] = {}
+    computed: list[tuple[str, Any]] = []
+    for f in model._meta.concrete_fields:
+        if isinstance(f, AutoFieldMixin):
+            continue
+        if f.has_default() and callable(f.default):
+            computed.append((f.attname, f.get_default))
+            continue
+        value = f.get_default()
+        if isinstance(value, list | dict | set):
+            computed.append((f.attname, f.get_default))
+        else:
+            constant[f.attname] = value
+    return constant, computed
+
+
+def unsaved(model: type[models.Model], values: Mapping[str, Any],
+            related: Mapping[str, models.Model] | None = None) -> Any:
+    """An unsaved instance from attname values (the rest get their defaults), with `related`
+    objects cached on their foreign keys: what `model(**kwargs)` builds, for a fraction of its
+    cost (Model.__init__ walks every field and descriptor: ~90 µs per notification, seconds
+    for a 50,000-item bulk). The model must have no pre_init/post_init receivers."""
+    instance = model.__new__(model)
+    instance._state = ModelState()
+    constant, computed = _defaults(model)
+    state = instance.__dict__
+    state.update(constant)
+    for attname, default in computed:
+        if attname not in values:
+            state[attname] = default()
+    state.update(values)
+    for name, obj in (related or {}).items():
+        instance._state.fields_cache[name] = obj
+    return instance

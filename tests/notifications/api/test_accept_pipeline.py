@@ -167,7 +167,8 @@ def test_a_large_send_is_copied_and_reads_back_like_a_small_one(
 def test_copy_writes_every_value_as_an_insert_would(client_tenant: Any, email_template: Any) -> None:
     """The COPY text writer (bulk.copy_insert): escapes, JSON, NULLs, booleans, timestamps and
     encrypted columns read back as written."""
-    from apps.notifications.bulk import _copy_text, copy_insert, unsaved
+    from apps.core.db.rows import unsaved
+    from apps.notifications.bulk import _copy_text, copy_insert
 
     now = timezone.now()
     version = email_template.active_version
