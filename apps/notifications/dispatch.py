@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from apps.clients.models import Client
@@ -77,7 +77,9 @@ WITH locked AS (
     FOR NO KEY UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE notifications_delivery AS d
-    SET status = 'sending', attempts = d.attempts + 1, lease_until = %(lease_until)s,
+    SET status = 'sending', attempts = d.attempts + 1,
+        lease_until = %(now)s + make_interval(secs => CASE WHEN d.priority = 'critical'
+                                              THEN %(lease_critical)s ELSE %(lease)s END),
         updated_at = %(now)s
     FROM locked
     WHERE d.id = locked.id
@@ -100,6 +102,24 @@ SELECT id FROM notifications_delivery
 WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('pending', 'queued', 'retrying')
   AND (due_at IS NULL OR due_at <= %(due_before)s)
 """
+# The lease of rows a worker still holds, renewed while its batch runs (see `LeaseKeeper`):
+# only rows still `sending` in the attempt this worker claimed, never waiting for a row lock
+# (a row someone else is changing right now is renewed next time, or has left `sending`).
+_RENEW_SQL = """
+WITH held AS (
+    SELECT d.id FROM notifications_delivery AS d
+    JOIN unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS x(id, attempt)
+      ON x.id = d.id AND d.status = 'sending' AND d.attempts = x.attempt
+    ORDER BY d.id
+    FOR NO KEY UPDATE OF d SKIP LOCKED
+)
+UPDATE notifications_delivery AS d
+SET lease_until = %(now)s + make_interval(secs => CASE WHEN d.priority = 'critical'
+                                          THEN %(lease_critical)s ELSE %(lease)s END)
+FROM held
+WHERE d.id = held.id
+"""
+
 # How long a claim waits, in all, for rows other transactions hold (they hold them for one
 # statement); what is still held then is left to the relay sweeper.
 CLAIM_WAIT_SECONDS = 2.0
@@ -180,6 +200,55 @@ class Attempt:
     failed_over_from: list[str] = field(default_factory=list)
 
 
+def lease_seconds(priority: str) -> float:
+    """How long a claim (or a renewal) holds a delivery: one provider call and a margin."""
+    lease = float(settings.DELIVERY_LEASE_SECONDS)
+    if priority == "critical":
+        return min(float(settings.DELIVERY_LEASE_SECONDS_CRITICAL), lease)
+    return lease
+
+
+def _lease_params() -> dict[str, float]:
+    return {"lease": lease_seconds("normal"), "lease_critical": lease_seconds("critical")}
+
+
+class LeaseKeeper:
+    """Keeps the leases of the rows a worker holds while its batch runs: every
+    DELIVERY_LEASE_RENEW_SECONDS (at most half the shortest lease) one UPDATE moves the lease
+    of the rows still `sending` in this worker's attempt. A killed worker renews nothing, so
+    its rows come back one lease after its last renewal; a live one never loses them to the
+    sweeper (which would hand them to another worker: a duplicate send)."""
+
+    def __init__(self, attempts: dict[str, int], priorities: Sequence[str]) -> None:
+        self.attempts = dict(attempts)  # held rows: id → attempt
+        shortest = min((lease_seconds(p) for p in priorities), default=lease_seconds("normal"))
+        self.every = max(min(float(settings.DELIVERY_LEASE_RENEW_SECONDS), shortest / 2), 0.05)
+        self.last = time.monotonic()
+        self.renewals = 0
+
+    def release(self, ids: Sequence[str]) -> None:
+        """These rows' outcomes are recorded: they are no longer this worker's to keep."""
+        for i in ids:
+            self.attempts.pop(i, None)
+
+    def timeout(self) -> float:
+        return max(self.last + self.every - time.monotonic(), 0.0)
+
+    def renew_if_due(self) -> None:
+        if not self.attempts or time.monotonic() < self.last + self.every:
+            return
+        self.last = time.monotonic()
+        ids = list(self.attempts)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_RENEW_SQL, {"ids": ids, "attempts": [self.attempts[i] for i in ids],
+                                            "now": timezone.now(), **_lease_params()})
+            self.renewals += 1
+        except DatabaseError:
+            # The batch goes on; the next renewal (or the outcome write) tries again.
+            logger.warning("could not renew the lease of %d deliveries", len(ids), exc_info=True)
+
+
 def deliveries_claim(*, delivery_ids: Sequence[str]) -> dict[str, int]:
     """Atomically takes the still-claimable deliveries among these: id → attempt number.
 
@@ -190,8 +259,7 @@ def deliveries_claim(*, delivery_ids: Sequence[str]) -> dict[str, int]:
     deadline = time.monotonic() + CLAIM_WAIT_SECONDS
     while remaining:
         now = timezone.now()
-        lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-        params: dict[str, Any] = {"ids": remaining, "now": now, "lease_until": lease_until,
+        params: dict[str, Any] = {"ids": remaining, "now": now, **_lease_params(),
                                   "due_before": now + DUE_TOLERANCE}
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_SQL, params)
@@ -534,6 +602,7 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
         return report
     report.claimed = len(attempts)
     deliveries = load_deliveries(list(attempts))
+    keeper = LeaseKeeper(attempts, [d.priority for d in deliveries])
     later: dict[tuple[str, float], list[str]] = defaultdict(list)  # (priority, countdown) → ids
     # Rate-limited deliveries of this batch queue up behind each other: the k-th one waits for
     # the k-th next token instead of all of them coming back at once to fight for one.
@@ -597,6 +666,7 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
             devices_deactivate(client_id=client_id, tokens=tokens, reason=reason)
         suppressions_add(items=suppress)
         _write_many(rows, now)
+        keeper.release([str(d.id) for d, _ in batch])
         instrumentation.observe_outcomes(rows, [d for d, _ in batch], now)
 
     def finish_now(delivery: Delivery, result: SendResult) -> None:
@@ -701,10 +771,15 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
         # batch was being written goes in one statement. Under light load that is one row at a
         # time (smallest crash window); under load, fewer round trips.
         pending: set[Future[Attempt]] = set(futures)
+        sending = {str(d.id) for d, _, _ in work}  # the rest is recorded already
+        keeper.release([i for i in keeper.attempts if i not in sending])
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                settle([(futures[f], f.result()) for f in done])
+                done, pending = wait(pending, timeout=keeper.timeout(),
+                                     return_when=FIRST_COMPLETED)
+                if done:
+                    settle([(futures[f], f.result()) for f in done])
+                keeper.renew_if_due()
         finally:
             chunk_gate.flush()
 
