@@ -28,9 +28,13 @@ def chunked(ids: list[str], size: int) -> Iterable[list[str]]:
 
 def deliveries_enqueue(
     *, items: Iterable[tuple[str, str]], countdown: float | None = None, mark_queued: bool = True,
+    prepaid: dict[str, int] | None = None,
 ) -> int:
     """Publishes (delivery id, priority) pairs: critical one per task, others in chunks, all
     in one round trip to the broker (one connection, the messages sent back to back).
+
+    `prepaid`: provider tokens (account → count) the deliveries booked before a deferral,
+    passed to their task (call it with one message's worth of deliveries).
 
     `mark_queued` moves the published `pending` deliveries to `queued` (one UPDATE). The accept
     path does not: its deliveries were written `pending` with the relay sweeper's lease
@@ -55,6 +59,7 @@ def deliveries_enqueue(
             try:
                 deliveries_dispatch_task.apply_async(
                     args=[chunk],
+                    kwargs={"prepaid": prepaid} if prepaid else None,
                     queue=Priority(priority).queue.value,
                     countdown=countdown,
                     retry=True,

@@ -279,8 +279,13 @@ CIRCUIT_BREAKER = {
     "window_seconds": env_float("BREAKER_WINDOW_SECONDS", 30),
     "min_requests": env_int("BREAKER_MIN_REQUESTS", 20),
     "failure_ratio": env_float("BREAKER_FAILURE_RATIO", 0.5),
-    "open_seconds": env_float("BREAKER_OPEN_SECONDS", 30),
-    "max_open_seconds": env_float("BREAKER_MAX_OPEN_SECONDS", 300),
+    "open_seconds": env_float("BREAKER_OPEN_SECONDS", 10),
+    "max_open_seconds": env_float("BREAKER_MAX_OPEN_SECONDS", 30),
+    # Half-open: this many probe calls at a time, this many successes close the breaker; a
+    # probe slot not reported within probe_timeout_seconds (one provider call) is reclaimed.
+    "half_open_probes": env_int("BREAKER_HALF_OPEN_PROBES", 3),
+    "half_open_successes": env_int("BREAKER_HALF_OPEN_SUCCESSES", 3),
+    "probe_timeout_seconds": env_float("BREAKER_PROBE_TIMEOUT_SECONDS", 15),
 }
 # Where providers call NotifyHub back (status callbacks are signed over this exact URL).
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
