@@ -788,13 +788,10 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
     chunk_gate = gate.ChunkGate(((providers, max(len(message.tokens), 1))
                                  for _, message, providers in work),
                                 prepaid_pool) if len(work) > 1 else None
-    if len(work) == 1:
-        delivery, message, providers = work[0]
-        settle([(delivery, attempt_delivery(message, providers, prepaid=prepaid_pool))])
-    elif work:
-        assert chunk_gate is not None
+    if work:
         # A long-lived pool per worker process: its threads keep their provider sessions
-        # (and OAuth tokens) from task to task.
+        # (and OAuth tokens) from task to task. A single send goes through it too, so this
+        # thread can renew the lease while the call runs.
         pool = sender_pool()
         futures: dict[Future[Attempt], Delivery] = {
             pool.submit(attempt_delivery, message, providers, chunk_gate, prepaid_pool): delivery
@@ -814,7 +811,8 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                     settle([(futures[f], f.result()) for f in done])
                 keeper.renew_if_due()
         finally:
-            chunk_gate.flush()
+            if chunk_gate is not None:
+                chunk_gate.flush()
 
     notifications_refresh_status(notification_ids=report.notification_ids)
     webhook_completions_record(notification_ids=report.notification_ids)

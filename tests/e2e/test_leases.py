@@ -42,3 +42,24 @@ def test_a_batch_longer_than_its_lease_is_renewed_and_sent_once(
                                             event="requeued").exists()
     assert set(Delivery.objects.filter(notification=notification)
                .values_list("attempts", flat=True)) == {1}
+
+
+def test_a_critical_send_slower_than_its_lease_is_renewed_and_sent_once(
+    clean_sandbox: Any, start_worker: Any
+) -> None:
+    tenant = ClientFactory()
+    TemplateFactory(client=tenant, key="welcome")
+    clean_sandbox.control(latency_ms=4000)  # one call, twice the critical lease
+    start_worker(beat=True, concurrency=2, env={
+        "DELIVERY_LEASE_SECONDS_CRITICAL": "2", "RELAY_SWEEP_INTERVAL_SECONDS": "0.5"})
+    notification = notification_send(
+        client=tenant, template_id="welcome", variables={"name": "x"}, priority="critical",
+        recipients=[{"id": "otp", "email": "otp@example.com"}]).notification
+
+    wait_for(lambda: Delivery.objects.filter(notification=notification, sent_at__isnull=False)
+             .exists(), timeout=60, message="sent")
+
+    assert len(clean_sandbox.messages(to="otp@example.com")) == 1
+    delivery = Delivery.objects.get(notification=notification)
+    assert delivery.attempts == 1
+    assert not delivery.events.filter(event="requeued").exists()
