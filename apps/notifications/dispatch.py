@@ -820,7 +820,10 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
         size = 1 if priority == "critical" else max(int(settings.DISPATCH_CHUNK_SIZE), 1)
         for start in range(0, len(items), size):
             chunk = items[start:start + size]
+            # A booked chunk comes back a little after its tokens (never before), spread so
+            # that the chunks of many workers do not all arrive in the same instant.
             deliveries_enqueue(
-                items=[(i, priority) for i, _ in chunk], countdown=countdown,
+                items=[(i, priority) for i, _ in chunk],
+                countdown=countdown + random.uniform(0, 0.25) if booked_on else countdown,
                 prepaid={booked_on: sum(cost for _, cost in chunk)} if booked_on else None)
     return report
