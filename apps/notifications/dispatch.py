@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import random
 import threading
 import time
 from collections import OrderedDict, defaultdict
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from apps.clients.models import Client
@@ -77,7 +78,9 @@ WITH locked AS (
     FOR NO KEY UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE notifications_delivery AS d
-    SET status = 'sending', attempts = d.attempts + 1, lease_until = %(lease_until)s,
+    SET status = 'sending', attempts = d.attempts + 1,
+        lease_until = %(now)s + make_interval(secs => CASE WHEN d.priority = 'critical'
+                                              THEN %(lease_critical)s ELSE %(lease)s END),
         updated_at = %(now)s
     FROM locked
     WHERE d.id = locked.id
@@ -100,6 +103,24 @@ SELECT id FROM notifications_delivery
 WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('pending', 'queued', 'retrying')
   AND (due_at IS NULL OR due_at <= %(due_before)s)
 """
+# The lease of rows a worker still holds, renewed while its batch runs (see `LeaseKeeper`):
+# only rows still `sending` in the attempt this worker claimed, never waiting for a row lock
+# (a row someone else is changing right now is renewed next time, or has left `sending`).
+_RENEW_SQL = """
+WITH held AS (
+    SELECT d.id FROM notifications_delivery AS d
+    JOIN unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS x(id, attempt)
+      ON x.id = d.id AND d.status = 'sending' AND d.attempts = x.attempt
+    ORDER BY d.id
+    FOR NO KEY UPDATE OF d SKIP LOCKED
+)
+UPDATE notifications_delivery AS d
+SET lease_until = %(now)s + make_interval(secs => CASE WHEN d.priority = 'critical'
+                                          THEN %(lease_critical)s ELSE %(lease)s END)
+FROM held
+WHERE d.id = held.id
+"""
+
 # How long a claim waits, in all, for rows other transactions hold (they hold them for one
 # statement); what is still held then is left to the relay sweeper.
 CLAIM_WAIT_SECONDS = 2.0
@@ -180,6 +201,55 @@ class Attempt:
     failed_over_from: list[str] = field(default_factory=list)
 
 
+def lease_seconds(priority: str) -> float:
+    """How long a claim (or a renewal) holds a delivery: one provider call and a margin."""
+    lease = float(settings.DELIVERY_LEASE_SECONDS)
+    if priority == "critical":
+        return min(float(settings.DELIVERY_LEASE_SECONDS_CRITICAL), lease)
+    return lease
+
+
+def _lease_params() -> dict[str, float]:
+    return {"lease": lease_seconds("normal"), "lease_critical": lease_seconds("critical")}
+
+
+class LeaseKeeper:
+    """Keeps the leases of the rows a worker holds while its batch runs: every
+    DELIVERY_LEASE_RENEW_SECONDS (at most half the shortest lease) one UPDATE moves the lease
+    of the rows still `sending` in this worker's attempt. A killed worker renews nothing, so
+    its rows come back one lease after its last renewal; a live one never loses them to the
+    sweeper (which would hand them to another worker: a duplicate send)."""
+
+    def __init__(self, attempts: dict[str, int], priorities: Sequence[str]) -> None:
+        self.attempts = dict(attempts)  # held rows: id → attempt
+        shortest = min((lease_seconds(p) for p in priorities), default=lease_seconds("normal"))
+        self.every = max(min(float(settings.DELIVERY_LEASE_RENEW_SECONDS), shortest / 2), 0.05)
+        self.last = time.monotonic()
+        self.renewals = 0
+
+    def release(self, ids: Sequence[str]) -> None:
+        """These rows' outcomes are recorded: they are no longer this worker's to keep."""
+        for i in ids:
+            self.attempts.pop(i, None)
+
+    def timeout(self) -> float:
+        return max(self.last + self.every - time.monotonic(), 0.0)
+
+    def renew_if_due(self) -> None:
+        if not self.attempts or time.monotonic() < self.last + self.every:
+            return
+        self.last = time.monotonic()
+        ids = list(self.attempts)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_RENEW_SQL, {"ids": ids, "attempts": [self.attempts[i] for i in ids],
+                                            "now": timezone.now(), **_lease_params()})
+            self.renewals += 1
+        except DatabaseError:
+            # The batch goes on; the next renewal (or the outcome write) tries again.
+            logger.warning("could not renew the lease of %d deliveries", len(ids), exc_info=True)
+
+
 def deliveries_claim(*, delivery_ids: Sequence[str]) -> dict[str, int]:
     """Atomically takes the still-claimable deliveries among these: id → attempt number.
 
@@ -190,8 +260,7 @@ def deliveries_claim(*, delivery_ids: Sequence[str]) -> dict[str, int]:
     deadline = time.monotonic() + CLAIM_WAIT_SECONDS
     while remaining:
         now = timezone.now()
-        lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-        params: dict[str, Any] = {"ids": remaining, "now": now, "lease_until": lease_until,
+        params: dict[str, Any] = {"ids": remaining, "now": now, **_lease_params(),
                                   "due_before": now + DUE_TOLERANCE}
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_SQL, params)
@@ -341,7 +410,8 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]]) -> OutboundM
 
 
 def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
-                     chunk_gate: gate.ChunkGate | None = None) -> Attempt:
+                     chunk_gate: gate.ChunkGate | None = None,
+                     prepaid: gate.Prepaid | None = None) -> Attempt:
     """One attempt: the first provider whose breaker and rate limit admit it sends.
 
     Providers whose breaker is open are skipped (failover down the channel's list); if none
@@ -359,7 +429,7 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
             result = instrumentation.timed_send(provider, message)
             lane.report(result)
             return Attempt(result=result, failed_over_from=skipped)
-        admission = gate.admit(provider, cost)
+        admission = gate.admit(provider, cost, prepaid)
         if not admission.allowed:
             if admission.reason == "rate_limited":
                 # Back-pressure: wait for this provider's capacity, do not spill over.
@@ -521,31 +591,58 @@ def load_deliveries(ids: Sequence[str]) -> list[Delivery]:
     return deliveries
 
 
-def deliveries_dispatch(*, delivery_ids: Sequence[str]) -> DispatchReport:
-    """Claims and sends these deliveries; safe to call twice with the same ids."""
+def deliveries_dispatch(
+    *, delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
+) -> DispatchReport:
+    """Claims and sends these deliveries; safe to call twice with the same ids. `prepaid`:
+    provider tokens (account → count) these deliveries booked when they were deferred."""
     with subscriptions_read_once():
-        return _dispatch(delivery_ids)
+        return _dispatch(delivery_ids, prepaid)
 
 
-def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
+def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None) -> DispatchReport:
     report = DispatchReport()
     attempts = deliveries_claim(delivery_ids=delivery_ids)
     if not attempts:
         return report
     report.claimed = len(attempts)
     deliveries = load_deliveries(list(attempts))
-    later: dict[tuple[str, float], list[str]] = defaultdict(list)  # (priority, countdown) → ids
-    # Rate-limited deliveries of this batch queue up behind each other: the k-th one waits for
-    # the k-th next token instead of all of them coming back at once to fight for one.
-    queued_behind: dict[str, int] = defaultdict(int)
+    keeper = LeaseKeeper(attempts, [d.priority for d in deliveries])
+    # (priority, countdown, provider account whose tokens they booked or "") → (id, cost)
+    later: dict[tuple[str, float, str], list[tuple[str, int]]] = defaultdict(list)
+    prepaid_pool = gate.Prepaid(prepaid)
+    costs: dict[str, int] = {}  # tokens a delivery's provider call takes (push: one per device)
 
-    def defer_seconds(attempt: Attempt) -> float:
-        if attempt.defer_reason != "rate_limited" or attempt.defer_provider is None:
-            return attempt.defer_seconds
-        provider = attempt.defer_provider
-        position = queued_behind[provider.name]
-        queued_behind[provider.name] += 1
-        return attempt.defer_seconds + position / gate.rate_per_second(provider)
+    def deferrals(batch: Sequence[tuple[Delivery, Attempt]]) -> dict[str, tuple[float, str, int]]:
+        """When each deferred delivery of this batch comes back: id → (seconds, account whose
+        tokens it booked or "", cost). Rate-limited ones book their provider's next tokens (one
+        call per provider): deferred once, behind every worker's work already waiting, and
+        spending the booking when they come back instead of asking (and being deferred) again."""
+        out: dict[str, tuple[float, str, int]] = {}
+        limited: dict[str, list[tuple[Delivery, Attempt, int]]] = defaultdict(list)
+        providers: dict[str, Provider] = {}
+        for delivery, attempt in batch:
+            if attempt.result is not None:
+                continue
+            cost = costs.get(str(delivery.id), 1)
+            if attempt.defer_reason == "rate_limited" and attempt.defer_provider is not None:
+                name = gate.account_name(attempt.defer_provider)
+                providers[name] = attempt.defer_provider
+                limited[name].append((delivery, attempt, cost))
+            else:
+                # An open breaker: spread the comeback a little (10 %) so chunks deferred
+                # together do not all ask again in the same instant.
+                out[str(delivery.id)] = (attempt.defer_seconds * random.uniform(1.0, 1.1), "", cost)
+        for name, items in limited.items():
+            booking = gate.reserve(providers[name], sum(cost for _, _, cost in items))
+            position = 0
+            for delivery, attempt, cost in items:
+                position += cost
+                if position <= booking.booked:
+                    out[str(delivery.id)] = (booking.at(position), name, cost)
+                else:  # beyond the booking horizon (or the limiter unreachable): ask again then
+                    out[str(delivery.id)] = (max(booking.at(position), attempt.defer_seconds), "", cost)
+        return out
 
     def settle(batch: Sequence[tuple[Delivery, Attempt]]) -> None:
         """Records a batch of finished attempts in one statement, then their side effects."""
@@ -553,18 +650,21 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
         rows: list[dict[str, Any]] = []
         dead_tokens: dict[tuple[Any, str], list[str]] = defaultdict(list)
         suppress: list[SuppressionItem] = []
+        deferred = deferrals(batch)
         for delivery, attempt in batch:
             did = str(delivery.id)
             report.notification_ids.add(str(delivery.notification_id))
             result = attempt.result
             if result is None:
-                seconds = defer_seconds(attempt)
+                seconds, booked_on, cost = deferred[did]
+                # Countdowns in half-second steps (never before the booked token): a few
+                # tasks, not one per delivery.
+                seconds = math.ceil(seconds * 2) / 2
                 deferred_row, _ = defer_row(delivery_id=did, attempt=attempts[did],
                                             seconds=seconds, reason=attempt.defer_reason, now=now)
                 rows.append(deferred_row)
                 report.deferred += 1
-                # Countdowns in half-second steps: a few tasks, not one per delivery.
-                later[(delivery.priority, math.ceil(seconds * 2) / 2)].append(did)
+                later[(delivery.priority, seconds, booked_on)].append((did, cost))
                 continue
             detail = {"failed_over_from": attempt.failed_over_from} if attempt.failed_over_from else None
             policy = retry_policy(channel=delivery.channel,
@@ -588,7 +688,7 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
             elif status == DeliveryStatus.RETRYING and due_at is not None:
                 report.retrying += 1
                 countdown = max((due_at - now).total_seconds(), 0.0)
-                later[(delivery.priority, round(countdown, 1))].append(did)
+                later[(delivery.priority, round(countdown, 1), "")].append((did, 1))
             else:
                 report.failed += 1
         # Dead tokens and bad addresses first: once a status says `sent`/`failed`, its
@@ -597,6 +697,7 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
             devices_deactivate(client_id=client_id, tokens=tokens, reason=reason)
         suppressions_add(items=suppress)
         _write_many(rows, now)
+        keeper.release([str(d.id) for d, _ in batch])
         instrumentation.observe_outcomes(rows, [d for d, _ in batch], now)
 
     def finish_now(delivery: Delivery, result: SendResult) -> None:
@@ -675,6 +776,7 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
             finish_now(delivery, SendResult.permanent("", "no_active_device",
                                                       "The recipient has no active device."))
             continue
+        costs[did] = max(len(message.tokens), 1)
         work.append((delivery, message, providers))
     _write_many(suppressed_rows, now)
     instrumentation.observe_outcomes(suppressed_rows, deliveries, now)
@@ -683,33 +785,45 @@ def _dispatch(delivery_ids: Sequence[str]) -> DispatchReport:
 
     # The gates are asked once for the chunk (one breaker read and one token take per
     # provider account), not for every message.
-    chunk_gate = gate.ChunkGate((providers, max(len(message.tokens), 1))
-                                for _, message, providers in work) if len(work) > 1 else None
-    if len(work) == 1:
-        delivery, message, providers = work[0]
-        settle([(delivery, attempt_delivery(message, providers))])
-    elif work:
-        assert chunk_gate is not None
+    chunk_gate = gate.ChunkGate(((providers, max(len(message.tokens), 1))
+                                 for _, message, providers in work),
+                                prepaid_pool) if len(work) > 1 else None
+    if work:
         # A long-lived pool per worker process: its threads keep their provider sessions
-        # (and OAuth tokens) from task to task.
+        # (and OAuth tokens) from task to task. A single send goes through it too, so this
+        # thread can renew the lease while the call runs.
         pool = sender_pool()
         futures: dict[Future[Attempt], Delivery] = {
-            pool.submit(attempt_delivery, message, providers, chunk_gate): delivery
+            pool.submit(attempt_delivery, message, providers, chunk_gate, prepaid_pool): delivery
             for delivery, message, providers in work
         }
         # Recorded in this thread as calls return: everything that finished while the previous
         # batch was being written goes in one statement. Under light load that is one row at a
         # time (smallest crash window); under load, fewer round trips.
         pending: set[Future[Attempt]] = set(futures)
+        sending = {str(d.id) for d, _, _ in work}  # the rest is recorded already
+        keeper.release([i for i in keeper.attempts if i not in sending])
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                settle([(futures[f], f.result()) for f in done])
+                done, pending = wait(pending, timeout=keeper.timeout(),
+                                     return_when=FIRST_COMPLETED)
+                if done:
+                    settle([(futures[f], f.result()) for f in done])
+                keeper.renew_if_due()
         finally:
-            chunk_gate.flush()
+            if chunk_gate is not None:
+                chunk_gate.flush()
 
     notifications_refresh_status(notification_ids=report.notification_ids)
     webhook_completions_record(notification_ids=report.notification_ids)
-    for (priority, countdown), ids in later.items():
-        deliveries_enqueue(items=[(i, priority) for i in ids], countdown=countdown)
+    for (priority, countdown, booked_on), items in later.items():
+        size = 1 if priority == "critical" else max(int(settings.DISPATCH_CHUNK_SIZE), 1)
+        for start in range(0, len(items), size):
+            chunk = items[start:start + size]
+            # A booked chunk comes back a little after its tokens (never before), spread so
+            # that the chunks of many workers do not all arrive in the same instant.
+            deliveries_enqueue(
+                items=[(i, priority) for i, _ in chunk],
+                countdown=countdown + random.uniform(0, 0.25) if booked_on else countdown,
+                prepaid={booked_on: sum(cost for _, cost in chunk)} if booked_on else None)
     return report

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from apps.core.queues import Priority
@@ -27,16 +28,22 @@ def chunked(ids: list[str], size: int) -> Iterable[list[str]]:
 
 def deliveries_enqueue(
     *, items: Iterable[tuple[str, str]], countdown: float | None = None, mark_queued: bool = True,
+    prepaid: dict[str, int] | None = None,
 ) -> int:
     """Publishes (delivery id, priority) pairs: critical one per task, others in chunks, all
     in one round trip to the broker (one connection, the messages sent back to back).
+
+    `prepaid`: provider tokens (account → count) the deliveries booked before a deferral,
+    passed to their task (call it with one message's worth of deliveries).
 
     `mark_queued` moves the published `pending` deliveries to `queued` (one UPDATE). The accept
     path does not: its deliveries were written `pending` with the relay sweeper's lease
     (RELAY_REQUEUE_AFTER_SECONDS), which already re-publishes a lost message, and the worker's
     claim takes `pending` as it takes `queued`.
 
-    Never raises for a broker problem: what is not published is found by the relay sweeper.
+    Never raises for a broker problem: what is not published has its lease ended at once
+    (at its countdown's end for a retry), so the relay sweeper's first run after the broker is
+    back re-publishes it, instead of after RELAY_REQUEUE_AFTER_SECONDS.
     Returns the number of deliveries published.
     """
     from .tasks import deliveries_dispatch_task
@@ -45,12 +52,14 @@ def deliveries_enqueue(
     for delivery_id, priority in items:
         by_priority[priority].append(str(delivery_id))
     published: list[str] = []
+    failed: list[str] = []
     for priority, ids in by_priority.items():
         size = 1 if priority == Priority.CRITICAL else settings.DISPATCH_CHUNK_SIZE
         for chunk in chunked(ids, size):
             try:
                 deliveries_dispatch_task.apply_async(
                     args=[chunk],
+                    kwargs={"prepaid": prepaid} if prepaid else None,
                     queue=Priority(priority).queue.value,
                     countdown=countdown,
                     retry=True,
@@ -64,8 +73,11 @@ def deliveries_enqueue(
                 )
             except Exception:
                 logger.exception("could not publish %d deliveries; the relay sweeper will", len(chunk))
+                failed.extend(chunk)
                 continue
             published.extend(chunk)
+    if failed:
+        deliveries_publish_failed(delivery_ids=failed, countdown=countdown)
     if published and countdown is None and mark_queued:
         now = timezone.now()
         Delivery.objects.filter(id__in=published, status=DeliveryStatus.PENDING).update(
@@ -74,6 +86,23 @@ def deliveries_enqueue(
             updated_at=now,
         )
     return len(published)
+
+
+def deliveries_publish_failed(*, delivery_ids: list[str], countdown: float | None = None) -> None:
+    """Ends the lease of deliveries whose task could not be published (still waiting for one:
+    pending, queued or retrying), so the next sweep re-publishes them: a few seconds after the
+    broker is back. A retry or deferral keeps its due time (the claim would skip it before)."""
+    now = timezone.now()
+    due = now + timedelta(seconds=countdown or 0)
+    try:
+        Delivery.objects.filter(
+            id__in=delivery_ids,
+            status__in=(DeliveryStatus.PENDING, DeliveryStatus.QUEUED, DeliveryStatus.RETRYING),
+        ).update(lease_until=due)
+    except DatabaseError:
+        # The database is down too: the lease they have still brings them back.
+        logger.warning("could not mark %d unpublished deliveries for the sweeper",
+                       len(delivery_ids), exc_info=True)
 
 
 # Up to this many task messages are published before the request answers; a larger accept
@@ -104,3 +133,5 @@ def _publish_in_background(items: list[tuple[str, str]]) -> None:
     except Exception:
         logger.exception("could not publish %d accepted deliveries; the relay sweeper will",
                          len(items))
+    finally:
+        connection.close()  # this thread's own connection (if marking failures opened one)

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from .channels.base import Provider, SendResult
 from .resilience.breaker import CLOSED, OPEN, UNKNOWN, CircuitBreaker, Decision
-from .resilience.ratelimit import TokenBucket
+from .resilience.ratelimit import Booking, TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +44,56 @@ class Admission:
     reason: str = ""  # circuit_open / rate_limited
 
 
-def admit(provider: Provider, cost: int = 1) -> Admission:
-    """May we call this provider now for `cost` messages? Never blocks or sleeps."""
+class Prepaid:
+    """Tokens a deferred chunk booked before it was deferred (`reserve`), per provider
+    account: spent instead of asking the bucket again. Shared by the sender threads."""
+
+    def __init__(self, tokens: dict[str, int] | None = None) -> None:
+        self.tokens = {name: int(n) for name, n in (tokens or {}).items() if int(n) > 0}
+        self.lock = threading.Lock()
+
+    def take(self, name: str, cost: int) -> bool:
+        with self.lock:
+            if self.tokens.get(name, 0) < cost:
+                return False
+            self.tokens[name] -= cost
+            return True
+
+    def take_up_to(self, name: str, count: int) -> int:
+        with self.lock:
+            taken = min(self.tokens.get(name, 0), count)
+            if taken:
+                self.tokens[name] -= taken
+            return taken
+
+
+def admit(provider: Provider, cost: int = 1, prepaid: Prepaid | None = None) -> Admission:
+    """May we call this provider now for `cost` messages? Never blocks or sleeps. Tokens the
+    work booked before its deferral (`prepaid`) are spent before the bucket is asked."""
     if not settings.PROVIDER_GATES_ENABLED:
         return Admission(True)
     name = account_name(provider)
-    decision = breaker_for(name).allow()
+    breaker = breaker_for(name)
+    decision = breaker.allow()
     if not decision.allowed:
         return Admission(False, decision, decision.retry_after or 1.0, "circuit_open")
+    if prepaid is not None and prepaid.take(name, cost):
+        return Admission(True, decision)
     grant = bucket_for(name).acquire_all_or_nothing(cost)
     if not grant.complete:
+        if decision.is_probe:
+            breaker.release(decision)  # no call made: the probe slot goes to the next caller
         return Admission(False, decision, max(grant.wait_seconds, 0.001), "rate_limited")
     return Admission(True, decision)
+
+
+def reserve(provider: Provider, count: int) -> Booking:
+    """Books `count` of this provider's tokens ahead for work deferred until they are
+    produced (at most RETRY_MAX_SECONDS ahead): see `TokenBucket.reserve`."""
+    bucket = bucket_for(account_name(provider))
+    if not settings.PROVIDER_GATES_ENABLED:
+        return Booking(0, count, 0.0, bucket.rate_per_second, fail_open=True)
+    return bucket.reserve(count, float(settings.RETRY_MAX_SECONDS))
 
 
 def report(provider: Provider, admission: Admission, result: SendResult) -> None:
@@ -117,7 +155,8 @@ class ChunkGate:
     message). Messages whose primary provider is not plainly closed (half-open probes) are
     admitted one by one as before."""
 
-    def __init__(self, demands: Iterable[tuple[Sequence[Provider], int]]) -> None:
+    def __init__(self, demands: Iterable[tuple[Sequence[Provider], int]],
+                 prepaid: Prepaid | None = None) -> None:
         self.lanes: dict[str, Lane] = {}
         if not settings.PROVIDER_GATES_ENABLED:
             return
@@ -130,8 +169,12 @@ class ChunkGate:
                 need[account_name(provider)] += cost
                 chosen[account_name(provider)] = provider
         for name, count in need.items():
-            grant = bucket_for(name).acquire(count)
-            self.lanes[name] = Lane(chosen[name], grant.granted, grant.wait_seconds)
+            booked = prepaid.take_up_to(name, count) if prepaid is not None else 0
+            if booked == count:
+                self.lanes[name] = Lane(chosen[name], booked, 0.0)
+                continue
+            grant = bucket_for(name).acquire(count - booked)
+            self.lanes[name] = Lane(chosen[name], booked + grant.granted, grant.wait_seconds)
 
     @staticmethod
     def _lane_provider(providers: Sequence[Provider], states: dict[str, str]) -> Provider | None:

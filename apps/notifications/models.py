@@ -380,3 +380,17 @@ class AcceptJobSlice(models.Model):
 
     def __str__(self) -> str:
         return f"slice {self.seq} of {self.job_id}"
+
+
+class RelayMarker(models.Model):
+    """The token of the marker key the relay sweeper keeps in the broker (apps/notifications/
+    relay.py): while the broker holds the token PostgreSQL remembers, it kept its data; when
+    the key is gone, the broker restarted empty (or was flushed) and every task it held is lost,
+    so the sweeper re-publishes all pending, queued and retrying work at once."""
+
+    name = models.CharField(primary_key=True, max_length=50)
+    token = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.token}"

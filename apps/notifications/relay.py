@@ -3,14 +3,25 @@
 Run by celery-beat. Finds in-flight deliveries whose lease ended (publish lost, broker message
 lost, worker killed mid-send, scheduled time reached, retry countdown lost) and publishes them
 again. The claim in dispatch makes a duplicate message harmless.
+
+Two things make it look sooner than a lease: a publish that failed (broker down) ends the
+lease of what it could not publish at once (`enqueue.deliveries_enqueue`), so the first sweep
+after the broker's return re-publishes it; and a marker key kept in the broker tells when the
+broker lost its data (restarted empty): then every pending, queued and retrying delivery is
+re-published at once (`broker_data_check`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -25,6 +36,7 @@ from apps.webhooks.outbound.outbox import (
 from . import instrumentation
 from .enqueue import deliveries_enqueue
 from .fanout import accept_jobs_sweep
+from .models import RelayMarker
 from .status import notifications_refresh_status
 
 logger = logging.getLogger(__name__)
@@ -74,6 +86,76 @@ SELECT id, priority, notification_id, old_status, new_status, channel, provider 
 """
 
 
+# The broker lost its data: every delivery waiting for a task message is due for
+# re-publishing now (a retry or deferral when its countdown ends). Locked in id order without
+# waiting (a row someone holds is changing state anyway, and the lease still covers it).
+_REPUBLISH_ALL_SQL = """
+WITH waiting AS (
+    SELECT id FROM notifications_delivery
+    WHERE status IN ('pending', 'queued', 'retrying')
+      AND lease_until > GREATEST(COALESCE(due_at, %(now)s), %(now)s)
+    ORDER BY id
+    FOR NO KEY UPDATE SKIP LOCKED
+)
+UPDATE notifications_delivery AS d
+SET lease_until = GREATEST(COALESCE(d.due_at, %(now)s), %(now)s)
+FROM waiting
+WHERE d.id = waiting.id
+"""
+
+BROKER_MARKER_KEY = "notifyhub:relay:broker-marker"
+_MARKER_NAME = "broker"
+
+_broker_clients: dict[str, redis.Redis] = {}
+_broker_lock = threading.Lock()
+
+
+def _broker_client() -> redis.Redis | None:
+    url = settings.CELERY_BROKER_URL
+    if urlsplit(url).scheme not in ("redis", "rediss"):
+        return None
+    with _broker_lock:
+        client = _broker_clients.get(url)
+        if client is None:
+            client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+            _broker_clients[url] = client
+    return client
+
+
+def broker_data_check(*, now: datetime | None = None) -> int:
+    """Did the broker lose its data since the last sweep? The sweeper keeps a marker key in the
+    broker and its token in PostgreSQL. Token there but key gone: the broker restarted empty
+    (or was flushed) and every task message it held is lost, so every pending, queued and
+    retrying delivery is made due for the sweep at once (a retry when its countdown ends).
+    Returns how many were; 0 when the broker kept its data or cannot be reached now."""
+    client = _broker_client()
+    if client is None:
+        return 0
+    try:
+        raw = client.get(BROKER_MARKER_KEY)
+    except redis.RedisError:
+        return 0  # the broker is down: nothing can be re-published now; checked next sweep
+    in_broker = raw.decode() if isinstance(raw, bytes) else raw
+    remembered = RelayMarker.objects.filter(name=_MARKER_NAME).values_list("token", flat=True).first()
+    if in_broker is not None:
+        if in_broker != remembered:  # first sweep against this database: adopt the marker
+            RelayMarker.objects.update_or_create(name=_MARKER_NAME, defaults={"token": in_broker})
+        return 0
+    made_due = 0
+    if remembered is not None:
+        now = now or timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(_REPUBLISH_ALL_SQL, {"now": now})
+            made_due = cursor.rowcount
+        logger.warning("the broker lost its data (restarted empty?): %d waiting deliveries are "
+                       "re-published now", made_due)
+    token = uuid.uuid4().hex
+    RelayMarker.objects.update_or_create(name=_MARKER_NAME, defaults={"token": token})
+    with contextlib.suppress(redis.RedisError):  # else checked again next sweep (harmless)
+        client.set(BROKER_MARKER_KEY, token)
+    return made_due
+
+
 @dataclass
 class SweepReport:
     requeued: int = 0
@@ -81,6 +163,7 @@ class SweepReport:
     released_scheduled: int = 0
     gave_up: int = 0
     jobs_republished: int = 0
+    broker_data_lost: int = 0  # deliveries made due because the broker lost its messages
 
 
 def relay_sweep(*, limit: int | None = None) -> SweepReport:
@@ -91,6 +174,7 @@ def relay_sweep(*, limit: int | None = None) -> SweepReport:
     final)."""
     now = timezone.now()
     next_lease = now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
+    lost = broker_data_check(now=now)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
@@ -107,7 +191,7 @@ def relay_sweep(*, limit: int | None = None) -> SweepReport:
             for r in gave_up
         ], now=now)
     requeue = [r for r in rows if r[4] != "failed"]
-    report = SweepReport(requeued=len(requeue), gave_up=len(gave_up))
+    report = SweepReport(requeued=len(requeue), gave_up=len(gave_up), broker_data_lost=lost)
     report.recovered_from_sending = sum(1 for r in requeue if r[3] == "sending")
     report.released_scheduled = sum(1 for r in requeue if r[3] == "scheduled")
     if rows:

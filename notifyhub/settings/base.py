@@ -212,11 +212,20 @@ DISPATCH_CHUNK_SIZE = env_int("DISPATCH_CHUNK_SIZE", 100)
 # Concurrent provider calls inside one dispatch task (I/O bound HTTP calls).
 DISPATCH_CONCURRENCY = env_int("DISPATCH_CONCURRENCY", 16)
 # A delivery claimed by a worker ('sending') whose outcome is not recorded within this lease is
-# assumed lost (worker crash) and handed out again by the relay sweeper.
-DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 120)
-# A delivery enqueued but not claimed within this time is re-enqueued by the relay sweeper.
+# assumed lost (worker crash) and handed out again by the relay sweeper. It bounds one provider
+# call (every *_TIMEOUT_SECONDS below is 10 s) plus a margin; a worker still holding rows renews
+# their lease every DELIVERY_LEASE_RENEW_SECONDS (at most half the lease) while its batch runs,
+# so a long batch never outlives its lease while the worker is alive. `critical` work (one
+# delivery per task) gets the shorter lease: a crash delays an OTP by seconds.
+DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 30)
+DELIVERY_LEASE_SECONDS_CRITICAL = env_int("DELIVERY_LEASE_SECONDS_CRITICAL", 15)
+DELIVERY_LEASE_RENEW_SECONDS = env_float("DELIVERY_LEASE_RENEW_SECONDS", 10.0)
+# A delivery enqueued but not claimed within this time is re-enqueued by the relay sweeper
+# (sooner when its publish failed or the broker lost its data: apps/notifications/relay.py).
 RELAY_REQUEUE_AFTER_SECONDS = env_int("RELAY_REQUEUE_AFTER_SECONDS", 120)
-RELAY_SWEEP_INTERVAL_SECONDS = env_float("RELAY_SWEEP_INTERVAL_SECONDS", 15.0)
+# The sweep is one indexed statement (~1 ms with nothing due, docs/operations.md "Leases and
+# re-publish"): every 5 s, a dead worker's rows are re-queued within 5 s of their lease's end.
+RELAY_SWEEP_INTERVAL_SECONDS = env_float("RELAY_SWEEP_INTERVAL_SECONDS", 5.0)
 RELAY_SWEEP_BATCH = env_int("RELAY_SWEEP_BATCH", 5000)
 # Basic bounded retry (the full policy lives with the channels work).
 DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 5)
@@ -270,8 +279,13 @@ CIRCUIT_BREAKER = {
     "window_seconds": env_float("BREAKER_WINDOW_SECONDS", 30),
     "min_requests": env_int("BREAKER_MIN_REQUESTS", 20),
     "failure_ratio": env_float("BREAKER_FAILURE_RATIO", 0.5),
-    "open_seconds": env_float("BREAKER_OPEN_SECONDS", 30),
-    "max_open_seconds": env_float("BREAKER_MAX_OPEN_SECONDS", 300),
+    "open_seconds": env_float("BREAKER_OPEN_SECONDS", 10),
+    "max_open_seconds": env_float("BREAKER_MAX_OPEN_SECONDS", 30),
+    # Half-open: this many probe calls at a time, this many successes close the breaker; a
+    # probe slot not reported within probe_timeout_seconds (one provider call) is reclaimed.
+    "half_open_probes": env_int("BREAKER_HALF_OPEN_PROBES", 3),
+    "half_open_successes": env_int("BREAKER_HALF_OPEN_SUCCESSES", 3),
+    "probe_timeout_seconds": env_float("BREAKER_PROBE_TIMEOUT_SECONDS", 15),
 }
 # Where providers call NotifyHub back (status callbacks are signed over this exact URL).
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")

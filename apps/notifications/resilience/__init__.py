@@ -11,7 +11,7 @@ fail-fast client from Django settings.
 """
 
 from .breaker import CLOSED, HALF_OPEN, OPEN, UNKNOWN, CircuitBreaker, Decision
-from .ratelimit import DEFAULT_RATES, Grant, TokenBucket
+from .ratelimit import DEFAULT_RATES, Booking, Grant, TokenBucket
 
 __all__ = [
     "CLOSED",
@@ -19,6 +19,7 @@ __all__ = [
     "HALF_OPEN",
     "OPEN",
     "UNKNOWN",
+    "Booking",
     "CircuitBreaker",
     "Decision",
     "Grant",

@@ -14,10 +14,12 @@ States and transitions (all decided inside one Lua script per call, on Redis ser
     callers hold a probe slot at a time; a slot is a lease (``probe_timeout_seconds``) so a
     probe that crashes without reporting cannot wedge the breaker. ``allow()`` returns the
     slot's ``probe_token``; the caller passes it (or the whole :class:`Decision`) to
-    ``record_success`` / ``record_failure``. A probe success closes the breaker (window,
-    probes and back-off cleared); a probe failure re-opens it for the previous open duration
-    times ``backoff_multiplier``, capped at ``max_open_seconds``. Untokened outcomes, and
-    outcomes whose lease was already reclaimed, do not move a half-open breaker.
+    ``record_success`` / ``record_failure`` (or ``release`` when it made no call after all:
+    the slot goes to the next caller at once). ``half_open_successes`` probe successes close
+    the breaker (window, probes and back-off cleared); a probe failure re-opens it for the
+    previous open duration times ``backoff_multiplier``, capped at ``max_open_seconds``.
+    Untokened outcomes, and outcomes whose lease was already reclaimed, do not move a
+    half-open breaker.
 
 Redis failures never block sending: ``allow()`` then returns ``allowed=True, state="unknown"``
 (and ``record_*`` drop the outcome), logging at most once a minute per breaker.
@@ -60,7 +62,8 @@ StateChangeCallback = Callable[[str, str, str], None]
 # KEYS: state hash, window hash, probes zset.
 # ARGV: op, window_s, min_requests, failure_ratio, base_open_ms, max_open_ms, backoff,
 #       max_probes, probe_ttl_ms, state_ttl_ms, token ('' if none), half_open_retry_ms,
-#       count (successes counted by an untokened 'success', default 1).
+#       count (successes counted by an untokened 'success', default 1), probe successes
+#       that close a half-open breaker.
 # Returns {state_after, state_before, allowed (0/1), retry_after_ms, probe_token or ''}.
 _SCRIPT: Final = r"""
 local state_key, win_key, probe_key = KEYS[1], KEYS[2], KEYS[3]
@@ -77,6 +80,7 @@ local state_ttl_ms = tonumber(ARGV[10])
 local token = ARGV[11]
 local half_open_retry_ms = tonumber(ARGV[12])
 local count = tonumber(ARGV[13] or '1') or 1
+local successes_needed = tonumber(ARGV[14] or '1') or 1
 
 local t = redis.call('TIME')
 local now_s = tonumber(t[1])
@@ -95,6 +99,7 @@ if state == 'open' and now_ms >= open_until then effective = 'half_open' end
 local function trip(duration_ms)
   redis.call('HSET', state_key, 'state', 'open', 'open_until', int(now_ms + duration_ms),
              'open_ms', int(duration_ms))
+  redis.call('HDEL', state_key, 'probe_ok')
   redis.call('PEXPIRE', state_key, state_ttl_ms)
   redis.call('DEL', win_key, probe_key)
 end
@@ -136,6 +141,7 @@ if op == 'allow' then
   if state == 'open' then
     if now_ms < open_until then return {'open', 'open', 0, open_until - now_ms, ''} end
     redis.call('HSET', state_key, 'state', 'half_open')
+    redis.call('HDEL', state_key, 'probe_ok')
     redis.call('PEXPIRE', state_key, state_ttl_ms)
     redis.call('DEL', probe_key)
   end
@@ -151,9 +157,20 @@ if op == 'allow' then
   return {'half_open', state, 0, math.max(wait, 1), ''}
 end
 
+if op == 'release' then
+  -- a probe that made no call after all: its slot goes to the next caller now
+  if token ~= '' then redis.call('ZREM', probe_key, token) end
+  return {effective, effective, 1, 0, ''}
+end
+
 -- op == 'success' or 'failure'
 if state == 'half_open' and token ~= '' and redis.call('ZSCORE', probe_key, token) then
   if op == 'success' then
+    local ok = redis.call('HINCRBY', state_key, 'probe_ok', 1)
+    if ok < successes_needed then
+      redis.call('ZREM', probe_key, token)
+      return {'half_open', 'half_open', 1, 0, ''}
+    end
     redis.call('DEL', state_key, win_key, probe_key)
     return {'closed', 'half_open', 1, 0, ''}
   end
@@ -228,6 +245,7 @@ class CircuitBreaker:
         failure_ratio: float = 0.5,
         open_seconds: float = 30,
         half_open_probes: int = 1,
+        half_open_successes: int = 1,
         max_open_seconds: float = 300,
         backoff_multiplier: float = 2.0,
         probe_timeout_seconds: float = 30,
@@ -242,8 +260,8 @@ class CircuitBreaker:
             raise ValueError("name must be non-empty")
         if window_seconds <= 0 or open_seconds <= 0 or probe_timeout_seconds <= 0:
             raise ValueError("window_seconds, open_seconds and probe_timeout_seconds must be > 0")
-        if min_requests < 1 or half_open_probes < 1:
-            raise ValueError("min_requests and half_open_probes must be >= 1")
+        if min_requests < 1 or half_open_probes < 1 or half_open_successes < 1:
+            raise ValueError("min_requests, half_open_probes and half_open_successes must be >= 1")
         if not 0 < failure_ratio <= 1:
             raise ValueError("failure_ratio must be in (0, 1]")
         if backoff_multiplier < 1:
@@ -256,6 +274,7 @@ class CircuitBreaker:
         self.max_open_seconds = max(max_open_seconds, open_seconds)
         self.backoff_multiplier = backoff_multiplier
         self.half_open_probes = half_open_probes
+        self.half_open_successes = half_open_successes
         self.probe_timeout_seconds = probe_timeout_seconds
         self.on_state_change = on_state_change
         base = f"{key_prefix}:{{{name}}}"  # hash tag: all three keys in one cluster slot
@@ -326,6 +345,14 @@ class CircuitBreaker:
         result = self._run("success", "", count=count)
         return UNKNOWN if result is None else result[0]
 
+    def release(self, probe: Decision | str | None) -> None:
+        """Give back a half-open probe slot whose caller made no call after all (e.g. the rate
+        limit refused it): the next caller may probe at once instead of after the slot's
+        lease. Does nothing for a non-probe decision."""
+        token = probe.probe_token if isinstance(probe, Decision) else probe
+        if token:
+            self._run("release", token)
+
     def state(self) -> str:
         """The current state without changing it: ``closed``, ``open``, ``half_open`` (also
         for an open breaker whose open period has elapsed) or ``unknown``."""
@@ -352,7 +379,8 @@ class CircuitBreaker:
         failing open. Fires ``on_state_change`` for a transition this call performed."""
         if fail_open and not self._guard.available():
             return None
-        args: list[str | int] = [op, *self._static_args, token, _ms(HALF_OPEN_RETRY_SECONDS), count]
+        args: list[str | int] = [op, *self._static_args, token, _ms(HALF_OPEN_RETRY_SECONDS), count,
+                                 self.half_open_successes]
         try:
             raw = self._script(keys=self._keys, args=args)
         except redis.RedisError as exc:

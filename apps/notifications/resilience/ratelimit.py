@@ -8,6 +8,12 @@ Nothing sleeps or spins: ``acquire`` answers how many tokens were granted now an
 than asked, how long until the next token (``wait_seconds``); the caller defers the rest of
 its work by that much (e.g. a Celery ``countdown``).
 
+``reserve`` books tokens ahead: the balance may go negative (a queue of booked tokens, at most
+``max_wait`` seconds of refill deep) and the answer says when each booked token is produced.
+Work deferred until then spends its booking instead of asking again, so deferred work of every
+worker lines up behind the others once, instead of all coming back together to fight for the
+next token (and being deferred again, and again).
+
 If Redis is unreachable the bucket fails open -- everything asked for is granted, with
 ``Grant.fail_open`` set -- and logs at most once a minute per bucket: the limiter being down
 must not stop delivery (the provider's own 429s are the backstop).
@@ -61,7 +67,8 @@ local granted
 if all_or_nothing then
   if tokens >= n then granted = n else granted = 0 end
 else
-  granted = math.min(n, math.floor(tokens))
+  -- tokens is negative while booked tokens (``reserve``) are outstanding
+  granted = math.max(0, math.min(n, math.floor(tokens)))
 end
 tokens = tokens - granted
 
@@ -74,8 +81,50 @@ if granted < n then
 end
 
 redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', string.format('%d', now))
-redis.call('PEXPIRE', key, ttl_ms)
+-- a bucket in debt must outlive its bookings
+local debt_ms = 0
+if tokens < 0 then debt_ms = math.ceil(-tokens * 1000 / rate) end
+redis.call('PEXPIRE', key, ttl_ms + debt_ms)
 return {granted, wait_us}
+"""
+
+# KEYS: bucket hash. ARGV: rate per second, burst, n, max_wait_us, ttl_ms.
+# Books up to n tokens (the balance may go negative), no later than max_wait_us from now.
+# Returns {booked, first_us}: the k-th booked token (k = 1..booked) is produced at
+# first_us + (k - 1) * 1e6 / rate from now (first_us <= 0: available already).
+_RESERVE_SCRIPT: Final = r"""
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local max_wait_us = tonumber(ARGV[4])
+local ttl_ms = tonumber(ARGV[5])
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local v = redis.call('HMGET', key, 'tokens', 'ts')
+local tokens = tonumber(v[1])
+local ts = tonumber(v[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+local elapsed = now - ts
+if elapsed < 0 then elapsed = 0 end
+tokens = math.min(burst, tokens + elapsed * rate / 1000000)
+
+-- token k is there when the balance has refilled to k: (k - tokens) / rate from now
+local booked = math.floor(max_wait_us * rate / 1000000 + tokens)
+if booked > n then booked = n end
+if booked < 0 then booked = 0 end
+local first_us = math.ceil((1 - tokens) * 1000000 / rate)
+tokens = tokens - booked
+
+redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', string.format('%d', now))
+local debt_ms = 0
+if tokens < 0 then debt_ms = math.ceil(-tokens * 1000 / rate) end
+redis.call('PEXPIRE', key, ttl_ms + debt_ms)
+return {booked, first_us}
 """
 
 
@@ -101,6 +150,22 @@ class Grant:
 
     def __bool__(self) -> bool:
         return self.complete
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """The answer of :meth:`TokenBucket.reserve`: ``booked`` tokens, the k-th of which
+    (k = 1..booked) is produced ``at(k)`` seconds from now. ``fail_open``: Redis was
+    unreachable; nothing was booked (defer by ``at`` all the same)."""
+
+    booked: int
+    requested: int
+    first_seconds: float
+    rate_per_second: float
+    fail_open: bool = False
+
+    def at(self, k: int) -> float:
+        return max(self.first_seconds + (k - 1) / self.rate_per_second, 0.0)
 
 
 class TokenBucket:
@@ -138,6 +203,7 @@ class TokenBucket:
         self._key = f"{key_prefix}:{{{name}}}"
         self._redis = redis_client
         self._script = redis_client.register_script(_SCRIPT)
+        self._reserve_script = redis_client.register_script(_RESERVE_SCRIPT)
         self._guard = RedisGuard(redis_client, "rate limiter", name, log)
 
     @classmethod
@@ -180,6 +246,27 @@ class TokenBucket:
         if n > self.burst:
             raise ValueError(f"n={n} exceeds burst={self.burst}; it could never be granted")
         return self._acquire(n, all_or_nothing=True)
+
+    def reserve(self, n: int, max_wait_seconds: float = 300.0) -> Booking:
+        """Book ``n`` tokens ahead (at most ``max_wait_seconds`` of refill away): the caller
+        defers its k-th unit of work to ``Booking.at(k)`` and then spends the booking without
+        asking the bucket again. Tokens beyond the horizon are not booked (``booked < n``).
+        Fails open (books nothing, every ``at`` is 0) if Redis is unreachable."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        if not self._guard.available():
+            return Booking(0, n, 0.0, self.rate_per_second, fail_open=True)
+        args: list[str | int] = [
+            repr(self.rate_per_second), self.burst, n, round(max_wait_seconds * 1_000_000),
+            self.idle_ttl_seconds * 1000,
+        ]
+        try:
+            booked, first_us = self._reserve_script(keys=[self._key], args=args)
+        except redis.RedisError as exc:
+            self._guard.failed(exc, "reserve")
+            return Booking(0, n, 0.0, self.rate_per_second, fail_open=True)
+        self._guard.recovered()
+        return Booking(int(booked), n, int(first_us) / 1_000_000, self.rate_per_second)
 
     def reset(self) -> None:
         """Refill the bucket (delete its state). Raises ``redis.RedisError`` if unreachable."""

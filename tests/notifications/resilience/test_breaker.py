@@ -313,3 +313,72 @@ def test_from_settings_builds_without_touching_redis(settings: Any) -> None:
     settings.CIRCUIT_BREAKER = {"min_requests": 7}
     breaker = CircuitBreaker.from_settings("sendgrid:default", open_seconds=5)
     assert breaker.min_requests == 7 and breaker.open_seconds == 5
+
+
+def test_a_probe_that_made_no_call_gives_its_slot_to_the_next_caller_at_once(
+    r: redis.Redis, prefix: str
+) -> None:
+    """A probe refused by the rate limit after the breaker let it through made no call: its
+    slot is released, not held for the probe's lease (30 s by default) while the provider may
+    have recovered long ago."""
+    breaker = make(r, prefix, probe_timeout_seconds=30)
+    trip(breaker)
+    wait_until_half_open(breaker)
+    first = breaker.allow()
+    assert first.is_probe and not breaker.allow().allowed
+
+    breaker.release(first)
+
+    second = breaker.allow()
+    assert second.is_probe
+    assert breaker.record_success(second) == "closed"
+
+
+def test_half_open_admits_several_probes_and_closes_after_n_successes(
+    r: redis.Redis, prefix: str
+) -> None:
+    breaker = make(r, prefix, half_open_probes=2, half_open_successes=3)
+    trip(breaker)
+    wait_until_half_open(breaker)
+    a, b = breaker.allow(), breaker.allow()
+    assert a.is_probe and b.is_probe and not breaker.allow().allowed
+    assert breaker.record_success(a) == "half_open"
+    c = breaker.allow()  # a's slot is free again at once
+    assert c.is_probe
+    assert breaker.record_success(b) == "half_open"
+    assert breaker.record_success(c) == "closed"
+
+
+def test_a_probe_failure_after_some_successes_reopens_and_the_count_starts_over(
+    r: redis.Redis, prefix: str
+) -> None:
+    breaker = make(r, prefix, half_open_probes=2, half_open_successes=2)
+    trip(breaker)
+    wait_until_half_open(breaker)
+    a, b = breaker.allow(), breaker.allow()
+    assert breaker.record_success(a) == "half_open"
+    assert breaker.record_failure(b) == "open"
+    wait_until_half_open(breaker)
+    c = breaker.allow()
+    assert breaker.record_success(c) == "half_open"  # one success of the two needed, again
+    assert breaker.record_success(breaker.allow()) == "closed"
+
+
+def test_recovery_is_noticed_within_a_bounded_open_period_however_long_the_outage(
+    r: redis.Redis, prefix: str, settings: Any
+) -> None:
+    """With the settings' defaults, the open period after failed probes grows to at most
+    BREAKER_MAX_OPEN_SECONDS (30 s): a provider back after a long outage is probed again
+    within 30 s, not after minutes of exponential back-off."""
+    options = dict(settings.CIRCUIT_BREAKER)
+    breaker = CircuitBreaker(r, "sendgrid:default", key_prefix=prefix, **options)
+    trip(breaker)
+    opened = []
+    for _ in range(8):  # eight failed probes: the outage lasts
+        r.hset(breaker._keys[0], "open_until", 0)  # the open period is over
+        probe = breaker.allow()
+        assert probe.is_probe
+        breaker.record_failure(probe)
+        opened.append(breaker.allow().retry_after)
+    assert max(opened) <= 30
+    assert options["half_open_probes"] > 1 and options["half_open_successes"] > 1

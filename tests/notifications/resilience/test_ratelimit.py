@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from apps.notifications.resilience import _redis as guard_module
-from apps.notifications.resilience.ratelimit import Grant, TokenBucket
+from apps.notifications.resilience.ratelimit import MIN_IDLE_TTL_SECONDS, Grant, TokenBucket
 
 
 def test_burst_defaults_to_rate_rounded_up(r: redis.Redis) -> None:
@@ -161,3 +161,32 @@ def test_from_settings_uses_seed_defaults_and_overrides(settings: Any) -> None:
     assert TokenBucket.from_settings("sendgrid:default", burst=1).burst == 1
     with pytest.raises(KeyError):
         TokenBucket.from_settings("pigeon:default")
+
+
+def test_reserve_books_tokens_in_line_behind_earlier_bookings(r: redis.Redis, prefix: str) -> None:
+    """Two workers deferring work on an empty bucket get consecutive slots, not the same next
+    token: the second booking starts where the first one ends."""
+    bucket = TokenBucket(r, "smtp:default", rate_per_second=10, burst=10, key_prefix=prefix)
+    assert bucket.acquire(10).granted == 10  # empty now
+    first = bucket.reserve(20)
+    second = bucket.reserve(10)
+    assert (first.booked, second.booked) == (20, 10)
+    assert 0.05 < first.at(1) <= 0.11 and 1.95 < first.at(20) <= 2.01
+    assert 2.05 < second.at(1) <= 2.11 and 2.95 < second.at(10) <= 3.01
+    # Someone asking now finds nothing before the bookings are served.
+    grant = bucket.acquire(1)
+    assert grant.granted == 0 and grant.wait_seconds > 2.9
+
+
+def test_reserve_books_no_further_than_the_horizon(r: redis.Redis, prefix: str) -> None:
+    bucket = TokenBucket(r, "smtp:default", rate_per_second=10, burst=10, key_prefix=prefix)
+    bucket.acquire(10)
+    booking = bucket.reserve(100, max_wait_seconds=2)
+    assert booking.booked == 20
+    assert bucket.reserve(5, max_wait_seconds=2).booked == 0
+
+
+def test_a_bucket_in_debt_outlives_its_idle_ttl(r: redis.Redis, prefix: str) -> None:
+    bucket = TokenBucket(r, "smtp:default", rate_per_second=1, burst=1, key_prefix=prefix)
+    bucket.reserve(200, max_wait_seconds=300)
+    assert r.pttl(bucket._key) > (MIN_IDLE_TTL_SECONDS + 150) * 1000
