@@ -98,9 +98,13 @@ def test_the_twilio_rate_limit_holds_under_a_burst(
 
     per_second = clean_sandbox.stats()["by_provider"]["twilio"]["per_second"]
     seconds = sorted(per_second.items())
-    # The bucket starts full (burst = rate), so the first second may see rate + burst.
-    assert seconds[0][1] <= 2 * rate
-    assert all(count <= rate + 1 for _, count in seconds[1:]), seconds
+    counts = [per_second.get(str(s), 0) for s in range(int(seconds[0][0]), int(seconds[-1][0]) + 1)]
+    # A token bucket's promise (burst = one second's worth): any k consecutive seconds see at
+    # most k x rate + burst sends (+1 for a token produced on a second's boundary). Deferred
+    # work spends tokens booked ahead, so a second may catch up on a slow one before it.
+    for start in range(len(counts)):
+        for end in range(start + 1, len(counts) + 1):
+            assert sum(counts[start:end]) <= (end - start) * rate + rate + 1, counts
     assert len(seconds) >= total / rate - 2  # it really was spread out
     attempts = Delivery.objects.filter(notification_id=response["id"]).values_list("attempts", flat=True)
     assert set(attempts) == {1}  # waiting for capacity never spends an attempt
