@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +12,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from apps.core.exceptions import ApplicationError
 from apps.core.fields import E164, BoundedJSONObjectField, has_nul, validate_timezone
 from apps.core.queues import Priority
 from apps.recipients.api.serializers import InlineRecipientSerializer
@@ -92,7 +93,23 @@ class SendContentSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "local_send_date" in attrs and "local_send_time" not in attrs:
             raise serializers.ValidationError({"local_send_time": ["Required with local_send_date."]})
+        # After every field is valid (a 400 names them all first): a business rule, so 422.
+        scheduled_at_check_horizon(attrs.get("scheduled_at"))
         return attrs
+
+
+class ScheduleTooFarAhead(ApplicationError):
+    code = "schedule_too_far_ahead"
+
+
+def scheduled_at_check_horizon(value: datetime | None, *, field: str = "scheduled_at") -> None:
+    """422 `schedule_too_far_ahead` when `value` is more than SCHEDULED_AT_MAX_AHEAD_DAYS from
+    now: a send parked for years is a typo (the year 9999), not a plan."""
+    days = settings.SCHEDULED_AT_MAX_AHEAD_DAYS
+    if value is not None and value > timezone.now() + timedelta(days=days):
+        raise ScheduleTooFarAhead(
+            f"scheduled_at is more than {days} days ahead.",
+            fields={field: [f"Must be at most {days} days from now."]})
 
 
 @extend_schema_serializer(
@@ -530,6 +547,7 @@ def bulk_body_validate(data: Any) -> list[dict[str, Any]]:
     BulkNotificationsField.check_sizes(items)
     validated: list[dict[str, Any]] = []
     errors: dict[int, Any] = {}
+    too_far: dict[str, list[str]] = {}
     for index, item in enumerate(items):
         try:
             validated.append(_fast_send(item))
@@ -540,13 +558,21 @@ def bulk_body_validate(data: Any) -> list[dict[str, Any]]:
         except (_Slow, serializers.ValidationError):
             pass
         serializer = NotificationSendSerializer(data=item)
-        if serializer.is_valid():
+        try:
+            valid = serializer.is_valid()
+        except ScheduleTooFarAhead as exc:
+            too_far.update({f"notifications[{index}].{k}": v for k, v in exc.fields.items()})
+            continue
+        if valid:
             validated.append(dict(serializer.validated_data))
         else:
             errors[index] = serializer.errors
     if errors:
         detail: Any = {"notifications": errors}  # keyed by index, as DRF's ListField reports
         raise serializers.ValidationError(detail)
+    if too_far:
+        days = settings.SCHEDULED_AT_MAX_AHEAD_DAYS
+        raise ScheduleTooFarAhead(f"scheduled_at is more than {days} days ahead.", fields=too_far)
     return validated
 
 
