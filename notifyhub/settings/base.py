@@ -180,6 +180,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation's error statuses, with the error format (apps/core/openapi.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "apps.core.openapi.error_responses_hook"],
     "ENUM_NAME_OVERRIDES": {
         "ChannelEnum": "apps.notifications.models.Channel",
         "PriorityEnum": "apps.core.queues.Priority.choices",
