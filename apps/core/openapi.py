@@ -14,6 +14,8 @@ operation is, so a new endpoint cannot forget them:
   business rule: unknown template, missing variables, `schedule_in_past`, …);
 - reads named in READ_422: 422 as well.
 
+An optional query parameter sent empty is the parameter not given (`allowEmptyValue`).
+
 Statuses an operation documents itself (`error_responses()` with examples) are kept.
 """
 
@@ -72,6 +74,8 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     parameters = operation.get("parameters", [])
     if any(p.get("in") == "path" for p in parameters) or "{" in path:
         statuses.append(404)
+    if any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters):
+        statuses.append(404)  # DRF's cursor pagination: a cursor it did not hand out
     if "requestBody" in operation:
         statuses.append(415)
     if method in WRITES:
@@ -81,16 +85,55 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     return sorted(set(statuses))
 
 
+# The URL may not hold a NUL (400 on every path, apps/core/middleware.py).
+NO_NUL = r"^[^\x00]*$"
+
+
+def _send_rules(schema: dict[str, Any]) -> None:
+    """Send bodies: `local_send_date` needs `local_send_time`; `scheduled_at` and
+    `local_send_time` not together (SendContentSerializer, apps/notifications/bulk.py)."""
+    properties = schema.get("properties", {})
+    rules = []
+    if "local_send_date" in properties and "local_send_time" in properties:
+        rules.append({"anyOf": [{"not": {"required": ["local_send_date"]}},
+                                {"required": ["local_send_time"]}]})
+    if "scheduled_at" in properties and "local_send_time" in properties:
+        rules.append({"not": {"required": ["scheduled_at", "local_send_time"],
+                              "properties": {"scheduled_at": {"type": "string"}}}})
+    if rules:
+        schema.setdefault("allOf", []).extend(rules)
+
+
+def _at_least_one_of(schema: dict[str, Any]) -> None:
+    """`x-at-least-one-of` (extend_schema_serializer(extensions=…)) → anyOf of requireds."""
+    names = schema.pop("x-at-least-one-of", None)
+    if names:
+        schema.setdefault("allOf", []).append({"anyOf": [{"required": [n]} for n in names]})
+
+
 def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, public: bool,
                          **kwargs: Any) -> dict[str, Any]:
     """SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]: the error statuses of every operation."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault(ERROR_COMPONENT, ERROR_SCHEMA)
     reference = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
+    for name, component in schemas.items():
+        if name.endswith("Request"):
+            _send_rules(component)
+            _at_least_one_of(component)
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
+            for parameter in operation.get("parameters", []):
+                # An optional filter sent empty (`?status=`) is the filter not given: DRF reads
+                # query strings that way, and the pagination does too.
+                if parameter.get("in") == "query" and not parameter.get("required"):
+                    parameter.setdefault("allowEmptyValue", True)
+                schema = parameter.get("schema", {})
+                if (parameter.get("in") in ("query", "path") and schema.get("type") == "string"
+                        and not {"pattern", "enum", "format"} & set(schema)):
+                    schema["pattern"] = NO_NUL
             responses = operation.setdefault("responses", {})
             for status in _statuses(path, method, operation):
                 responses.setdefault(str(status), {

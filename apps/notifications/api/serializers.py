@@ -31,13 +31,14 @@ from ..selectors import DeliveryCursor
 @extend_schema_field(
     {
         "oneOf": [
-            {"type": "string", "description": "The id of a recipient you created"},
+            {"type": "string", "minLength": 1, "maxLength": 200,
+             "description": "The id of a recipient you created"},
             {
                 "type": "object",
                 "description": "A recipient upserted on the fly",
                 "required": ["id"],
                 "properties": {
-                    "id": {"type": "string"},
+                    "id": {"type": "string", "minLength": 1, "maxLength": 200},
                     "email": {"type": "string", "format": "email"},
                     "phone": {"type": "string", "example": "+14155550100"},
                     "whatsapp": {"type": "string"},

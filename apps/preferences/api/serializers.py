@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from apps.core.fields import validate_timezone
@@ -149,6 +149,7 @@ class ChannelPatchSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_serializer(extensions={"x-at-least-one-of": ["channel", "category"]})
 class OptSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
     category = serializers.RegexField(
