@@ -22,6 +22,7 @@ Statuses an operation documents itself (`error_responses()` with examples) are k
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import available_timezones
 
 ERROR_COMPONENT = "Error"
 
@@ -87,6 +88,7 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
 
 # The URL may not hold a NUL (400 on every path, apps/core/middleware.py).
 NO_NUL = r"^[^\x00]*$"
+NOT_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"
 
 
 def _send_rules(schema: dict[str, Any]) -> None:
@@ -111,6 +113,20 @@ def _at_least_one_of(schema: dict[str, Any]) -> None:
         schema.setdefault("allOf", []).append({"anyOf": [{"required": [n]} for n in names]})
 
 
+def _time_zones(node: Any) -> None:
+    """Every `timezone` property of a request body: one of the IANA names (validate_timezone
+    refuses any other)."""
+    if isinstance(node, dict):
+        zone = node.get("properties", {}).get("timezone")
+        if isinstance(zone, dict) and zone.get("type") == "string" and "enum" not in zone:
+            zone["enum"] = [*sorted(available_timezones()), *([None] if zone.get("nullable") else [])]
+        for value in node.values():
+            _time_zones(value)
+    elif isinstance(node, list):
+        for value in node:
+            _time_zones(value)
+
+
 def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, public: bool,
                          **kwargs: Any) -> dict[str, Any]:
     """SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]: the error statuses of every operation."""
@@ -121,6 +137,7 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
         if name.endswith("Request"):
             _send_rules(component)
             _at_least_one_of(component)
+            _time_zones(component)
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
@@ -133,7 +150,9 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
                 schema = parameter.get("schema", {})
                 if (parameter.get("in") in ("query", "path") and schema.get("type") == "string"
                         and not {"pattern", "enum", "format"} & set(schema)):
-                    schema["pattern"] = NO_NUL
+                    # A required one may not be blank either (DRF strips whitespace first).
+                    schema["pattern"] = NOT_BLANK if parameter.get("required") and parameter.get(
+                        "in") == "query" else NO_NUL
             responses = operation.setdefault("responses", {})
             for status in _statuses(path, method, operation):
                 responses.setdefault(str(status), {
