@@ -13,7 +13,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_sc
 from rest_framework import serializers
 
 from apps.core.exceptions import ApplicationError
-from apps.core.fields import E164, BoundedJSONObjectField, has_nul, validate_timezone
+from apps.core.fields import E164, BoundedJSONObjectField, StrictTypesMixin, has_nul, validate_timezone
 from apps.core.queues import Priority
 from apps.recipients.api.serializers import InlineRecipientSerializer
 
@@ -77,7 +77,7 @@ class RecipientRefField(serializers.Field):
         return value
 
 
-class SendContentSerializer(serializers.Serializer):
+class SendContentSerializer(StrictTypesMixin, serializers.Serializer):
     """What to send, without to whom: shared by notification, segment and schedule sends."""
 
     template_id = serializers.CharField(max_length=100)
@@ -347,7 +347,7 @@ class NotificationStatusSerializer(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
 
 
-class RetryFailedSerializer(serializers.Serializer):
+class RetryFailedSerializer(StrictTypesMixin, serializers.Serializer):
     notification_id = serializers.UUIDField(required=False)
     delivery_ids = serializers.ListField(child=serializers.UUIDField(), required=False,
                                          max_length=10_000)
@@ -626,7 +626,7 @@ class BulkNotificationsField(serializers.ListField):
         ),
     ]
 )
-class BulkSendSerializer(serializers.Serializer):
+class BulkSendSerializer(StrictTypesMixin, serializers.Serializer):
     notifications = BulkNotificationsField(min_length=1)
 
 

@@ -5,7 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apps.core.fields import validate_timezone
+from apps.core.fields import StrictTypesMixin, validate_timezone
 from apps.notifications.models import Channel
 
 from ..models import ConsentRecord, FrequencyPeriod
@@ -47,7 +47,7 @@ def _window(value: str | None) -> str | None:
         raise serializers.ValidationError(str(exc)) from exc
 
 
-class ChannelSettingsSerializer(serializers.Serializer):
+class ChannelSettingsSerializer(StrictTypesMixin, serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
     # Seed 000 names it; only immediate sending exists (no digests).
     frequency = serializers.ChoiceField(choices=["immediate"], required=False)
@@ -80,7 +80,7 @@ class CategorySettingField(serializers.Field):
         return bool(value)
 
 
-class QuietHoursSerializer(serializers.Serializer):
+class QuietHoursSerializer(StrictTypesMixin, serializers.Serializer):
     start = serializers.TimeField(input_formats=TIME_FORMATS, format="%H:%M")
     end = serializers.TimeField(input_formats=TIME_FORMATS, format="%H:%M")
     timezone = serializers.CharField(required=False, allow_blank=True, allow_null=True,
@@ -92,12 +92,12 @@ class QuietHoursSerializer(serializers.Serializer):
         return attrs
 
 
-class FrequencyCapSerializer(serializers.Serializer):
+class FrequencyCapSerializer(StrictTypesMixin, serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=100_000)
     period = serializers.ChoiceField(choices=FrequencyPeriod.choices)
 
 
-class PreferenceInputSerializer(serializers.Serializer):
+class PreferenceInputSerializer(StrictTypesMixin, serializers.Serializer):
     """PUT body: every section optional; what is left out is kept (like recipients PUT)."""
 
     channels = serializers.DictField(child=ChannelSettingsSerializer(), required=False)
@@ -133,7 +133,7 @@ class PreferenceInputSerializer(serializers.Serializer):
         )
 
 
-class ChannelPatchSerializer(serializers.Serializer):
+class ChannelPatchSerializer(StrictTypesMixin, serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
     quiet_hours = serializers.RegexField(
         WINDOW_PATTERN, required=False, allow_null=True, allow_blank=True,
@@ -150,7 +150,7 @@ class ChannelPatchSerializer(serializers.Serializer):
 
 
 @extend_schema_serializer(extensions={"x-at-least-one-of": ["channel", "category"]})
-class OptSerializer(serializers.Serializer):
+class OptSerializer(StrictTypesMixin, serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
     category = serializers.RegexField(
         CATEGORY_PATTERN, required=False,

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.core.fields import BoundedJSONObjectField, validate_e164, validate_timezone
+from apps.core.fields import BoundedJSONObjectField, StrictTypesMixin, validate_e164, validate_timezone
 
 from ..models import Device, DevicePlatform, Recipient
 
 
-class RecipientInputSerializer(serializers.Serializer):
+class RecipientInputSerializer(StrictTypesMixin, serializers.Serializer):
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     phone = serializers.CharField(required=False, allow_blank=True, validators=[validate_e164])
     whatsapp = serializers.CharField(required=False, allow_blank=True, validators=[validate_e164])
@@ -30,7 +30,7 @@ class RecipientOutputSerializer(serializers.ModelSerializer):
                   "created_at", "updated_at"]
 
 
-class DeviceInputSerializer(serializers.Serializer):
+class DeviceInputSerializer(StrictTypesMixin, serializers.Serializer):
     token = serializers.CharField(max_length=4096)
     platform = serializers.ChoiceField(choices=DevicePlatform.choices)
 

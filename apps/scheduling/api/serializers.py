@@ -5,7 +5,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apps.core.fields import BoundedJSONObjectField
+from apps.core.fields import BoundedJSONObjectField, StrictTypesMixin
 from apps.core.queues import Priority
 from apps.notifications.models import Channel
 
@@ -49,7 +49,7 @@ class TimeZoneNameField(serializers.CharField):
         )
     ]
 )
-class RecurringSendInputSerializer(serializers.Serializer):
+class RecurringSendInputSerializer(StrictTypesMixin, serializers.Serializer):
     """POST: name, template_id, a target (recipient_ids or segment), minute and hour are
     required. PUT: any subset; the others keep their value."""
 

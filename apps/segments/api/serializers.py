@@ -5,7 +5,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apps.core.fields import validate_no_nul
+from apps.core.fields import StrictTypesMixin, validate_no_nul
 from apps.notifications.api.serializers import SendContentSerializer
 
 from ..models import Segment
@@ -31,7 +31,7 @@ class DefinitionField(serializers.JSONField):
         return value
 
 
-class SegmentInputSerializer(serializers.Serializer):
+class SegmentInputSerializer(StrictTypesMixin, serializers.Serializer):
     name = serializers.CharField(max_length=200)
     key = serializers.SlugField(max_length=100)
     definition = DefinitionField()

@@ -5,7 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from apps.core.fields import BoundedJSONObjectField
+from apps.core.fields import BoundedJSONObjectField, StrictTypesMixin
 
 from ..locales import LOCALE_PATTERN
 from ..models import Template, TemplateActiveVersion, TemplateVersion
@@ -39,7 +39,7 @@ class RejectUnknownFieldsMixin:
         return attrs
 
 
-class VersionContentSerializer(serializers.Serializer):
+class VersionContentSerializer(StrictTypesMixin, serializers.Serializer):
     subject = _text(998)
     text_body = _text(100_000)
     html_body = _text(500_000)
@@ -55,7 +55,7 @@ class VersionContentSerializer(serializers.Serializer):
     )
 
 
-class TemplateCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+class TemplateCreateSerializer(StrictTypesMixin, RejectUnknownFieldsMixin, serializers.Serializer):
     key = serializers.SlugField(max_length=100)
     name = serializers.CharField(max_length=200)
     channels = serializers.ListField(child=serializers.ChoiceField(choices=CHANNEL_CHOICES), min_length=1,
@@ -73,7 +73,7 @@ class TemplateCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
         return value
 
 
-class TemplateUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+class TemplateUpdateSerializer(StrictTypesMixin, RejectUnknownFieldsMixin, serializers.Serializer):
     """Fields left out are kept. The key and the content cannot change here (content changes
     are new versions)."""
 
@@ -157,7 +157,7 @@ class PublishedSerializer(serializers.Serializer):
     published_by = serializers.CharField()
 
 
-class PreviewInputSerializer(serializers.Serializer):
+class PreviewInputSerializer(StrictTypesMixin, serializers.Serializer):
     locale = _locale(required=False, help_text="Default: the template's default locale.")
     version = serializers.IntegerField(
         required=False, min_value=1,

@@ -5,6 +5,8 @@ from typing import Any
 from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
+from apps.core.fields import StrictTypesMixin
+
 from ..models import WebhookAttempt, WebhookEndpoint
 from ..outbound.events import EVENT_TYPES
 from ..outbound.services import webhook_url_problem
@@ -21,7 +23,7 @@ from ..outbound.services import webhook_url_problem
         )
     ]
 )
-class WebhookEndpointCreateSerializer(serializers.Serializer):
+class WebhookEndpointCreateSerializer(StrictTypesMixin, serializers.Serializer):
     url = serializers.URLField(max_length=2000)
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=EVENT_TYPES), required=False, default=list,
@@ -75,7 +77,7 @@ class WebhookAttemptFilterSerializer(serializers.Serializer):
     succeeded = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
-class WebhookReplaySerializer(serializers.Serializer):
+class WebhookReplaySerializer(StrictTypesMixin, serializers.Serializer):
     message_id = serializers.UUIDField(required=False)
     since = serializers.DateTimeField(required=False)
 
