@@ -98,7 +98,9 @@ class SendContentSerializer(StrictTypesMixin, serializers.Serializer):
         if "local_send_date" in attrs and "local_send_time" not in attrs:
             raise serializers.ValidationError({"local_send_time": ["Required with local_send_date."]})
         # After every field is valid (a 400 names them all first): a business rule, so 422.
-        scheduled_at_check_horizon(attrs.get("scheduled_at"))
+        # With local_send_time too, the answer is conflicting_schedule (apps/notifications/bulk.py).
+        if attrs.get("local_send_time") is None:
+            scheduled_at_check_horizon(attrs.get("scheduled_at"))
         return attrs
 
 
