@@ -6,6 +6,7 @@ import re
 import zoneinfo
 from typing import Any
 
+from django.http import QueryDict
 from rest_framework import serializers
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -73,12 +74,13 @@ def _type_problem(field: serializers.Field, value: Any) -> str | None:
     return None
 
 
+# For serializers of JSON bodies: a value of the wrong JSON type is a 400 naming the field
+# (lists and dicts of scalars name the item: `channels[1]`), as the OpenAPI schema says.
+# (A comment, not a docstring: drf-spectacular would show it as every serializer's description.)
 class StrictTypesMixin:
-    """For serializers of JSON bodies: a value of the wrong JSON type is a 400 naming the field
-    (lists and dicts of scalars name the item: `channels[1]`), as the OpenAPI schema says."""
 
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
+        if isinstance(data, dict) and not isinstance(data, QueryDict):  # query strings are text
             errors: dict[str, Any] = {}
             for field in self._writable_fields:  # type: ignore[attr-defined]
                 if field.field_name not in data:

@@ -106,11 +106,27 @@ def _send_rules(schema: dict[str, Any]) -> None:
         schema.setdefault("allOf", []).extend(rules)
 
 
-def _at_least_one_of(schema: dict[str, Any]) -> None:
-    """`x-at-least-one-of` (extend_schema_serializer(extensions=…)) → anyOf of requireds."""
+def _present(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    """`name` given and not empty."""
+    prop = schema.get("properties", {}).get(name, {})
+    kind = prop.get("type")
+    rule: dict[str, Any] = {}
+    if kind == "string" and "enum" not in prop:
+        rule = {"minLength": 1}
+    elif kind == "object":
+        rule = {"minProperties": 1}
+    elif kind == "array":
+        rule = {"minItems": 1}
+    return {"required": [name], **({"properties": {name: rule}} if rule else {})}
+
+
+def _at_least_one_of(schema: dict[str, Any]) -> bool:
+    """`x-at-least-one-of` (extend_schema_serializer(extensions=…)) → anyOf: one of these
+    fields given and not empty. True if the schema has such a rule (its body is required)."""
     names = schema.pop("x-at-least-one-of", None)
     if names:
-        schema.setdefault("allOf", []).append({"anyOf": [{"required": [n]} for n in names]})
+        schema.setdefault("allOf", []).append({"anyOf": [_present(schema, n) for n in names]})
+    return bool(names)
 
 
 def _time_zones(node: Any) -> None:
@@ -119,7 +135,9 @@ def _time_zones(node: Any) -> None:
     if isinstance(node, dict):
         zone = node.get("properties", {}).get("timezone")
         if isinstance(zone, dict) and zone.get("type") == "string" and "enum" not in zone:
-            zone["enum"] = [*sorted(available_timezones()), *([None] if zone.get("nullable") else [])]
+            names = sorted(available_timezones() - {"localtime"})  # the host's own: not a name
+            zone["enum"] = [*names, *([""] if not zone.get("minLength") else []),
+                            *([None] if zone.get("nullable") else [])]
         for value in node.values():
             _time_zones(value)
     elif isinstance(node, list):
@@ -133,15 +151,21 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault(ERROR_COMPONENT, ERROR_SCHEMA)
     reference = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
+    needs_body = set()
     for name, component in schemas.items():
         if name.endswith("Request"):
             _send_rules(component)
-            _at_least_one_of(component)
+            if _at_least_one_of(component):
+                needs_body.add(f"#/components/schemas/{name}")
             _time_zones(component)
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
+            body = operation.get("requestBody", {})
+            if any(media.get("schema", {}).get("$ref") in needs_body
+                   for media in body.get("content", {}).values()):
+                body["required"] = True
             for parameter in operation.get("parameters", []):
                 # An optional filter sent empty (`?status=`) is the filter not given: DRF reads
                 # query strings that way, and the pagination does too.

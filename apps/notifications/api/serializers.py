@@ -45,7 +45,7 @@ from ..selectors import DeliveryCursor
                     "whatsapp": {"type": "string", "pattern": r"^(\+[1-9][0-9]{6,14})?$"},
                     "locale": {"type": "string", "maxLength": 15,
                                "pattern": r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"},
-                    "timezone": {"type": "string", "maxLength": 64,
+                    "timezone": {"type": "string", "minLength": 1, "maxLength": 64,
                                  "description": "An IANA time zone name."},
                     "attributes": {"type": "object"},
                 },

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
@@ -10,7 +11,7 @@ from apps.notifications.models import Channel
 
 from ..models import ConsentRecord, FrequencyPeriod
 from ..services import PreferenceChanges, QuietHours
-from ..timing import WINDOW_PATTERN, Window
+from ..timing import Window
 
 # The same names a notification's category may have (notifications API).
 CATEGORY_PATTERN = r"^[a-z0-9_.-]{1,50}$"
@@ -47,14 +48,32 @@ def _window(value: str | None) -> str | None:
         raise serializers.ValidationError(str(exc)) from exc
 
 
+_CLOCK_ASCII = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+
+
+@extend_schema_field({
+    # HH:MM-HH:MM whose end differs from its start ("22:00-22:00" is refused), or empty (none).
+    "type": "string", "nullable": True, "example": "22:00-08:00",
+    "pattern": rf"^$|^(?!([0-9]{{2}}:[0-9]{{2}})-\1$){_CLOCK_ASCII}-{_CLOCK_ASCII}$",
+})
+class WindowField(serializers.CharField):
+    """A quiet-hours window "HH:MM-HH:MM" exactly as documented (no surrounding spaces)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if value and not re.fullmatch(f"{_CLOCK_ASCII}-{_CLOCK_ASCII}", value):
+            raise serializers.ValidationError("Use HH:MM-HH:MM, e.g. 22:00-08:00.")
+        return value
+
+
 class ChannelSettingsSerializer(StrictTypesMixin, serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
     # Seed 000 names it; only immediate sending exists (no digests).
     frequency = serializers.ChoiceField(choices=["immediate"], required=False)
-    quiet_hours = serializers.RegexField(
-        WINDOW_PATTERN, required=False, allow_null=True, allow_blank=True,
-        error_messages={"invalid": "Use HH:MM-HH:MM, e.g. 22:00-08:00."},
-    )
+    quiet_hours = WindowField(required=False, allow_null=True, allow_blank=True)
 
     def validate_quiet_hours(self, value: str | None) -> str | None:
         return _window(value)
@@ -80,9 +99,25 @@ class CategorySettingField(serializers.Field):
         return bool(value)
 
 
+CLOCK_PATTERN = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+
+
+@extend_schema_field({"type": "string", "pattern": f"^{CLOCK_PATTERN}$", "example": "22:00"})
+class ClockField(serializers.TimeField):
+    """HH:MM on a 24-hour clock, exactly (strptime alone would take "9:5")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(input_formats=TIME_FORMATS, format="%H:%M", **kwargs)
+
+    def to_internal_value(self, value: Any) -> Any:
+        if isinstance(value, str) and not re.fullmatch(CLOCK_PATTERN, value):
+            self.fail("invalid", format="hh:mm")
+        return super().to_internal_value(value)
+
+
 class QuietHoursSerializer(StrictTypesMixin, serializers.Serializer):
-    start = serializers.TimeField(input_formats=TIME_FORMATS, format="%H:%M")
-    end = serializers.TimeField(input_formats=TIME_FORMATS, format="%H:%M")
+    start = ClockField()
+    end = ClockField()
     timezone = serializers.CharField(required=False, allow_blank=True, allow_null=True,
                                      max_length=64, validators=[validate_timezone])
 
@@ -135,10 +170,7 @@ class PreferenceInputSerializer(StrictTypesMixin, serializers.Serializer):
 
 class ChannelPatchSerializer(StrictTypesMixin, serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
-    quiet_hours = serializers.RegexField(
-        WINDOW_PATTERN, required=False, allow_null=True, allow_blank=True,
-        error_messages={"invalid": "Use HH:MM-HH:MM, e.g. 22:00-08:00."},
-    )
+    quiet_hours = WindowField(required=False, allow_null=True, allow_blank=True)
 
     def validate_quiet_hours(self, value: str | None) -> str | None:
         return _window(value)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from apps.core.fields import BoundedJSONObjectField, StrictTypesMixin
@@ -39,6 +40,10 @@ class RejectUnknownFieldsMixin:
         return attrs
 
 
+# A version needs content for at least one channel (422 template_empty otherwise).
+@extend_schema_serializer(extensions={"x-at-least-one-of": [
+    "subject", "text_body", "html_body", "sms_body", "whatsapp_body", "whatsapp_content_sid",
+    "push_title", "push_body", "push_data"]})
 class VersionContentSerializer(StrictTypesMixin, serializers.Serializer):
     subject = _text(998)
     text_body = _text(100_000)

@@ -11,7 +11,6 @@ from ..models import WebhookAttempt, WebhookEndpoint
 from ..outbound.events import EVENT_TYPES
 from ..outbound.services import webhook_url_problem
 
-
 _IPV4 = r"((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _H16 = r"[0-9A-Fa-f]{1,4}"
 _IPV6 = (
@@ -60,6 +59,7 @@ class WebhookEndpointCreateSerializer(StrictTypesMixin, serializers.Serializer):
 
 
 class WebhookEndpointSerializer(serializers.ModelSerializer):
+    url = serializers.RegexField(WEBHOOK_URL_PATTERN, help_text="As given at creation.")
     events = serializers.ListField(source="event_types", child=serializers.CharField(),
                                    help_text="Empty: all event types.")
     enabled = serializers.BooleanField(source="is_enabled")
