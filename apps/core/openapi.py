@@ -124,8 +124,14 @@ def _at_least_one_of(schema: dict[str, Any]) -> bool:
     """`x-at-least-one-of` (extend_schema_serializer(extensions=…)) → anyOf: one of these
     fields given and not empty. True if the schema has such a rule (its body is required)."""
     names = schema.pop("x-at-least-one-of", None)
-    if names:
-        schema.setdefault("allOf", []).append({"anyOf": [_present(schema, n) for n in names]})
+    if schema.pop("x-presence-only", False):  # given at all (null and "" count)
+        rules = [{"required": [n]} for n in names or ()]
+    else:
+        rules = [_present(schema, n) for n in names or ()]
+    if rules:
+        schema.setdefault("allOf", []).append({"anyOf": rules})
+    if schema.pop("x-reject-unknown", False):  # RejectUnknownFieldsMixin: 400 for any other key
+        schema["additionalProperties"] = False
     return bool(names)
 
 
@@ -171,6 +177,12 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
                 # query strings that way, and the pagination does too.
                 if parameter.get("in") == "query" and not parameter.get("required"):
                     parameter.setdefault("allowEmptyValue", True)
+                if (parameter.get("in") == "query"
+                        and parameter.get("description", "").startswith("A JSON object")):
+                    # Sent as JSON text (`?variables={"name":"Ada"}`).
+                    parameter.pop("schema", None)
+                    parameter["content"] = {"application/json": {"schema": {"type": "object"}}}
+                    continue
                 schema = parameter.get("schema", {})
                 if (parameter.get("in") in ("query", "path") and schema.get("type") == "string"
                         and not {"pattern", "enum", "format"} & set(schema)):

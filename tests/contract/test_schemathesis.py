@@ -26,6 +26,7 @@ STATE_CODES = frozenset({
     "unknown_template", "template_not_published", "missing_variables", "unknown_recipient",
     "recipient_missing_address", "channel_not_supported", "template_missing_channel",
     "schedule_in_past", "schedule_too_far_ahead", "idempotency_key_reused",
+    "too_many_endpoints",
 })
 
 

@@ -168,6 +168,8 @@ class PreferenceInputSerializer(StrictTypesMixin, serializers.Serializer):
         )
 
 
+@extend_schema_serializer(extensions={"x-at-least-one-of": ["enabled", "quiet_hours"],
+                                      "x-presence-only": True})
 class ChannelPatchSerializer(StrictTypesMixin, serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
     quiet_hours = WindowField(required=False, allow_null=True, allow_blank=True)

@@ -6,11 +6,16 @@ from apps.core.fields import BoundedJSONObjectField, StrictTypesMixin, validate_
 
 from ..models import Device, DevicePlatform, Recipient
 
+E164_ASCII = r"^\+[1-9][0-9]{6,14}$"
+
 
 class RecipientInputSerializer(StrictTypesMixin, serializers.Serializer):
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
-    phone = serializers.CharField(required=False, allow_blank=True, validators=[validate_e164])
-    whatsapp = serializers.CharField(required=False, allow_blank=True, validators=[validate_e164])
+    # The pattern documents E.164 in ASCII digits; validate_e164 is the shared check.
+    phone = serializers.RegexField(E164_ASCII, required=False, allow_blank=True,
+                                   validators=[validate_e164])
+    whatsapp = serializers.RegexField(E164_ASCII, required=False, allow_blank=True,
+                                      validators=[validate_e164])
     locale = serializers.RegexField(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", required=False,
                                     max_length=15)
     timezone = serializers.CharField(required=False, max_length=64, validators=[validate_timezone])

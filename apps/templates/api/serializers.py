@@ -41,9 +41,11 @@ class RejectUnknownFieldsMixin:
 
 
 # A version needs content for at least one channel (422 template_empty otherwise).
-@extend_schema_serializer(extensions={"x-at-least-one-of": [
-    "subject", "text_body", "html_body", "sms_body", "whatsapp_body", "whatsapp_content_sid",
-    "push_title", "push_body", "push_data"]})
+CONTENT_FIELDS = ["subject", "text_body", "html_body", "sms_body", "whatsapp_body",
+                  "whatsapp_content_sid", "push_title", "push_body", "push_data"]
+
+
+@extend_schema_serializer(extensions={"x-at-least-one-of": CONTENT_FIELDS})
 class VersionContentSerializer(StrictTypesMixin, serializers.Serializer):
     subject = _text(998)
     text_body = _text(100_000)
@@ -60,6 +62,7 @@ class VersionContentSerializer(StrictTypesMixin, serializers.Serializer):
     )
 
 
+@extend_schema_serializer(extensions={"x-reject-unknown": True})
 class TemplateCreateSerializer(StrictTypesMixin, RejectUnknownFieldsMixin, serializers.Serializer):
     key = serializers.SlugField(max_length=100)
     name = serializers.CharField(max_length=200)
@@ -78,6 +81,7 @@ class TemplateCreateSerializer(StrictTypesMixin, RejectUnknownFieldsMixin, seria
         return value
 
 
+@extend_schema_serializer(extensions={"x-reject-unknown": True})
 class TemplateUpdateSerializer(StrictTypesMixin, RejectUnknownFieldsMixin, serializers.Serializer):
     """Fields left out are kept. The key and the content cannot change here (content changes
     are new versions)."""
@@ -122,6 +126,7 @@ class TemplateOutputSerializer(serializers.ModelSerializer):
         return list(ActiveVersionSerializer(obj.active_versions.all(), many=True).data)
 
 
+@extend_schema_serializer(extensions={"x-reject-unknown": True, "x-at-least-one-of": CONTENT_FIELDS})
 class VersionCreateSerializer(RejectUnknownFieldsMixin, VersionContentSerializer):
     locale = _locale(required=False, help_text="Default: the template's default locale.")
     publish = serializers.BooleanField(required=False, default=True,
