@@ -156,6 +156,11 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
     """SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]: the error statuses of every operation."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault(ERROR_COMPONENT, ERROR_SCHEMA)
+    if any("/segments" in path for path in result.get("paths", {})):
+        from apps.segments.api.serializers import SEGMENT_CONDITION_SCHEMA, SEGMENT_NODE_SCHEMA
+
+        schemas.setdefault("SegmentCondition", SEGMENT_CONDITION_SCHEMA)
+        schemas.setdefault("SegmentNode", SEGMENT_NODE_SCHEMA)
     reference = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
     needs_body = set()
     for name, component in schemas.items():
@@ -181,6 +186,7 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
                         and parameter.get("description", "").startswith("A JSON object")):
                     # Sent as JSON text (`?variables={"name":"Ada"}`).
                     parameter.pop("schema", None)
+                    parameter.pop("allowEmptyValue", None)
                     parameter["content"] = {"application/json": {"schema": {"type": "object"}}}
                     continue
                 schema = parameter.get("schema", {})
