@@ -83,22 +83,23 @@ class StrictTypesMixin:
         if isinstance(data, dict) and not isinstance(data, QueryDict):  # query strings are text
             errors: dict[str, Any] = {}
             for field in self._writable_fields:  # type: ignore[attr-defined]
-                if field.field_name not in data:
+                if field.field_name not in data or field.field_name is None:
                     continue
-                value = data[field.field_name]
+                name: str = field.field_name
+                value = data[name]
                 problem = _type_problem(field, value)
                 if problem:
-                    errors[field.field_name] = [problem]
+                    errors[name] = [problem]
                 elif isinstance(field, serializers.ListField) and isinstance(value, list):
                     items = {i: [p] for i, item in enumerate(value)
                              if (p := _type_problem(field.child, item))}
                     if items:
-                        errors[field.field_name] = items
+                        errors[name] = items
                 elif isinstance(field, serializers.DictField) and isinstance(value, dict):
                     entries = {k: [p] for k, item in value.items()
                                if (p := _type_problem(field.child, item))}
                     if entries:
-                        errors[field.field_name] = entries
+                        errors[name] = entries
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)  # type: ignore[misc]

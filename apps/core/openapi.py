@@ -95,7 +95,7 @@ def _send_rules(schema: dict[str, Any]) -> None:
     """Send bodies: `local_send_date` needs `local_send_time`; `scheduled_at` and
     `local_send_time` not together (SendContentSerializer, apps/notifications/bulk.py)."""
     properties = schema.get("properties", {})
-    rules = []
+    rules: list[dict[str, Any]] = []
     if "local_send_date" in properties and "local_send_time" in properties:
         rules.append({"anyOf": [{"not": {"required": ["local_send_date"]}},
                                 {"required": ["local_send_time"]}]})

@@ -119,7 +119,7 @@ def api_key(db: None) -> Iterator[None]:
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, derandomize=True,
+@settings(max_examples=12, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much, HealthCheck.data_too_large])
 def test_api_matches_its_schema(case: Any, api_key: None, known_failure: None) -> None:

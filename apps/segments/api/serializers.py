@@ -37,17 +37,19 @@ def _condition_schema() -> dict[str, Any]:
                 "required": ["attribute", "op", *(["value"] if value is not None else [])]}
 
     boolean = {"type": "boolean"}
-    optional_boolean = {"type": "object", "properties": {"value": boolean}}
+
+    def exists(attribute: dict[str, Any]) -> dict[str, Any]:
+        rule = when(attribute, ["exists"], None)  # value optional (true when absent)
+        return {**rule, "properties": {**rule["properties"], "value": boolean}}
+
     return {"anyOf": [
         when(path, ["equals"], scalar),
         when(path, ["in"], scalars),
         when(path, ["gt", "gte", "lt", "lte"], {"anyOf": [{"type": "number"}, text]}),
         when(path, ["contains"], {"anyOf": [scalar, scalars]}),
-        {**when(path, ["exists"], None), "properties": {
-            **when(path, ["exists"], None)["properties"], **optional_boolean["properties"]}},
+        exists(path),
         when(flags, ["equals"], boolean),
-        {**when(fields, ["exists"], None), "properties": {
-            **when(fields, ["exists"], None)["properties"], **optional_boolean["properties"]}},
+        exists(fields),
         when(fields, ["in"], texts),
         when(fields, ["equals", "contains"], text),
     ]}
