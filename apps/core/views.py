@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import bad_request as html_bad_request
 from django.views.defaults import page_not_found
 from django.views.defaults import permission_denied as html_permission_denied
@@ -13,6 +14,7 @@ from django.views.defaults import server_error as html_server_error
 from .exceptions import error_body
 
 
+@csrf_exempt  # bearer keys, no cookies: a POST to an unknown API path is a JSON 404, not CSRF's HTML 403
 def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
 

@@ -39,10 +39,12 @@ def _invalid(fields: dict[str, list[str]]) -> ApplicationError:
 
 def _check(*, client: Client, key: str, definition: Any, exclude_id: Any = None) -> None:
     errors = definition_errors(definition)
-    if Segment.objects.filter(client=client, key=key).exclude(id=exclude_id).exists():
-        errors["key"] = ["A segment with this key exists."]
     if errors:
         raise _invalid(errors)
+    if Segment.objects.filter(client=client, key=key).exclude(id=exclude_id).exists():
+        # A taken key is a conflict with what exists (409), as for templates.
+        raise Conflict(f"A segment with key '{key}' exists.", code="segment_key_taken",
+                       fields={"key": ["A segment with this key exists."]})
 
 
 def _save(segment: Segment) -> Segment:

@@ -180,6 +180,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation's error statuses, with the error format (apps/core/openapi.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "apps.core.openapi.error_responses_hook"],
     "ENUM_NAME_OVERRIDES": {
         "ChannelEnum": "apps.notifications.models.Channel",
         "PriorityEnum": "apps.core.queues.Priority.choices",
@@ -429,6 +432,8 @@ API_LIMITS_REDIS_URL = env("API_LIMITS_REDIS_URL", REDIS_URL)
 API_THROTTLE_RATES_BY_CLIENT: dict[str, str] = dict(
     item.strip().split("=", 1) for item in env("API_THROTTLE_RATES_BY_CLIENT").split(",") if "=" in item
 )
+# A send's scheduled_at may be at most this many days ahead (422 schedule_too_far_ahead).
+SCHEDULED_AT_MAX_AHEAD_DAYS = env_int("SCHEDULED_AT_MAX_AHEAD_DAYS", 366)
 # Deliveries a client may have accepted per UTC day (scheduled ones count on the day they are
 # accepted); per client slug as "slug=n,slug=n" (DAILY_DELIVERY_QUOTA_BY_CLIENT="acme=500000").
 DAILY_DELIVERY_QUOTA = env_int("DAILY_DELIVERY_QUOTA", 10_000_000)

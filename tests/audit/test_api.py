@@ -109,3 +109,9 @@ def test_cursor_pagination(api: APIClient, client_tenant: Any) -> None:
 
 def test_without_a_key_it_is_401() -> None:
     assert APIClient().get(URL).status_code == 401
+
+
+def test_start_equal_to_end_is_an_empty_range_not_an_error(api: APIClient) -> None:
+    response = api.get(URL, {"start": "2026-03-02T12:00:00Z", "end": "2026-03-02T12:00:00Z"})
+    assert response.status_code == 200
+    assert response.json()["results"] == []

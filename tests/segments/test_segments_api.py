@@ -60,7 +60,8 @@ def test_an_invalid_definition_answers_400_with_the_path(api: APIClient) -> None
 def test_a_key_is_unique_per_client(api: APIClient) -> None:
     assert create(api).status_code == 201
     duplicate = create(api)
-    assert duplicate.status_code == 400
+    assert duplicate.status_code == 409  # a conflict with what exists, as for template keys
+    assert duplicate.json()["error"]["code"] == "segment_key_taken"
     assert "key" in duplicate.json()["error"]["fields"]
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(ClientFactory())}")

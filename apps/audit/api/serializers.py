@@ -41,8 +41,9 @@ class AuditLogFilterSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         start, end = attrs.get("start"), attrs.get("end")
-        if start is not None and end is not None and end <= start:
-            raise serializers.ValidationError({"end": ["Must be after start."]})
+        # start = end is an empty range (start inclusive, end exclusive), not an error.
+        if start is not None and end is not None and end < start:
+            raise serializers.ValidationError({"end": ["Must not be before start."]})
         return attrs
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +12,8 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apps.core.fields import E164, BoundedJSONObjectField, has_nul, validate_timezone
+from apps.core.exceptions import ApplicationError
+from apps.core.fields import E164, BoundedJSONObjectField, StrictTypesMixin, has_nul, validate_timezone
 from apps.core.queues import Priority
 from apps.recipients.api.serializers import InlineRecipientSerializer
 
@@ -30,18 +31,22 @@ from ..selectors import DeliveryCursor
 @extend_schema_field(
     {
         "oneOf": [
-            {"type": "string", "description": "The id of a recipient you created"},
+            {"type": "string", "minLength": 1, "maxLength": 200,
+             "description": "The id of a recipient you created"},
             {
                 "type": "object",
                 "description": "A recipient upserted on the fly",
                 "required": ["id"],
                 "properties": {
-                    "id": {"type": "string"},
+                    "id": {"type": "string", "minLength": 1, "maxLength": 200},
                     "email": {"type": "string", "format": "email"},
-                    "phone": {"type": "string", "example": "+14155550100"},
-                    "whatsapp": {"type": "string"},
-                    "locale": {"type": "string"},
-                    "timezone": {"type": "string"},
+                    "phone": {"type": "string", "example": "+14155550100",
+                              "pattern": r"^(\+[1-9][0-9]{6,14})?$"},
+                    "whatsapp": {"type": "string", "pattern": r"^(\+[1-9][0-9]{6,14})?$"},
+                    "locale": {"type": "string", "maxLength": 15,
+                               "pattern": r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"},
+                    "timezone": {"type": "string", "minLength": 1, "maxLength": 64,
+                                 "description": "An IANA time zone name."},
                     "attributes": {"type": "object"},
                 },
             },
@@ -72,7 +77,7 @@ class RecipientRefField(serializers.Field):
         return value
 
 
-class SendContentSerializer(serializers.Serializer):
+class SendContentSerializer(StrictTypesMixin, serializers.Serializer):
     """What to send, without to whom: shared by notification, segment and schedule sends."""
 
     template_id = serializers.CharField(max_length=100)
@@ -92,7 +97,25 @@ class SendContentSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "local_send_date" in attrs and "local_send_time" not in attrs:
             raise serializers.ValidationError({"local_send_time": ["Required with local_send_date."]})
+        # After every field is valid (a 400 names them all first): a business rule, so 422.
+        # With local_send_time too, the answer is conflicting_schedule (apps/notifications/bulk.py).
+        if attrs.get("local_send_time") is None:
+            scheduled_at_check_horizon(attrs.get("scheduled_at"))
         return attrs
+
+
+class ScheduleTooFarAhead(ApplicationError):
+    code = "schedule_too_far_ahead"
+
+
+def scheduled_at_check_horizon(value: datetime | None, *, field: str = "scheduled_at") -> None:
+    """422 `schedule_too_far_ahead` when `value` is more than SCHEDULED_AT_MAX_AHEAD_DAYS from
+    now: a send parked for years is a typo (the year 9999), not a plan."""
+    days = settings.SCHEDULED_AT_MAX_AHEAD_DAYS
+    if value is not None and value > timezone.now() + timedelta(days=days):
+        raise ScheduleTooFarAhead(
+            f"scheduled_at is more than {days} days ahead.",
+            fields={field: [f"Must be at most {days} days from now."]})
 
 
 @extend_schema_serializer(
@@ -326,7 +349,7 @@ class NotificationStatusSerializer(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
 
 
-class RetryFailedSerializer(serializers.Serializer):
+class RetryFailedSerializer(StrictTypesMixin, serializers.Serializer):
     notification_id = serializers.UUIDField(required=False)
     delivery_ids = serializers.ListField(child=serializers.UUIDField(), required=False,
                                          max_length=10_000)
@@ -530,6 +553,7 @@ def bulk_body_validate(data: Any) -> list[dict[str, Any]]:
     BulkNotificationsField.check_sizes(items)
     validated: list[dict[str, Any]] = []
     errors: dict[int, Any] = {}
+    too_far: dict[str, list[str]] = {}
     for index, item in enumerate(items):
         try:
             validated.append(_fast_send(item))
@@ -540,13 +564,21 @@ def bulk_body_validate(data: Any) -> list[dict[str, Any]]:
         except (_Slow, serializers.ValidationError):
             pass
         serializer = NotificationSendSerializer(data=item)
-        if serializer.is_valid():
+        try:
+            valid = serializer.is_valid()
+        except ScheduleTooFarAhead as exc:
+            too_far.update({f"notifications[{index}].{k}": v for k, v in exc.fields.items()})
+            continue
+        if valid:
             validated.append(dict(serializer.validated_data))
         else:
             errors[index] = serializer.errors
     if errors:
         detail: Any = {"notifications": errors}  # keyed by index, as DRF's ListField reports
         raise serializers.ValidationError(detail)
+    if too_far:
+        days = settings.SCHEDULED_AT_MAX_AHEAD_DAYS
+        raise ScheduleTooFarAhead(f"scheduled_at is more than {days} days ahead.", fields=too_far)
     return validated
 
 
@@ -596,7 +628,7 @@ class BulkNotificationsField(serializers.ListField):
         ),
     ]
 )
-class BulkSendSerializer(serializers.Serializer):
+class BulkSendSerializer(StrictTypesMixin, serializers.Serializer):
     notifications = BulkNotificationsField(min_length=1)
 
 

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apps.core.fields import validate_timezone
+from apps.core.fields import StrictTypesMixin, validate_timezone
 from apps.notifications.models import Channel
 
 from ..models import ConsentRecord, FrequencyPeriod
 from ..services import PreferenceChanges, QuietHours
-from ..timing import WINDOW_PATTERN, Window
+from ..timing import Window
 
 # The same names a notification's category may have (notifications API).
 CATEGORY_PATTERN = r"^[a-z0-9_.-]{1,50}$"
@@ -47,14 +48,32 @@ def _window(value: str | None) -> str | None:
         raise serializers.ValidationError(str(exc)) from exc
 
 
-class ChannelSettingsSerializer(serializers.Serializer):
+_CLOCK_ASCII = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+
+
+@extend_schema_field({
+    # HH:MM-HH:MM whose end differs from its start ("22:00-22:00" is refused), or empty (none).
+    "type": "string", "nullable": True, "example": "22:00-08:00",
+    "pattern": rf"^$|^(?!([0-9]{{2}}:[0-9]{{2}})-\1$){_CLOCK_ASCII}-{_CLOCK_ASCII}$",
+})
+class WindowField(serializers.CharField):
+    """A quiet-hours window "HH:MM-HH:MM" exactly as documented (no surrounding spaces)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if value and not re.fullmatch(f"{_CLOCK_ASCII}-{_CLOCK_ASCII}", value):
+            raise serializers.ValidationError("Use HH:MM-HH:MM, e.g. 22:00-08:00.")
+        return value
+
+
+class ChannelSettingsSerializer(StrictTypesMixin, serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
     # Seed 000 names it; only immediate sending exists (no digests).
     frequency = serializers.ChoiceField(choices=["immediate"], required=False)
-    quiet_hours = serializers.RegexField(
-        WINDOW_PATTERN, required=False, allow_null=True, allow_blank=True,
-        error_messages={"invalid": "Use HH:MM-HH:MM, e.g. 22:00-08:00."},
-    )
+    quiet_hours = WindowField(required=False, allow_null=True, allow_blank=True)
 
     def validate_quiet_hours(self, value: str | None) -> str | None:
         return _window(value)
@@ -80,9 +99,25 @@ class CategorySettingField(serializers.Field):
         return bool(value)
 
 
-class QuietHoursSerializer(serializers.Serializer):
-    start = serializers.TimeField(input_formats=TIME_FORMATS, format="%H:%M")
-    end = serializers.TimeField(input_formats=TIME_FORMATS, format="%H:%M")
+CLOCK_PATTERN = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+
+
+@extend_schema_field({"type": "string", "pattern": f"^{CLOCK_PATTERN}$", "example": "22:00"})
+class ClockField(serializers.TimeField):
+    """HH:MM on a 24-hour clock, exactly (strptime alone would take "9:5")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(input_formats=TIME_FORMATS, format="%H:%M", **kwargs)
+
+    def to_internal_value(self, value: Any) -> Any:
+        if isinstance(value, str) and not re.fullmatch(CLOCK_PATTERN, value):
+            self.fail("invalid", format="hh:mm")
+        return super().to_internal_value(value)
+
+
+class QuietHoursSerializer(StrictTypesMixin, serializers.Serializer):
+    start = ClockField()
+    end = ClockField()
     timezone = serializers.CharField(required=False, allow_blank=True, allow_null=True,
                                      max_length=64, validators=[validate_timezone])
 
@@ -92,12 +127,12 @@ class QuietHoursSerializer(serializers.Serializer):
         return attrs
 
 
-class FrequencyCapSerializer(serializers.Serializer):
+class FrequencyCapSerializer(StrictTypesMixin, serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=100_000)
     period = serializers.ChoiceField(choices=FrequencyPeriod.choices)
 
 
-class PreferenceInputSerializer(serializers.Serializer):
+class PreferenceInputSerializer(StrictTypesMixin, serializers.Serializer):
     """PUT body: every section optional; what is left out is kept (like recipients PUT)."""
 
     channels = serializers.DictField(child=ChannelSettingsSerializer(), required=False)
@@ -133,12 +168,11 @@ class PreferenceInputSerializer(serializers.Serializer):
         )
 
 
-class ChannelPatchSerializer(serializers.Serializer):
+@extend_schema_serializer(extensions={"x-at-least-one-of": ["enabled", "quiet_hours"],
+                                      "x-presence-only": True})
+class ChannelPatchSerializer(StrictTypesMixin, serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
-    quiet_hours = serializers.RegexField(
-        WINDOW_PATTERN, required=False, allow_null=True, allow_blank=True,
-        error_messages={"invalid": "Use HH:MM-HH:MM, e.g. 22:00-08:00."},
-    )
+    quiet_hours = WindowField(required=False, allow_null=True, allow_blank=True)
 
     def validate_quiet_hours(self, value: str | None) -> str | None:
         return _window(value)
@@ -149,7 +183,8 @@ class ChannelPatchSerializer(serializers.Serializer):
         return attrs
 
 
-class OptSerializer(serializers.Serializer):
+@extend_schema_serializer(extensions={"x-at-least-one-of": ["channel", "category"]})
+class OptSerializer(StrictTypesMixin, serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
     category = serializers.RegexField(
         CATEGORY_PATTERN, required=False,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -73,7 +73,9 @@ class PreferenceDetailApi(APIView):
 class PreferenceChannelApi(APIView):
     required_scopes: ScopeMap = {"PATCH": Scope.SEND}
 
-    @extend_schema(request=ChannelPatchSerializer, responses=PreferenceOutputSerializer)
+    @extend_schema(request=ChannelPatchSerializer, responses=PreferenceOutputSerializer,
+                   parameters=[OpenApiParameter("channel", str, OpenApiParameter.PATH,
+                                                enum=Channel.values)])
     def patch(self, request: Request, recipient: str, channel: str) -> Response:
         """Turn one channel on or off (`{"enabled": false}`) and/or set its own quiet hours."""
         if channel not in Channel.values:

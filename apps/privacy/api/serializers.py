@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.core.fields import StrictTypesMixin
 
-class ErasureSerializer(serializers.Serializer):
+
+class ErasureSerializer(StrictTypesMixin, serializers.Serializer):
     """What an erasure did. The erased id itself is not repeated."""
 
     recipient = serializers.CharField(

@@ -2,15 +2,20 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.core.fields import BoundedJSONObjectField, validate_e164, validate_timezone
+from apps.core.fields import BoundedJSONObjectField, StrictTypesMixin, validate_e164, validate_timezone
 
 from ..models import Device, DevicePlatform, Recipient
 
+E164_ASCII = r"^\+[1-9][0-9]{6,14}$"
 
-class RecipientInputSerializer(serializers.Serializer):
+
+class RecipientInputSerializer(StrictTypesMixin, serializers.Serializer):
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
-    phone = serializers.CharField(required=False, allow_blank=True, validators=[validate_e164])
-    whatsapp = serializers.CharField(required=False, allow_blank=True, validators=[validate_e164])
+    # The pattern documents E.164 in ASCII digits; validate_e164 is the shared check.
+    phone = serializers.RegexField(E164_ASCII, required=False, allow_blank=True,
+                                   validators=[validate_e164])
+    whatsapp = serializers.RegexField(E164_ASCII, required=False, allow_blank=True,
+                                      validators=[validate_e164])
     locale = serializers.RegexField(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", required=False,
                                     max_length=15)
     timezone = serializers.CharField(required=False, max_length=64, validators=[validate_timezone])
@@ -30,7 +35,7 @@ class RecipientOutputSerializer(serializers.ModelSerializer):
                   "created_at", "updated_at"]
 
 
-class DeviceInputSerializer(serializers.Serializer):
+class DeviceInputSerializer(StrictTypesMixin, serializers.Serializer):
     token = serializers.CharField(max_length=4096)
     platform = serializers.ChoiceField(choices=DevicePlatform.choices)
 

@@ -78,7 +78,9 @@ class RecipientDevicesApi(ListAPIView):
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(request=DeviceDeleteSerializer, responses={204: None},
-                   parameters=[OpenApiParameter("token", str, required=False)])
+                   parameters=[OpenApiParameter(
+                       "token", str, required=True,
+                       description="The push token (a JSON body `{\"token\": …}` works too).")])
     def delete(self, request: Request, external_id: str) -> Response:
         """Unregister a push token (JSON body `{"token": …}` or `?token=`)."""
         data = request.data if request.data else request.query_params

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apps.core.fields import BoundedJSONObjectField
+from apps.core.fields import BoundedJSONObjectField, StrictTypesMixin
 from apps.core.queues import Priority
 from apps.notifications.models import Channel
 
@@ -14,14 +16,41 @@ from ..models import RecurringSend
 from ..selectors import recurring_send_next_run
 from ..services import MAX_RECIPIENT_IDS
 
+_STEP = r"/[1-9][0-9]{0,2}"
+_NUMBERS = {
+    "minute": r"[0-5]?[0-9]",
+    "hour": r"([01]?[0-9]|2[0-3])",
+    "day_of_week": r"([0-6]|sun|mon|tue|wed|thu|fri|sat)",
+    "day_of_month": r"(0?[1-9]|[12][0-9]|3[01])",
+    "month_of_year": r"(0?[1-9]|1[0-2])",
+}
+
+
+def crontab_pattern(name: str) -> str:
+    """The syntax of one crontab field, as celery reads it: comma-separated `*`, `*/step`, a
+    value, a range `a-b` (wrapping when b < a) or `a-b/step`."""
+    number = _NUMBERS[name]
+    item = rf"(\*({_STEP})?|{number}(-{number}({_STEP})?)?)"
+    return rf"{item}(,{item})*"
+
 
 class CrontabField(serializers.CharField):
+    """One crontab field: its syntax is the documented pattern (no surrounding spaces), then
+    celery's own parser decides."""
+
     def __init__(self, crontab_field: str, **kwargs: Any) -> None:
         self.crontab_field = crontab_field
-        super().__init__(max_length=MAX_LENGTHS[crontab_field], **kwargs)
+        self.syntax = re.compile(crontab_pattern(crontab_field))
+        super().__init__(max_length=MAX_LENGTHS[crontab_field], trim_whitespace=False,
+                         validators=[RegexValidator(f"^{crontab_pattern(crontab_field)}$")],
+                         **kwargs)
 
     def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data).strip()
+        value = super().to_internal_value(data)
+        if not self.syntax.fullmatch(value):
+            raise serializers.ValidationError(
+                f"Not a crontab {self.crontab_field.replace('_', ' ')}: '*', '0', '*/15', "
+                f"'1-5', '1,15'{', mon-fri' if self.crontab_field == 'day_of_week' else ''}.")
         message = field_error(self.crontab_field, value)
         if message:
             raise serializers.ValidationError(message)
@@ -49,7 +78,7 @@ class TimeZoneNameField(serializers.CharField):
         )
     ]
 )
-class RecurringSendInputSerializer(serializers.Serializer):
+class RecurringSendInputSerializer(StrictTypesMixin, serializers.Serializer):
     """POST: name, template_id, a target (recipient_ids or segment), minute and hour are
     required. PUT: any subset; the others keep their value."""
 

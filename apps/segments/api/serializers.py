@@ -1,17 +1,75 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apps.core.fields import validate_no_nul
+from apps.core.fields import StrictTypesMixin, validate_no_nul
 from apps.notifications.api.serializers import SendContentSerializer
 
+from .. import criteria
 from ..models import Segment
 
+
+def _condition_schema() -> dict[str, Any]:
+    """A condition, as apps/segments/criteria.py checks it: the value's type follows the op, and
+    the recipient's own fields (`recipient.*`) take fewer ops."""
+    text = {"type": "string", "maxLength": criteria.MAX_STRING_LENGTH}
+    scalar = {"anyOf": [text, {"type": "number"}, {"type": "boolean"}]}
+    scalars = {"type": "array", "minItems": 1, "maxItems": criteria.MAX_IN_VALUES,
+               "items": scalar}
+    texts = {**scalars, "items": text}
+    part = r"[A-Za-z0-9_]*[A-Za-z_][A-Za-z0-9_]*"  # not digits only (an array index)
+    path = {"type": "string", "maxLength": criteria.MAX_KEY_LENGTH,
+            "pattern": rf"^(?!{re.escape(criteria.RECIPIENT_PREFIX)})"
+                       rf"{part}(\.{part}){{0,{criteria.MAX_PATH_PARTS - 1}}}$"}
+    flags = {"enum": [criteria.RECIPIENT_PREFIX + f for f in criteria.RECIPIENT_FLAGS]}
+    fields = {"enum": [criteria.RECIPIENT_PREFIX + f for f in criteria.RECIPIENT_TEXT_FIELDS]}
+
+    def when(attribute: dict[str, Any], ops: list[str], value: dict[str, Any] | None,
+             ) -> dict[str, Any]:
+        properties = {"attribute": attribute, "op": {"type": "string", "enum": ops}}
+        if value is not None:
+            properties["value"] = value
+        return {"type": "object", "properties": properties, "additionalProperties": False,
+                "required": ["attribute", "op", *(["value"] if value is not None else [])]}
+
+    boolean = {"type": "boolean"}
+
+    def exists(attribute: dict[str, Any]) -> dict[str, Any]:
+        rule = when(attribute, ["exists"], None)  # value optional (true when absent)
+        return {**rule, "properties": {**rule["properties"], "value": boolean}}
+
+    return {"anyOf": [
+        when(path, ["equals"], scalar),
+        when(path, ["in"], scalars),
+        when(path, ["gt", "gte", "lt", "lte"], {"anyOf": [{"type": "number"}, text]}),
+        when(path, ["contains"], {"anyOf": [scalar, scalars]}),
+        exists(path),
+        when(flags, ["equals"], boolean),
+        exists(fields),
+        when(fields, ["in"], texts),
+        when(fields, ["equals", "contains"], text),
+    ]}
+
+
+# A node: a condition, or an `all` / `any` group of nodes (recursive; criteria.py allows groups
+# MAX_DEPTH deep and MAX_LEAVES conditions in all, which JSON Schema cannot count).
+SEGMENT_NODE_SCHEMA = {"anyOf": [
+    {"$ref": "#/components/schemas/SegmentCondition"},
+    {"type": "object", "additionalProperties": False, "required": ["all"],
+     "properties": {"all": {"type": "array", "items": {"$ref": "#/components/schemas/SegmentNode"}}}},
+    {"type": "object", "additionalProperties": False, "required": ["any"],
+     "properties": {"any": {"type": "array", "minItems": 1,
+                            "items": {"$ref": "#/components/schemas/SegmentNode"}}}},
+]}
+
+
+SEGMENT_CONDITION_SCHEMA = _condition_schema()  # components, added by apps/core/openapi.py
 DEFINITION_SCHEMA = {
-    "type": "object",
+    **SEGMENT_NODE_SCHEMA,
     "description": 'A criteria tree: {"all": [...]} / {"any": [...]} groups (at most 5 deep) '
                    'of conditions {"attribute", "op", "value"} (at most 50). See '
                    "docs/scheduling.md.",
@@ -31,7 +89,7 @@ class DefinitionField(serializers.JSONField):
         return value
 
 
-class SegmentInputSerializer(serializers.Serializer):
+class SegmentInputSerializer(StrictTypesMixin, serializers.Serializer):
     name = serializers.CharField(max_length=200)
     key = serializers.SlugField(max_length=100)
     definition = DefinitionField()

@@ -3,9 +3,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from apps.core.fields import BoundedJSONObjectField
+from apps.core.fields import BoundedJSONObjectField, StrictTypesMixin
 
 from ..locales import LOCALE_PATTERN
 from ..models import Template, TemplateActiveVersion, TemplateVersion
@@ -39,7 +40,13 @@ class RejectUnknownFieldsMixin:
         return attrs
 
 
-class VersionContentSerializer(serializers.Serializer):
+# A version needs content for at least one channel (422 template_empty otherwise).
+CONTENT_FIELDS = ["subject", "text_body", "html_body", "sms_body", "whatsapp_body",
+                  "whatsapp_content_sid", "push_title", "push_body", "push_data"]
+
+
+@extend_schema_serializer(extensions={"x-at-least-one-of": CONTENT_FIELDS})
+class VersionContentSerializer(StrictTypesMixin, serializers.Serializer):
     subject = _text(998)
     text_body = _text(100_000)
     html_body = _text(500_000)
@@ -55,7 +62,8 @@ class VersionContentSerializer(serializers.Serializer):
     )
 
 
-class TemplateCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+@extend_schema_serializer(extensions={"x-reject-unknown": True})
+class TemplateCreateSerializer(StrictTypesMixin, RejectUnknownFieldsMixin, serializers.Serializer):
     key = serializers.SlugField(max_length=100)
     name = serializers.CharField(max_length=200)
     channels = serializers.ListField(child=serializers.ChoiceField(choices=CHANNEL_CHOICES), min_length=1,
@@ -73,7 +81,8 @@ class TemplateCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
         return value
 
 
-class TemplateUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+@extend_schema_serializer(extensions={"x-reject-unknown": True})
+class TemplateUpdateSerializer(StrictTypesMixin, RejectUnknownFieldsMixin, serializers.Serializer):
     """Fields left out are kept. The key and the content cannot change here (content changes
     are new versions)."""
 
@@ -117,6 +126,7 @@ class TemplateOutputSerializer(serializers.ModelSerializer):
         return list(ActiveVersionSerializer(obj.active_versions.all(), many=True).data)
 
 
+@extend_schema_serializer(extensions={"x-reject-unknown": True, "x-at-least-one-of": CONTENT_FIELDS})
 class VersionCreateSerializer(RejectUnknownFieldsMixin, VersionContentSerializer):
     locale = _locale(required=False, help_text="Default: the template's default locale.")
     publish = serializers.BooleanField(required=False, default=True,
@@ -157,7 +167,7 @@ class PublishedSerializer(serializers.Serializer):
     published_by = serializers.CharField()
 
 
-class PreviewInputSerializer(serializers.Serializer):
+class PreviewInputSerializer(StrictTypesMixin, serializers.Serializer):
     locale = _locale(required=False, help_text="Default: the template's default locale.")
     version = serializers.IntegerField(
         required=False, min_value=1,

@@ -250,3 +250,16 @@ def test_keys_of_another_client_see_nothing(receiver: HttpReceiver, client_tenan
     stranger = APIClient()
     stranger.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(ClientFactory())}")
     assert stranger.get(URL).json()["results"] == []
+
+
+def test_the_url_syntax_is_the_documented_pattern(api: APIClient, receiver: HttpReceiver) -> None:
+    """The schema's pattern and the check are one regex: what one refuses, the other does."""
+    for url in ("ftp://hooks.example.com/x", "https://user:pw@hooks.example.com/x",
+                "https://hooks.example.com:70000/x", "https://hooks.example.com/a b",
+                "https://hooks.example.com/x\n", " https://hooks.example.com/x"):
+        response = api.post(URL, {"url": url}, format="json")
+        assert response.status_code == 400, url
+        assert list(response.json()["error"]["fields"]) == ["url"], url
+    label = "a" * 63  # Django's URLValidator refused long host names the schema allowed
+    assert api.post(URL, {"url": f"https://{label}.{label}.example/x"},
+                    format="json").status_code == 201
