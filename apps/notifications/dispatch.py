@@ -18,7 +18,7 @@ import os
 import random
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from apps.clients.models import Client
+from apps.core.db.rows import model_columns
 from apps.core.logging import redact_pii
 from apps.preferences.selectors import (
     Decision,
@@ -41,8 +42,8 @@ from apps.preferences.unsubscribe import list_unsubscribe_headers
 from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens
 from apps.recipients.services import devices_deactivate
-from apps.templates.models import TemplateVersion
 from apps.templates.rendering import RenderError, render_for_channel
+from apps.templates.selectors import template_versions_cached
 from apps.webhooks.outbound.outbox import (
     records_webhook_events,
     subscriptions_read_once,
@@ -472,55 +473,21 @@ _DELIVERY_FIELDS = (
 _NOTIFICATION_FIELDS = ("id", "client_id", "template_version_id", "variables", "category",
                         "metadata", "priority", "is_test", "created_at")
 
-# Template versions never change once written (apps/templates/models.py): kept per process.
-_VERSIONS_KEPT = 512
-_versions: OrderedDict[Any, TemplateVersion] = OrderedDict()
-
-
-def _template_versions(ids: set[Any]) -> dict[Any, TemplateVersion]:
-    missing = [i for i in ids if i not in _versions]
-    if missing:
-        for version in TemplateVersion.objects.filter(id__in=missing):
-            _versions[version.id] = version
-    found = {}
-    for i in ids:
-        if i in _versions:
-            _versions.move_to_end(i)
-            found[i] = _versions[i]
-    while len(_versions) > _VERSIONS_KEPT:
-        _versions.popitem(last=False)
-    return found
-
-
 class _JoinedRead:
     """The statement (built once per process) reading deliveries with their recipient,
     notification and client: the same columns and values as
     `select_related(...).only(...)`, without compiling the ORM query for every task."""
 
     def __init__(self) -> None:
-        wanted = {
-            Delivery: {n for n in _DELIVERY_FIELDS if "__" not in n},
-            Recipient: {n.split("__", 1)[1] for n in _DELIVERY_FIELDS if n.startswith("recipient__")},
-            Notification: set(_NOTIFICATION_FIELDS),
-            Client: {f.name for f in Client._meta.concrete_fields},
-        }
-        self.models: list[tuple[Any, list[str], slice]] = []
-        self.converters: list[tuple[list[Any], Any]] = []
-        columns: list[str] = []
-        aliases = {Delivery: "d", Recipient: "r", Notification: "n", Client: "c"}
-        for model, names in wanted.items():
-            # In the model's field order: Model.from_db fills the rest as deferred.
-            fields = [f for f in model._meta.concrete_fields
-                      if f.name in names or f.attname in names]
-            start = len(columns)
-            for f in fields:
-                col = f.get_col(aliases[model])
-                columns.append(f'{aliases[model]}."{f.column}"')
-                self.converters.append(([*connection.ops.get_db_converters(col),
-                                         *col.get_db_converters(connection)], col))
-            self.models.append((model, [f.attname for f in fields], slice(start, len(columns))))
+        self.parts = [
+            model_columns(Delivery, "d", frozenset(n for n in _DELIVERY_FIELDS if "__" not in n)),
+            model_columns(Recipient, "r", frozenset(
+                n.split("__", 1)[1] for n in _DELIVERY_FIELDS if n.startswith("recipient__"))),
+            model_columns(Notification, "n", frozenset(_NOTIFICATION_FIELDS)),
+            model_columns(Client, "c"),
+        ]
         self.sql = (
-            f"SELECT {', '.join(columns)} FROM notifications_delivery d"
+            f"SELECT {', '.join(part.sql for part in self.parts)} FROM notifications_delivery d"
             f" JOIN {Recipient._meta.db_table} r ON r.id = d.recipient_id"
             f" JOIN {Notification._meta.db_table} n ON n.id = d.notification_id"
             f" JOIN {Client._meta.db_table} c ON c.id = d.client_id"
@@ -533,12 +500,10 @@ class _JoinedRead:
             rows = cursor.fetchall()
         out = []
         for row in rows:
-            values = list(row)
-            for i, (converters, col) in enumerate(self.converters):
-                for convert in converters:
-                    values[i] = convert(values[i], col, connection)
-            objs = [model.from_db(connection.alias, attnames, values[part])
-                    for model, attnames, part in self.models]
+            objs, start = [], 0
+            for part in self.parts:
+                objs.append(part.instance(row[start:start + len(part)]))
+                start += len(part)
             delivery, recipient, notification, client = objs
             delivery.recipient = recipient
             delivery.notification = notification
@@ -578,7 +543,7 @@ def load_deliveries(ids: Sequence[str]) -> list[Delivery]:
             .order_by()}
         clients = {c.id: c for c in Client.objects.filter(
             id__in={d.client_id for d in deliveries})}
-    versions = _template_versions(
+    versions = template_versions_cached(
         {n.template_version_id for n in notifications.values()}
         | {d.template_version_id for d in deliveries if d.template_version_id})
     for notification in notifications.values():
