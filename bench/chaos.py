@@ -19,10 +19,13 @@ Scenarios (`--scenarios`, default all):
 
 The loss checker compares every 202 (its deliveries) with what the sandbox received (its
 messages API, by the delivery id every message carries) and with the statuses the API reports
-(`GET /api/v1/notifications/{id}/status`) and the database holds: accepted, terminal, lost,
-duplicates at the provider, 5xx answers by status (500 must be 0; 503 is allowed while a store
-is down), hangs (no answer within the client's timeout), and the seconds from the recovery (the
-last kill, the store's or provider's return) until every accepted delivery is terminal.
+(`GET /api/v1/notifications/{id}/status`) and the database holds: accepted, terminal
+(delivered, bounced, failed, suppressed, cancelled; `sent` through SMTP, which has no
+receipts), lost, duplicates at the provider, 5xx answers by status (500 must be 0; 503 is
+allowed while a store is down), hangs (no answer within the client's timeout), and the seconds
+from the recovery (the last kill, the store's or provider's return) until every accepted
+delivery is terminal (`all`; single sends keep arriving for a few seconds after the recovery)
+and until those accepted before the recovery are (`backlog`).
 
 One JSON document goes to bench/results/chaos-<scale>-<time>.json (or --out), a summary table
 to stdout, progress lines to stderr. Exit code 0 only when every scenario passed.
@@ -58,6 +61,9 @@ from .processes import REPO_ROOT, ManagedProcess, ProcessError, http_ok, venv_to
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 FINAL = ("delivered", "bounced", "failed", "suppressed", "cancelled")
+# SMTP has no delivery receipts: `sent` is as far as a message sent through it ever gets.
+NO_RECEIPTS = ("smtp",)
+TERMINAL_SQL = "(status = ANY(%s) OR (status = 'sent' AND provider = ANY(%s)))"
 TEMPLATE_KEY = "bench_welcome"  # created by bench.runner.Bench._create_tenant
 VARIABLES = {"name": "Chaos"}
 SCENARIOS = ("workers", "redis", "postgres", "failover", "outage")
@@ -317,6 +323,7 @@ class Ledger:
     """Every request of a scenario and what it got."""
 
     accepted: dict[str, list[str]] = field(default_factory=dict)  # notification → deliveries
+    accepted_at: dict[str, float] = field(default_factory=dict)  # notification → monotonic
     answers: collections.Counter[str] = field(default_factory=collections.Counter)
     hangs: int = 0
     connection_errors: int = 0
@@ -331,6 +338,7 @@ class Ledger:
             self.timeline.append((time.monotonic(), status))
             if status == "202" and isinstance(body, dict):
                 self.accepted[str(body["id"])] = [str(d["id"]) for d in body.get("deliveries", [])]
+                self.accepted_at[str(body["id"])] = time.monotonic()
 
     def deliveries(self) -> int:
         return sum(len(ids) for ids in self.accepted.values())
@@ -463,17 +471,25 @@ def terminal_counts(notification_ids: Iterable[str]) -> tuple[int, int]:
     if not ids:
         return 0, 0
     rows = _db_query(
-        "SELECT count(*), count(*) FILTER (WHERE status = ANY(%s)) FROM notifications_delivery "
-        "WHERE notification_id = ANY(%s)", [list(FINAL), ids])
+        f"SELECT count(*), count(*) FILTER (WHERE {TERMINAL_SQL}) FROM notifications_delivery "
+        "WHERE notification_id = ANY(%s)", [list(FINAL), list(NO_RECEIPTS), ids])
     return int(rows[0][0]), int(rows[0][1])
 
 
-def wait_terminal(ledger: Ledger, *, label: str, expected: int, deadline: float) -> float | None:
-    """Monotonic time at which every accepted delivery was terminal, or None at the deadline."""
+def wait_terminal(ledger: Ledger, *, label: str, expected: int, recovered_at: float,
+                  deadline: float) -> tuple[float | None, float | None]:
+    """Monotonic times at which (every accepted delivery, those accepted before the recovery)
+    were terminal; None for one not reached by the deadline."""
     last = 0.0
+    backlog = [n for n, at in ledger.accepted_at.items() if at <= recovered_at]
+    backlog_done: float | None = None
     while True:
         try:
             total, final = terminal_counts(ledger.accepted)
+            if backlog_done is None:
+                b_total, b_final = terminal_counts(backlog)
+                if b_final == b_total:
+                    backlog_done = time.monotonic()
         except Exception as exc:  # the database may be restarting
             from django.db import connection
 
@@ -484,9 +500,10 @@ def wait_terminal(ledger: Ledger, *, label: str, expected: int, deadline: float)
                 log(f"{label}: progress unknown ({type(exc).__name__})")
                 last = time.monotonic()
         if total >= expected and final == total:
-            return time.monotonic()
+            now = time.monotonic()
+            return now, backlog_done or now
         if time.monotonic() > deadline:
-            return None
+            return None, backlog_done
         if time.monotonic() - last >= 5:
             log(f"{label}: {final}/{expected} deliveries terminal")
             last = time.monotonic()
@@ -515,7 +532,8 @@ def check(ledger: Ledger, sandbox: Any, api: Api) -> dict[str, Any]:
             at_provider[delivery] += 1
             providers[str(message.get("provider"))] += 1
     statuses = collections.Counter(r[1] for r in rows)
-    not_terminal = [d for d in accepted if d not in by_id or by_id[d][1] not in FINAL]
+    not_terminal = [d for d in accepted if d not in by_id or not (
+        by_id[d][1] in FINAL or (by_id[d][1] == "sent" and by_id[d][2] in NO_RECEIPTS))]
     # Delivered (or sent) according to us, but the provider never got it.
     claimed_but_missing = [d for d in accepted if d in by_id and by_id[d][1] in ("sent", "delivered")
                            and not at_provider[d]]
@@ -655,8 +673,9 @@ class Chaos:
         extra = drive(ledger)
         recovered_at = float(extra.pop("recovered_at"))
         expected = ledger.deliveries()
-        done_at = wait_terminal(ledger, label=name, expected=expected,
-                                deadline=recovered_at + self.scale.wait_timeout)
+        done_at, backlog_done_at = wait_terminal(
+            ledger, label=name, expected=expected, recovered_at=recovered_at,
+            deadline=recovered_at + self.scale.wait_timeout)
         # Late receipts settle before the sandbox is read.
         time.sleep(1.0)
         result = check(ledger, self.bench.sandbox, self.api)
@@ -667,6 +686,11 @@ class Chaos:
         result["seconds"] = round(time.monotonic() - started, 1)
         result["all_terminal_seconds_after_recovery"] = (
             round(max(done_at - recovered_at, 0.0), 1) if done_at is not None else None)
+        # Only what was accepted before the recovery moment (the backlog the fault held up).
+        result["backlog_terminal_seconds_after_recovery"] = (
+            round(max(backlog_done_at - recovered_at, 0.0), 1) if backlog_done_at is not None else None)
+        result["last_accept_seconds_after_recovery"] = round(max(
+            [at - recovered_at for at in ledger.accepted_at.values()] or [0.0]), 1)
         result["recovery_bound_seconds"] = self.bound(name)
         result["restarts"] = {k: spawns_after[k] - spawns_before.get(k, 0)
                               for k in spawns_after if spawns_after[k] - spawns_before.get(k, 0)}
@@ -675,6 +699,10 @@ class Chaos:
         failures = []
         if result["lost"]:
             failures.append(f"{result['lost']} lost")
+        failed = result["statuses_db"].get("failed", 0)
+        if failed:
+            # Nothing permanent is injected: a fault may cost time, never a message.
+            failures.append(f"{failed} deliveries ended failed ({result['failed_reasons']})")
         if result["http_500"]:
             failures.append(f"{result['http_500']} answers 5xx other than 503")
         if result["hangs"]:
@@ -850,7 +878,7 @@ def _git_head() -> str | None:
 
 def summary(report: dict[str, Any]) -> str:
     head = ("scenario", "accepted", "terminal", "lost", "dup@provider", "500", "503", "hangs",
-            "terminal s after recovery", "restarts", "result")
+            "all terminal s after recovery", "backlog s", "restarts", "result")
     rows = [head]
     for r in report["scenarios"]:
         rows.append((
@@ -858,6 +886,7 @@ def summary(report: dict[str, Any]) -> str:
             str(r.get("lost", "-")), str(r.get("duplicates_at_provider", "-")),
             str(r.get("http_500", "-")), str(r.get("http_503", "-")), str(r.get("hangs", "-")),
             str(r.get("all_terminal_seconds_after_recovery", "-")),
+            str(r.get("backlog_terminal_seconds_after_recovery", "-")),
             ",".join(f"{k}x{v}" for k, v in (r.get("restarts") or {}).items()) or "-",
             "PASS" if r.get("passed") else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]

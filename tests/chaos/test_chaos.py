@@ -60,6 +60,8 @@ def test_nothing_accepted_is_lost_and_everything_ends_terminal_soon_after_recove
     assert scenario["accepted"] > 0
     assert scenario["lost"] == 0, scenario
     assert scenario["terminal"] == scenario["accepted"]
+    # Nothing permanent is injected: a fault costs time, never a message.
+    assert scenario["statuses_db"].get("failed", 0) == 0, scenario["failed_reasons"]
     assert scenario["statuses_api"] == scenario["statuses_db"]
     after = scenario["all_terminal_seconds_after_recovery"]
     assert after is not None and after <= scenario["recovery_bound_seconds"], (
