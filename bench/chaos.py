@@ -467,25 +467,36 @@ def db_retry(fn: Callable[[], Any], *, attempts: int = 30) -> Any:
 
 
 def terminal_counts(notification_ids: Iterable[str]) -> tuple[int, int]:
+    total, final, _ = progress_counts(notification_ids)
+    return total, final
+
+
+def progress_counts(notification_ids: Iterable[str]) -> tuple[int, int, int]:
+    """(deliveries, terminal, terminal or `sent`: handed to the provider, receipt to come)."""
     ids = [uuid.UUID(n) for n in notification_ids]
     if not ids:
-        return 0, 0
+        return 0, 0, 0
     rows = _db_query(
-        f"SELECT count(*), count(*) FILTER (WHERE {TERMINAL_SQL}) FROM notifications_delivery "
-        "WHERE notification_id = ANY(%s)", [list(FINAL), list(NO_RECEIPTS), ids])
-    return int(rows[0][0]), int(rows[0][1])
+        f"SELECT count(*), count(*) FILTER (WHERE {TERMINAL_SQL}), "
+        "count(*) FILTER (WHERE status = ANY(%s) OR status = 'sent') FROM notifications_delivery "
+        "WHERE notification_id = ANY(%s)", [list(FINAL), list(NO_RECEIPTS), list(FINAL), ids])
+    return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
 
 def wait_terminal(ledger: Ledger, *, label: str, expected: int, recovered_at: float,
-                  deadline: float) -> tuple[float | None, float | None]:
+                  deadline: float) -> tuple[float | None, float | None, float | None]:
     """Monotonic times at which (every accepted delivery, those accepted before the recovery)
-    were terminal; None for one not reached by the deadline."""
+    were terminal, and every accepted delivery was at least sent; None for one not reached by
+    the deadline."""
     last = 0.0
     backlog = [n for n, at in ledger.accepted_at.items() if at <= recovered_at]
     backlog_done: float | None = None
+    handed_done: float | None = None
     while True:
         try:
-            total, final = terminal_counts(ledger.accepted)
+            total, final, handed = progress_counts(ledger.accepted)
+            if handed_done is None and total >= expected and handed == total:
+                handed_done = time.monotonic()
             if backlog_done is None:
                 b_total, b_final = terminal_counts(backlog)
                 if b_final == b_total:
@@ -501,9 +512,9 @@ def wait_terminal(ledger: Ledger, *, label: str, expected: int, recovered_at: fl
                 last = time.monotonic()
         if total >= expected and final == total:
             now = time.monotonic()
-            return now, backlog_done or now
+            return now, backlog_done or now, handed_done or now
         if time.monotonic() > deadline:
-            return None, backlog_done
+            return None, backlog_done, handed_done
         if time.monotonic() - last >= 5:
             log(f"{label}: {final}/{expected} deliveries terminal")
             last = time.monotonic()
@@ -523,6 +534,7 @@ def check(ledger: Ledger, sandbox: Any, api: Api) -> dict[str, Any]:
         "SELECT e.event, count(*) FROM notifications_deliveryevent e JOIN notifications_delivery d "
         "ON d.id = e.delivery_id WHERE d.notification_id = ANY(%s) GROUP BY e.event", [ids])) if ids else []
     by_id = {r[0]: r for r in rows}
+    callbacks = dict(sandbox.stats().get("callbacks", {}))
     messages = sandbox.messages()
     at_provider: collections.Counter[str] = collections.Counter()
     providers: collections.Counter[str] = collections.Counter()
@@ -576,6 +588,8 @@ def check(ledger: Ledger, sandbox: Any, api: Api) -> dict[str, Any]:
         "delivered_without_sent_record": sum(1 for r in rows if r[1] == "delivered"
                                              and not (r[2] and r[5] and r[6])),
         "claims": sum(int(r[4]) for r in rows),
+        # The sandbox's receipts: answers by class (a 5xx/refused callback is retried later).
+        "provider_callbacks": callbacks,
         "events": dict(sorted((str(e), int(n)) for e, n in events)),
     }
 
@@ -673,7 +687,7 @@ class Chaos:
         extra = drive(ledger)
         recovered_at = float(extra.pop("recovered_at"))
         expected = ledger.deliveries()
-        done_at, backlog_done_at = wait_terminal(
+        done_at, backlog_done_at, sent_at = wait_terminal(
             ledger, label=name, expected=expected, recovered_at=recovered_at,
             deadline=recovered_at + self.scale.wait_timeout)
         # Late receipts settle before the sandbox is read.
@@ -689,6 +703,9 @@ class Chaos:
         # Only what was accepted before the recovery moment (the backlog the fault held up).
         result["backlog_terminal_seconds_after_recovery"] = (
             round(max(backlog_done_at - recovered_at, 0.0), 1) if backlog_done_at is not None else None)
+        # Every accepted delivery at the provider (its receipt may still be on its way).
+        result["all_sent_seconds_after_recovery"] = (
+            round(max(sent_at - recovered_at, 0.0), 1) if sent_at is not None else None)
         result["last_accept_seconds_after_recovery"] = round(max(
             [at - recovered_at for at in ledger.accepted_at.values()] or [0.0]), 1)
         result["recovery_bound_seconds"] = self.bound(name)
@@ -878,7 +895,7 @@ def _git_head() -> str | None:
 
 def summary(report: dict[str, Any]) -> str:
     head = ("scenario", "accepted", "terminal", "lost", "dup@provider", "500", "503", "hangs",
-            "all terminal s after recovery", "backlog s", "restarts", "result")
+            "all terminal s after recovery", "backlog s", "all sent s", "restarts", "result")
     rows = [head]
     for r in report["scenarios"]:
         rows.append((
@@ -887,6 +904,7 @@ def summary(report: dict[str, Any]) -> str:
             str(r.get("http_500", "-")), str(r.get("http_503", "-")), str(r.get("hangs", "-")),
             str(r.get("all_terminal_seconds_after_recovery", "-")),
             str(r.get("backlog_terminal_seconds_after_recovery", "-")),
+            str(r.get("all_sent_seconds_after_recovery", "-")),
             ",".join(f"{k}x{v}" for k, v in (r.get("restarts") or {}).items()) or "-",
             "PASS" if r.get("passed") else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
