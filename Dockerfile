@@ -1,14 +1,24 @@
 # NotifyHub production image: one image for the web process, the Celery workers and beat.
+# One process per container; whatever runs the containers restarts one that exits (a crash, an
+# OOM kill): deploy/compose.yaml declares `restart: unless-stopped` for each Procfile process
+# (with PostgreSQL, and Redis with AOF persistence); on Kubernetes a Deployment's pods restart
+# by default (restartPolicy: Always); under systemd use Restart=always (docs/operations.md
+# "Supervision").
 #
 #   docker build -t notifyhub .
-#   docker run --rm -p 8000:8000 --env-file prod.env notifyhub            # web (gunicorn)
+#   docker compose -f deploy/compose.yaml --env-file prod.env up -d     # the whole stack
+#
+# or one container per process by hand (always with a restart policy):
 #   docker run --rm --env-file prod.env notifyhub sh -c \
 #       "python manage.py migrate --noinput && python manage.py sync_roles"
-#   docker run --rm --env-file prod.env notifyhub \
+#   docker run -d --restart unless-stopped -p 8000:8000 --env-file prod.env notifyhub   # web
+#   docker run -d --restart unless-stopped --env-file prod.env notifyhub \
 #       celery -A celery_app worker -Q critical,high -n priority@%h --concurrency 2 --loglevel INFO
-#   docker run --rm --env-file prod.env notifyhub \
+#   docker run -d --restart unless-stopped --env-file prod.env notifyhub \
 #       celery -A celery_app worker -Q maintenance,normal,low -n bulk@%h --concurrency 2 --loglevel INFO
-#   docker run --rm --env-file prod.env notifyhub \
+#   docker run -d --restart unless-stopped --env-file prod.env notifyhub \
+#       celery -A celery_app worker -Q webhooks -n webhooks@%h --concurrency 4 --loglevel INFO
+#   docker run -d --restart unless-stopped --env-file prod.env notifyhub \
 #       celery -A celery_app beat --scheduler django_celery_beat.schedulers:DatabaseScheduler --loglevel INFO
 #
 # prod.env needs at least DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS, SENDGRID_API_KEY

@@ -6,6 +6,9 @@
 #   make bench               benchmarks against the local settings (DEBUG=0, the Procfile's
 #                            processes; docs/operations.md "Benchmarks"); ARGS=--smoke: every
 #                            phase small (~2-3 min), ARGS=--big: also 10 million deliveries
+#   make chaos               fault scenarios on the real stack under supervisord, with a loss
+#                            checker (bench/chaos.py; docs/operations.md "Fault runbook");
+#                            CHAOS_SCALE=ci (~5 min) or full (default); ARGS="--scenarios redis"
 #   eval "$(make -s services-up)"   private PostgreSQL/Redis; exports DATABASE_URL/REDIS_URL
 #   make services-down | clean
 #   make                     just creates/updates the venv
@@ -21,7 +24,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
 .DEFAULT_GOAL := .venv
-.PHONY: .venv run test test-fast lint bench services-up services-down clean
+.PHONY: .venv run test test-fast lint bench chaos services-up services-down clean
 
 .venv: $(VENV_STAMP)
 
@@ -49,6 +52,10 @@ lint: .venv
 bench: .venv
 	@services_env="$$(bash scripts/services.sh up)" && eval "$$services_env" && \
 	  DJANGO_SETTINGS_MODULE=notifyhub.settings.local $(VENV)/bin/python -m bench $(ARGS)
+
+# Its own PostgreSQL and Redis (it kills and restarts them), never the dev or test ones.
+chaos: .venv
+	@$(VENV)/bin/python -m bench.chaos --scale "$${CHAOS_SCALE:-full}" $(ARGS)
 
 services-up:
 	@bash scripts/services.sh up

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: private PostgreSQL + Redis, dev secrets, migrations, demo data, then every
-# process of the Procfile under honcho in the foreground. Ctrl-C stops everything, including
-# the services if this run started them.
+# process of the Procfile under supervisord in the foreground (a process that dies is started
+# again; its output is in .run/logs/<name>.log and shown here, prefixed with its name).
+# Ctrl-C stops everything, including the services if this run started them.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -11,19 +12,25 @@ PY="$ROOT/.venv/bin/python"
 
 say() { printf '[run] %s\n' "$*" >&2; }
 
-# --- cleanup: stop honcho (if running), then the services this run started ------------------
+# --- cleanup: stop supervisord (if running), then the services this run started --------------
 SERVICES_STARTED=""
-HONCHO_PID=""
+SUPERVISORD_PID=""
+TAIL_PID=""
 cleaned=0
 # shellcheck disable=SC2317  # invoked from traps
 cleanup() {
   ((cleaned)) && return 0
   cleaned=1
-  if [[ -n "$HONCHO_PID" ]] && kill -0 "$HONCHO_PID" 2>/dev/null; then
-    say "stopping honcho (pid $HONCHO_PID)..."
-    # honcho handles SIGTERM by stopping all its processes (SIGKILL after 5 s).
-    kill -TERM "$HONCHO_PID" 2>/dev/null || true
-    wait "$HONCHO_PID" 2>/dev/null || true
+  if [[ -n "$SUPERVISORD_PID" ]] && kill -0 "$SUPERVISORD_PID" 2>/dev/null; then
+    say "stopping supervisord (pid $SUPERVISORD_PID) and every process it runs..."
+    # supervisord handles SIGTERM by stopping each program's process group (SIGTERM, then
+    # SIGKILL after stopwaitsecs) before it exits.
+    kill -TERM "$SUPERVISORD_PID" 2>/dev/null || true
+    wait "$SUPERVISORD_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$TAIL_PID" ]]; then
+    kill -TERM "$TAIL_PID" 2>/dev/null || true
+    wait "$TAIL_PID" 2>/dev/null || true
   fi
   if [[ -n "$SERVICES_STARTED" ]]; then
     say "stopping the services this run started: $SERVICES_STARTED"
@@ -128,13 +135,34 @@ export PROMETHEUS_MULTIPROC_DIR="$ROOT/.run/prometheus"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR"
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
-# --- 6. honcho in the foreground -------------------------------------------------------------
+# --- 6. supervisord in the foreground ---------------------------------------------------------
+# The configuration is generated from the Procfile (scripts/supervisord_conf.py): every process
+# is restarted when it exits, and stopped with its whole process group.
+LOG_DIR="$ROOT/.run/logs"
+mkdir -p "$LOG_DIR"
+"$PY" "$ROOT/scripts/supervisord_conf.py" --procfile "$ROOT/Procfile" --run-dir "$ROOT/.run" \
+  >"$ROOT/.run/supervisord.conf"
+# Every program's log in the terminal, prefixed with its name (as honcho printed them).
+names=()
+while IFS= read -r line; do
+  [[ "$line" =~ ^([A-Za-z0-9_-]+): ]] && names+=("${BASH_REMATCH[1]}")
+done <"$ROOT/Procfile"
+logs=()
+for name in "${names[@]}"; do
+  : >"$LOG_DIR/$name.log"
+  logs+=("$LOG_DIR/$name.log")
+done
+tail -n 0 -F "${logs[@]}" 2>/dev/null | awk '
+  /^==> .* <==$/ { name = $2; sub(/.*\//, "", name); sub(/\.log$/, "", name); next }
+  NF { printf "%-16s| %s\n", name, $0; fflush() }' &
+TAIL_PID=$!
+say "supervisord: logs in $LOG_DIR; '.venv/bin/supervisorctl -c .run/supervisord.conf status' lists the processes"
 # Started in the background and waited for, so that the INT/TERM traps run immediately (bash
-# defers traps while a foreground child runs). honcho installs its own SIGINT/SIGTERM handlers
-# and puts each process in its own session, so it is the one that stops them.
-"$ROOT/.venv/bin/honcho" start -f Procfile &
-HONCHO_PID=$!
+# defers traps while a foreground child runs). supervisord puts each program in its own process
+# group, so a Ctrl-C reaches only supervisord (and this script), which stops them.
+"$ROOT/.venv/bin/supervisord" -c "$ROOT/.run/supervisord.conf" &
+SUPERVISORD_PID=$!
 rc=0
-wait "$HONCHO_PID" || rc=$?
-HONCHO_PID=""
+wait "$SUPERVISORD_PID" || rc=$?
+SUPERVISORD_PID=""
 exit "$rc"

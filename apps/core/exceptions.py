@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404
 from psycopg import errors as pg_errors
 from rest_framework import exceptions as drf_exceptions
@@ -56,6 +56,26 @@ def error_body(code: str, message: str, fields: dict[str, Any] | None = None) ->
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
+# A request that needs PostgreSQL while it cannot be reached (down, restarting, a connection
+# cut, a lock or statement that gave up) is answered 503 with this Retry-After: the client
+# retries, nothing was stored. Provider callbacks answer the same (apps/webhooks/inbound).
+RETRY_AFTER_SECONDS = 5
+SERVICE_UNAVAILABLE_CODE = "service_unavailable"
+SERVICE_UNAVAILABLE_MESSAGE = (
+    "The service cannot reach its database right now; nothing was stored. Retry later.")
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+def is_database_unavailable(exc: BaseException | None) -> bool:
+    return isinstance(exc, DATABASE_ERRORS)
+
+
+def log_database_unavailable(exc: BaseException, where: str) -> None:
+    # The class name only: a driver message can quote the statement's parameters.
+    logger.warning("database unavailable (%s: %s), answering 503", where,
+                   type(exc.__cause__ or exc).__name__)
+
+
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     """DRF's nested ValidationError detail → {"recipients[2].email": ["..."]}."""
     out: dict[str, list[str]] = {}
@@ -94,6 +114,16 @@ _CODES = {
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if is_database_unavailable(exc):
+        from rest_framework.views import set_rollback
+
+        set_rollback()
+        request = context.get("request")
+        log_database_unavailable(exc, getattr(request, "path", "api"))
+        unavailable = Response(error_body(SERVICE_UNAVAILABLE_CODE, SERVICE_UNAVAILABLE_MESSAGE),
+                               status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        unavailable["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return unavailable
     if isinstance(exc, ApplicationError):
         refusal = Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
         challenge = getattr(exc, "www_authenticate", None)  # 403 insufficient_scope

@@ -114,6 +114,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# A request never waits long for a database that is down or unreachable: connecting gives up
+# after DB_CONNECT_TIMEOUT seconds (libpq's connect_timeout; 2 s is its minimum) and the API
+# answers 503 with Retry-After (apps/core/exceptions.py). A DATABASE_URL's own
+# `?connect_timeout=` wins.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
 # apps/core/db: Django's PostgreSQL backend with django-prometheus' query metrics, and a health
 # check that costs no round trip while the connection's socket is quiet.
 DATABASES["default"]["ENGINE"] = "apps.core.db"
