@@ -39,19 +39,11 @@ DEFAULT_RATES: Final[dict[str, float]] = {"twilio": 100.0, "sendgrid": 500.0, "w
 #: Idle buckets expire after twice the time to fill them, but never sooner than this.
 MIN_IDLE_TTL_SECONDS: Final = 60
 
-# KEYS: bucket hash (tokens, ts_us). ARGV: rate per second, burst, n, all_or_nothing (0/1),
-# ttl_ms. Returns {granted, wait_us}.
-_SCRIPT: Final = r"""
-local key = KEYS[1]
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
-local all_or_nothing = ARGV[4] == '1'
-local ttl_ms = tonumber(ARGV[5])
-
+# Both scripts start here: the bucket's balance now (`tokens`, refilled since `ts`), `now` in
+# microseconds of Redis' clock (exact below 2^53); a bucket never seen starts full.
+_REFILL: Final = r"""
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])  -- microseconds, exact below 2^53
-
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local v = redis.call('HMGET', key, 'tokens', 'ts')
 local tokens = tonumber(v[1])
 local ts = tonumber(v[2])
@@ -62,6 +54,19 @@ end
 local elapsed = now - ts
 if elapsed < 0 then elapsed = 0 end
 tokens = math.min(burst, tokens + elapsed * rate / 1000000)
+"""
+
+# KEYS: bucket hash (tokens, ts_us). ARGV: rate per second, burst, n, all_or_nothing (0/1),
+# ttl_ms. Returns {granted, wait_us}.
+_SCRIPT: Final = r"""
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local all_or_nothing = ARGV[4] == '1'
+local ttl_ms = tonumber(ARGV[5])
+
+""" + _REFILL + r"""
 
 local granted
 if all_or_nothing then
@@ -100,18 +105,7 @@ local n = tonumber(ARGV[3])
 local max_wait_us = tonumber(ARGV[4])
 local ttl_ms = tonumber(ARGV[5])
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local v = redis.call('HMGET', key, 'tokens', 'ts')
-local tokens = tonumber(v[1])
-local ts = tonumber(v[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-local elapsed = now - ts
-if elapsed < 0 then elapsed = 0 end
-tokens = math.min(burst, tokens + elapsed * rate / 1000000)
+""" + _REFILL + r"""
 
 -- token k is there when the balance has refilled to k: (k - tokens) / rate from now
 local booked = math.floor(max_wait_us * rate / 1000000 + tokens)
