@@ -1,0 +1,93 @@
+"""`python -m bench.micro N [--profile FILE] [--cprofile] [--queries]`: the API's own CPU cost
+of one single-recipient send (POST /api/v1/notifications, one new inline email recipient),
+in process through Django's WSGI handler with DEBUG=0 and the local settings: no HTTP server,
+no load generator, so it measures our code alone. Uses its own database (notifyhub_micro on
+the server of DATABASE_URL, created and migrated if missing) and Redis DB 5.
+
+Under `valgrind --tool=callgrind`, the difference between two runs (N=120 and N=20) divided by
+100 is the instructions per send, which other load on the machine does not change
+(docs/operations.md, "Second round of issue 8's work"). `--profile` needs pyinstrument
+(`.venv/bin/pip install pyinstrument`; not a project requirement)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifyhub.settings.local")
+    os.environ["DEBUG"] = "0"
+    server = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+    os.environ["DATABASE_URL"] = server + "/notifyhub_micro"
+    os.environ["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/5"
+    os.environ.setdefault("API_THROTTLE_RATE", "1000000/min")
+    import psycopg
+
+    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'notifyhub_micro'").fetchone():
+            conn.execute("CREATE DATABASE notifyhub_micro")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client as HttpClient
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import ClientFactory, TemplateFactory, api_key_for
+
+    call_command("migrate", verbosity=0)
+    tag = uuid.uuid4().hex[:6]
+    client = ClientFactory(slug=f"micro-{tag}")
+    template = TemplateFactory(client=client)
+    http = HttpClient()
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {api_key_for(client)}"}
+
+    def send(i: int) -> None:
+        body = json.dumps({"recipients": [{"id": f"m{tag}{i}", "email": f"m{tag}{i}@example.com"}],
+                           "template_id": template.key, "variables": {"name": "x"}})
+        response = http.post("/api/v1/notifications", body, content_type="application/json",
+                             **headers)
+        assert response.status_code == 202, (response.status_code, response.content[:400])
+
+    n = int(sys.argv[1])
+    for i in range(50):  # warm: caches, the API key, prepared query texts
+        send(-i - 1)
+    if "--queries" in sys.argv:
+        with CaptureQueriesContext(connection) as queries:
+            send(10**6)
+        for query in queries.captured_queries:
+            print(query["sql"][:300])
+    profiler = None
+    if "--profile" in sys.argv:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(n):
+        send(i)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if profiler is not None:
+        profiler.stop()
+        with open(sys.argv[sys.argv.index("--profile") + 1], "w") as out:
+            out.write(profiler.output_text(unicode=False, color=False))
+    if "--cprofile" in sys.argv:
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile(time.process_time)
+        profile.enable()
+        for i in range(n, 2 * n):
+            send(i)
+        profile.disable()
+        pstats.Stats(profile).sort_stats("cumtime").print_stats(r"apps/", 60)
+    print(f"cpu {cpu / n * 1000:.2f} ms/send, wall {wall / n * 1000:.2f} ms/send over {n}")
+
+
+if __name__ == "__main__":
+    main()
