@@ -791,6 +791,12 @@ def notifications_accept(
                 errors.add(index, ApplicationError(
                     "For some recipients that local time has already passed.",
                     code="schedule_in_past", fields={"local_send_date": ["Pick a later date."]}))
+            horizon = settings.SCHEDULED_AT_MAX_AHEAD_DAYS
+            if on is not None and any(d > now + timedelta(days=horizon) for d in due.values()):
+                errors.add(index, ApplicationError(
+                    f"local_send_date is more than {horizon} days ahead.",
+                    code="schedule_too_far_ahead",
+                    fields={"local_send_date": [f"Must be at most {horizon} days from now."]}))
         local_due_of.append(due)
     errors.raise_any()
 

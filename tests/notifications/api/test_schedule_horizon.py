@@ -92,3 +92,20 @@ def test_a_segment_send_too_far_ahead_is_refused(
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "schedule_too_far_ahead"
     assert not Notification.objects.exists()
+
+
+def test_a_local_send_date_beyond_the_horizon_is_refused(api: APIClient, email_template: Any) -> None:
+    response = api.post("/api/v1/notifications",
+                        send("a", local_send_time="09:00", local_send_date="2099-01-01"),
+                        format="json")
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "schedule_too_far_ahead"
+    assert list(error["fields"]) == ["local_send_date"]
+    assert not Notification.objects.exists()
+
+    inside = (timezone.now() + timedelta(days=30)).date().isoformat()
+    accepted = api.post("/api/v1/notifications",
+                        send("b", local_send_time="09:00", local_send_date=inside), format="json")
+    assert accepted.status_code == 202
