@@ -42,7 +42,8 @@ def test_after_sendgrid_recovers_the_next_chunk_probes_it_and_closes_the_breaker
     clean_sandbox.control(provider="sendgrid", down=True)
     during = _send(client_tenant, "a", 30)
     deliveries_dispatch(delivery_ids=during)
-    assert breaker.state() == "open"
+    # Open (or, on a slow machine, already half-open: the open period is 1 s here).
+    assert breaker.state() in ("open", "half_open")
     assert _providers(during)["smtp"] > 0
 
     # SendGrid is back; the open period ends.
