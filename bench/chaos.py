@@ -934,6 +934,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "open time)")
     parser.add_argument("--redis-aof", action="store_true",
                         help="run Redis with appendonly yes (as production should)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (PostgreSQL cluster, supervisord logs) for "
+                             "a post-mortem; its path is logged")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON result path (default bench/results/chaos-<scale>-<time>.json)")
     args = parser.parse_args(argv)
@@ -966,7 +969,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"setup failed: {type(exc).__name__}: {exc}")
         return 2
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            log(f"kept the work directory {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     out = args.out or RESULTS_DIR / f"chaos-{args.scale}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -71,7 +71,8 @@ DUE_TOLERANCE = timedelta(seconds=1)
 # once that transaction is over (`deliveries_claim`).
 _CLAIM_SQL = """
 WITH locked AS (
-    SELECT id FROM notifications_delivery
+    SELECT id, CASE WHEN status IN ('pending', 'queued') THEN updated_at END AS waiting_since
+    FROM notifications_delivery
     WHERE id = ANY(%(ids)s::uuid[])
       AND status IN ('pending', 'queued', 'retrying')
       AND (due_at IS NULL OR due_at <= %(due_before)s)
@@ -85,13 +86,48 @@ WITH locked AS (
         updated_at = %(now)s
     FROM locked
     WHERE d.id = locked.id
-    RETURNING d.id, d.attempts
+    RETURNING d.id, d.attempts, locked.waiting_since
 ), events AS (
     INSERT INTO notifications_deliveryevent
         (delivery_id, status, event, provider, provider_message_id, provider_event_id,
          error_code, error_message, detail, occurred_at, created_at)
     SELECT id, 'sending', 'claimed', '', '', '', '', '',
            jsonb_build_object('attempt', attempts), %(now)s, %(now)s
+    FROM claimed
+)
+SELECT id, attempts, waiting_since FROM claimed
+"""
+
+# The waiting deliveries of one priority that a task with room in its batch takes along
+# (`deliveries_claim_waiting`): `pending`/`queued` rows whose own message has waited at least
+# DISPATCH_COALESCE_AFTER_SECONDS, oldest lease (= oldest accept) first. Their own messages,
+# still in the queue, then find nothing to claim. Through the relay sweeper's index
+# (`delivery_inflight_lease`); rows someone holds are skipped, never waited for.
+_CLAIM_WAITING_SQL = """
+WITH locked AS (
+    SELECT id FROM notifications_delivery
+    WHERE status IN ('pending', 'queued')
+      AND priority = %(priority)s
+      AND updated_at <= %(waited_since)s
+      AND (due_at IS NULL OR due_at <= %(due_before)s)
+      AND lease_until IS NOT NULL
+    ORDER BY lease_until
+    LIMIT %(limit)s
+    FOR NO KEY UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE notifications_delivery AS d
+    SET status = 'sending', attempts = d.attempts + 1,
+        lease_until = %(now)s + make_interval(secs => %(lease)s),
+        updated_at = %(now)s
+    FROM locked
+    WHERE d.id = locked.id
+    RETURNING d.id, d.attempts
+), events AS (
+    INSERT INTO notifications_deliveryevent
+        (delivery_id, status, event, provider, provider_message_id, provider_event_id,
+         error_code, error_message, detail, occurred_at, created_at)
+    SELECT id, 'sending', 'claimed', '', '', '', '', '',
+           jsonb_build_object('attempt', attempts, 'coalesced', true), %(now)s, %(now)s
     FROM claimed
 )
 SELECT id, attempts FROM claimed
@@ -256,8 +292,15 @@ def deliveries_claim(*, delivery_ids: Sequence[str]) -> dict[str, int]:
 
     Never waits for a row lock (so it never deadlocks): rows locked by another transaction at
     that instant are asked for again, briefly, until that transaction is over."""
+    return _claim(delivery_ids)[0]
+
+
+def _claim(delivery_ids: Sequence[str]) -> tuple[dict[str, int], datetime | None]:
+    """`deliveries_claim`, and since when the oldest of the claimed `pending`/`queued` rows
+    had been waiting for this message (None: none was)."""
     remaining = [str(i) for i in delivery_ids]
     claimed: dict[str, int] = {}
+    oldest: datetime | None = None
     deadline = time.monotonic() + CLAIM_WAIT_SECONDS
     while remaining:
         now = timezone.now()
@@ -265,8 +308,12 @@ def deliveries_claim(*, delivery_ids: Sequence[str]) -> dict[str, int]:
                                   "due_before": now + DUE_TOLERANCE}
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_SQL, params)
-            got = {str(row[0]): int(row[1]) for row in cursor.fetchall()}
+            rows = cursor.fetchall()
+            got = {str(row[0]): int(row[1]) for row in rows}
             claimed.update(got)
+            for row in rows:
+                if row[2] is not None and (oldest is None or row[2] < oldest):
+                    oldest = row[2]
             remaining = [i for i in remaining if i not in got]
             if not remaining or time.monotonic() >= deadline:
                 break
@@ -278,7 +325,34 @@ def deliveries_claim(*, delivery_ids: Sequence[str]) -> dict[str, int]:
     if remaining:
         logger.warning("%d deliveries stayed locked by other transactions; the relay sweeper "
                        "hands them out again", len(remaining))
-    return claimed
+    return claimed, oldest
+
+
+def _waited_long(since: datetime | None) -> bool:
+    after = float(settings.DISPATCH_COALESCE_AFTER_SECONDS)
+    return (after > 0 and since is not None
+            and since <= timezone.now() - timedelta(seconds=after))
+
+
+def deliveries_claim_waiting(*, priority: str, limit: int) -> dict[str, int]:
+    """Takes up to `limit` deliveries of this priority that are waiting for a worker (their
+    message has been in the queue DISPATCH_COALESCE_AFTER_SECONDS or more): id → attempt.
+
+    Single sends arrive one per task; a worker that sends one per task (one provider call each,
+    a pool of a few processes) falls behind a steady stream of them, and each would wait its
+    turn in the queue (minutes after a broker or database outage). A task with room in its
+    batch takes those waiting along and sends them in its thread pool, as a chunk is sent.
+    Never `critical` (one per task, on purpose). Off when the setting is 0."""
+    after = float(settings.DISPATCH_COALESCE_AFTER_SECONDS)
+    if after <= 0 or limit <= 0 or priority == "critical":
+        return {}
+    now = timezone.now()
+    params: dict[str, Any] = {"priority": priority, "limit": limit, "now": now,
+                              "waited_since": now - timedelta(seconds=after),
+                              "due_before": now + DUE_TOLERANCE, "lease": lease_seconds(priority)}
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_WAITING_SQL, params)
+        return {str(row[0]): int(row[1]) for row in cursor.fetchall()}
 
 
 def _row(
@@ -567,11 +641,20 @@ def deliveries_dispatch(
 
 def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None) -> DispatchReport:
     report = DispatchReport()
-    attempts = deliveries_claim(delivery_ids=delivery_ids)
+    attempts, waiting_since = _claim(delivery_ids)
     if not attempts:
         return report
-    report.claimed = len(attempts)
     deliveries = load_deliveries(list(attempts))
+    priorities = {d.priority for d in deliveries}
+    room = int(settings.DISPATCH_CHUNK_SIZE) - len(attempts)
+    # Only a message that itself waited (the queue is behind) looks for others waiting: a
+    # worker keeping up costs no extra statement.
+    if len(priorities) == 1 and room > 0 and _waited_long(waiting_since):
+        waiting = deliveries_claim_waiting(priority=priorities.pop(), limit=room)
+        if waiting:
+            attempts.update(waiting)
+            deliveries = [*deliveries, *load_deliveries(list(waiting))]
+    report.claimed = len(attempts)
     keeper = LeaseKeeper(attempts, [d.priority for d in deliveries])
     # (priority, countdown, provider account whose tokens they booked or "") → (id, cost)
     later: dict[tuple[str, float, str], list[tuple[str, int]]] = defaultdict(list)

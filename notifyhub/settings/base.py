@@ -220,6 +220,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 DISPATCH_CHUNK_SIZE = env_int("DISPATCH_CHUNK_SIZE", 100)
 # Concurrent provider calls inside one dispatch task (I/O bound HTTP calls).
 DISPATCH_CONCURRENCY = env_int("DISPATCH_CONCURRENCY", 16)
+# A dispatch task with room in its batch (a single send) also claims the deliveries of its
+# priority whose message has waited this long in the queue, and sends them in its thread pool
+# (dispatch.deliveries_claim_waiting): a stream of single sends faster than one provider call
+# per worker process, or the backlog after an outage, does not wait its turn message by
+# message. 0 turns it off.
+DISPATCH_COALESCE_AFTER_SECONDS = env_float("DISPATCH_COALESCE_AFTER_SECONDS", 2.0)
 # A delivery claimed by a worker ('sending') whose outcome is not recorded within this lease is
 # assumed lost (worker crash) and handed out again by the relay sweeper. It bounds one provider
 # call (every *_TIMEOUT_SECONDS below is 10 s) plus a margin; a worker still holding rows renews
