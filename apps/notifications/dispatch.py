@@ -102,14 +102,17 @@ SELECT id, attempts, waiting_since FROM claimed
 # (`deliveries_claim_waiting`): `pending`/`queued` rows whose own message has waited at least
 # DISPATCH_COALESCE_AFTER_SECONDS, oldest lease (= oldest accept) first. Their own messages,
 # still in the queue, then find nothing to claim. Through the relay sweeper's index
-# (`delivery_inflight_lease`); rows someone holds are skipped, never waited for.
+# (`delivery_inflight_lease`); rows someone holds are skipped, never waited for. Only rows
+# with no due time: a deferred or retrying row (due_at set) comes back with its own message
+# at its time, with the rate-limit tokens it booked (`prepaid`); taken along early it would
+# ask the bucket again, be deferred again and leave its booking unspent (failover churn).
 _CLAIM_WAITING_SQL = """
 WITH locked AS (
     SELECT id FROM notifications_delivery
     WHERE status IN ('pending', 'queued')
       AND priority = %(priority)s
       AND updated_at <= %(waited_since)s
-      AND (due_at IS NULL OR due_at <= %(due_before)s)
+      AND due_at IS NULL
       AND lease_until IS NOT NULL
     ORDER BY lease_until
     LIMIT %(limit)s
@@ -349,7 +352,7 @@ def deliveries_claim_waiting(*, priority: str, limit: int) -> dict[str, int]:
     now = timezone.now()
     params: dict[str, Any] = {"priority": priority, "limit": limit, "now": now,
                               "waited_since": now - timedelta(seconds=after),
-                              "due_before": now + DUE_TOLERANCE, "lease": lease_seconds(priority)}
+                              "lease": lease_seconds(priority)}
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_WAITING_SQL, params)
         return {str(row[0]): int(row[1]) for row in cursor.fetchall()}

@@ -62,3 +62,20 @@ def test_fresh_sends_other_priorities_and_critical_sends_wait_for_their_own_mess
                     .values_list("id", "status"))
     assert set(statuses.values()) == {"pending"}
     assert clean_sandbox.messages(to="fresh@example.com") == []
+
+
+def test_a_deferred_send_comes_back_with_its_own_message_not_taken_along(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any
+) -> None:
+    """A rate-limited delivery deferred with a booking (due_at set) waits for its own message,
+    which carries the booked tokens: taken along early it would ask the bucket again and be
+    deferred again (failover churn)."""
+    first = single_send(client_tenant, "first@example.com")
+    deferred = single_send(client_tenant, "deferred@example.com")
+    waited([first, deferred], 30)
+    Delivery.objects.filter(id=deferred).update(status="queued",
+                                                due_at=timezone.now() - timedelta(seconds=1))
+
+    assert deliveries_dispatch(delivery_ids=[first]).claimed == 1
+    assert Delivery.objects.get(id=deferred).status == "queued"
+    assert deliveries_dispatch(delivery_ids=[deferred]).claimed == 1
