@@ -1,4 +1,4 @@
-"""`python -m bench.micro N [--profile FILE] [--cprofile] [--queries]`: the API's own CPU cost
+"""`python -m bench.micro N [--profile FILE] [--cprofile] [--queries]` (or `--bulk N`): the API's own CPU cost
 of one single-recipient send (POST /api/v1/notifications, one new inline email recipient),
 in process through Django's WSGI handler with DEBUG=0 and the local settings: no HTTP server,
 no load generator, so it measures our code alone. Uses its own database (notifyhub_micro on
@@ -54,6 +54,9 @@ def main() -> None:
                              **headers)
         assert response.status_code == 202, (response.status_code, response.content[:400])
 
+    if "--bulk" in sys.argv:
+        _bulk(http, headers, template.key, tag, int(sys.argv[sys.argv.index("--bulk") + 1]))
+        return
     n = int(sys.argv[1])
     for i in range(50):  # warm: caches, the API key, prepared query texts
         send(-i - 1)
@@ -87,6 +90,50 @@ def main() -> None:
         profile.disable()
         pstats.Stats(profile).sort_stats("cumtime").print_stats(r"apps/", 60)
     print(f"cpu {cpu / n * 1000:.2f} ms/send, wall {wall / n * 1000:.2f} ms/send over {n}")
+
+
+def _bulk(http: object, headers: dict[str, str], template_key: str, tag: str, count: int) -> None:
+    """`--bulk N`: one POST /api/v1/notifications/bulk of N single-recipient items (new inline
+    email recipients), as the bench's fan-out phase sends it: CPU and wall seconds to the 202,
+    after one small warm-up bulk. With `--cprofile`, the measured request under cProfile."""
+
+    def bulk(prefix: str, n: int) -> float:
+        items = [{"recipients": [{"id": f"{prefix}{i}", "email": f"{prefix}{i}@example.com"}],
+                  "template_id": template_key, "variables": {"name": "x"}} for i in range(n)]
+        body = json.dumps({"notifications": items})
+        wall = time.perf_counter()
+        response = http.post("/api/v1/notifications/bulk", body,  # type: ignore[attr-defined]
+                             content_type="application/json", **headers)
+        assert response.status_code == 202, (response.status_code, response.content[:400])
+        return time.perf_counter() - wall
+
+    bulk(f"w{tag}", 200)
+    profile = None
+    if "--cprofile" in sys.argv:
+        import cProfile
+
+        profile = cProfile.Profile(time.process_time)
+        profile.enable()
+    sampler = None
+    if "--profile" in sys.argv:
+        from pyinstrument import Profiler
+
+        sampler = Profiler(interval=0.001)
+        sampler.start()
+    cpu = time.process_time()
+    wall = bulk(f"b{tag}", count)
+    cpu = time.process_time() - cpu
+    if sampler is not None:
+        sampler.stop()
+        with open(sys.argv[sys.argv.index("--profile") + 1], "w") as out:
+            out.write(sampler.output_text(unicode=False, color=False, show_all=False))
+    if profile is not None:
+        import pstats
+
+        profile.disable()
+        pstats.Stats(profile).sort_stats("cumtime").print_stats(60)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(40)
+    print(f"bulk of {count}: cpu {cpu:.2f} s, wall {wall:.2f} s (to the 202)")
 
 
 if __name__ == "__main__":

@@ -276,18 +276,19 @@ def copy_insert(
     convert, columns = _columns(model)
     table = connection.ops.quote_name(model._meta.db_table)
     rows = rows if isinstance(rows, Sequence) else list(rows)
-    try:
-        text = _copy_text(model, rows, now)
-    except _Unsupported:  # a column type the text writer does not know: psycopg formats it
-        text = None
     with connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY {table} ({columns}) FROM STDIN"  # table and column names come from the model
     ) as copy:
-        if text is not None:
-            for start in range(0, len(text), _COPY_CHUNK):
-                copy.write("".join(text[start:start + _COPY_CHUNK]))
-        else:
-            for row in rows:
+        # Chunk by chunk: the server parses and indexes one chunk while the next is built
+        # (on a second core), so a 50,000-row COPY costs little more wall time than its text.
+        lines = _CopyLines(model, now)
+        done = 0
+        try:
+            for start in range(0, len(rows), _COPY_CHUNK):
+                copy.write("".join(lines(rows[start:start + _COPY_CHUNK])))
+                done = start + _COPY_CHUNK
+        except _Unsupported:  # a column type the text writer does not know: psycopg formats it
+            for row in rows[done:]:
                 copy.write_row(_row_values(row, convert, now))
     return len(rows)
 
@@ -367,24 +368,49 @@ def _text_columns(model: type[models.Model]) -> list[tuple[str, Callable[[], Any
     return out
 
 
+class _CopyLines:
+    """Rows → COPY text lines (values as _row_values gives them), one call per chunk. A column
+    whose value is the same object as in the row before reuses its text: the client, template
+    version, channels, priority … of a bulk's 50,000 notifications are formatted once."""
+
+    def __init__(self, model: type[models.Model], now: datetime) -> None:
+        memo: dict[int, tuple[Any, str]] = {}
+        self.columns = [(attname, default, functools.partial(fmt, memo=memo)
+                         if isinstance(fmt, _JsonText) else fmt)
+                        for attname, default, fmt in _text_columns(model)]
+        self.stamp = now.isoformat()
+        self.last: list[Any] = [_NOTHING] * len(self.columns)
+        self.texts: list[str] = [""] * len(self.columns)
+
+    def __call__(self, rows: Sequence[models.Model | Mapping[str, Any]]) -> list[str]:
+        columns, last, texts, stamp = self.columns, self.last, self.texts, self.stamp
+        lines = []
+        for row in rows:
+            values = vars(row) if isinstance(row, models.Model) else row
+            parts = []
+            for i, (attname, default, fmt) in enumerate(columns):
+                value = values.get(attname, _NOTHING)
+                if value is last[i] and value is not _NOTHING:
+                    parts.append(texts[i])
+                    continue
+                if fmt is None:  # auto_now(_add): the row's value, else the batch's time
+                    text = _text(value) if value and value is not _NOTHING else stamp
+                else:
+                    text = fmt(default() if value is _NOTHING else value)
+                last[i], texts[i] = value, text
+                parts.append(text)
+            lines.append("\t".join(parts) + "\n")
+        return lines
+
+
+_NOTHING: Any = object()
+
+
 def _copy_text(
     model: type[models.Model], rows: Sequence[models.Model | Mapping[str, Any]], now: datetime
 ) -> list[str]:
     """The rows as COPY text lines (values as _row_values gives them)."""
-    memo: dict[int, tuple[Any, str]] = {}
-    columns = [(attname, default, functools.partial(fmt, memo=memo)
-                if isinstance(fmt, _JsonText) else fmt)
-               for attname, default, fmt in _text_columns(model)]
-    stamp = now.isoformat()
-    lines = []
-    for row in rows:
-        values = vars(row) if isinstance(row, models.Model) else row
-        lines.append("\t".join([
-            (_text(values.get(attname)) if values.get(attname) else stamp) if fmt is None
-            else fmt(values[attname]) if attname in values else fmt(default())
-            for attname, default, fmt in columns
-        ]) + "\n")
-    return lines
+    return _CopyLines(model, now)(rows)
 
 
 def _row_values(

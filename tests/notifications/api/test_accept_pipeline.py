@@ -5,6 +5,7 @@ statements; the API key cache; validation of 50,000 items."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -201,6 +202,42 @@ def test_copy_writes_every_value_as_an_insert_would(client_tenant: Any, email_te
     with connection.cursor() as cursor:
         cursor.execute("SELECT address FROM notifications_delivery WHERE id = %s", [delivery.id])
         assert cursor.fetchone()[0].startswith(TOKEN_PREFIX)
+
+
+def test_copy_in_chunks_keeps_each_rows_own_values(
+    client_tenant: Any, email_template: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """copy_insert writes chunk by chunk and reuses a column's text while the value is the
+    same object as the row before: rows sharing a value, a value that changes back and forth,
+    and a later chunk the text writer cannot format (psycopg writes the rest) all read back
+    as given."""
+    from apps.core.db.rows import unsaved
+    from apps.notifications import bulk
+
+    monkeypatch.setattr(bulk, "_COPY_CHUNK", 3)
+    now = timezone.now()
+    version = email_template.active_version
+    shared_variables = {"name": "shared"}
+    rows = []
+    for i in range(8):
+        variables = shared_variables if i % 3 else {"name": f"own {i}"}
+        rows.append(unsaved(Notification, {
+            "client_id": client_tenant.id, "template_version_id": version.id,
+            "variables": variables, "channels": ["email"], "metadata": {},
+            "category": "a" if i < 4 else "b", "recipient_count": i, "status": "pending",
+            "created_at": now + timedelta(microseconds=i),
+        }))
+
+    # A type the text writer does not know (psycopg formats it), in the third chunk, after
+    # two chunks written as text.
+    rows[7].recipient_count = Decimal(7)
+    assert bulk.copy_insert(Notification, rows, now) == 8
+
+    stored = {n.id: n for n in Notification.objects.filter(id__in=[r.id for r in rows])}
+    assert [(stored[r.id].variables, stored[r.id].category, stored[r.id].recipient_count,
+             stored[r.id].created_at) for r in rows] == [
+        ({"name": "shared"} if i % 3 else {"name": f"own {i}"}, "a" if i < 4 else "b", i,
+         now + timedelta(microseconds=i)) for i in range(8)]
 
 
 # --- one pipeline ----------------------------------------------------------------------------
