@@ -42,7 +42,12 @@ from apps.preferences.unsubscribe import list_unsubscribe_headers
 from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens
 from apps.recipients.services import devices_deactivate
-from apps.templates.rendering import RenderError, render_for_channel
+from apps.templates.rendering import (
+    RenderedMessage,
+    RenderError,
+    render_for_channel,
+    renders_alike,
+)
 from apps.templates.selectors import template_versions_cached
 from apps.webhooks.outbound.outbox import (
     records_webhook_events,
@@ -447,22 +452,33 @@ def defer_row(
     return row, due_at
 
 
-def build_message(delivery: Delivery, tokens: dict[str, list[str]]) -> OutboundMessage:
+def build_message(delivery: Delivery, tokens: dict[str, list[str]],
+                  rendered_for: dict[tuple[Any, ...], RenderedMessage] | None = None,
+                  ) -> OutboundMessage:
     """The provider-neutral message for a delivery: its pinned template version rendered for
-    its channel and recipient, the client's sender, and (push) the recipient's tokens."""
+    its channel and recipient, the client's sender, and (push) the recipient's tokens.
+    `rendered_for`: a chunk's memo; a version whose content never reads the recipient is
+    rendered once per notification and channel (`renders_alike`)."""
     notification = delivery.notification
     version = delivery.template_version or notification.template_version
     recipient = delivery.recipient
-    context: dict[str, Any] = {
-        **notification.variables,
-        "recipient": {
-            "id": recipient.external_id,
-            "locale": recipient.locale,
-            "timezone": recipient.timezone,
-            "attributes": recipient.attributes,
-        },
-    }
-    rendered = render_for_channel(version, delivery.channel, context)
+    memo = (rendered_for if rendered_for is not None and renders_alike(version, delivery.channel)
+            else None)
+    key = (version.id, delivery.channel, notification.id)
+    rendered = memo.get(key) if memo is not None else None
+    if rendered is None:
+        context: dict[str, Any] = {
+            **notification.variables,
+            "recipient": {
+                "id": recipient.external_id,
+                "locale": recipient.locale,
+                "timezone": recipient.timezone,
+                "attributes": recipient.attributes,
+            },
+        }
+        rendered = render_for_channel(version, delivery.channel, context)
+        if memo is not None:
+            memo[key] = rendered
     client = delivery.client
     sender = {"email": client.default_from_email, "sms": client.sms_from,
               "whatsapp": client.whatsapp_from}.get(delivery.channel, "")
@@ -831,6 +847,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
     work: list[tuple[Delivery, OutboundMessage, list[Provider]]] = []
     routes: dict[tuple[str, str], list[Provider]] = {}  # (channel, mode) → providers, per chunk
     suppressed_rows: list[dict[str, Any]] = []
+    rendered_for: dict[tuple[Any, ...], RenderedMessage] = {}  # the chunk's render memo
     for delivery in deliveries:
         did = str(delivery.id)
         reason = blocked.get(did)
@@ -855,7 +872,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                                                       f"No provider for {delivery.channel}."))
             continue
         try:
-            message = build_message(delivery, push_tokens)
+            message = build_message(delivery, push_tokens, rendered_for)
         except RenderError as exc:
             if did in decisions:
                 not_sent[did] = decisions[did]

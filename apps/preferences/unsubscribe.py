@@ -10,6 +10,10 @@ whole channel when the token names no category.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
+import json
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -39,7 +43,26 @@ def unsubscribe_token(*, recipient: Recipient, category: str | None, channel: st
     if category and category in critical_categories():
         raise ValueError(f"'{category}' is a critical category: it has no unsubscribe link.")
     # Not compressed: zlib never shortens a payload this small (signing keeps the shorter).
-    return signing.dumps({"r": str(recipient.pk), "k": category, "c": channel}, salt=SALT)
+    return _sign({"r": str(recipient.pk), "k": category, "c": channel})
+
+
+def _sign(obj: dict[str, str]) -> str:
+    """`signing.dumps(obj, salt=SALT)`, the same token, for a fraction of its cost (one per
+    email sent): the HMAC key Django derives from SALT and SECRET_KEY on every call is
+    derived once per process (and per key)."""
+    value = f"{signing.b64_encode(json.dumps(obj, separators=(',', ':')).encode('latin-1')).decode()}" \
+            f":{signing.b62_encode(int(time.time()))}"
+    mac = _mac(settings.SECRET_KEY).copy()
+    mac.update(value.encode())
+    return f"{value}:{signing.b64_encode(mac.digest()).decode()}"
+
+
+@functools.lru_cache(maxsize=4)
+def _mac(secret: str) -> hmac.HMAC:
+    """Django's salted_hmac(SALT + "signer", …, secret, algorithm="sha256") before the
+    message: what signing.Signer(salt=SALT).signature computes."""
+    key = hashlib.sha256(f"{SALT}signer{secret}".encode()).digest()
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def unsubscribe_url(*, recipient: Recipient, category: str | None, channel: str = "email") -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateError, TemplateSyntaxError, meta
+from jinja2 import TemplateError, TemplateSyntaxError, meta, nodes
 
 from .environment import (
     MAX_OUTPUT_CHARS,
@@ -211,6 +211,32 @@ def render_for_channel(version: Any, channel: str, context: dict[str, Any]) -> R
     subject = _LINE_BREAKS.sub(" ", parts.get("subject", "")).strip()
     return RenderedMessage(subject=subject, text=parts.get("text", ""),
                            html=parts.get("html", ""), data=data)
+
+
+@lru_cache(maxsize=2048)
+def _renders_alike(version_id: str, channel: str, sources: tuple[str, ...]) -> bool:
+    for source in sources:
+        if not source:
+            continue
+        try:
+            ast = text_env.parse(source)
+        except TemplateError:
+            return False  # rendering reports it, every time
+        if "recipient" in meta.find_undeclared_variables(ast):
+            return False
+        if any(node.name == "random" for node in ast.find_all(nodes.Filter)):
+            return False
+    return True
+
+
+def renders_alike(version: Any, channel: str) -> bool:
+    """True when this version's content for `channel` never reads the recipient (nor draws
+    at random): every recipient of one notification gets the same rendered message, so a
+    chunk renders it once (dispatch's per-chunk memo)."""
+    sources = tuple(channel_sources(version, channel).values())
+    if channel == "push" and version.push_data:
+        sources += tuple(str(value) for value in version.push_data.values())
+    return _renders_alike(str(version.id), channel, sources)
 
 
 # --- preview -------------------------------------------------------------------------------

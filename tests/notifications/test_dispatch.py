@@ -51,6 +51,58 @@ def test_dispatch_renders_and_sends_through_sendgrid_and_records_sent(
     assert notification.status == "completed"
 
 
+def test_a_chunk_renders_each_recipient_its_own_message(
+    client_tenant: Any, clean_sandbox: Any
+) -> None:
+    """Several recipients of one notification dispatched in one chunk: a template reading the
+    recipient gets each one's own text; one that does not is rendered once for the chunk,
+    and every message still carries its own recipient's unsubscribe link."""
+    TemplateFactory(client=client_tenant, key="own", version__subject="Hi {{ name }}",
+                    version__text_body="For {{ recipient.id }} from {{ name }}")
+    TemplateFactory(client=client_tenant, key="same", version__subject="Hi {{ name }}",
+                    version__text_body="Same for all, {{ name }}", category="news")
+    people = ["p1@example.com", "p2@example.com", "p3@example.com"]
+    for key in ("own", "same"):
+        notification = accept(client_tenant, *people, template=key, variables={"name": key})
+        report = deliveries_dispatch(delivery_ids=[str(d.id) for d in notification.deliveries.all()])
+        assert report.sent == 3
+
+    def sent(text: str) -> list[dict[str, Any]]:
+        return sorted((m for m in clean_sandbox.messages() if text in m["text"]),
+                      key=lambda m: m["to"])
+
+    assert [(m["to"], m["text"]) for m in sent("For ")] == [
+        (f"p{i}@example.com", f"For p{i} from own") for i in (1, 2, 3)]
+    same = sent("Same for all")
+    assert [(m["to"], m["text"], m["subject"]) for m in same] == [
+        (f"p{i}@example.com", "Same for all, same", "Hi same") for i in (1, 2, 3)]
+    links = {m["headers"]["List-Unsubscribe"] for m in same}
+    assert len(links) == 3
+
+
+def test_renders_alike_only_when_nothing_reads_the_recipient_or_chance() -> None:
+    from apps.templates.rendering import renders_alike
+
+    assert renders_alike(_Version(subject="Hi {{ name }}", text_body="{{ name }}"), "email")
+    assert not renders_alike(_Version(subject="Hi", html_body="{{ recipient.id }}"), "email")
+    # An SMS renders only its body: the email's HTML reading the recipient does not matter.
+    assert renders_alike(_Version(sms_body="plain", html_body="{{ recipient.id }}"), "sms")
+    assert not renders_alike(_Version(sms_body="{{ ['a', 'b'] | random }}"), "sms")
+
+
+class _Version:
+    """The source fields rendering reads, with a fresh id (the check is cached per id)."""
+
+    def __init__(self, **parts: str) -> None:
+        import uuid
+
+        self.id = uuid.uuid4()
+        for name in ("subject", "text_body", "html_body", "sms_body", "whatsapp_body",
+                     "push_title", "push_body"):
+            setattr(self, name, parts.get(name, ""))
+        self.push_data: dict[str, str] = {}
+
+
 def test_html_variables_are_escaped_in_the_html_part_only(
     client_tenant: Any, clean_sandbox: Any
 ) -> None:

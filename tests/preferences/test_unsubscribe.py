@@ -101,3 +101,31 @@ def test_a_link_to_a_deleted_recipient_is_404(ada: Any) -> None:
     ada.delete()
     assert HttpClient().get(path).status_code == 404
     assert HttpClient().post(path, {"List-Unsubscribe": "One-Click"}).status_code == 404
+
+
+def test_unsubscribe_tokens_are_djangos_signed_tokens(settings: Any) -> None:
+    """The process-cached signer gives the token `signing.dumps(…, salt=SALT)` gives (so links
+    already sent keep working, and SECRET_KEY rotation with SECRET_KEY_FALLBACKS applies), and
+    a token signed under another key is refused."""
+    import time
+
+    from django.core import signing
+
+    from apps.preferences.unsubscribe import SALT, BadToken, _sign, unsubscribe_target
+
+    payload = {"r": "5f0c1d2e-0000-4000-8000-000000000001", "k": "news", "c": "email"}
+    for _ in range(3):  # the two calls must fall in the same second
+        second = int(time.time())
+        ours, django_token = _sign(payload), signing.dumps(payload, salt=SALT)
+        if int(time.time()) == second:
+            break
+    assert ours == django_token
+    assert unsubscribe_target(ours).category == "news"
+
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "another-key-" + "x" * 50
+    with pytest.raises(BadToken):
+        unsubscribe_target(ours)
+    settings.SECRET_KEY_FALLBACKS = [old_key]  # rotated: links signed before still work
+    assert unsubscribe_target(ours).recipient_id == payload["r"]
+    assert unsubscribe_target(_sign(payload)).channel == "email"  # signed with the new key
