@@ -45,7 +45,8 @@ def _decode(value: str) -> tuple[bool, datetime, uuid.UUID]:
 
 
 class KeysetCursorPagination(CursorPagination):
-    """For querysets of Notification."""
+    """For querysets of Notification (instances, or `values()` rows with `created_at` and
+    `id`)."""
 
     ordering = ("-created_at", "-id")
 
@@ -93,8 +94,10 @@ class KeysetCursorPagination(CursorPagination):
 
     def _link(self, reverse: bool, row: Any) -> str:
         url = remove_query_param(str(self.base_url), self.cursor_query_param)
+        created_at, ident = ((row["created_at"], row["id"]) if isinstance(row, dict)
+                             else (row.created_at, row.id))
         return str(replace_query_param(url, self.cursor_query_param,
-                                       _encode(reverse, row.created_at, row.id)))
+                                       _encode(reverse, created_at, ident)))
 
     def get_next_link(self) -> str | None:
         return self._link(False, self.page[-1]) if self.has_next and self.page else None

@@ -257,6 +257,31 @@ class NotificationSerializer(serializers.ModelSerializer):
         }
 
 
+# What a list row reads: the notification's columns and its template's id, key and version
+# (`values()` rows: no model instances, three per row with select_related).
+NOTIFICATION_LIST_VALUES = (
+    "id", "status", "is_test", "priority", "category", "channels", "variables", "metadata",
+    "scheduled_at", "recipient_count", "created_at", "updated_at", "completed_at",
+    "template_version__template_id", "template_version__template__key",
+    "template_version__version",
+)
+
+
+def notification_list_item(row: dict[str, Any]) -> dict[str, Any]:
+    """A `NOTIFICATION_LIST_VALUES` row as NotificationSerializer writes a notification."""
+    return {
+        "id": str(row["id"]), "status": row["status"], "test": row["is_test"],
+        "priority": row["priority"], "category": row["category"], "channels": row["channels"],
+        "template": {"id": str(row["template_version__template_id"]),
+                     "key": row["template_version__template__key"],
+                     "version": row["template_version__version"]},
+        "variables": row["variables"], "metadata": row["metadata"],
+        "scheduled_at": _iso(row["scheduled_at"]), "recipient_count": row["recipient_count"],
+        "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"]),
+        "completed_at": _iso(row["completed_at"]),
+    }
+
+
 class DeliveryPageQuerySerializer(serializers.Serializer):
     """Query of GET /notifications/{id}/deliveries."""
 

@@ -39,6 +39,7 @@ from ..services import notification_cancel, notification_send, request_fingerpri
 from .pagination import KeysetCursorPagination
 from .schema import error_responses
 from .serializers import (
+    NOTIFICATION_LIST_VALUES,
     BulkAcceptedSerializer,
     BulkSendSerializer,
     DeliveryPageQuerySerializer,
@@ -53,6 +54,7 @@ from .serializers import (
     RetryFailedResultSerializer,
     RetryFailedSerializer,
     bulk_body_validate,
+    notification_list_item,
     send_body_validate,
 )
 
@@ -182,6 +184,12 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Your notifications, newest first (cursor pagination)."""
         return super().get(request, *args, **kwargs)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Rows, not instances: a page of 50 would build 150 (notification, version, template).
+        page = self.paginate_queryset(self.get_queryset().values(*NOTIFICATION_LIST_VALUES))
+        assert page is not None  # the paginator always pages
+        return self.get_paginated_response([notification_list_item(row) for row in page])
 
     def get_queryset(self) -> Any:
         filters = NotificationListFilterSerializer(data=self.request.query_params)

@@ -13,9 +13,11 @@ from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
 from apps.notifications.api.serializers import (
+    NOTIFICATION_LIST_VALUES,
     DeliveryEventSerializer,
     DeliverySerializer,
     NotificationSerializer,
+    notification_list_item,
 )
 from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
@@ -49,6 +51,9 @@ def test_fast_representations_match_the_declared_fields(client_tenant: Any,
     notification = Notification.objects.select_related("template_version__template").get()
     assert as_json(NotificationSerializer(notification).data) == \
         generic(NotificationSerializer(), notification)
+    # The list writes `values()` rows (no instances): the same JSON.
+    [row] = Notification.objects.values(*NOTIFICATION_LIST_VALUES)
+    assert as_json(notification_list_item(row)) == generic(NotificationSerializer(), notification)
     for delivery in Delivery.objects.select_related("recipient").prefetch_related("events"):
         assert as_json(DeliverySerializer(delivery).data) == generic(DeliverySerializer(), delivery)
         for event in delivery.events.all():
