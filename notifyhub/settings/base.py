@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI and ReDoc from our own static files, not a CDN (SPECTACULAR_SETTINGS).
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -173,7 +175,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.openapi.ScopedAutoSchema",  # + each operation's scope
     "UNAUTHENTICATED_USER": None,
     # Per client (API key's tenant), shared by every web process through Redis
     # (apps/clients/throttling.py); per-client overrides in API_THROTTLE_RATES_BY_CLIENT.
@@ -185,6 +187,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-channel notifications: email, SMS, WhatsApp and push.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ (Swagger UI) and /api/redoc/ load their JS and CSS from STATIC_URL
+    # (drf-spectacular-sidecar), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Every operation's error statuses, with the error format (apps/core/openapi.py).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
