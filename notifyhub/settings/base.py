@@ -430,6 +430,12 @@ LOGGING = {
     },
 }
 
+# --- Metrics -----------------------------------------------------------------------------------
+# django-prometheus' request latency histogram: a bucket at 200 ms, the API's p95 objective
+# (deploy/prometheus/alerts.yml, NotifyHubApiLatencyP95High).
+PROMETHEUS_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5,
+                              0.75, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"))
+
 # --- API limits ------------------------------------------------------------------------------
 # Idempotency-Key records (apps/core/idempotency.py): kept this long; each new record purges up
 # to IDEMPOTENCY_PURGE_BATCH expired ones.
