@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -397,11 +399,26 @@ DEMO_TEST_API_KEY = env("DEMO_TEST_API_KEY", "nh_test_demolocaldevelopmentonly00
 DEMO_ADMIN_USERNAME = env("DEMO_ADMIN_USERNAME", "admin")
 DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD", "admin")
 
-LOGGING = {
+# "text" (`make run`, the default here) or "json": one JSON object per line with time, level,
+# logger, message, request_id, client, notification_id, delivery_id, task and queue (the
+# default of production settings; docs/operations.md "Logs").
+LOG_FORMAT = env("LOG_FORMAT", "text")
+
+
+def log_formatter(log_format: str) -> str:
+    if log_format not in ("text", "json"):
+        raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {log_format!r}.")
+    return "json" if log_format == "json" else "plain"
+
+
+LOGGING_CONFIG = "apps.core.logging.configure_logging"
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "apps.core.logging.RequestIdFilter"},
+        # client, notification_id, delivery_id; the Celery task's name and queue.
+        "log_context": {"()": "apps.core.logging.ContextFilter"},
         # Safety net: emails and E.164 numbers are masked in every line (apps/core/logging.py).
         "redact_pii": {"()": "apps.core.logging.RedactPIIFilter"},
         # "Not Found: /api/v1/recipients/<external id>": paths masked as in the access log.
@@ -409,12 +426,13 @@ LOGGING = {
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "apps.core.logging.JsonLineFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["request_id", "redact_pii"],
+            "formatter": log_formatter(LOG_FORMAT),
+            "filters": ["request_id", "log_context", "redact_pii"],
         },
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
