@@ -2,7 +2,8 @@
 #   make run                 services + migrations + demo data + all processes (Ctrl-C stops)
 #   make test ARGS="-k foo"  pytest against private PostgreSQL/Redis
 #   make test-fast           same, without the e2e tests
-#   make lint                ruff check + mypy
+#   make lint                ruff check + mypy (the project, and clients/python strictly) +
+#                            promtool check/test of the alert rules (deploy/prometheus/)
 #   make bench               benchmarks against the local settings (DEBUG=0, the Procfile's
 #                            processes; docs/operations.md "Benchmarks"); ARGS=--smoke: every
 #                            phase small (~2-3 min), ARGS=--big: also 10 million deliveries
@@ -48,6 +49,8 @@ test-fast: .venv
 lint: .venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy apps notifyhub
+	@cd clients/python && ../../$(VENV)/bin/mypy
+	@bash scripts/promtool.sh
 
 bench: .venv
 	@services_env="$$(bash scripts/services.sh up)" && eval "$$services_env" && \

@@ -6,7 +6,8 @@
   gunicorn's HTML page.
 * `MaskedAccessLogger`: the access log writes URLs and referers masked
   (apps.core.logging.mask_url: no query values, no external ids or addresses in paths), and
-  the error log goes through the PII filter."""
+  the error log goes through the PII filter. With the Django setting LOG_FORMAT=json (the
+  production default) both write one JSON object per line, as Django's own logging does."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from gunicorn import util
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
-from apps.core.logging import RedactPIIURLFilter, mask_url
+from apps.core.logging import JsonLineFormatter, RedactPIIURLFilter, mask_url
 
 ERROR_CODES = {400: "malformed_request", 403: "forbidden", 414: "uri_too_long",
                417: "expectation_failed", 431: "headers_too_large", 500: "server_error",
@@ -53,10 +54,23 @@ _URL_ATOMS = ("r", "U", "q", "f", "{referer}i", "{raw_uri}e", "{path_info}e", "{
               "{http_referer}e")
 
 
+def json_logs() -> bool:
+    """The Django settings' LOG_FORMAT (read without setting Django up); text if unreadable."""
+    try:
+        from django.conf import settings
+
+        return bool(settings.LOG_FORMAT == "json")
+    except Exception:  # noqa: BLE001 - no settings module: gunicorn's own text lines
+        return False
+
+
 class MaskedAccessLogger(Logger):
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         self.error_log.addFilter(RedactPIIURLFilter())
+        if json_logs():
+            for handler in [*self.error_log.handlers, *self.access_log.handlers]:
+                handler.setFormatter(JsonLineFormatter())
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)

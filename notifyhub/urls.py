@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from apps.core.api import HealthApi, ReadyApi
 from apps.core.views import api_not_found, server_error
+from apps.notifications.state_metrics import metrics_view
 from apps.privacy.api.views import RecipientEraseApi, RecipientExportApi
 from apps.recipients.api.views import RecipientDetailApi, RecipientDevicesApi
 from apps.webhooks.inbound.sendgrid import SendGridTestModeWebhookView, SendGridWebhookView
@@ -47,8 +48,11 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
+         name="redoc"),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    # django-prometheus' exposition plus the pipeline's state gauges (queue depth, oldest age…)
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("api/<path:rest>", api_not_found),
 ]
 

@@ -7,6 +7,8 @@ from typing import Any
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from apps.core.logging import log_context_bind
+
 from .models import ApiKey, Client
 from .selectors import api_key_authenticate
 
@@ -24,6 +26,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = api_key_authenticate(raw_key=raw.strip())
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        log_context_bind(client=key.client.slug)  # on every line of this request
         return key.client, key
 
     def authenticate_header(self, request: Request) -> str:

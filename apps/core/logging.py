@@ -1,11 +1,16 @@
-"""Log helpers: a request id on every line, and masking for PII."""
+"""Log helpers: a request id and the ids of what is being worked on on every line, masking
+for PII, and the JSON line format of production (`LOG_FORMAT=json`)."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -18,6 +23,97 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         return True
+
+
+# The ids a log line is about: bound for a block of work (`with log_context(client=…)`), or
+# given per call (`logger.info(…, extra={"delivery_id": …})`, which wins).
+CONTEXT_FIELDS = ("client", "notification_id", "delivery_id")
+log_context_var: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
+    "log_context", default={})  # noqa: B039 - never mutated: replaced by a new dict
+
+
+@contextlib.contextmanager
+def log_context(**ids: object) -> Iterator[None]:
+    """Every line logged inside the block carries these ids (client, notification_id,
+    delivery_id); None leaves one out."""
+    token = log_context_var.set({**log_context_var.get(),
+                                 **{k: str(v) for k, v in ids.items() if v is not None}})
+    try:
+        yield
+    finally:
+        log_context_var.reset(token)
+
+
+def log_context_bind(**ids: object) -> None:
+    """log_context() for the rest of this context (a request: RequestIdMiddleware starts each
+    one with none bound)."""
+    log_context_var.set({**log_context_var.get(),
+                         **{k: str(v) for k, v in ids.items() if v is not None}})
+
+
+def _current_task() -> Any:
+    try:
+        from celery import current_task
+    except ImportError:  # pragma: no cover - celery is a dependency; the sandbox runs without
+        return None
+    return current_task if current_task else None
+
+
+class ContextFilter(logging.Filter):
+    """Adds `client`, `notification_id`, `delivery_id` (log_context / extra) and, in a Celery
+    worker, the running task's name and queue (`task_name`, `queue`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = log_context_var.get()
+        for name in CONTEXT_FIELDS:
+            if getattr(record, name, None) is None:
+                setattr(record, name, context.get(name))
+        task = _current_task()
+        if not hasattr(record, "task_name"):
+            record.task_name = getattr(task, "name", None) if task is not None else None
+        if not hasattr(record, "queue"):
+            info = getattr(getattr(task, "request", None), "delivery_info", None) or {}
+            record.queue = info.get("routing_key") if isinstance(info, dict) else None
+        return True
+
+
+def configure_logging(config: dict[str, Any]) -> None:
+    """settings.LOGGING_CONFIG: Django's dictConfig, and with JSON lines Python's warnings go
+    through logging too (a library's warning would otherwise be a bare text line on stderr)."""
+    import logging.config
+
+    logging.config.dictConfig(config)
+    console = config.get("handlers", {}).get("console", {})
+    logging.captureWarnings(console.get("formatter") == "json")
+
+
+class JsonLineFormatter(JsonFormatter):
+    """One JSON object per line (python-json-logger): time, level, logger, message, request_id,
+    client, notification_id, delivery_id, task, queue, and exc_info for an exception.
+
+    Only these keys are written: a record's other attributes (Django's request logger attaches
+    the request object, whose repr holds the URL) never reach the line, and every string value
+    goes through redact_pii as the message does (RedactPIIFilter)."""
+
+    FIELDS = ("time", "level", "logger", "message", "request_id", "client", "notification_id",
+              "delivery_id", "task", "queue", "exc_info", "stack_info")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("timestamp", "time")
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger",
+                                            "task_name": "task"})
+        kwargs.setdefault("fmt", "%(levelname)s %(name)s %(message)s %(request_id)s %(client)s "
+                                 "%(notification_id)s %(delivery_id)s %(task_name)s %(queue)s")
+        super().__init__(*args, **kwargs)
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        kept = {key: log_data[key] for key in self.FIELDS if key in log_data}
+        for key, value in kept.items():
+            if isinstance(value, str):
+                kept[key] = redact_pii(value)
+        if kept.get("request_id") == "-":
+            kept["request_id"] = None
+        return kept
 
 
 def mask_email(value: str | None) -> str:

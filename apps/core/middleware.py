@@ -13,7 +13,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from .exceptions import error_body
-from .logging import request_id_var
+from .logging import log_context_var, request_id_var
 from .parsers import JSONInputError, loads, printable_key
 
 _VALID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -30,9 +30,11 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
         token = request_id_var.set(request_id)
+        context_token = log_context_var.set({})  # ids bound during this request only
         try:
             response = self.get_response(request)
         finally:
+            log_context_var.reset(context_token)
             request_id_var.reset(token)
         response["X-Request-Id"] = request_id
         return response

@@ -17,12 +17,21 @@ operation is, so a new endpoint cannot forget them:
 An optional query parameter sent empty is the parameter not given (`allowEmptyValue`).
 
 Statuses an operation documents itself (`error_responses()` with examples) are kept.
+
+Two more things every operation gets here:
+- the API-key scope it needs (`ScopedAutoSchema`, the DEFAULT_SCHEMA_CLASS): `x-required-scopes`
+  and a line in its description, from the view's `required_scopes` (apps/clients/scopes.py),
+  the same declaration that refuses a key without it;
+- an example for its request body: from the view (`extend_schema(examples=…)`) or, for the
+  bodies that have none there, from REQUEST_EXAMPLES below, keyed by the body's component.
 """
 
 from __future__ import annotations
 
 from typing import Any
 from zoneinfo import available_timezones
+
+from drf_spectacular.openapi import AutoSchema
 
 ERROR_COMPONENT = "Error"
 
@@ -162,6 +171,7 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
         schemas.setdefault("SegmentCondition", SEGMENT_CONDITION_SCHEMA)
         schemas.setdefault("SegmentNode", SEGMENT_NODE_SCHEMA)
     reference = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
+    request_examples(result)
     needs_body = set()
     for name, component in schemas.items():
         if name.endswith("Request"):
@@ -202,3 +212,78 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
                     "content": {"application/json": {"schema": reference}},
                 })
     return result
+
+
+class ScopedAutoSchema(AutoSchema):
+    """drf-spectacular's AutoSchema, plus the scope each API-key operation needs."""
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        if not operation or not any(r for r in operation.get("security", [])):
+            return operation
+        from apps.clients.scopes import declared_scopes
+
+        scopes = [str(s) for s in declared_scopes(self.view, self.method) or ()]
+        operation["x-required-scopes"] = scopes
+        needs = " or ".join(f"`{s}`" for s in scopes) if scopes else "none (refused to every key)"
+        line = f"**Scope:** {needs}."
+        operation["description"] = f"{operation['description']}\n\n{line}" if operation.get(
+            "description") else line
+        return operation
+
+
+# Request-body examples for the operations whose views give none, by the body's component
+# (COMPONENT_SPLIT_REQUEST names them `…Request`). tests/core/test_openapi_docs.py checks that
+# every request body has an example and that each one is valid against its schema.
+REQUEST_EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
+    "RetryFailedRequest": ("Re-drive the failed email deliveries since a time", {
+        "failed_after": "2026-01-05T09:00:00Z", "channel": "email", "limit": 500}),
+    "PreferenceInputRequest": ("Email on, SMS off, quiet at night, marketing off", {
+        "channels": {"email": {"enabled": True}, "sms": {"enabled": False}},
+        "categories": {"marketing": False, "security": True},
+        "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Paris"},
+        "frequency_caps": {"marketing": {"limit": 3, "period": "week"}}}),
+    "PatchedChannelPatchRequest": ("Turn SMS on, quiet 22:00-08:00", {
+        "enabled": True, "quiet_hours": "22:00-08:00"}),
+    "OptRequest": ("One category", {"category": "marketing"}),
+    "RecipientInputRequest": ("Addresses, locale and time zone", {
+        "email": "ada@example.com", "phone": "+14155550100", "locale": "en-GB",
+        "timezone": "Europe/London", "attributes": {"plan": "pro", "orders": {"count": 4}}}),
+    "DeviceInputRequest": ("An Android push token", {
+        "token": "fcm-token-from-the-app", "platform": "android"}),
+    "SegmentInputRequest": ("Pro customers with three orders or more", {
+        "name": "Loyal pro customers", "key": "loyal_pro",
+        "definition": {"all": [{"attribute": "plan", "op": "equals", "value": "pro"},
+                               {"attribute": "orders.count", "op": "gte", "value": 3}]}}),
+    "SegmentUpdateRequest": ("Rename", {"name": "Loyal pro customers (EU)"}),
+    "TemplateCreateRequest": ("An email template, published", {
+        "key": "password_reset", "name": "Password reset", "channels": ["email"],
+        "category": "security", "sample_variables": {"name": "Ada", "link": "https://x.test/r"},
+        "version": {"subject": "Reset your password, {{ name }}",
+                    "html_body": "<p>Hi {{ name }}, <a href=\"{{ link }}\">reset it</a>.</p>",
+                    "text_body": "Hi {{ name }}, reset it: {{ link }}"}}),
+    "TemplateUpdateRequest": ("Add SMS", {"name": "Password reset", "channels": ["email", "sms"]}),
+    "PreviewInputRequest": ("Render the French version", {
+        "locale": "fr", "variables": {"name": "Ada", "orderId": "ORD-789"}}),
+    "VersionCreateRequest": ("A French draft", {
+        "locale": "fr", "subject": "Commande {{ orderId }} confirm\u00e9e",
+        "html_body": "<p>Merci {{ name }} !</p>", "publish": False}),
+    "WebhookReplayRequest": ("Everything since an outage began", {
+        "since": "2026-01-05T09:00:00Z"}),
+}
+
+
+def request_examples(result: dict[str, Any]) -> None:
+    """Every request body without an example gets the one REQUEST_EXAMPLES has for it."""
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in WRITES:
+                continue
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                if "examples" in media or "example" in media:
+                    continue
+                name = media.get("schema", {}).get("$ref", "").rpartition("/")[2]
+                if name in REQUEST_EXAMPLES:
+                    summary, value = REQUEST_EXAMPLES[name]
+                    media["examples"] = {name.removesuffix("Request"): {
+                        "summary": summary, "value": value}}

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -51,6 +53,8 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI and ReDoc from our own static files, not a CDN (SPECTACULAR_SETTINGS).
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -173,7 +177,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.openapi.ScopedAutoSchema",  # + each operation's scope
     "UNAUTHENTICATED_USER": None,
     # Per client (API key's tenant), shared by every web process through Redis
     # (apps/clients/throttling.py); per-client overrides in API_THROTTLE_RATES_BY_CLIENT.
@@ -185,6 +189,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-channel notifications: email, SMS, WhatsApp and push.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ (Swagger UI) and /api/redoc/ load their JS and CSS from STATIC_URL
+    # (drf-spectacular-sidecar), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Every operation's error statuses, with the error format (apps/core/openapi.py).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
@@ -390,11 +399,26 @@ DEMO_TEST_API_KEY = env("DEMO_TEST_API_KEY", "nh_test_demolocaldevelopmentonly00
 DEMO_ADMIN_USERNAME = env("DEMO_ADMIN_USERNAME", "admin")
 DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD", "admin")
 
-LOGGING = {
+# "text" (`make run`, the default here) or "json": one JSON object per line with time, level,
+# logger, message, request_id, client, notification_id, delivery_id, task and queue (the
+# default of production settings; docs/operations.md "Logs").
+LOG_FORMAT = env("LOG_FORMAT", "text")
+
+
+def log_formatter(log_format: str) -> str:
+    if log_format not in ("text", "json"):
+        raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {log_format!r}.")
+    return "json" if log_format == "json" else "plain"
+
+
+LOGGING_CONFIG = "apps.core.logging.configure_logging"
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "apps.core.logging.RequestIdFilter"},
+        # client, notification_id, delivery_id; the Celery task's name and queue.
+        "log_context": {"()": "apps.core.logging.ContextFilter"},
         # Safety net: emails and E.164 numbers are masked in every line (apps/core/logging.py).
         "redact_pii": {"()": "apps.core.logging.RedactPIIFilter"},
         # "Not Found: /api/v1/recipients/<external id>": paths masked as in the access log.
@@ -402,12 +426,13 @@ LOGGING = {
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "apps.core.logging.JsonLineFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["request_id", "redact_pii"],
+            "formatter": log_formatter(LOG_FORMAT),
+            "filters": ["request_id", "log_context", "redact_pii"],
         },
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
@@ -422,6 +447,12 @@ LOGGING = {
         "celery": {"level": "INFO"},
     },
 }
+
+# --- Metrics -----------------------------------------------------------------------------------
+# django-prometheus' request latency histogram: a bucket at 200 ms, the API's p95 objective
+# (deploy/prometheus/alerts.yml, NotifyHubApiLatencyP95High).
+PROMETHEUS_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5,
+                              0.75, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"))
 
 # --- API limits ------------------------------------------------------------------------------
 # Idempotency-Key records (apps/core/idempotency.py): kept this long; each new record purges up

@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from apps.core.crypto import parse_fernet_keys
 
 from .base import *  # noqa: F403
-from .base import DEV_PII_ENCRYPTION_KEY, DEV_PII_HASH_KEY, env_bool, env_int
+from .base import DEV_PII_ENCRYPTION_KEY, DEV_PII_HASH_KEY, LOGGING, env, env_bool, env_int, log_formatter
 
 SECRET_KEY = os.environ["SECRET_KEY"]
 # PII at rest: no default, never the development keys (docs/operations.md).
@@ -19,6 +19,9 @@ if len(PII_HASH_KEY) < 32 or PII_HASH_KEY == DEV_PII_HASH_KEY:
     raise ImproperlyConfigured("PII_HASH_KEY must be a secret of at least 32 characters "
                                "(not the local development one).")
 DEBUG = False
+# Logs: one JSON object per line (LOG_FORMAT=text for the plain lines of `make run`).
+LOG_FORMAT = env("LOG_FORMAT", "json")
+LOGGING["handlers"]["console"]["formatter"] = log_formatter(LOG_FORMAT)
 SENDGRID_API_KEY = os.environ["SENDGRID_API_KEY"]
 SENDGRID_API_HOST = os.environ.get("SENDGRID_API_HOST", "https://api.sendgrid.com")
 SENDGRID_WEBHOOK_PUBLIC_KEY = os.environ["SENDGRID_WEBHOOK_PUBLIC_KEY"]
