@@ -1,5 +1,6 @@
-"""`python -m bench.micro N [--profile FILE] [--cprofile] [--queries]` (or `--bulk N`): the API's own CPU cost
-of one single-recipient send (POST /api/v1/notifications, one new inline email recipient),
+"""`python -m bench.micro N [--profile FILE] [--cprofile] [--queries]`: the API's own CPU cost
+(`--bulk N`: of one N-item bulk request; `--reads`: of the read endpoints) of one
+single-recipient send (POST /api/v1/notifications, one new inline email recipient),
 in process through Django's WSGI handler with DEBUG=0 and the local settings: no HTTP server,
 no load generator, so it measures our code alone. Uses its own database (notifyhub_micro on
 the server of DATABASE_URL, created and migrated if missing) and Redis DB 5.
@@ -54,6 +55,9 @@ def main() -> None:
                              **headers)
         assert response.status_code == 202, (response.status_code, response.content[:400])
 
+    if "--reads" in sys.argv:
+        _reads(http, headers, client, template.key, tag)
+        return
     if "--bulk" in sys.argv:
         _bulk(http, headers, template.key, tag, int(sys.argv[sys.argv.index("--bulk") + 1]))
         return
@@ -90,6 +94,37 @@ def main() -> None:
         profile.disable()
         pstats.Stats(profile).sort_stats("cumtime").print_stats(r"apps/", 60)
     print(f"cpu {cpu / n * 1000:.2f} ms/send, wall {wall / n * 1000:.2f} ms/send over {n}")
+
+
+def _reads(http: object, headers: dict[str, str], client: object, template_key: str,
+           tag: str) -> None:
+    """`--reads`: CPU per GET of the list (status and channel filters, page of 50), a detail,
+    a status and a deliveries page of a 50-recipient notification, over 60 such
+    notifications: min of 3 rounds of 50 GETs each."""
+    from django.db import transaction
+
+    from apps.notifications.bulk import SendRequest, notifications_accept
+
+    with transaction.atomic():
+        accepted = notifications_accept(client=client, requests=[  # type: ignore[arg-type]
+            SendRequest(recipients=[{"id": f"r{tag}{i}-{j}", "email": f"r{i}-{j}@example.com"}
+                                    for j in range(50)],
+                        template_id=template_key, variables={"name": f"x{i}"}, metadata={"k": i})
+            for i in range(60)])
+    nid = accepted.notifications[-1].id
+    for name, url in [("list", "/api/v1/notifications?status=pending&channel=email"),
+                      ("detail", f"/api/v1/notifications/{nid}"),
+                      ("status", f"/api/v1/notifications/{nid}/status"),
+                      ("deliveries", f"/api/v1/notifications/{nid}/deliveries")]:
+        response = http.get(url, **headers)  # type: ignore[attr-defined]
+        assert response.status_code == 200, (url, response.content[:300])
+        best = float("inf")
+        for _ in range(3):
+            cpu = time.process_time()
+            for _ in range(50):
+                http.get(url, **headers)  # type: ignore[attr-defined]
+            best = min(best, (time.process_time() - cpu) / 50)
+        print(f"{name}: {best * 1000:.2f} ms CPU per GET")
 
 
 def _bulk(http: object, headers: dict[str, str], template_key: str, tag: str, count: int) -> None:
