@@ -20,7 +20,7 @@ import functools
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
@@ -276,7 +276,8 @@ def copy_insert(
     convert, columns = _columns(model)
     table = connection.ops.quote_name(model._meta.db_table)
     rows = rows if isinstance(rows, Sequence) else list(rows)
-    with connection.cursor() as cursor, cursor.cursor.copy(
+    # psycopg's own copy: wrap_database_errors gives Django's exceptions (IntegrityError …).
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY {table} ({columns}) FROM STDIN"  # table and column names come from the model
     ) as copy:
         # Chunk by chunk: the server parses and indexes one chunk while the next is built
@@ -443,20 +444,61 @@ def _columns(model: type[models.Model]) -> tuple[list[Any], str]:
     return convert, ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
 
 
+@functools.cache
+def _references(model: type[models.Model]) -> frozenset[type[models.Model]]:
+    """The models a model's foreign key constraints point at."""
+    return frozenset(target for f in model._meta.concrete_fields
+                     if getattr(f, "db_constraint", False)
+                     and isinstance(target := f.related_model, type))
+
+
+_deferred_fks: dict[str, list[str]] = {}
+
+
+@contextlib.contextmanager
+def _foreign_keys_checked_now(model: type[models.Model], *, enabled: bool) -> Iterator[None]:
+    """Within the block, the table's deferrable foreign keys are checked row by row
+    (`SET CONSTRAINTS … IMMEDIATE`); deferred again after it."""
+    if not enabled:
+        yield
+        return
+    table = model._meta.db_table
+    names = _deferred_fks.get(table)
+    if names is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass"
+                           " AND contype = 'f' AND condeferrable AND condeferred", [table])
+            names = _deferred_fks[table] = sorted(row[0] for row in cursor.fetchall())
+    if not names:
+        yield
+        return
+    listed = ", ".join(connection.ops.quote_name(name) for name in names)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET CONSTRAINTS {listed} IMMEDIATE")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET CONSTRAINTS {listed} DEFERRED")
+
+
 def rows_insert(
     tables: Sequence[tuple[type[models.Model], Sequence[models.Model | Mapping[str, Any]]]],
     now: datetime,
 ) -> None:
     """Inserts rows into several tables in the order given, as copy_insert stores them: a
     small batch in ONE statement (each table's multi-row INSERT chained in a WITH: one round
-    trip), a large one with one COPY per table. Foreign keys are deferred to the commit, so
-    a table may reference rows of another written in the same call."""
+    trip), a large one with one COPY per table. A table may reference rows of another written
+    later in the same call: those foreign keys are checked at the commit."""
     tables = [(model, rows) for model, rows in tables if rows]
     if not tables:
         return
     if sum(len(rows) for _, rows in tables) > SMALL_BATCH_ROWS:
-        for model, rows in tables:
-            copy_insert(model, rows, now)
+        for position, (model, rows) in enumerate(tables):
+            later = {m for m, _ in tables[position + 1:]}
+            # Checked as the rows arrive (on the server's core, while the next chunk is
+            # built) rather than all at the commit, unless a row refers to a table this call
+            # writes later: 50,000 rows' checks cost ~0.8 s at the commit otherwise.
+            with _foreign_keys_checked_now(model, enabled=not later & _references(model)):
+                copy_insert(model, rows, now)
         return
     parts: list[str] = []
     params: list[Any] = []
@@ -904,7 +946,8 @@ def notifications_accept(
             for n, request in zip(notifications, requests, strict=True)
             if (nid := str(n.id)) not in at_accept  # type: ignore[operator]
         }
-        out.insert(before=[(Notification, notifications), *job.rows(audit=in_slices)],
+        # The job first: its notifications' foreign keys are then checked during their COPY.
+        out.insert(before=[*job.rows(audit=in_slices), (Notification, notifications)],
                    audit=audit)
     for notification in notifications:
         notification._state.adding = False

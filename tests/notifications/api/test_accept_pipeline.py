@@ -240,6 +240,47 @@ def test_copy_in_chunks_keeps_each_rows_own_values(
          now + timedelta(microseconds=i)) for i in range(8)]
 
 
+def test_a_large_write_checks_foreign_keys_as_it_copies(
+    client_tenant: Any, email_template: Any
+) -> None:
+    """rows_insert's COPY path checks a table's foreign keys row by row when everything they
+    point at is already written, and raises Django's IntegrityError (not psycopg's) for a
+    row pointing nowhere; a table pointing at one written later in the call is checked at
+    the commit and is accepted."""
+    import uuid
+
+    from django.db import IntegrityError, transaction
+
+    from apps.core.db.rows import unsaved
+    from apps.notifications import bulk
+
+    now = timezone.now()
+    version = email_template.active_version
+
+    def notification(**values: Any) -> Any:
+        return unsaved(Notification, {
+            "client_id": client_tenant.id, "template_version_id": version.id, "variables": {},
+            "channels": ["email"], "metadata": {}, "status": "pending", "created_at": now,
+            **values})
+
+    rows = [notification() for _ in range(bulk.SMALL_BATCH_ROWS)]
+    rows.append(notification(template_version_id=uuid.uuid4()))  # points nowhere
+    with pytest.raises(IntegrityError), transaction.atomic():
+        bulk.rows_insert([(Notification, rows)], now)
+    assert not Notification.objects.exists()
+
+    recipient = RecipientFactory(client=client_tenant, external_id="later")
+    first = notification()
+    deliveries = [unsaved(Delivery, {
+        "notification_id": first.id, "client_id": client_tenant.id,
+        "recipient_id": recipient.id, "channel": "email", "priority": "normal",
+        "status": "pending", "address": "x@example.com", "due_at": None,
+    }) for _ in range(bulk.SMALL_BATCH_ROWS)]
+    with transaction.atomic():  # deliveries before their notification: checked at the commit
+        bulk.rows_insert([(Delivery, deliveries), (Notification, [first])], now)
+    assert Delivery.objects.filter(notification_id=first.id).count() == bulk.SMALL_BATCH_ROWS
+
+
 # --- one pipeline ----------------------------------------------------------------------------
 
 def test_single_bulk_and_segment_sends_refuse_a_broken_rule_alike(
