@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 # Hosts of the real providers (and their subdomains).
 REAL_PROVIDER_DOMAINS = ("sendgrid.com", "sendgrid.net", "twilio.com", "googleapis.com",
@@ -70,3 +70,17 @@ def check_test_mode_uses_a_sandbox(app_configs: Any = None, **kwargs: Any) -> li
                 id="notifications.E002",
             ))
     return errors
+
+
+@register()
+def check_unreachable_breaker_below_max_attempts(app_configs: Any = None,
+                                                 **kwargs: Any) -> list[CheckMessage]:
+    """A provider that cannot be reached must open its breaker before a delivery runs out of
+    attempts, or a long outage still dead-letters low-volume sends."""
+    after = int(getattr(settings, "CIRCUIT_BREAKER", {}).get("unreachable_after", 0) or 0)
+    if after and after >= settings.DELIVERY_MAX_ATTEMPTS:
+        return [Warning(
+            f"CIRCUIT_BREAKER['unreachable_after'] ({after}) is not below DELIVERY_MAX_ATTEMPTS "
+            f"({settings.DELIVERY_MAX_ATTEMPTS}): an outage fails deliveries before the breaker "
+            "opens.", hint="Lower BREAKER_UNREACHABLE_AFTER.", id="notifications.W001")]
+    return []

@@ -492,9 +492,12 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                      prepaid: gate.Prepaid | None = None) -> Attempt:
     """One attempt: the first provider whose breaker and rate limit admit it sends.
 
-    Providers whose breaker is open are skipped (failover down the channel's list); if none
-    admits the message, the attempt is deferred by the shortest wait they gave. With a
-    `chunk_gate`, a provider that has a lane in it admits from the tokens the chunk took."""
+    Providers whose breaker is open are skipped (failover down the channel's list), and so is
+    one that could not be reached when that left its breaker open (it opened it, or a probe
+    failed): the message goes on down the list at once. If none admits it, the attempt is
+    deferred by the shortest wait they gave, without spending it: while every provider of
+    the channel is unreachable, deliveries wait. With a `chunk_gate`, a provider that has a
+    lane in it admits from the tokens the chunk took."""
     cost = max(len(message.tokens), 1)
     waits: list[tuple[float, str]] = []
     skipped: list[str] = []
@@ -505,19 +508,23 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                 return Attempt(defer_seconds=max(lane.wait_seconds, 0.001),
                                defer_reason="rate_limited", defer_provider=provider)
             result = instrumentation.timed_send(provider, message)
-            lane.report(result)
-            return Attempt(result=result, failed_over_from=skipped)
-        admission = gate.admit(provider, cost, prepaid)
-        if not admission.allowed:
-            if admission.reason == "rate_limited":
-                # Back-pressure: wait for this provider's capacity, do not spill over.
-                return Attempt(defer_seconds=admission.wait_seconds, defer_reason="rate_limited",
-                               defer_provider=provider)
-            waits.append((admission.wait_seconds, admission.reason))
+            open_for = lane.report(result)
+        else:
+            admission = gate.admit(provider, cost, prepaid)
+            if not admission.allowed:
+                if admission.reason == "rate_limited":
+                    # Back-pressure: wait for this provider's capacity, do not spill over.
+                    return Attempt(defer_seconds=admission.wait_seconds,
+                                   defer_reason="rate_limited", defer_provider=provider)
+                waits.append((admission.wait_seconds, admission.reason))
+                skipped.append(provider.name)
+                continue
+            result = instrumentation.timed_send(provider, message)
+            open_for = gate.report(provider, admission, result)
+        if open_for is not None and result.unreachable:
+            waits.append((open_for, "circuit_open"))
             skipped.append(provider.name)
             continue
-        result = instrumentation.timed_send(provider, message)
-        gate.report(provider, admission, result)
         return Attempt(result=result, failed_over_from=skipped)
     seconds, reason = min(waits) if waits else (1.0, "no_provider")
     return Attempt(defer_seconds=seconds, defer_reason=reason)

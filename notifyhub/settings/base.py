@@ -301,6 +301,9 @@ CIRCUIT_BREAKER = {
     "half_open_probes": env_int("BREAKER_HALF_OPEN_PROBES", 3),
     "half_open_successes": env_int("BREAKER_HALF_OPEN_SUCCESSES", 3),
     "probe_timeout_seconds": env_float("BREAKER_PROBE_TIMEOUT_SECONDS", 15),
+    # A provider that cannot be reached (refused, reset, timeout) this many calls in a row is
+    # down whatever the volume: its breaker opens (keep it below DELIVERY_MAX_ATTEMPTS).
+    "unreachable_after": env_int("BREAKER_UNREACHABLE_AFTER", 3),
 }
 # Where providers call NotifyHub back (status callbacks are signed over this exact URL).
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")

@@ -23,6 +23,10 @@ TEST = "test"
 TEST_MODE_PREFIX = "TEST_MODE_"
 
 
+# Retryable error codes that say the provider could not be reached (classify_exception).
+UNREACHABLE_CODES = frozenset({"connection_error", "timeout"})
+
+
 class Outcome(StrEnum):
     SENT = "sent"  # the provider accepted it; a receipt may follow
     RETRYABLE = "retryable"  # try again later (timeouts, 5xx, 429)
@@ -79,6 +83,12 @@ class SendResult:
         """Whether this result says the provider is unhealthy (for the circuit breaker):
         retryable errors do; a rejected address or message does not."""
         return self.outcome == Outcome.RETRYABLE
+
+    @property
+    def unreachable(self) -> bool:
+        """The provider could not be reached at all (refused, reset, timed out): after a few
+        in a row its breaker opens whatever the volume, and the channel fails over or waits."""
+        return self.outcome == Outcome.RETRYABLE and self.error_code in UNREACHABLE_CODES
 
     @classmethod
     def sent(cls, provider: str, message_id: str, **extra: Any) -> SendResult:
