@@ -38,8 +38,9 @@ def short_schedule(settings: Any) -> None:
 
 def _sms(client: Any) -> Delivery:
     TemplateFactory(client=client, key="otp", channels=["sms"], version__sms_body="Code {{ code }}")
-    notification = notification_send(client=client, template_id="otp", variables={"code": "123", "name": "Ada"},
-                                     recipients=[{"id": "ada", "phone": "+14155550100"}]).notification
+    notification = notification_send(
+        client=client, template_id="otp", variables={"code": "123", "name": "Ada"},
+        recipients=[{"id": "ada", "phone": "+14155550100"}]).notification
     return notification.deliveries.get()
 
 
