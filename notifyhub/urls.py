@@ -13,6 +13,11 @@ from apps.webhooks.inbound.twilio import (
     WhatsAppStatusWebhookView,
     WhatsAppTestModeStatusWebhookView,
 )
+from apps.webhooks.inbound.vonage import (
+    VonageInboundWebhookView,
+    VonageStatusWebhookView,
+    VonageTestModeStatusWebhookView,
+)
 
 api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
@@ -34,6 +39,9 @@ api_v1: list[URLPattern | URLResolver] = [
     path("webhooks/sendgrid", SendGridWebhookView.as_view(), name="webhook-sendgrid"),
     path("webhooks/twilio", TwilioStatusWebhookView.as_view(), name="webhook-twilio"),
     path("webhooks/whatsapp", WhatsAppStatusWebhookView.as_view(), name="webhook-whatsapp"),
+    path("webhooks/vonage", VonageStatusWebhookView.as_view(), name="webhook-vonage"),
+    path("webhooks/vonage/inbound", VonageInboundWebhookView.as_view(),
+         name="webhook-vonage-inbound"),
     # Receipts of test-mode sends (the sandbox test keys use): test deliveries only.
     path("webhooks/test/sendgrid", SendGridTestModeWebhookView.as_view(),
          name="webhook-test-sendgrid"),
@@ -41,6 +49,8 @@ api_v1: list[URLPattern | URLResolver] = [
          name="webhook-test-twilio"),
     path("webhooks/test/whatsapp", WhatsAppTestModeStatusWebhookView.as_view(),
          name="webhook-test-whatsapp"),
+    path("webhooks/test/vonage", VonageTestModeStatusWebhookView.as_view(),
+         name="webhook-test-vonage"),
 ]
 
 urlpatterns = [

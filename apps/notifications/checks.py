@@ -14,13 +14,15 @@ from django.core.checks import CheckMessage, Error, Warning, register
 
 # Hosts of the real providers (and their subdomains).
 REAL_PROVIDER_DOMAINS = ("sendgrid.com", "sendgrid.net", "twilio.com", "googleapis.com",
-                         "google.com")
+                         "google.com", "nexmo.com", "vonage.com")
 TEST_MODE_ENDPOINTS = ("TEST_MODE_SENDGRID_API_HOST", "TEST_MODE_TWILIO_API_BASE_URL",
-                       "TEST_MODE_FCM_API_BASE_URL", "TEST_MODE_SMTP_HOST")
+                       "TEST_MODE_FCM_API_BASE_URL", "TEST_MODE_SMTP_HOST",
+                       "TEST_MODE_VONAGE_API_BASE_URL")
 # (test-mode credential, live credential, live endpoint: empty means the SDK's real default)
 SHARED_CREDENTIALS = (
     ("TEST_MODE_SENDGRID_API_KEY", "SENDGRID_API_KEY", "SENDGRID_API_HOST"),
     ("TEST_MODE_TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN", "TWILIO_API_BASE_URL"),
+    ("TEST_MODE_VONAGE_API_SECRET", "VONAGE_API_SECRET", "VONAGE_API_BASE_URL"),
 )
 
 

@@ -10,6 +10,8 @@ from typing import Any
 DEFAULT_SENDGRID_CALLBACK_URL = "http://127.0.0.1:8000/api/v1/webhooks/sendgrid"
 DEFAULT_TWILIO_STATUS_CALLBACK_URL = "http://127.0.0.1:8000/api/v1/webhooks/twilio"
 DEFAULT_TWILIO_INBOUND_URL = "http://127.0.0.1:8000/api/v1/webhooks/twilio/inbound"
+DEFAULT_VONAGE_STATUS_URL = "http://127.0.0.1:8000/api/v1/webhooks/vonage"
+DEFAULT_VONAGE_INBOUND_URL = "http://127.0.0.1:8000/api/v1/webhooks/vonage/inbound"
 # Twilio's documented format: "AC" + 32 hex digits (the SDK does not check it).
 DEFAULT_TWILIO_ACCOUNT_SID = "AC" + "0" * 32
 
@@ -50,6 +52,15 @@ class SandboxConfig:
     # Used when a message has no StatusCallback; empty string disables.
     twilio_status_callback_url: str = DEFAULT_TWILIO_STATUS_CALLBACK_URL
     twilio_inbound_url: str = DEFAULT_TWILIO_INBOUND_URL
+
+    # Vonage Messages API (SMS, WhatsApp): Basic auth with the key and secret; webhooks are
+    # signed with the signature secret (JWT HS256).
+    vonage_api_key: str = "sandbox-vonage-key"
+    vonage_api_secret: str = "sandbox-vonage-secret"  # noqa: S105 - public sandbox default
+    vonage_signature_secret: str = "sandbox-vonage-signature-secret-0000"  # noqa: S105
+    # Used when a message has no webhook_url; empty string disables.
+    vonage_status_url: str = DEFAULT_VONAGE_STATUS_URL
+    vonage_inbound_url: str = DEFAULT_VONAGE_INBOUND_URL
 
     # FCM HTTP v1: service-account JSON whose public key verifies token assertions;
     # None -> any well-formed assertion is accepted (with a warning).
@@ -92,6 +103,14 @@ class SandboxConfig:
             twilio_inbound_url=(
                 env.get("SANDBOX_TWILIO_INBOUND_URL") or defaults.twilio_inbound_url
             ).strip(),
+            vonage_api_key=env.get("SANDBOX_VONAGE_API_KEY") or defaults.vonage_api_key,
+            vonage_api_secret=env.get("SANDBOX_VONAGE_API_SECRET") or defaults.vonage_api_secret,
+            vonage_signature_secret=(env.get("SANDBOX_VONAGE_SIGNATURE_SECRET")
+                                     or defaults.vonage_signature_secret),
+            vonage_status_url=env.get("SANDBOX_VONAGE_STATUS_URL",
+                                      defaults.vonage_status_url).strip(),
+            vonage_inbound_url=(env.get("SANDBOX_VONAGE_INBOUND_URL")
+                                or defaults.vonage_inbound_url).strip(),
             fcm_service_account_file=env.get("SANDBOX_FCM_SERVICE_ACCOUNT_FILE") or None,
             fcm_token_ttl_s=_env_int(env, "SANDBOX_FCM_TOKEN_TTL_S", defaults.fcm_token_ttl_s, minimum=1),
             smtp_port=_env_int(env, "SANDBOX_SMTP_PORT", defaults.smtp_port),

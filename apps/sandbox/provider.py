@@ -18,7 +18,7 @@ from .config import SandboxConfig
 from .store import ControlBoard, ControlState, MessageStore, RequestStats
 
 # Every provider the sandbox impersonates (control scopes, stats by_provider).
-PROVIDER_NAMES = ("sendgrid", "twilio", "fcm", "smtp")
+PROVIDER_NAMES = ("sendgrid", "twilio", "fcm", "smtp", "vonage")
 
 
 @dataclass

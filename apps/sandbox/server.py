@@ -19,6 +19,7 @@ from .sendgrid import SendGridProvider
 from .smtp import SmtpProvider
 from .store import ControlError
 from .twilio import TwilioProvider
+from .vonage import VonageEmulator
 
 log = logging.getLogger("sandbox")
 
@@ -236,6 +237,7 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
         TwilioProvider(ctx),
         FcmProvider(ctx),
         SmtpProvider(ctx),
+        VonageEmulator(ctx),
     ]
     app[PROVIDERS_KEY] = providers
     for provider in providers:

@@ -266,8 +266,8 @@ API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 5.0)
 # channel -> ordered provider names (first is primary); see apps/notifications/channels/.
 CHANNEL_PROVIDERS = {
     "email": ["sendgrid", "smtp"],
-    "sms": ["twilio_sms"],
-    "whatsapp": ["twilio_whatsapp"],
+    "sms": ["twilio_sms", "vonage_sms"],
+    "whatsapp": ["twilio_whatsapp", "vonage_whatsapp"],
     "push": ["fcm"],
 }
 # Recipient preferences (apps/preferences): categories that bypass opt-outs, quiet hours and caps.
@@ -288,6 +288,8 @@ PROVIDER_RATE_LIMITS = {  # messages per second (seed 000/004); a dict allows "b
     "smtp": env_float("SMTP_RATE_PER_SECOND", 50),
     "twilio_sms": env_float("TWILIO_SMS_RATE_PER_SECOND", 100),
     "twilio_whatsapp": env_float("TWILIO_WHATSAPP_RATE_PER_SECOND", 80),
+    "vonage_sms": env_float("VONAGE_SMS_RATE_PER_SECOND", 30),
+    "vonage_whatsapp": env_float("VONAGE_WHATSAPP_RATE_PER_SECOND", 80),
     "fcm": env_float("FCM_RATE_PER_SECOND", 1000),
 }
 CIRCUIT_BREAKER = {
@@ -342,6 +344,17 @@ TWILIO_SMS_FROM = env("TWILIO_SMS_FROM", "+15005550006")
 TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", "+15005550006")
 TWILIO_TIMEOUT_SECONDS = env_float("TWILIO_TIMEOUT_SECONDS", 10.0)
 
+# Vonage Messages API (second SMS and WhatsApp provider), through the `vonage` SDK.
+# VONAGE_API_BASE_URL redirects the SDK (the sandbox locally; empty: api.nexmo.com).
+# VONAGE_SIGNATURE_SECRET verifies the signed status and inbound webhooks (JWT HS256).
+VONAGE_API_KEY = env("VONAGE_API_KEY", "sandbox-vonage-key")
+VONAGE_API_SECRET = env("VONAGE_API_SECRET", "sandbox-vonage-secret")
+VONAGE_SIGNATURE_SECRET = env("VONAGE_SIGNATURE_SECRET", "sandbox-vonage-signature-secret-0000")
+VONAGE_API_BASE_URL = env("VONAGE_API_BASE_URL", "http://127.0.0.1:8025")
+VONAGE_SMS_FROM = env("VONAGE_SMS_FROM", "+15005550006")
+VONAGE_WHATSAPP_FROM = env("VONAGE_WHATSAPP_FROM", "+15005550006")
+VONAGE_TIMEOUT_SECONDS = env_float("VONAGE_TIMEOUT_SECONDS", 10.0)
+
 # FCM HTTP v1 through pyfcm: a service-account JSON (its token_uri may point at the sandbox).
 FCM_SERVICE_ACCOUNT_FILE = env("FCM_SERVICE_ACCOUNT_FILE", "")
 FCM_PROJECT_ID = env("FCM_PROJECT_ID", "")
@@ -367,6 +380,11 @@ TEST_MODE_SMTP_PORT = env_int("TEST_MODE_SMTP_PORT", 2525)
 TEST_MODE_TWILIO_API_BASE_URL = env("TEST_MODE_TWILIO_API_BASE_URL", TEST_MODE_SANDBOX_URL)
 TEST_MODE_TWILIO_ACCOUNT_SID = env("TEST_MODE_TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
 TEST_MODE_TWILIO_AUTH_TOKEN = env("TEST_MODE_TWILIO_AUTH_TOKEN", "sandbox-twilio-token")
+TEST_MODE_VONAGE_API_BASE_URL = env("TEST_MODE_VONAGE_API_BASE_URL", TEST_MODE_SANDBOX_URL)
+TEST_MODE_VONAGE_API_KEY = env("TEST_MODE_VONAGE_API_KEY", "sandbox-vonage-key")
+TEST_MODE_VONAGE_API_SECRET = env("TEST_MODE_VONAGE_API_SECRET", "sandbox-vonage-secret")
+TEST_MODE_VONAGE_SIGNATURE_SECRET = env("TEST_MODE_VONAGE_SIGNATURE_SECRET",
+                                        "sandbox-vonage-signature-secret-0000")
 TEST_MODE_FCM_API_BASE_URL = env("TEST_MODE_FCM_API_BASE_URL", TEST_MODE_SANDBOX_URL)
 # A service account whose token_uri is the sandbox's (`python -m apps.sandbox
 # fcm-service-account`); empty: test keys cannot send push.

@@ -216,6 +216,7 @@ def test_an_open_breaker_with_no_failover_defers_without_spending_an_attempt(
 ) -> None:
     settings.CIRCUIT_BREAKER = {"window_seconds": 30, "min_requests": 2, "failure_ratio": 0.5,
                                 "open_seconds": 30}
+    settings.CHANNEL_PROVIDERS = {**settings.CHANNEL_PROVIDERS, "sms": ["twilio_sms"]}  # no failover
     clean_sandbox.control(provider="twilio", fail_status=500, fail_next=1000)
     for i in range(2):
         send(client_tenant, "otp", {"id": f"u{i}", "phone": f"+1415555010{i}"})

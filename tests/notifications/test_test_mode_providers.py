@@ -32,13 +32,19 @@ def test_test_mode_providers_read_only_test_mode_account_settings(settings: Any)
     ("email", "TEST_MODE_SENDGRID_API_HOST"),
     ("sms", "TEST_MODE_TWILIO_API_BASE_URL"),
     ("whatsapp", "TEST_MODE_TWILIO_AUTH_TOKEN"),
+    ("sms", "TEST_MODE_VONAGE_API_BASE_URL"),
+    ("whatsapp", "TEST_MODE_VONAGE_API_SECRET"),
     ("push", "TEST_MODE_FCM_API_BASE_URL"),
 ])
 def test_a_missing_test_mode_setting_never_falls_back_to_the_live_one(
     settings: Any, channel: str, setting: str
 ) -> None:
     settings.FCM_SERVICE_ACCOUNT_FILE = settings.TEST_MODE_FCM_SERVICE_ACCOUNT_FILE = "/sa.json"
-    settings.CHANNEL_PROVIDERS = {**settings.CHANNEL_PROVIDERS, "email": ["sendgrid"]}
+    # One provider per channel: the one whose setting goes missing.
+    one = {"TWILIO": {"sms": ["twilio_sms"], "whatsapp": ["twilio_whatsapp"]},
+           "VONAGE": {"sms": ["vonage_sms"], "whatsapp": ["vonage_whatsapp"]}}
+    settings.CHANNEL_PROVIDERS = {**settings.CHANNEL_PROVIDERS, "email": ["sendgrid"],
+                                  **one.get(setting.split("_")[2], {})}
     assert channel in supported_channels(mode="test")
     setattr(settings, setting, "")
     assert channel not in supported_channels(mode="test")

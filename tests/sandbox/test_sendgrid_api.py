@@ -463,7 +463,7 @@ def test_control_validation_and_reset(sandbox: SandboxProcess) -> None:
         "down": False,
         "timeout": False,
     }
-    assert set(providers) == {"sendgrid", "twilio", "fcm", "smtp"}
+    assert set(providers) == {"sendgrid", "twilio", "fcm", "smtp", "vonage"}
     assert all(p["overrides"] == {} and p["fail_next"] == 0 for p in providers.values())
 
 

@@ -321,6 +321,16 @@ class SandboxProcess:
             payload["url"] = url
         return dict(self._request("POST", "/sandbox/twilio/inbound", payload, timeout=timeout))
 
+    def vonage_inbound(self, from_: str, to: str, text: str, *, channel: str = "sms",
+                       url: str | None = None, timeout: float = 20.0) -> dict:
+        """Simulate a user texting ``to`` through Vonage: the sandbox posts a signed Vonage
+        inbound webhook (to ``url`` or SANDBOX_VONAGE_INBOUND_URL) and returns NotifyHub's
+        answer as ``{"status", "body", "payload", "url"}``."""
+        payload: dict[str, Any] = {"from": from_, "to": to, "text": text, "channel": channel}
+        if url is not None:
+            payload["url"] = url
+        return dict(self._request("POST", "/sandbox/vonage/inbound", payload, timeout=timeout))
+
     def public_key(self) -> str:
         """SendGrid-style verification key of the running sandbox (also for ephemeral keys)."""
         return str(self._request("GET", "/sandbox/sendgrid/public_key")["public_key"])
