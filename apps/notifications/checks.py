@@ -58,7 +58,7 @@ def check_test_mode_uses_a_sandbox(app_configs: Any = None, **kwargs: Any) -> li
     if account_file and is_real_provider_host(_token_uri(account_file)):
         errors.append(Error(
             "TEST_MODE_FCM_SERVICE_ACCOUNT_FILE's token_uri is Google's.",
-            hint="Use a sandbox service account: python -m apps.sandbox fcm-service-account.",
+            hint="Use a sandbox service account: python -m sandbox fcm-service-account.",
             id="notifications.E001",
         ))
     for test_name, live_name, live_endpoint in SHARED_CREDENTIALS:

@@ -364,7 +364,7 @@ FCM_TIMEOUT_SECONDS = env_float("FCM_TIMEOUT_SECONDS", 10.0)
 # --- Test mode (API keys created as "test", `nh_test_…`) ------------------------------------
 # Notifications accepted with a test key are sent through the same provider classes, built from
 # these settings instead of the live ones above (apps/notifications/channels/base.py): all of
-# them point at a provider sandbox (`python -m apps.sandbox`), whose reserved addresses simulate
+# them point at a provider sandbox (`python -m sandbox`), whose reserved addresses simulate
 # delivered / bounced / failed. A missing test-mode setting leaves its provider unconfigured; it
 # never falls back to the live value. `manage.py check` refuses real provider hosts here
 # (notifications.E001). Receipts come back to /api/v1/webhooks/test/{sendgrid,twilio,whatsapp}.
@@ -386,7 +386,7 @@ TEST_MODE_VONAGE_API_SECRET = env("TEST_MODE_VONAGE_API_SECRET", "sandbox-vonage
 TEST_MODE_VONAGE_SIGNATURE_SECRET = env("TEST_MODE_VONAGE_SIGNATURE_SECRET",
                                         "sandbox-vonage-signature-secret-0000")
 TEST_MODE_FCM_API_BASE_URL = env("TEST_MODE_FCM_API_BASE_URL", TEST_MODE_SANDBOX_URL)
-# A service account whose token_uri is the sandbox's (`python -m apps.sandbox
+# A service account whose token_uri is the sandbox's (`python -m sandbox
 # fcm-service-account`); empty: test keys cannot send push.
 TEST_MODE_FCM_SERVICE_ACCOUNT_FILE = env("TEST_MODE_FCM_SERVICE_ACCOUNT_FILE", "")
 TEST_MODE_FCM_PROJECT_ID = env("TEST_MODE_FCM_PROJECT_ID", "")

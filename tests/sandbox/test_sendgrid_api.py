@@ -125,7 +125,7 @@ def verify(received: Received, public_key: str) -> bool:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "apps.sandbox", *args],
+        [sys.executable, "-m", "sandbox", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""Run the provider sandbox (``python -m apps.sandbox``) as a subprocess in tests.
+"""Run the provider sandbox (``python -m sandbox``) as a subprocess in tests.
 
 Stdlib only (no Django, no aiohttp; SDKs are imported lazily by the helpers that
 need them), so it can be used from any test or script::
@@ -149,7 +149,7 @@ class SandboxProcess:
             self._create_service_account()
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "apps.sandbox", "serve", "--host", self.host, "--port", str(self.port)],
+            [sys.executable, "-m", "sandbox", "serve", "--host", self.host, "--port", str(self.port)],
             cwd=REPO_ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -196,7 +196,7 @@ class SandboxProcess:
         self._tmpdir = tempfile.mkdtemp(prefix="sandbox-fcm-")
         path = os.path.join(self._tmpdir, "fcm-service-account.json")
         result = subprocess.run(
-            [sys.executable, "-m", "apps.sandbox", "fcm-service-account", "--out", path,
+            [sys.executable, "-m", "sandbox", "fcm-service-account", "--out", path,
              "--token-uri", f"{self.url}/token"],
             cwd=REPO_ROOT,
             env=self.env,

@@ -37,7 +37,7 @@ import aiohttp
 from aiohttp import web
 
 from .callbacks import CallbackDispatcher
-from .provider import Provider, SandboxContext
+from .emulator import Emulator, SandboxContext
 from .store import StoredMessage
 
 API_VERSION = "2010-04-01"
@@ -181,7 +181,7 @@ class TwilioError(Exception):
         self.status = status
 
 
-class TwilioProvider(Provider):
+class TwilioEmulator(Emulator):
     name = "twilio"
 
     def __init__(self, ctx: SandboxContext) -> None:

@@ -13,12 +13,12 @@ from aiohttp import web
 
 from .callbacks import ANSWER_CLASSES
 from .config import SandboxConfig
-from .fcm import FcmProvider
-from .provider import Provider, SandboxContext
-from .sendgrid import SendGridProvider
-from .smtp import SmtpProvider
+from .fcm import FcmEmulator
+from .emulator import Emulator, SandboxContext
+from .sendgrid import SendGridEmulator
+from .smtp import SmtpEmulator
 from .store import ControlError
-from .twilio import TwilioProvider
+from .twilio import TwilioEmulator
 from .vonage import VonageEmulator
 
 log = logging.getLogger("sandbox")
@@ -33,7 +33,7 @@ MESSAGE_FILTERS = {"to", "message_id", "provider", "channel"}
 CUSTOM_ARG_PREFIX = "custom_arg."
 
 
-def _providers(app: web.Application) -> list[Provider]:
+def _providers(app: web.Application) -> list[Emulator]:
     return app[PROVIDERS_KEY]
 
 
@@ -123,7 +123,7 @@ async def get_message(request: web.Request) -> web.Response:
     return web.json_response(message.to_dict())
 
 
-def _callback_totals(providers: list[Provider]) -> dict[str, int]:
+def _callback_totals(providers: list[Emulator]) -> dict[str, int]:
     callbacks = {"batches_sent": 0, "events_sent": 0, "failures": 0, "dropped": 0, "pending": 0,
                  **dict.fromkeys(ANSWER_CLASSES, 0)}
     for provider in providers:
@@ -232,11 +232,11 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     ctx = SandboxContext(config=config)
     app = web.Application(client_max_size=MAX_BODY)
     app[CTX_KEY] = ctx
-    providers: list[Provider] = [
-        SendGridProvider(ctx),
-        TwilioProvider(ctx),
-        FcmProvider(ctx),
-        SmtpProvider(ctx),
+    providers: list[Emulator] = [
+        SendGridEmulator(ctx),
+        TwilioEmulator(ctx),
+        FcmEmulator(ctx),
+        SmtpEmulator(ctx),
         VonageEmulator(ctx),
     ]
     app[PROVIDERS_KEY] = providers

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from .callbacks import CallbackDispatcher
-from .provider import Provider, SandboxContext
+from .emulator import Emulator, SandboxContext
 from .signing import (
     SendGridSigner,
     generate_private_key,
@@ -282,7 +282,7 @@ def _sandbox_mode(payload: dict[str, Any]) -> bool:
     return isinstance(sandbox, dict) and sandbox.get("enable") is True
 
 
-class SendGridProvider(Provider):
+class SendGridEmulator(Emulator):
     name = "sendgrid"
 
     def __init__(self, ctx: SandboxContext) -> None:

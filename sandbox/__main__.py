@@ -1,4 +1,4 @@
-"""Command line: ``python -m apps.sandbox [serve|keygen|pubkey|fcm-service-account] ...``."""
+"""Command line: ``python -m sandbox [serve|keygen|pubkey|fcm-service-account] ...``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ SUBCOMMANDS = ("serve", "keygen", "pubkey", "fcm-service-account")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m apps.sandbox",
+        prog="python -m sandbox",
         description=(
             "NotifyHub provider sandbox: SendGrid v3 Mail Send, Twilio Messages (SMS, WhatsApp), "
             "FCM HTTP v1 and an SMTP server."

@@ -41,7 +41,7 @@ import aiohttp
 from aiohttp import web
 
 from .callbacks import CallbackDispatcher
-from .provider import Provider, SandboxContext
+from .emulator import Emulator, SandboxContext
 from .store import StoredMessage
 from .twilio import num_segments
 
@@ -114,7 +114,7 @@ class VonageError(Exception):
         self.code, self.title, self.detail, self.status = code, title, detail, status
 
 
-class VonageEmulator(Provider):
+class VonageEmulator(Emulator):
     name = "vonage"
 
     def __init__(self, ctx: SandboxContext) -> None:

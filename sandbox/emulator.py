@@ -1,4 +1,5 @@
-"""Shared context and base class for provider impersonations (SendGrid, Twilio, FCM, SMTP)."""
+"""Shared context and the base class of the provider emulators (SendGrid, Twilio, FCM, SMTP,
+Vonage): one `*Emulator` subclass per impersonated provider."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-class Provider:
-    """Base class: one subclass per impersonated provider."""
+class Emulator:
+    """Base class: one `*Emulator` subclass per impersonated provider."""
 
     name: str = "provider"
 

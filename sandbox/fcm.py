@@ -6,7 +6,7 @@ As the ``pyfcm`` SDK (2.x) calls it::
     fcm.FCM_END_POINT_BASE = f"{sandbox_url}/v1/projects"   # before the first send
     fcm.notify(fcm_token=..., notification_title=..., notification_body=..., data_payload=...)
 
-The service-account JSON (``python -m apps.sandbox fcm-service-account --out F``) has
+The service-account JSON (``python -m sandbox fcm-service-account --out F``) has
 its ``token_uri`` pointed at ``{sandbox_url}/token``: google-auth signs a JWT
 assertion with the account's RSA key and trades it there for a Bearer token
 (``POST /token``), which ``POST /v1/projects/{project}/messages:send`` requires.
@@ -30,7 +30,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from .provider import Provider, SandboxContext
+from .emulator import Emulator, SandboxContext
 from .service_account import ServiceAccount
 from .store import StoredMessage
 
@@ -247,7 +247,7 @@ def validate_send(payload: Any) -> tuple[dict[str, Any], bool]:
 # -- provider ----------------------------------------------------------------------
 
 
-class FcmProvider(Provider):
+class FcmEmulator(Emulator):
     name = "fcm"
 
     def __init__(self, ctx: SandboxContext) -> None:

@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from .provider import Provider, SandboxContext
+from .emulator import Emulator, SandboxContext
 from .store import StoredMessage, mask_email
 
 HOSTNAME = "sandbox.notifyhub.test"
@@ -57,7 +57,7 @@ def _reply_code(reply: str) -> int:
 class SandboxSMTP(SMTP):
     """aiosmtpd's protocol plus the sandbox's per-connection bookkeeping."""
 
-    def __init__(self, provider: SmtpProvider, **kwargs: Any) -> None:
+    def __init__(self, provider: SmtpEmulator, **kwargs: Any) -> None:
         super().__init__(provider, **kwargs)
         self.provider = provider
         self.transaction_open = False
@@ -83,7 +83,7 @@ class SandboxSMTP(SMTP):
         super().connection_lost(error)
 
 
-class SmtpProvider(Provider):
+class SmtpEmulator(Emulator):
     """The SMTP server's handler (aiosmtpd hooks) and the sandbox provider in one."""
 
     name = "smtp"
