@@ -13,8 +13,8 @@ from aiohttp import web
 
 from .callbacks import ANSWER_CLASSES
 from .config import SandboxConfig
-from .fcm import FcmEmulator
 from .emulator import Emulator, SandboxContext
+from .fcm import FcmEmulator
 from .sendgrid import SendGridEmulator
 from .smtp import SmtpEmulator
 from .store import ControlError
