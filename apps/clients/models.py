@@ -53,8 +53,8 @@ class Client(models.Model):
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
-        from apps.notifications.channels.registry import validate_provider_order
         from apps.notifications.policy import validate_overrides
+        from apps.notifications.providers.registry import validate_provider_order
 
         errors: dict[str, list[str]] = {}
         problems = validate_overrides(self.delivery_policy)

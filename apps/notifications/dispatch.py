@@ -51,11 +51,11 @@ from apps.webhooks.outbound.outbox import (
 )
 
 from . import gate, instrumentation
-from .channels.base import OutboundMessage, Outcome, Provider, SendResult
-from .channels.registry import client_order, providers_for
 from .enqueue import deliveries_enqueue
 from .models import Delivery, DeliveryStatus, Notification
 from .policy import RetryPolicy, retry_policy
+from .providers.base import OutboundMessage, Outcome, Provider, SendResult
+from .providers.registry import client_order, providers_for
 from .status import notifications_refresh_status
 from .suppressions import SuppressionItem, suppressed_deliveries, suppressions_add
 

@@ -12,7 +12,7 @@ from functools import cache
 
 from django.conf import settings
 
-from .channels.base import Provider, SendResult
+from .providers.base import Provider, SendResult
 from .resilience.breaker import CLOSED, OPEN, UNKNOWN, CircuitBreaker, Decision
 from .resilience.ratelimit import Booking, TokenBucket
 

@@ -263,7 +263,7 @@ ACCEPT_JOB_LEASE_SECONDS = env_int("ACCEPT_JOB_LEASE_SECONDS", 30)
 API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 5.0)
 
 # --- Providers -------------------------------------------------------------------------------
-# channel -> ordered provider names (first is primary); see apps/notifications/channels/.
+# channel -> ordered provider names (first is primary); see apps/notifications/providers/.
 CHANNEL_PROVIDERS = {
     "email": ["sendgrid", "smtp"],
     "sms": ["twilio_sms", "vonage_sms"],
@@ -283,15 +283,11 @@ PREFERENCES_CACHE_SECONDS = env_int("PREFERENCES_CACHE_SECONDS", 3600)
 
 # Shared per provider account through Redis (apps/notifications/resilience/).
 PROVIDER_GATES_ENABLED = env_bool("PROVIDER_GATES_ENABLED", True)
-PROVIDER_RATE_LIMITS = {  # messages per second (seed 000/004); a dict allows "burst" too
-    "sendgrid": env_float("SENDGRID_RATE_PER_SECOND", 500),
-    "smtp": env_float("SMTP_RATE_PER_SECOND", 50),
-    "twilio_sms": env_float("TWILIO_SMS_RATE_PER_SECOND", 100),
-    "twilio_whatsapp": env_float("TWILIO_WHATSAPP_RATE_PER_SECOND", 80),
-    "vonage_sms": env_float("VONAGE_SMS_RATE_PER_SECOND", 30),
-    "vonage_whatsapp": env_float("VONAGE_WHATSAPP_RATE_PER_SECOND", 80),
-    "fcm": env_float("FCM_RATE_PER_SECOND", 1000),
-}
+# Rate limits (messages per second) are declared by each provider's folder
+# (apps/notifications/providers/<name>/settings.py; `<NAME>_RATE_PER_SECOND` in the environment
+# overrides one). Entries here override both, per provider or provider account ("twilio_sms",
+# "twilio_sms:default"); a dict allows "burst" too.
+PROVIDER_RATE_LIMITS: dict[str, float | dict[str, float]] = {}
 CIRCUIT_BREAKER = {
     "window_seconds": env_float("BREAKER_WINDOW_SECONDS", 30),
     "min_requests": env_int("BREAKER_MIN_REQUESTS", 20),
@@ -363,7 +359,7 @@ FCM_TIMEOUT_SECONDS = env_float("FCM_TIMEOUT_SECONDS", 10.0)
 
 # --- Test mode (API keys created as "test", `nh_test_…`) ------------------------------------
 # Notifications accepted with a test key are sent through the same provider classes, built from
-# these settings instead of the live ones above (apps/notifications/channels/base.py): all of
+# these settings instead of the live ones above (apps/notifications/providers/base.py): all of
 # them point at a provider sandbox (`python -m sandbox`), whose reserved addresses simulate
 # delivered / bounced / failed. A missing test-mode setting leaves its provider unconfigured; it
 # never falls back to the live value. `manage.py check` refuses real provider hosts here

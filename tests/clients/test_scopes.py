@@ -15,10 +15,10 @@ from apps.clients.models import ApiKey, Scope, all_scopes
 from apps.clients.scopes import HasScope, declared_scopes, implemented_methods
 from apps.clients.services import api_key_create
 from apps.core.api import HealthApi, ReadyApi
+from apps.notifications.providers.twilio.receipts import TwilioInboundWebhookView
+from apps.notifications.providers.vonage.receipts import VonageInboundWebhookView
 from apps.preferences.api.unsubscribe import UnsubscribeView
 from apps.webhooks.inbound.base import ProviderWebhookView
-from apps.webhooks.inbound.twilio_inbound import TwilioInboundWebhookView
-from apps.webhooks.inbound.vonage import VonageInboundWebhookView
 from tests.factories import ClientFactory, TemplateFactory
 
 pytestmark = pytest.mark.django_db

@@ -15,9 +15,9 @@ import pytest
 from django.utils import timezone
 
 from apps.notifications import gate
-from apps.notifications.channels.registry import get_provider
 from apps.notifications.dispatch import deliveries_dispatch
 from apps.notifications.models import Delivery
+from apps.notifications.providers.registry import get_provider
 from apps.notifications.services import notification_send
 from tests.factories import TemplateFactory
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from apps.notifications import gate
-from apps.notifications.channels.registry import get_provider, providers_for, supported_channels
 from apps.notifications.checks import check_test_mode_uses_a_sandbox
+from apps.notifications.providers.registry import get_provider, providers_for, supported_channels
 
 
 def test_test_mode_providers_read_only_test_mode_account_settings(settings: Any) -> None:
@@ -58,7 +58,7 @@ def test_test_mode_has_its_own_breaker_and_rate_limit_account() -> None:
 
 
 def test_test_mode_twilio_callbacks_go_to_the_test_mode_receipt_url(settings: Any) -> None:
-    from apps.notifications.channels.base import OutboundMessage
+    from apps.notifications.providers.base import OutboundMessage
 
     message = OutboundMessage(delivery_id="d1", notification_id="n1", client_id="c1",
                               channel="sms", to="+14155550100", text="hi")

@@ -23,7 +23,7 @@ from vonage_http_client.errors import HttpRequestError
 from vonage_messages import Sms, WhatsappTemplate, WhatsappText
 from vonage_messages.models import WhatsappTemplateResource
 
-from .base import TEST, OutboundMessage, Provider, SendResult
+from ..base import TEST, OutboundMessage, Provider, SendResult
 
 # Vonage Messages API error code (the number ending the problem's `type` URL, also the
 # status webhook's `error.title`) → (error_code we record, retryable?, suppress the address?)

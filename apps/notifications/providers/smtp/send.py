@@ -8,7 +8,7 @@ from typing import Any
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import make_msgid
 
-from .base import OutboundMessage, Provider, SendResult
+from ..base import OutboundMessage, Provider, SendResult
 
 
 def _smtp_result(provider: str, code: int, text: str) -> SendResult:

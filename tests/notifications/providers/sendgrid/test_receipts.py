@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import Client as HttpClient
 
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery
+from apps.notifications.providers.base import SendResult
 from apps.notifications.services import notification_send
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,5 @@
 """Vonage Messages API webhooks: message status (SMS and WhatsApp) and inbound messages.
+Routes: `urlpatterns` below (under /api/v1/).
 
 Vonage signs them as its "signed webhooks" do: `Authorization: Bearer <JWT>`, HS256 with the
 account's signature secret, whose `payload_hash` claim is the SHA-256 (hex) of the exact body
@@ -18,18 +19,18 @@ from typing import Any, ClassVar
 import jwt
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.core.exceptions import error_body
-from apps.notifications.channels.vonage_messages import RECEIPT_ERRORS
 from apps.notifications.models import DeliveryStatus
+from apps.notifications.providers.vonage.send import RECEIPT_ERRORS
 from apps.notifications.receipts import ProviderEvent
 from apps.preferences.models import ConsentSource
 from apps.preferences.services import ChangeContext, inbound_keyword_apply
-
-from .base import PayloadError, ProviderWebhookView, SignatureError
+from apps.webhooks.inbound.base import PayloadError, ProviderWebhookView, SignatureError
 
 logger = logging.getLogger(__name__)
 
@@ -170,3 +171,12 @@ class VonageInboundWebhookView(View):
                                         context=context, to=f"{'whatsapp:' if whatsapp else ''}{to}")
         return JsonResponse({"keyword": outcome.keyword, "channel": outcome.channel,
                              "recipients": outcome.recipients, "changed": outcome.changed})
+
+
+urlpatterns = [
+    path("webhooks/vonage", VonageStatusWebhookView.as_view(), name="webhook-vonage"),
+    path("webhooks/vonage/inbound", VonageInboundWebhookView.as_view(),
+         name="webhook-vonage-inbound"),
+    path("webhooks/test/vonage", VonageTestModeStatusWebhookView.as_view(),
+         name="webhook-test-vonage"),
+]

@@ -14,7 +14,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from .base import TEST, OutboundMessage, Provider, SendResult
+from ..base import TEST, OutboundMessage, Provider, SendResult
 
 # Twilio error code → (error_code we record, retryable?, suppress the address?)
 # https://www.twilio.com/docs/api/errors

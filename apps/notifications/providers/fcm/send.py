@@ -16,7 +16,7 @@ from pyfcm import FCMNotification
 from pyfcm.errors import FCMError
 from requests.adapters import HTTPAdapter
 
-from .base import OutboundMessage, Outcome, Provider, SendResult
+from ..base import OutboundMessage, Outcome, Provider, SendResult
 
 DEAD_TOKEN_CODES = {"UNREGISTERED", "SENDER_ID_MISMATCH"}
 RETRYABLE_CODES = {"UNAVAILABLE", "INTERNAL", "QUOTA_EXCEEDED"}

@@ -10,8 +10,8 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Category, Content, CustomArg, From, Header, Mail, To
 
-from .base import OutboundMessage, Provider, SendResult
-from .keepalive import KeepAliveClient
+from ..base import OutboundMessage, Provider, SendResult
+from ..keepalive import KeepAliveClient
 
 # custom_args come back on every Event Webhook event: how receipts find their delivery.
 DELIVERY_ARG = "notifyhub_delivery_id"

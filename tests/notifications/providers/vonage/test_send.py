@@ -11,10 +11,10 @@ import pytest
 
 from apps.core.crypto import pii_hash
 from apps.notifications import gate
-from apps.notifications.channels.base import OutboundMessage, Outcome
-from apps.notifications.channels.registry import get_provider
 from apps.notifications.dispatch import deliveries_dispatch
 from apps.notifications.models import Delivery, Notification, Suppression
+from apps.notifications.providers.base import OutboundMessage, Outcome
+from apps.notifications.providers.registry import get_provider
 from apps.notifications.services import notification_send
 from tests.factories import TemplateFactory
 

@@ -1,19 +1,30 @@
-"""Twilio status callbacks for SMS and WhatsApp, signed with X-Twilio-Signature."""
+"""Twilio's callbacks: status callbacks for SMS and WhatsApp, and inbound messages (a person
+texting one of our numbers: STOP-like keywords opt the number out of the channel, START-like
+ones back in, HELP answers with the help text; the answer is TwiML). All signed with
+X-Twilio-Signature. Routes: `urlpatterns` below (under /api/v1/)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
 from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
-from apps.notifications.channels.twilio_messages import RECEIPT_ERRORS
+from apps.core.exceptions import error_body
 from apps.notifications.models import DeliveryStatus
+from apps.notifications.providers.twilio.send import RECEIPT_ERRORS
 from apps.notifications.receipts import ProviderEvent
-
-from .base import PayloadError, ProviderWebhookView, SignatureError
+from apps.preferences.models import ConsentSource
+from apps.preferences.services import ChangeContext, inbound_keyword_apply
+from apps.webhooks.inbound.base import PayloadError, ProviderWebhookView, SignatureError
 
 # MessageStatus → (our event name, the delivery status it implies)
 STATUS_MAP: dict[str, tuple[str, DeliveryStatus | None]] = {
@@ -92,3 +103,63 @@ class TwilioTestModeStatusWebhookView(TwilioStatusWebhookView):
 class WhatsAppTestModeStatusWebhookView(WhatsAppStatusWebhookView):
     auth_token_setting = "TEST_MODE_TWILIO_AUTH_TOKEN"  # noqa: S105 - a setting name
     test_only = True
+
+
+logger = logging.getLogger(__name__)
+
+
+def verify_twilio_signature(request: HttpRequest) -> None:
+    """The same check as the status callbacks (TwilioStatusWebhookView)."""
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature:
+        raise SignatureError("Missing X-Twilio-Signature.")
+    validator = RequestValidator(settings.TWILIO_AUTH_TOKEN)
+    if not validator.validate(callback_url(request), request.POST.dict(), signature):
+        raise SignatureError("Signature does not match.")
+
+
+def twiml(reply: str = "") -> HttpResponse:
+    response = MessagingResponse()
+    if reply:
+        response.message(reply)
+    return HttpResponse(str(response), content_type="text/xml; charset=utf-8")
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class TwilioInboundWebhookView(View):
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            verify_twilio_signature(request)
+        except SignatureError as exc:
+            logger.warning("twilio inbound webhook refused: %s", exc)
+            return JsonResponse(error_body("invalid_signature", str(exc)), status=403)
+        from_ = request.POST.get("From", "").strip()
+        if not from_:
+            return JsonResponse(error_body("malformed_request", "From is required.",
+                                           {"From": ["This field is required."]}), status=400)
+        whatsapp = from_.lower().startswith("whatsapp:")
+        context = ChangeContext.from_request(
+            request,
+            source=ConsentSource.WHATSAPP_KEYWORD if whatsapp else ConsentSource.SMS_KEYWORD,
+            actor=from_,
+            detail={"message_sid": request.POST.get("MessageSid", ""),
+                    "to": request.POST.get("To", "")},
+        )
+        outcome = inbound_keyword_apply(from_=from_, body=request.POST.get("Body", ""),
+                                        context=context, to=request.POST.get("To", ""))
+        return twiml(outcome.reply)
+
+
+urlpatterns = [
+    path("webhooks/twilio", TwilioStatusWebhookView.as_view(), name="webhook-twilio"),
+    path("webhooks/whatsapp", WhatsAppStatusWebhookView.as_view(), name="webhook-whatsapp"),
+    path("webhooks/twilio/inbound", TwilioInboundWebhookView.as_view(),
+         name="webhook-twilio-inbound"),
+    # Receipts of test-mode sends (the sandbox test keys use): test deliveries only.
+    path("webhooks/test/twilio", TwilioTestModeStatusWebhookView.as_view(),
+         name="webhook-test-twilio"),
+    path("webhooks/test/whatsapp", WhatsAppTestModeStatusWebhookView.as_view(),
+         name="webhook-test-whatsapp"),
+]

@@ -12,14 +12,14 @@ from typing import Any, ClassVar
 from cryptography.exceptions import UnsupportedAlgorithm
 from django.conf import settings
 from django.http import HttpRequest
+from django.urls import path
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
-from apps.notifications.channels.sendgrid import DELIVERY_ARG
 from apps.notifications.models import DeliveryStatus
+from apps.notifications.providers.sendgrid.send import DELIVERY_ARG
 from apps.notifications.receipts import ProviderEvent
-
-from .base import PayloadError, ProviderWebhookView, SignatureError
+from apps.webhooks.inbound.base import PayloadError, ProviderWebhookView, SignatureError
 
 # SendGrid event → (NotifyHub event name, delivery status it implies).
 EVENT_MAP: dict[str, tuple[str, DeliveryStatus | None]] = {
@@ -125,3 +125,11 @@ class SendGridTestModeWebhookView(SendGridWebhookView):
 
     public_key_setting = "TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY"
     test_only = True
+
+
+urlpatterns = [
+    path("webhooks/sendgrid", SendGridWebhookView.as_view(), name="webhook-sendgrid"),
+    # Receipts of test-mode sends (the sandbox test keys use): test deliveries only.
+    path("webhooks/test/sendgrid", SendGridTestModeWebhookView.as_view(),
+         name="webhook-test-sendgrid"),
+]
