@@ -20,8 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description=(
-            "NotifyHub provider sandbox: SendGrid v3 Mail Send, Twilio Messages (SMS, WhatsApp), "
-            "FCM HTTP v1 and an SMTP server."
+            "NotifyHub provider sandbox: SendGrid v3 Mail Send, Twilio Messages and Vonage Messages "
+            "(SMS, WhatsApp), FCM HTTP v1 and an SMTP server."
         ),
     )
     sub = parser.add_subparsers(dest="command")
