@@ -21,12 +21,12 @@ PUSH_RATE_ENV = "FCM_RATE_PER_SECOND"
 
 # Numbers the sandbox answers with an error on purpose: Twilio's magic test numbers
 # (+1500555xxxx, refused at the API) and the trailing digits of its asynchronous failures
-# (apps/sandbox/twilio.py: SMS_OUTCOMES, WHATSAPP_OUTCOMES).
+# (sandbox/twilio.py: SMS_OUTCOMES, WHATSAPP_OUTCOMES).
 MAGIC_PREFIX = "+1500555"
 FAILING_SUFFIXES = ("3003", "3006", "3008", "63014", "63016")
 _FIRST_NUMBER = 14_157_000_000  # +1 415 700 0000 onwards
 _MAX_E164_DIGITS = 15
-# Device tokens the sandbox answers with an FCM error, by prefix (apps/sandbox/fcm.py).
+# Device tokens the sandbox answers with an FCM error, by prefix (sandbox/fcm.py).
 RESERVED_TOKEN_PREFIXES = ("unregistered", "invalid", "quota", "unavailable", "internal", "mismatch")
 
 

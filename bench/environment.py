@@ -136,7 +136,7 @@ def write_signing_key(directory: Path) -> tuple[Path, str]:
 def write_fcm_service_account(directory: Path, *, token_uri: str) -> Path:
     """A Google service-account JSON (fresh RSA key) whose `token_uri` is the sandbox's OAuth
     endpoint: the sandbox verifies token requests with it and the worker's pyfcm signs them."""
-    from apps.sandbox.service_account import write_service_account
+    from sandbox.service_account import write_service_account
 
     path = directory / "fcm-service-account.json"
     write_service_account(path, token_uri=token_uri)

@@ -31,8 +31,6 @@ from django.utils import timezone
 
 from apps.clients.models import Client
 from apps.core.queues import Priority
-from apps.notifications.channels.base import OutboundMessage, Outcome, SendResult
-from apps.notifications.channels.sendgrid import SendGridProvider
 from apps.notifications.dispatch import build_message
 from apps.notifications.models import (
     CLAIMABLE,
@@ -42,6 +40,8 @@ from apps.notifications.models import (
     Notification,
     NotificationStatus,
 )
+from apps.notifications.providers.base import OutboundMessage, Outcome, SendResult
+from apps.notifications.providers.sendgrid.send import SendGridProvider
 from apps.recipients.models import Recipient
 from apps.recipients.services import RECIPIENT_FIELDS
 from apps.templates.rendering import RenderError

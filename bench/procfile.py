@@ -58,7 +58,7 @@ def parse(path: Path = PROCFILE) -> list[Entry]:
                                  int(concurrency) if concurrency else None))
         elif program == "celery" and "beat" in argv:
             entries.append(Entry(name, argv, "beat"))
-        elif "apps.sandbox" in argv:
+        elif "sandbox" in argv:
             entries.append(Entry(name, argv, "sandbox"))
         else:
             entries.append(Entry(name, argv, "other"))

@@ -567,7 +567,7 @@ class Bench:
                 "EMAIL_PROVIDERS": settings.CHANNEL_PROVIDERS.get("email"),
                 # The real pipeline asks the provider gate before each call; the naive one not.
                 "PROVIDER_GATES_ENABLED": getattr(settings, "PROVIDER_GATES_ENABLED", None),
-                "SENDGRID_RATE_PER_SECOND": getattr(settings, "PROVIDER_RATE_LIMITS", {}).get("sendgrid"),
+                "SENDGRID_RATE_PER_SECOND": _sendgrid_rate(),
             },
             "worker_concurrency": WORKER_CONCURRENCY,
             "worker_command": " ".join(worker_command(concurrency=WORKER_CONCURRENCY, name="bench")[1:]),
@@ -718,3 +718,13 @@ def install_sigterm_handler() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def _sendgrid_rate() -> float | None:
+    """SendGrid's rate limit as the gate applies it (settings override, else its declaration)."""
+    from django.conf import settings
+
+    from apps.notifications.providers.registry import default_rate
+
+    configured = getattr(settings, "PROVIDER_RATE_LIMITS", {}).get("sendgrid")
+    return float(configured) if isinstance(configured, (int, float)) else default_rate("sendgrid")

@@ -7,13 +7,6 @@ from apps.core.views import api_not_found, server_error
 from apps.notifications.state_metrics import metrics_view
 from apps.privacy.api.views import RecipientEraseApi, RecipientExportApi
 from apps.recipients.api.views import RecipientDetailApi, RecipientDevicesApi
-from apps.webhooks.inbound.sendgrid import SendGridTestModeWebhookView, SendGridWebhookView
-from apps.webhooks.inbound.twilio import (
-    TwilioStatusWebhookView,
-    TwilioTestModeStatusWebhookView,
-    WhatsAppStatusWebhookView,
-    WhatsAppTestModeStatusWebhookView,
-)
 
 api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
@@ -32,16 +25,8 @@ api_v1: list[URLPattern | URLResolver] = [
          name="recipient-export"),
     path("recipients/<str:external_id>/erase", RecipientEraseApi.as_view(),
          name="recipient-erase"),
-    path("webhooks/sendgrid", SendGridWebhookView.as_view(), name="webhook-sendgrid"),
-    path("webhooks/twilio", TwilioStatusWebhookView.as_view(), name="webhook-twilio"),
-    path("webhooks/whatsapp", WhatsAppStatusWebhookView.as_view(), name="webhook-whatsapp"),
-    # Receipts of test-mode sends (the sandbox test keys use): test deliveries only.
-    path("webhooks/test/sendgrid", SendGridTestModeWebhookView.as_view(),
-         name="webhook-test-sendgrid"),
-    path("webhooks/test/twilio", TwilioTestModeStatusWebhookView.as_view(),
-         name="webhook-test-twilio"),
-    path("webhooks/test/whatsapp", WhatsAppTestModeStatusWebhookView.as_view(),
-         name="webhook-test-whatsapp"),
+    # Provider callbacks (receipts, inbound messages): derived from the provider registry.
+    path("", include("apps.notifications.providers.urls")),
 ]
 
 urlpatterns = [

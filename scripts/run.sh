@@ -61,15 +61,15 @@ export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-notifyhub.settings.loca
 
 # --- 2. dev secrets: key pair the sandbox uses to sign SendGrid-style webhooks ------------------
 say "generating the sandbox webhook signing key"
-keygen_out="$("$PY" -m apps.sandbox keygen --out "$ROOT/.run/sendgrid_webhook_key.pem")"
+keygen_out="$("$PY" -m sandbox keygen --out "$ROOT/.run/sendgrid_webhook_key.pem")"
 # The public key is the (last non-empty) line it prints.
 SENDGRID_WEBHOOK_PUBLIC_KEY="$(printf '%s\n' "$keygen_out" | sed '/^[[:space:]]*$/d' | tail -n 1 | tr -d '[:space:]')"
-[[ -n "$SENDGRID_WEBHOOK_PUBLIC_KEY" ]] || { say "'python -m apps.sandbox keygen' printed no public key"; exit 1; }
+[[ -n "$SENDGRID_WEBHOOK_PUBLIC_KEY" ]] || { say "'python -m sandbox keygen' printed no public key"; exit 1; }
 export SENDGRID_WEBHOOK_PUBLIC_KEY
 export SANDBOX_SENDGRID_SIGNING_KEY_FILE="$ROOT/.run/sendgrid_webhook_key.pem"
 # FCM: a service account whose token_uri is the sandbox's OAuth endpoint (push works locally).
 if [[ ! -f "$ROOT/.run/fcm_service_account.json" ]]; then
-  "$PY" -m apps.sandbox fcm-service-account --out "$ROOT/.run/fcm_service_account.json" >/dev/null
+  "$PY" -m sandbox fcm-service-account --out "$ROOT/.run/fcm_service_account.json" >/dev/null
 fi
 export FCM_SERVICE_ACCOUNT_FILE="$ROOT/.run/fcm_service_account.json"
 # Test keys (nh_test_…) send through the same local sandbox (TEST_MODE_* settings).

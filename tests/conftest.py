@@ -61,6 +61,7 @@ def _sandbox_settings(process: SandboxProcess, live_server_url: str) -> dict[str
         "TWILIO_API_BASE_URL": process.url,
         "TWILIO_ACCOUNT_SID": process.twilio_account_sid,
         "TWILIO_AUTH_TOKEN": process.twilio_auth_token,
+        "VONAGE_API_BASE_URL": process.url,
         "FCM_API_BASE_URL": process.url,
         "FCM_SERVICE_ACCOUNT_FILE": process.fcm_service_account_file or "",
         "FCM_PROJECT_ID": process.fcm_project_id,
@@ -83,6 +84,8 @@ def sandbox(live_server: Any, webhook_keys: tuple[Path, str, Any]) -> Iterator[S
         SANDBOX_SENDGRID_SIGNING_KEY_FILE=str(webhook_keys[0]),
         SANDBOX_TWILIO_STATUS_CALLBACK_URL=f"{live_server.url}/api/v1/webhooks/twilio",
         SANDBOX_TWILIO_INBOUND_URL=f"{live_server.url}/api/v1/webhooks/twilio/inbound",
+        SANDBOX_VONAGE_STATUS_URL=f"{live_server.url}/api/v1/webhooks/vonage",
+        SANDBOX_VONAGE_INBOUND_URL=f"{live_server.url}/api/v1/webhooks/vonage/inbound",
         SANDBOX_CALLBACK_INTERVAL_MS="100",
         SANDBOX_DELIVERED_DELAY_MS="50",
     ) as process:

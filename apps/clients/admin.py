@@ -22,6 +22,15 @@ class ClientAdmin(AuditedAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "provider_order" and field is not None:
+            # The choices come from the provider registry, never from a list kept here.
+            from apps.notifications.providers.registry import provider_choices
+
+            field.help_text = f"{db_field.help_text} Providers: {provider_choices()}."
+        return field
+
 
 class ApiKeyForm(forms.ModelForm):  # type: ignore[type-arg]
     scopes = forms.MultipleChoiceField(

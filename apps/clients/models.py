@@ -36,6 +36,12 @@ class Client(models.Model):
         help_text='Retry overrides, for all channels ("*") or one: {"sms": {"max_attempts": 3, '
                   '"initial_seconds": 2, "max_seconds": 120, "jitter": 0.25}}. Empty: defaults.',
     )
+    provider_order = models.JSONField(
+        default=dict, blank=True,
+        help_text='Provider order per channel for this client, primary first: {"sms": '
+                  '["vonage_sms", "twilio_sms"]}. Providers left out follow in the service\'s '
+                  'order (CHANNEL_PROVIDERS). Empty: the service\'s order.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -48,10 +54,17 @@ class Client(models.Model):
         from django.core.exceptions import ValidationError
 
         from apps.notifications.policy import validate_overrides
+        from apps.notifications.providers.registry import validate_provider_order
 
+        errors: dict[str, list[str]] = {}
         problems = validate_overrides(self.delivery_policy)
         if problems:
-            raise ValidationError({"delivery_policy": problems})
+            errors["delivery_policy"] = problems
+        problems = validate_provider_order(self.provider_order)
+        if problems:
+            errors["provider_order"] = problems
+        if errors:
+            raise ValidationError(errors)
 
     # DRF treats the authenticated principal as a user; a client is one.
     is_authenticated = True

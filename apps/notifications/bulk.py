@@ -49,9 +49,9 @@ from apps.templates.models import Template, TemplateVersion
 from apps.templates.rendering import has_content_for
 from apps.templates.selectors import pick_version, template_versions_cached
 
-from .channels.registry import supported_channels
 from .enqueue import deliveries_publish_accepted
 from .models import Delivery, DeliveryEvent, DeliveryStatus, Notification, NotificationStatus
+from .providers.registry import supported_channels
 
 # Up to this many rows over all tables, the writes go in one statement; above, one COPY each.
 SMALL_BATCH_ROWS = 2000

@@ -56,11 +56,11 @@ from apps.webhooks.outbound.outbox import (
 )
 
 from . import gate, instrumentation
-from .channels.base import OutboundMessage, Outcome, Provider, SendResult
-from .channels.registry import providers_for
 from .enqueue import deliveries_enqueue
 from .models import Delivery, DeliveryStatus, Notification
 from .policy import RetryPolicy, retry_policy
+from .providers.base import OutboundMessage, Outcome, Provider, SendResult
+from .providers.registry import client_order, providers_for
 from .status import notifications_refresh_status
 from .suppressions import SuppressionItem, suppressed_deliveries, suppressions_add
 
@@ -508,9 +508,13 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                      prepaid: gate.Prepaid | None = None) -> Attempt:
     """One attempt: the first provider whose breaker and rate limit admit it sends.
 
-    Providers whose breaker is open are skipped (failover down the channel's list); if none
-    admits the message, the attempt is deferred by the shortest wait they gave. With a
-    `chunk_gate`, a provider that has a lane in it admits from the tokens the chunk took."""
+    Providers whose breaker is open are skipped (failover down the channel's list), and so is
+    one that could not be reached when that left its breaker open (it opened it, or a probe
+    failed): the message goes on down the list at once. If none admits it, the attempt is
+    deferred by the shortest wait they gave, without spending it (so is one whose next
+    provider could not be reached either): while every provider of the channel is
+    unreachable, deliveries wait. With a `chunk_gate`, a provider that has a
+    lane in it admits from the tokens the chunk took."""
     cost = max(len(message.tokens), 1)
     waits: list[tuple[float, str]] = []
     skipped: list[str] = []
@@ -521,19 +525,26 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                 return Attempt(defer_seconds=max(lane.wait_seconds, 0.001),
                                defer_reason="rate_limited", defer_provider=provider)
             result = instrumentation.timed_send(provider, message)
-            lane.report(result)
-            return Attempt(result=result, failed_over_from=skipped)
-        admission = gate.admit(provider, cost, prepaid)
-        if not admission.allowed:
-            if admission.reason == "rate_limited":
-                # Back-pressure: wait for this provider's capacity, do not spill over.
-                return Attempt(defer_seconds=admission.wait_seconds, defer_reason="rate_limited",
-                               defer_provider=provider)
-            waits.append((admission.wait_seconds, admission.reason))
+            open_for = lane.report(result)
+        else:
+            admission = gate.admit(provider, cost, prepaid)
+            if not admission.allowed:
+                if admission.reason == "rate_limited":
+                    # Back-pressure: wait for this provider's capacity, do not spill over.
+                    return Attempt(defer_seconds=admission.wait_seconds,
+                                   defer_reason="rate_limited", defer_provider=provider)
+                waits.append((admission.wait_seconds, admission.reason))
+                skipped.append(provider.name)
+                continue
+            result = instrumentation.timed_send(provider, message)
+            open_for = gate.report(provider, admission, result)
+        # Unreachable, and its breaker is open now or one before it in the list is: as far
+        # as we know no provider of the channel can be reached, so the attempt is not spent.
+        if result.unreachable and (open_for is not None or waits):
+            if open_for is not None:
+                waits.append((open_for, "circuit_open"))
             skipped.append(provider.name)
             continue
-        result = instrumentation.timed_send(provider, message)
-        gate.report(provider, admission, result)
         return Attempt(result=result, failed_over_from=skipped)
     seconds, reason = min(waits) if waits else (1.0, "no_provider")
     return Attempt(defer_seconds=seconds, defer_reason=reason)
@@ -845,7 +856,8 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
         recipient_ids=[d.recipient_id for d in deliveries if d.channel == "push"]
     )
     work: list[tuple[Delivery, OutboundMessage, list[Provider]]] = []
-    routes: dict[tuple[str, str], list[Provider]] = {}  # (channel, mode) → providers, per chunk
+    # (channel, mode, client's order) → providers, per chunk
+    routes: dict[tuple[str, str, tuple[str, ...]], list[Provider]] = {}
     suppressed_rows: list[dict[str, Any]] = []
     rendered_for: dict[tuple[Any, ...], RenderedMessage] = {}  # the chunk's render memo
     for delivery in deliveries:
@@ -863,9 +875,11 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
             report.notification_ids.add(str(delivery.notification_id))
             continue
         # A test key's delivery gets the test-mode providers (the sandbox), a live one the live.
-        route = (delivery.channel, delivery.mode)
+        # The client's own provider order (admin), if it has one for the channel.
+        order = client_order(delivery.client.provider_order, delivery.channel)
+        route = (delivery.channel, delivery.mode, order)
         if route not in routes:
-            routes[route] = providers_for(delivery.channel, mode=delivery.mode)
+            routes[route] = providers_for(delivery.channel, mode=delivery.mode, order=order)
         providers = routes[route]
         if not providers:
             finish_now(delivery, SendResult.permanent("", "channel_not_supported",

@@ -12,7 +12,7 @@ from functools import cache
 
 from django.conf import settings
 
-from .channels.base import Provider, SendResult
+from .providers.base import Provider, SendResult
 from .resilience.breaker import CLOSED, OPEN, UNKNOWN, CircuitBreaker, Decision
 from .resilience.ratelimit import Booking, TokenBucket
 
@@ -96,14 +96,18 @@ def reserve(provider: Provider, count: int) -> Booking:
     return bucket.reserve(count, float(settings.RETRY_MAX_SECONDS))
 
 
-def report(provider: Provider, admission: Admission, result: SendResult) -> None:
+def report(provider: Provider, admission: Admission, result: SendResult) -> float | None:
+    """Reports a call's outcome to the provider's breaker. Returns how long the breaker stays
+    open now when this outcome found it open or opened it (seconds), else None."""
     if not settings.PROVIDER_GATES_ENABLED:
-        return
+        return None
     breaker = breaker_for(account_name(provider))
     if result.counts_against_provider:
-        breaker.record_failure(admission.decision)
-    else:
-        breaker.record_success(admission.decision)
+        state, seconds = breaker.record_failure_until(admission.decision,
+                                                      unreachable=result.unreachable)
+        return max(seconds, 0.001) if state == OPEN else None
+    breaker.record_success(admission.decision)
+    return None
 
 
 def rate_per_second(provider: Provider) -> float:
@@ -132,15 +136,19 @@ class Lane:
             self.tokens -= cost
             return True
 
-    def report(self, result: SendResult) -> None:
+    def report(self, result: SendResult) -> float | None:
+        """As `report` above: how long the breaker stays open when it is open now."""
         if result.counts_against_provider:
-            state = breaker_for(account_name(self.provider)).record_failure(None)
+            state, seconds = breaker_for(account_name(self.provider)).record_failure_until(
+                None, unreachable=result.unreachable)
             if state == OPEN:
                 with self.lock:
                     self.usable = False
-            return
+                return max(seconds, 0.001)
+            return None
         with self.lock:
             self.successes += 1
+        return None
 
     def flush(self) -> None:
         with self.lock:

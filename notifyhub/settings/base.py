@@ -272,11 +272,11 @@ ACCEPT_JOB_LEASE_SECONDS = env_int("ACCEPT_JOB_LEASE_SECONDS", 30)
 API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 5.0)
 
 # --- Providers -------------------------------------------------------------------------------
-# channel -> ordered provider names (first is primary); see apps/notifications/channels/.
+# channel -> ordered provider names (first is primary); see apps/notifications/providers/.
 CHANNEL_PROVIDERS = {
     "email": ["sendgrid", "smtp"],
-    "sms": ["twilio_sms"],
-    "whatsapp": ["twilio_whatsapp"],
+    "sms": ["twilio_sms", "vonage_sms"],
+    "whatsapp": ["twilio_whatsapp", "vonage_whatsapp"],
     "push": ["fcm"],
 }
 # Recipient preferences (apps/preferences): categories that bypass opt-outs, quiet hours and caps.
@@ -292,13 +292,11 @@ PREFERENCES_CACHE_SECONDS = env_int("PREFERENCES_CACHE_SECONDS", 3600)
 
 # Shared per provider account through Redis (apps/notifications/resilience/).
 PROVIDER_GATES_ENABLED = env_bool("PROVIDER_GATES_ENABLED", True)
-PROVIDER_RATE_LIMITS = {  # messages per second (seed 000/004); a dict allows "burst" too
-    "sendgrid": env_float("SENDGRID_RATE_PER_SECOND", 500),
-    "smtp": env_float("SMTP_RATE_PER_SECOND", 50),
-    "twilio_sms": env_float("TWILIO_SMS_RATE_PER_SECOND", 100),
-    "twilio_whatsapp": env_float("TWILIO_WHATSAPP_RATE_PER_SECOND", 80),
-    "fcm": env_float("FCM_RATE_PER_SECOND", 1000),
-}
+# Rate limits (messages per second) are declared by each provider's folder
+# (apps/notifications/providers/<name>/settings.py; `<NAME>_RATE_PER_SECOND` in the environment
+# overrides one). Entries here override both, per provider or provider account ("twilio_sms",
+# "twilio_sms:default"); a dict allows "burst" too.
+PROVIDER_RATE_LIMITS: dict[str, float | dict[str, float]] = {}
 CIRCUIT_BREAKER = {
     "window_seconds": env_float("BREAKER_WINDOW_SECONDS", 30),
     "min_requests": env_int("BREAKER_MIN_REQUESTS", 20),
@@ -310,6 +308,9 @@ CIRCUIT_BREAKER = {
     "half_open_probes": env_int("BREAKER_HALF_OPEN_PROBES", 3),
     "half_open_successes": env_int("BREAKER_HALF_OPEN_SUCCESSES", 3),
     "probe_timeout_seconds": env_float("BREAKER_PROBE_TIMEOUT_SECONDS", 15),
+    # A provider that cannot be reached (refused, reset, timeout) this many calls in a row is
+    # down whatever the volume: its breaker opens (keep it below DELIVERY_MAX_ATTEMPTS).
+    "unreachable_after": env_int("BREAKER_UNREACHABLE_AFTER", 3),
 }
 # Where providers call NotifyHub back (status callbacks are signed over this exact URL).
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -348,6 +349,17 @@ TWILIO_SMS_FROM = env("TWILIO_SMS_FROM", "+15005550006")
 TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", "+15005550006")
 TWILIO_TIMEOUT_SECONDS = env_float("TWILIO_TIMEOUT_SECONDS", 10.0)
 
+# Vonage Messages API (second SMS and WhatsApp provider), through the `vonage` SDK.
+# VONAGE_API_BASE_URL redirects the SDK (the sandbox locally; empty: api.nexmo.com).
+# VONAGE_SIGNATURE_SECRET verifies the signed status and inbound webhooks (JWT HS256).
+VONAGE_API_KEY = env("VONAGE_API_KEY", "sandbox-vonage-key")
+VONAGE_API_SECRET = env("VONAGE_API_SECRET", "sandbox-vonage-secret")
+VONAGE_SIGNATURE_SECRET = env("VONAGE_SIGNATURE_SECRET", "sandbox-vonage-signature-secret-0000")
+VONAGE_API_BASE_URL = env("VONAGE_API_BASE_URL", "http://127.0.0.1:8025")
+VONAGE_SMS_FROM = env("VONAGE_SMS_FROM", "+15005550006")
+VONAGE_WHATSAPP_FROM = env("VONAGE_WHATSAPP_FROM", "+15005550006")
+VONAGE_TIMEOUT_SECONDS = env_float("VONAGE_TIMEOUT_SECONDS", 10.0)
+
 # FCM HTTP v1 through pyfcm: a service-account JSON (its token_uri may point at the sandbox).
 FCM_SERVICE_ACCOUNT_FILE = env("FCM_SERVICE_ACCOUNT_FILE", "")
 FCM_PROJECT_ID = env("FCM_PROJECT_ID", "")
@@ -356,8 +368,8 @@ FCM_TIMEOUT_SECONDS = env_float("FCM_TIMEOUT_SECONDS", 10.0)
 
 # --- Test mode (API keys created as "test", `nh_test_…`) ------------------------------------
 # Notifications accepted with a test key are sent through the same provider classes, built from
-# these settings instead of the live ones above (apps/notifications/channels/base.py): all of
-# them point at a provider sandbox (`python -m apps.sandbox`), whose reserved addresses simulate
+# these settings instead of the live ones above (apps/notifications/providers/base.py): all of
+# them point at a provider sandbox (`python -m sandbox`), whose reserved addresses simulate
 # delivered / bounced / failed. A missing test-mode setting leaves its provider unconfigured; it
 # never falls back to the live value. `manage.py check` refuses real provider hosts here
 # (notifications.E001). Receipts come back to /api/v1/webhooks/test/{sendgrid,twilio,whatsapp}.
@@ -373,8 +385,13 @@ TEST_MODE_SMTP_PORT = env_int("TEST_MODE_SMTP_PORT", 2525)
 TEST_MODE_TWILIO_API_BASE_URL = env("TEST_MODE_TWILIO_API_BASE_URL", TEST_MODE_SANDBOX_URL)
 TEST_MODE_TWILIO_ACCOUNT_SID = env("TEST_MODE_TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
 TEST_MODE_TWILIO_AUTH_TOKEN = env("TEST_MODE_TWILIO_AUTH_TOKEN", "sandbox-twilio-token")
+TEST_MODE_VONAGE_API_BASE_URL = env("TEST_MODE_VONAGE_API_BASE_URL", TEST_MODE_SANDBOX_URL)
+TEST_MODE_VONAGE_API_KEY = env("TEST_MODE_VONAGE_API_KEY", "sandbox-vonage-key")
+TEST_MODE_VONAGE_API_SECRET = env("TEST_MODE_VONAGE_API_SECRET", "sandbox-vonage-secret")
+TEST_MODE_VONAGE_SIGNATURE_SECRET = env("TEST_MODE_VONAGE_SIGNATURE_SECRET",
+                                        "sandbox-vonage-signature-secret-0000")
 TEST_MODE_FCM_API_BASE_URL = env("TEST_MODE_FCM_API_BASE_URL", TEST_MODE_SANDBOX_URL)
-# A service account whose token_uri is the sandbox's (`python -m apps.sandbox
+# A service account whose token_uri is the sandbox's (`python -m sandbox
 # fcm-service-account`); empty: test keys cannot send push.
 TEST_MODE_FCM_SERVICE_ACCOUNT_FILE = env("TEST_MODE_FCM_SERVICE_ACCOUNT_FILE", "")
 TEST_MODE_FCM_PROJECT_ID = env("TEST_MODE_FCM_PROJECT_ID", "")

@@ -29,9 +29,14 @@ TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
 TWILIO_API_BASE_URL = os.environ.get("TWILIO_API_BASE_URL", "https://api.twilio.com")
 FCM_API_BASE_URL = os.environ.get("FCM_API_BASE_URL", "https://fcm.googleapis.com")
+# Vonage: unconfigured (not offered) without credentials; empty base URL = api.nexmo.com.
+VONAGE_API_KEY = os.environ.get("VONAGE_API_KEY", "")
+VONAGE_API_SECRET = os.environ.get("VONAGE_API_SECRET", "")
+VONAGE_SIGNATURE_SECRET = os.environ.get("VONAGE_SIGNATURE_SECRET", "")
+VONAGE_API_BASE_URL = os.environ.get("VONAGE_API_BASE_URL", "")
 PUBLIC_BASE_URL = os.environ["PUBLIC_BASE_URL"].rstrip("/")
 # Test keys: their sends go to a provider sandbox process run next to the service
-# (`python -m apps.sandbox serve`, docs/providers.md "Test mode"), never to the providers
+# (`python -m sandbox serve`, docs/providers.md "Test mode"), never to the providers
 # above. Only the endpoints and the sandbox's own credentials come from the environment
 # (TEST_MODE_SANDBOX_URL …, see base.py); nothing is derived from the live settings, and
 # `check` refuses real provider hosts here.

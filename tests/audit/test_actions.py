@@ -15,9 +15,9 @@ from django.utils import timezone
 from apps.audit.models import AuditLog
 from apps.clients.models import ApiKey
 from apps.core.exceptions import ApplicationError
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Notification
+from apps.notifications.providers.base import SendResult
 from apps.notifications.services import notification_send
 from apps.notifications.status import notifications_refresh_status
 from apps.preferences.services import inbound_keyword_apply

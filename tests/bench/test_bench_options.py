@@ -106,7 +106,7 @@ def test_the_procfile_is_read_for_the_process_layout(tmp_path: Path) -> None:
         "worker_urgent: .venv/bin/celery -A celery_app worker -Q critical,high -n urgent@%h --concurrency 2\n"
         "worker_bulk: .venv/bin/celery -A celery_app worker -Q normal,low,maintenance --concurrency=3\n"
         "beat: .venv/bin/celery -A celery_app beat --loglevel INFO\n"
-        "sandbox: .venv/bin/python -m apps.sandbox serve --port 8025\n"
+        "sandbox: .venv/bin/python -m sandbox serve --port 8025\n"
     )
     entries = parse(procfile)
     assert [(e.name, e.kind) for e in entries] == [

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from apps.notifications import gate
-from apps.notifications.channels.registry import get_provider
 from apps.notifications.dispatch import deliveries_dispatch
 from apps.notifications.models import Delivery
+from apps.notifications.providers.registry import get_provider
 from apps.notifications.services import notification_send
 
 pytestmark = pytest.mark.django_db

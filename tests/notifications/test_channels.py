@@ -216,6 +216,7 @@ def test_an_open_breaker_with_no_failover_defers_without_spending_an_attempt(
 ) -> None:
     settings.CIRCUIT_BREAKER = {"window_seconds": 30, "min_requests": 2, "failure_ratio": 0.5,
                                 "open_seconds": 30}
+    settings.CHANNEL_PROVIDERS = {**settings.CHANNEL_PROVIDERS, "sms": ["twilio_sms"]}  # no failover
     clean_sandbox.control(provider="twilio", fail_status=500, fail_next=1000)
     for i in range(2):
         send(client_tenant, "otp", {"id": f"u{i}", "phone": f"+1415555010{i}"})
@@ -227,9 +228,9 @@ def test_an_open_breaker_with_no_failover_defers_without_spending_an_attempt(
 def test_sendgrid_calls_of_a_thread_share_one_keep_alive_connection_and_classify_as_before(
     clean_sandbox: Any,
 ) -> None:
-    from apps.notifications.channels import keepalive
-    from apps.notifications.channels.base import OutboundMessage, Outcome
-    from apps.notifications.channels.registry import get_provider
+    from apps.notifications.providers import keepalive
+    from apps.notifications.providers.base import OutboundMessage, Outcome
+    from apps.notifications.providers.registry import get_provider
 
     provider = get_provider("sendgrid")
     message = OutboundMessage(delivery_id="d-1", notification_id="n-1", client_id="c-1",

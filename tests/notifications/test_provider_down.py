@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from apps.notifications.channels.base import OutboundMessage, Outcome
-from apps.notifications.channels.registry import get_provider
+from apps.notifications.providers.base import OutboundMessage, Outcome
+from apps.notifications.providers.registry import get_provider
 
 pytestmark = pytest.mark.django_db
 

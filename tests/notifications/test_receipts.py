@@ -13,9 +13,9 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import _write_many, deliveries_claim, outcome_row
 from apps.notifications.models import Delivery, DeliveryEvent, DeliveryStatus
+from apps.notifications.providers.base import SendResult
 from apps.notifications.receipts import ProviderEvent, delivery_receipts_apply
 from apps.notifications.services import notification_send
 

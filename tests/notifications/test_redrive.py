@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery, Notification
+from apps.notifications.providers.base import SendResult
 from apps.notifications.services import notification_send
 from tests.factories import ClientFactory, TemplateFactory
 

@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 
 from apps.notifications import status as status_module
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import DeliveryStatus, Notification
+from apps.notifications.providers.base import SendResult
 from apps.notifications.receipts import ProviderEvent, delivery_receipts_apply
 from apps.notifications.redrive import deliveries_redrive, failed_deliveries
 from apps.notifications.selectors import notification_counts, notification_status_counts

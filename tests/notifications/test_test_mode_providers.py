@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from apps.notifications import gate
-from apps.notifications.channels.registry import get_provider, providers_for, supported_channels
 from apps.notifications.checks import check_test_mode_uses_a_sandbox
+from apps.notifications.providers.registry import get_provider, providers_for, supported_channels
 
 
 def test_test_mode_providers_read_only_test_mode_account_settings(settings: Any) -> None:
@@ -32,13 +32,19 @@ def test_test_mode_providers_read_only_test_mode_account_settings(settings: Any)
     ("email", "TEST_MODE_SENDGRID_API_HOST"),
     ("sms", "TEST_MODE_TWILIO_API_BASE_URL"),
     ("whatsapp", "TEST_MODE_TWILIO_AUTH_TOKEN"),
+    ("sms", "TEST_MODE_VONAGE_API_BASE_URL"),
+    ("whatsapp", "TEST_MODE_VONAGE_API_SECRET"),
     ("push", "TEST_MODE_FCM_API_BASE_URL"),
 ])
 def test_a_missing_test_mode_setting_never_falls_back_to_the_live_one(
     settings: Any, channel: str, setting: str
 ) -> None:
     settings.FCM_SERVICE_ACCOUNT_FILE = settings.TEST_MODE_FCM_SERVICE_ACCOUNT_FILE = "/sa.json"
-    settings.CHANNEL_PROVIDERS = {**settings.CHANNEL_PROVIDERS, "email": ["sendgrid"]}
+    # One provider per channel: the one whose setting goes missing.
+    one = {"TWILIO": {"sms": ["twilio_sms"], "whatsapp": ["twilio_whatsapp"]},
+           "VONAGE": {"sms": ["vonage_sms"], "whatsapp": ["vonage_whatsapp"]}}
+    settings.CHANNEL_PROVIDERS = {**settings.CHANNEL_PROVIDERS, "email": ["sendgrid"],
+                                  **one.get(setting.split("_")[2], {})}
     assert channel in supported_channels(mode="test")
     setattr(settings, setting, "")
     assert channel not in supported_channels(mode="test")
@@ -52,7 +58,7 @@ def test_test_mode_has_its_own_breaker_and_rate_limit_account() -> None:
 
 
 def test_test_mode_twilio_callbacks_go_to_the_test_mode_receipt_url(settings: Any) -> None:
-    from apps.notifications.channels.base import OutboundMessage
+    from apps.notifications.providers.base import OutboundMessage
 
     message = OutboundMessage(delivery_id="d1", notification_id="n1", client_id="c1",
                               channel="sms", to="+14155550100", text="hi")

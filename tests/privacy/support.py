@@ -15,9 +15,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.core.encrypted_fields import EncryptedMixin
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery, DeliveryStatus, Notification
+from apps.notifications.providers.base import SendResult
 from apps.notifications.receipts import ProviderEvent, delivery_receipts_apply
 from apps.notifications.suppressions import SuppressionItem, suppressions_add
 from apps.preferences.selectors import preferences_for

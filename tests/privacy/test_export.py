@@ -13,9 +13,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditLog
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Notification
+from apps.notifications.providers.base import SendResult
 from apps.notifications.services import notification_send
 from apps.privacy import selectors
 from apps.recipients.models import Recipient

@@ -54,7 +54,7 @@ class SingleShotFCM(FCMNotification):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "apps.sandbox", *args],
+        [sys.executable, "-m", "sandbox", *args],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=False,
     )
 

@@ -125,7 +125,7 @@ def verify(received: Received, public_key: str) -> bool:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "apps.sandbox", *args],
+        [sys.executable, "-m", "sandbox", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -463,7 +463,7 @@ def test_control_validation_and_reset(sandbox: SandboxProcess) -> None:
         "down": False,
         "timeout": False,
     }
-    assert set(providers) == {"sendgrid", "twilio", "fcm", "smtp"}
+    assert set(providers) == {"sendgrid", "twilio", "fcm", "smtp", "vonage"}
     assert all(p["overrides"] == {} and p["fail_next"] == 0 for p in providers.values())
 
 

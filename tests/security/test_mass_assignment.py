@@ -100,6 +100,9 @@ NOT_TESTED: dict[str, str] = {
     "webhook-test-sendgrid": "test-mode provider callback: signature-checked, test deliveries only",
     "webhook-test-twilio": "test-mode provider callback: signature-checked, test deliveries only",
     "webhook-test-whatsapp": "test-mode provider callback: signature-checked, test deliveries only",
+    "webhook-vonage": "provider callback: the provider's own payload, signature-checked",
+    "webhook-vonage-inbound": "provider callback: the provider's own payload, signature-checked",
+    "webhook-test-vonage": "test-mode provider callback: signature-checked, test deliveries only",
 }
 
 ROUTES = api_routes()

@@ -66,6 +66,9 @@ NO_LIST: dict[str, str] = {
     "webhook-test-sendgrid": "test-mode provider callback: signed by the sandbox, no API key",
     "webhook-test-twilio": "test-mode provider callback: signed by the sandbox, no API key",
     "webhook-test-whatsapp": "test-mode provider callback: signed by the sandbox, no API key",
+    "webhook-vonage": "provider callback: signed by the provider, no API key",
+    "webhook-vonage-inbound": "provider callback (STOP/START): signed by Vonage, no API key",
+    "webhook-test-vonage": "test-mode provider callback: signed by the sandbox, no API key",
 }
 # (route, method) that legitimately do not answer 404 for another client's id.
 NOT_404: dict[tuple[str, str], str] = {

@@ -1,4 +1,4 @@
-"""Run the provider sandbox (``python -m apps.sandbox``) as a subprocess in tests.
+"""Run the provider sandbox (``python -m sandbox``) as a subprocess in tests.
 
 Stdlib only (no Django, no aiohttp; SDKs are imported lazily by the helpers that
 need them), so it can be used from any test or script::
@@ -149,7 +149,7 @@ class SandboxProcess:
             self._create_service_account()
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "apps.sandbox", "serve", "--host", self.host, "--port", str(self.port)],
+            [sys.executable, "-m", "sandbox", "serve", "--host", self.host, "--port", str(self.port)],
             cwd=REPO_ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -196,7 +196,7 @@ class SandboxProcess:
         self._tmpdir = tempfile.mkdtemp(prefix="sandbox-fcm-")
         path = os.path.join(self._tmpdir, "fcm-service-account.json")
         result = subprocess.run(
-            [sys.executable, "-m", "apps.sandbox", "fcm-service-account", "--out", path,
+            [sys.executable, "-m", "sandbox", "fcm-service-account", "--out", path,
              "--token-uri", f"{self.url}/token"],
             cwd=REPO_ROOT,
             env=self.env,
@@ -320,6 +320,16 @@ class SandboxProcess:
         if url is not None:
             payload["url"] = url
         return dict(self._request("POST", "/sandbox/twilio/inbound", payload, timeout=timeout))
+
+    def vonage_inbound(self, from_: str, to: str, text: str, *, channel: str = "sms",
+                       url: str | None = None, timeout: float = 20.0) -> dict:
+        """Simulate a user texting ``to`` through Vonage: the sandbox posts a signed Vonage
+        inbound webhook (to ``url`` or SANDBOX_VONAGE_INBOUND_URL) and returns NotifyHub's
+        answer as ``{"status", "body", "payload", "url"}``."""
+        payload: dict[str, Any] = {"from": from_, "to": to, "text": text, "channel": channel}
+        if url is not None:
+            payload["url"] = url
+        return dict(self._request("POST", "/sandbox/vonage/inbound", payload, timeout=timeout))
 
     def public_key(self) -> str:
         """SendGrid-style verification key of the running sandbox (also for ephemeral keys)."""

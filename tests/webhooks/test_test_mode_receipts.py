@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import Client as HttpClient
 from twilio.request_validator import RequestValidator
 
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery, Suppression
+from apps.notifications.providers.base import SendResult
 from apps.notifications.services import notification_send
 from tests.factories import TemplateFactory
 

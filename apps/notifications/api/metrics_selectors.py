@@ -20,9 +20,9 @@ from django.utils import timezone
 from apps.clients.models import Client
 
 from .. import gate
-from ..channels.registry import get_provider
 from ..metrics import queue_depths
 from ..models import DeliveryStatus
+from ..providers.registry import get_provider
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,12 @@ States and transitions (all decided inside one Lua script per call, on Redis ser
     Untokened outcomes, and outcomes whose lease was already reclaimed, do not move a
     half-open breaker.
 
+Unreachable (``record_failure(..., unreachable=True)``: connection refused, reset, timeout)
+    A provider that cannot be reached at all is down whatever the volume: ``unreachable_after``
+    such failures in a row (no success and no other outcome in between, at any rate) open a
+    closed breaker even when the window holds fewer than ``min_requests`` outcomes. 0 turns
+    this off.
+
 Redis failures never block sending: ``allow()`` then returns ``allowed=True, state="unknown"``
 (and ``record_*`` drop the outcome), logging at most once a minute per breaker.
 
@@ -63,7 +69,8 @@ StateChangeCallback = Callable[[str, str, str], None]
 # ARGV: op, window_s, min_requests, failure_ratio, base_open_ms, max_open_ms, backoff,
 #       max_probes, probe_ttl_ms, state_ttl_ms, token ('' if none), half_open_retry_ms,
 #       count (successes counted by an untokened 'success', default 1), probe successes
-#       that close a half-open breaker.
+#       that close a half-open breaker, unreachable failures in a row that open a closed
+#       breaker (0: off), whether this failure is one (1/0).
 # Returns {state_after, state_before, allowed (0/1), retry_after_ms, probe_token or ''}.
 _SCRIPT: Final = r"""
 local state_key, win_key, probe_key = KEYS[1], KEYS[2], KEYS[3]
@@ -81,6 +88,8 @@ local token = ARGV[11]
 local half_open_retry_ms = tonumber(ARGV[12])
 local count = tonumber(ARGV[13] or '1') or 1
 local successes_needed = tonumber(ARGV[14] or '1') or 1
+local unreachable_after = tonumber(ARGV[15] or '0') or 0
+local unreachable = ARGV[16] == '1'
 
 local t = redis.call('TIME')
 local now_s = tonumber(t[1])
@@ -99,7 +108,7 @@ if state == 'open' and now_ms >= open_until then effective = 'half_open' end
 local function trip(duration_ms)
   redis.call('HSET', state_key, 'state', 'open', 'open_until', int(now_ms + duration_ms),
              'open_ms', int(duration_ms))
-  redis.call('HDEL', state_key, 'probe_ok')
+  redis.call('HDEL', state_key, 'probe_ok', 'unreachable')
   redis.call('PEXPIRE', state_key, state_ttl_ms)
   redis.call('DEL', win_key, probe_key)
 end
@@ -179,8 +188,24 @@ if state == 'half_open' and token ~= '' and redis.call('ZSCORE', probe_key, toke
   return {'open', 'half_open', 0, next_ms, ''}
 end
 if state ~= 'closed' then
-  -- Late outcome of a call admitted earlier, or a reclaimed probe: no effect.
+  -- Late outcome of a call admitted earlier, or a reclaimed probe: no effect (an open
+  -- breaker tells how long it stays open).
+  if effective == 'open' then return {'open', 'open', 0, open_until - now_ms, ''} end
   return {effective, effective, 0, 0, ''}
+end
+
+-- Unreachable failures in a row: any other outcome breaks the run.
+if unreachable_after > 0 then
+  if op == 'failure' and unreachable then
+    local streak = redis.call('HINCRBY', state_key, 'unreachable', 1)
+    redis.call('PEXPIRE', state_key, state_ttl_ms)
+    if streak >= unreachable_after then
+      trip(base_open_ms)
+      return {'open', 'closed', 0, base_open_ms, ''}
+    end
+  else
+    redis.call('HDEL', state_key, 'unreachable')
+  end
 end
 
 local field = int(now_s) .. (op == 'success' and ':s' or ':f')
@@ -249,13 +274,15 @@ class CircuitBreaker:
         max_open_seconds: float = 300,
         backoff_multiplier: float = 2.0,
         probe_timeout_seconds: float = 30,
+        unreachable_after: int = 0,
         on_state_change: StateChangeCallback | None = None,
         key_prefix: str = "notifyhub:cb",
     ) -> None:
         """``window_seconds`` is rounded up to whole seconds (the bucket size).
         ``backoff_multiplier=1`` keeps every re-open at ``open_seconds``.
         ``probe_timeout_seconds`` is the probe-slot lease: after it, an unreported probe's
-        slot is given to the next caller."""
+        slot is given to the next caller. ``unreachable_after``: this many unreachable
+        failures in a row open the breaker whatever the volume (0: off)."""
         if not name:
             raise ValueError("name must be non-empty")
         if window_seconds <= 0 or open_seconds <= 0 or probe_timeout_seconds <= 0:
@@ -264,6 +291,8 @@ class CircuitBreaker:
             raise ValueError("min_requests, half_open_probes and half_open_successes must be >= 1")
         if not 0 < failure_ratio <= 1:
             raise ValueError("failure_ratio must be in (0, 1]")
+        if unreachable_after < 0:
+            raise ValueError("unreachable_after must be >= 0")
         if backoff_multiplier < 1:
             raise ValueError("backoff_multiplier must be >= 1")
         self.name = name
@@ -276,6 +305,7 @@ class CircuitBreaker:
         self.half_open_probes = half_open_probes
         self.half_open_successes = half_open_successes
         self.probe_timeout_seconds = probe_timeout_seconds
+        self.unreachable_after = int(unreachable_after)
         self.on_state_change = on_state_change
         base = f"{key_prefix}:{{{name}}}"  # hash tag: all three keys in one cluster slot
         self._keys = [f"{base}:state", f"{base}:window", f"{base}:probes"]
@@ -328,12 +358,25 @@ class CircuitBreaker:
         Returns the state afterwards (``unknown`` if Redis is unreachable)."""
         return self._record("success", probe)
 
-    def record_failure(self, probe: Decision | str | None = None) -> str:
+    def record_failure(self, probe: Decision | str | None = None, *,
+                       unreachable: bool = False) -> str:
         """Report a failed call (count only failures that say the provider is unhealthy:
         timeouts, 5xx, connection errors -- not a 4xx for one bad recipient).
+        ``unreachable``: the provider could not be reached at all (refused, reset, timeout).
 
         Returns the state afterwards (``unknown`` if Redis is unreachable)."""
-        return self._record("failure", probe)
+        return self.record_failure_until(probe, unreachable=unreachable)[0]
+
+    def record_failure_until(self, probe: Decision | str | None = None, *,
+                             unreachable: bool = False) -> tuple[str, float]:
+        """``record_failure``, and for how long the breaker stays open now (seconds; 0 when
+        it is not open)."""
+        token = probe.probe_token if isinstance(probe, Decision) else probe
+        result = self._run("failure", token or "", unreachable=unreachable)
+        if result is None:
+            return UNKNOWN, 0.0
+        state, _, retry_after_ms, _ = result
+        return state, (retry_after_ms / 1000 if state == OPEN else 0.0)
 
     def record_successes(self, count: int) -> str:
         """Report `count` successful untokened calls in one round trip (a closed breaker
@@ -373,14 +416,15 @@ class CircuitBreaker:
         result = self._run(op, token or "")
         return UNKNOWN if result is None else result[0]
 
-    def _run(self, op: str, token: str, *, fail_open: bool = True,
-             count: int = 1) -> tuple[str, bool, int, str] | None:
+    def _run(self, op: str, token: str, *, fail_open: bool = True, count: int = 1,
+             unreachable: bool = False) -> tuple[str, bool, int, str] | None:
         """Run the script; returns (state, allowed, retry_after_ms, token) or None when
         failing open. Fires ``on_state_change`` for a transition this call performed."""
         if fail_open and not self._guard.available():
             return None
         args: list[str | int] = [op, *self._static_args, token, _ms(HALF_OPEN_RETRY_SECONDS), count,
-                                 self.half_open_successes]
+                                 self.half_open_successes, self.unreachable_after,
+                                 1 if unreachable else 0]
         try:
             raw = self._script(keys=self._keys, args=args)
         except redis.RedisError as exc:

@@ -206,6 +206,7 @@ class TokenBucket:
         fail-fast client.
 
         Rate and burst: ``settings.PROVIDER_RATE_LIMITS[name]``, else ``[<provider>]``, else
+        the rate the provider's folder declares (providers/registry.py ``default_rate``), else
         :data:`DEFAULT_RATES` ``[<provider>]``; an entry is a number (rate) or a dict of
         ``rate_per_second`` / ``burst``. ``overrides`` win over all of these. Raises
         ``KeyError`` if no rate is known.
@@ -214,7 +215,13 @@ class TokenBucket:
 
         configured: dict[str, Any] = getattr(settings, "PROVIDER_RATE_LIMITS", {})
         provider = name.split(":", 1)[0]
-        entry: Any = configured.get(name, configured.get(provider, DEFAULT_RATES.get(provider)))
+        entry: Any = configured.get(name, configured.get(provider))
+        if entry is None:
+            from apps.notifications.providers.registry import default_rate  # lazy
+
+            entry = default_rate(provider)
+        if entry is None:
+            entry = DEFAULT_RATES.get(provider)
         options: dict[str, Any] = {}
         if isinstance(entry, dict):
             options.update(entry)

@@ -1,7 +1,5 @@
 from django.urls import URLPattern, URLResolver, path
 
-from apps.webhooks.inbound.twilio_inbound import TwilioInboundWebhookView
-
 from .unsubscribe import UnsubscribeView
 from .views import (
     PreferenceChannelApi,
@@ -24,6 +22,4 @@ urlpatterns: list[URLPattern | URLResolver] = [
          name="preferences-opt-in"),
     path("preferences/<str:recipient>/consent", PreferenceConsentApi.as_view(),
          name="preferences-consent"),
-    path("webhooks/twilio/inbound", TwilioInboundWebhookView.as_view(),
-         name="webhook-twilio-inbound"),
 ]

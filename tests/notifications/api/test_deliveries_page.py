@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.clients.services import api_key_create
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery, Notification
+from apps.notifications.providers.base import SendResult
 from apps.notifications.selectors import DETAIL_DELIVERY_PAGE
 from apps.notifications.services import notification_send
 from apps.notifications.status import notifications_refresh_status

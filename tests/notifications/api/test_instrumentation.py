@@ -11,7 +11,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from apps.notifications import instrumentation
-from apps.notifications.channels.base import SendResult
+from apps.notifications.providers.base import SendResult
 
 
 def sample(name: str, **labels: str) -> float:

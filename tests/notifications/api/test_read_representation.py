@@ -19,9 +19,9 @@ from apps.notifications.api.serializers import (
     NotificationSerializer,
     notification_list_item,
 )
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery, Notification
+from apps.notifications.providers.base import SendResult
 from apps.notifications.services import notification_send
 
 pytestmark = pytest.mark.django_db

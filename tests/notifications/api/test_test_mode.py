@@ -192,6 +192,7 @@ def test_test_keys_cannot_send_on_a_channel_whose_test_mode_provider_is_not_set_
 
     TemplateFactory(client=client_tenant, key="otp", channels=["sms"], version__sms_body="Code {{ code }}")
     settings.TEST_MODE_TWILIO_API_BASE_URL = ""  # would mean Twilio's own host: not offered
+    settings.TEST_MODE_VONAGE_API_BASE_URL = ""  # (the same for Vonage, the failover)
     sms = {"recipients": [{"id": "m", "phone": "+14155550100"}], "template_id": "otp",
            "variables": {"code": "1", "name": "x"}}
     refused = test.post(SEND, sms, format="json")

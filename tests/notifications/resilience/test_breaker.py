@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from apps.notifications.resilience import _redis as guard_module
-from apps.notifications.resilience.breaker import CircuitBreaker, Decision
+from apps.notifications.resilience.breaker import CLOSED, OPEN, CircuitBreaker, Decision
 
 
 def make(r: redis.Redis, prefix: str, name: str = "sendgrid:default", **kwargs: Any) -> CircuitBreaker:
@@ -382,3 +382,30 @@ def test_recovery_is_noticed_within_a_bounded_open_period_however_long_the_outag
         opened.append(breaker.allow().retry_after)
     assert max(opened) <= 30
     assert options["half_open_probes"] > 1 and options["half_open_successes"] > 1
+
+
+def test_unreachable_failures_in_a_row_open_it_below_min_requests(r: redis.Redis, prefix: str) -> None:
+    cb = CircuitBreaker(r, "u", key_prefix=prefix, min_requests=20, unreachable_after=3,
+                        open_seconds=5)
+    assert cb.record_failure(unreachable=True) == CLOSED
+    assert cb.record_failure(unreachable=True) == CLOSED
+    state, seconds = cb.record_failure_until(unreachable=True)
+    assert state == OPEN and 4 < seconds <= 5
+    # A late outcome of a call admitted before it opened tells how long it stays open.
+    state, seconds = cb.record_failure_until(unreachable=True)
+    assert state == OPEN and 0 < seconds <= 5
+
+
+def test_any_other_outcome_breaks_the_run_of_unreachable_failures(r: redis.Redis, prefix: str) -> None:
+    cb = CircuitBreaker(r, "u", key_prefix=prefix, min_requests=20, unreachable_after=2)
+    for between in (cb.record_success, cb.record_failure):
+        assert cb.record_failure(unreachable=True) == CLOSED
+        between()
+    assert cb.record_failure(unreachable=True) == CLOSED
+    assert cb.record_failure(unreachable=True) == OPEN
+
+
+def test_unreachable_after_zero_keeps_the_ratio_rule_only(r: redis.Redis, prefix: str) -> None:
+    cb = CircuitBreaker(r, "u", key_prefix=prefix, min_requests=20)
+    for _ in range(10):
+        assert cb.record_failure(unreachable=True) == CLOSED

@@ -8,9 +8,9 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery
+from apps.notifications.providers.base import SendResult
 from apps.notifications.services import notification_send
 from apps.notifications.status import notifications_refresh_status
 from apps.webhooks.models import WebhookEndpoint

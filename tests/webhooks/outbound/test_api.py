@@ -12,7 +12,7 @@ from django.urls import resolve
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.webhooks.inbound.sendgrid import SendGridWebhookView
+from apps.notifications.providers.sendgrid.receipts import SendGridWebhookView
 from apps.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from apps.webhooks.outbound.delivery import webhook_messages_deliver
 from tests.factories import ClientFactory, api_key_for

@@ -11,7 +11,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.notifications.channels.base import SendResult
 from apps.notifications.dispatch import (
     _write_many,
     deliveries_claim,
@@ -19,6 +18,7 @@ from apps.notifications.dispatch import (
     outcome_row,
 )
 from apps.notifications.models import Delivery, DeliveryStatus
+from apps.notifications.providers.base import SendResult
 from apps.notifications.receipts import ProviderEvent, delivery_receipts_apply
 from apps.notifications.services import notification_send
 from apps.webhooks.models import WebhookEndpoint, WebhookMessage
