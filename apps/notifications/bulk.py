@@ -714,7 +714,7 @@ def notifications_accept(
 ) -> Accepted:
     """Accepts every request or none: raises the first failing rule's ApplicationError naming
     every request that breaks it (`field_name(index, field)`). `is_test` marks them all as a
-    test key's (sandbox only: see channels/registry.py). Writes with `rows_insert` and
+    test key's (sandbox only: see providers/registry.py). Writes with `rows_insert` and
     publishes the deliveries that are due after commit.
 
     No savepoint of its own: callers run it inside theirs (notification_send,

@@ -87,7 +87,7 @@ def notification_send(
 ) -> SendOutcome:
     """Accepts a send: a batch of one (`notifications_accept`), its errors named as the body
     names its fields (`recipients[2]`). `is_test` (a test key's send) marks the notification
-    and its deliveries: they go to the provider sandbox only (see channels/registry.py).
+    and its deliveries: they go to the provider sandbox only (see providers/registry.py).
 
     With an `idempotency_key` already used by this client, nothing is created: the earlier
     notification is returned (`replayed`), or 422 `idempotency_key_reused` for another body.

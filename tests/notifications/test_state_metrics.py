@@ -17,8 +17,8 @@ from django.test import Client as DjangoClient
 from django.utils import timezone
 
 from apps.notifications import gate
-from apps.notifications.channels.registry import get_provider
 from apps.notifications.models import Delivery
+from apps.notifications.providers.registry import get_provider
 from apps.webhooks.models import WebhookEndpoint
 from apps.webhooks.outbound.signing import secret_generate
 from tests.support.processes import GunicornProcess, wait_for
