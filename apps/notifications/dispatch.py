@@ -212,7 +212,9 @@ INSERT INTO notifications_deliveryevent
 SELECT i.id, u.status, i.event, i.provider, i.message_id, '', i.error_code, i.error_message,
        i.detail, %(now)s, %(now)s
 FROM input AS i JOIN updated AS u ON u.id = i.id
-WHERE u.current OR NOT (i.is_sent AND u.was_sent)
+-- A `sent` the provider's receipt already recorded is not written twice, unless it says the
+-- send failed over (only the worker knows which providers it skipped).
+WHERE u.current OR NOT (i.is_sent AND u.was_sent) OR i.detail ? 'failed_over_from'
 """
 
 

@@ -100,6 +100,29 @@ def test_a_receipt_for_a_delivery_whose_sent_was_never_recorded_records_the_send
     assert _claim([delivery]) == {}
 
 
+def test_a_late_worker_outcome_still_records_that_the_send_failed_over(
+    client_tenant: Any, email_template: Any
+) -> None:
+    """The receipt recorded the send first; the worker's own `sent`, arriving after it, is
+    written anyway when it failed over, so the timeline says which provider was skipped."""
+    delivery = _send(client_tenant, 1)[0]
+    _claim([delivery])
+    delivery_receipts_apply(events=[ProviderEvent(
+        provider="smtp", event="delivered", status=DeliveryStatus.DELIVERED,
+        occurred_at=timezone.now(), delivery_id=str(delivery.id), provider_message_id="M-1",
+        provider_event_id="ev-2")])
+
+    now = timezone.now()
+    _write_many([outcome_row(delivery_id=str(delivery.id), attempt=1, now=now,
+                             result=SendResult.sent("smtp", "M-1"),
+                             detail={"failed_over_from": ["sendgrid"]})[0]], now)
+
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+    assert [e.detail.get("failed_over_from") for e in delivery.events.filter(event="sent")
+            if e.detail and "failed_over_from" in e.detail] == [["sendgrid"]]
+
+
 # --- lock order -----------------------------------------------------------------------------
 
 def _in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
