@@ -1,12 +1,15 @@
 """Correlation ids: the request id goes into the headers of every task message published while
 handling a request (or running a task), and a task's log lines carry the id its message
-brought. Messages are read back from the test broker (Redis) as a worker would receive them."""
+brought. Messages are read back from the test broker (Redis) as a worker would receive them.
+End to end: a send through gunicorn with a chosen X-Request-Id, a real worker's JSON lines and
+the client webhook it caused all carry it."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +19,15 @@ import redis
 from django.conf import settings
 
 from apps.core.logging import RequestIdFilter, request_id_var
+from apps.notifications.models import Delivery
+from apps.webhooks.models import WebhookMessage
 from celery_app import app
+from tests.core.test_json_logs import QuietWorker, _up
+from tests.factories import ClientFactory, TemplateFactory, api_key_for
+from tests.sandbox.receiver import HttpReceiver
+from tests.support.processes import GunicornProcess, wait_for
+from tests.support.sandbox import free_port
+from tests.webhooks.outbound.support import make_endpoint
 
 QUEUE = f"test-correlation-{uuid.uuid4().hex[:8]}"
 
@@ -119,3 +130,61 @@ def test_a_task_run_in_process_keeps_its_callers_request_id(log_lines: io.String
         request_id_var.reset(token)
 
     assert log_lines.getvalue().splitlines() == ["[caller-req] child ran"]
+
+
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    server = HttpReceiver()
+    yield server
+    server.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_a_request_id_follows_the_send_into_the_worker_and_onto_the_clients_webhook(
+    worker_env: dict[str, str], clean_sandbox: Any, receiver: HttpReceiver,
+) -> None:
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    env = {**worker_env, "LOG_FORMAT": "json"}
+    tenant = ClientFactory(slug="correlation")
+    TemplateFactory(client=tenant, key="welcome")
+    make_endpoint(tenant, receiver.url("/hooks"), events=["delivery.sent"])
+    worker = QuietWorker(env, queues="critical,high,normal,low,webhooks").start()
+    web = GunicornProcess(env, port=free_port(), workers=1).start()
+    request_id = "checkout-4711.confirm"
+    try:
+        wait_for(lambda: _up(web.url), timeout=30, message=f"gunicorn up: {web.log_text()}")
+        send = urllib.request.Request(
+            f"{web.url}/api/v1/notifications", method="POST", data=json.dumps({
+                "recipients": [{"id": "grace", "email": "grace@example.com"}],
+                "template_id": "welcome", "variables": {"name": "Grace"}}).encode(),
+            headers={"Authorization": f"Bearer {api_key_for(tenant)}",
+                     "Content-Type": "application/json", "X-Request-Id": request_id})
+        with urllib.request.urlopen(send, timeout=10) as response:
+            assert response.status == 202
+            assert response.headers["X-Request-Id"] == request_id
+            notification_id = json.loads(response.read())["id"]
+        [webhook] = receiver.wait_for(1, timeout=60)
+        wait_for(lambda: WebhookMessage.objects.filter(status="succeeded").exists(), timeout=30,
+                 message=f"webhook recorded: {worker.log_text()[-2000:]}")
+    finally:
+        web.stop()
+        worker.stop()
+
+    # The client's webhook for the send carries the id the client chose.
+    assert webhook.headers["X-Request-Id"] == request_id
+    assert json.loads(webhook.body)["data"]["notification_id"] == notification_id
+    assert Delivery.objects.get(notification_id=notification_id).sent_at is not None
+    # Every line the worker logged while running the send's tasks (its dispatch task and the
+    # webhook delivery task that one published) carries it too.
+    lines = [json.loads(line) for line in worker.log_text().splitlines()
+             if line.startswith("{")]
+    by_task: dict[str, set[Any]] = {}
+    for line in lines:
+        if line["task"]:
+            by_task.setdefault(line["task"], set()).add(line["request_id"])
+    assert by_task["notifications.deliveries_dispatch_task"] == {request_id}, lines
+    assert by_task["webhooks.webhook_messages_deliver_task"] == {request_id}, lines
+    assert any(line["message"].startswith("Task notifications.deliveries_dispatch_task[")
+               and "succeeded" in line["message"] and line["request_id"] == request_id
+               for line in lines), lines
