@@ -12,7 +12,9 @@ Hooks (one line each in apps/notifications):
 - receipts.py calls `webhook_receipts_record` inside `delivery_receipts_apply`'s transaction
   (delivery.delivered / bounced / failed, delivery.opened / clicked, notification.completed).
 
-Messages are published after commit; the relay sweeper publishes whatever that misses. A
+Each message keeps the request id of the send that caused it (`X-Request-Id` on delivery;
+docs/operations.md "Logs"). Messages are published after commit; the relay sweeper publishes
+whatever that misses. A
 message for an endpoint that is backed off (delivery.py) is written parked and not published:
 it waits for the endpoint's probe.
 """
