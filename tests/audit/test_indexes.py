@@ -90,3 +90,19 @@ def test_search_by_request_id_uses_its_index(big_log: dict[str, Any]) -> None:
     sends = AuditLog.objects.filter(request_id="req-1234", action="notification.send",
                                     notification_id__isnull=False).order_by("created_at")
     assert_uses(str(sends.values_list("notification_id")[:1000].explain()), "audit_request_created")
+
+
+def test_the_outbox_finds_a_sends_request_id_through_the_notification_index(
+    big_log: dict[str, Any],
+) -> None:
+    from apps.webhooks.outbound.outbox import _SEND_REQUEST_ID
+
+    lookup = _SEND_REQUEST_ID.format(notification_id="%(notification_id)s::uuid")
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN SELECT {lookup}", {"notification_id": big_log["notification_id"],
+                                                    "request_id": ""})
+        text = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(f"SELECT {lookup}", {"notification_id": big_log["notification_id"],
+                                            "request_id": ""})
+        assert cursor.fetchone() == ("req-1234",)
+    assert_uses(text, "audit_notification")

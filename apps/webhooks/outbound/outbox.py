@@ -64,11 +64,12 @@ _MESSAGE_COLUMNS = """
 
 # The request id of the send that caused a message: its notification's `notification.send`
 # audit row (written in the accepting request, whichever process later changes the delivery:
-# a coalesced dispatch, the relay sweeper, a provider's receipt), else the current one.
+# a coalesced dispatch, the relay sweeper, a provider's receipt), else the current one. One
+# row per notification, found through the audit_notification index (tests/audit/test_indexes).
 _SEND_REQUEST_ID = """
     COALESCE(NULLIF((SELECT a.request_id FROM audit_auditlog AS a
                      WHERE a.notification_id = {notification_id} AND a.action = 'notification.send'
-                     ORDER BY a.id LIMIT 1), ''), %(request_id)s)
+                     LIMIT 1), ''), %(request_id)s)
 """
 
 # Delivery events: the payload is built from the rows as they are now (after the change in
