@@ -79,6 +79,8 @@ class AuditLog(models.Model):
             models.Index(fields=["notification_id"], name="audit_notification",
                          condition=Q(notification_id__isnull=False)),
             models.Index(fields=["actor_id", "created_at"], name="audit_actor_created"),
+            # A request id pasted by support (the client's X-Request-Id, or ours from a log).
+            models.Index(fields=["request_id", "created_at"], name="audit_request_created"),
             models.Index(fields=["action", "created_at"], name="audit_action_created"),
             # The history of one object (a template, a schedule, an API key …).
             models.Index(fields=["object_id", "created_at"], name="audit_object_created"),

@@ -34,7 +34,22 @@ def audit_logs_for_client(
     return qs
 
 
-SEARCH_PREFIXES = ("recipient", "notification", "actor", "action", "object")
+SEARCH_PREFIXES = ("recipient", "notification", "actor", "action", "object", "request")
+# A request that sent more than this many notifications (bulk) lists its first ones only.
+REQUEST_NOTIFICATIONS_LIMIT = 1000
+
+
+def notification_ids_for_request(request_id: str, *,
+                                 limit: int = REQUEST_NOTIFICATIONS_LIMIT) -> list[uuid.UUID]:
+    """The notifications a request sent (its `notification.send` rows; the request id is
+    the client's `X-Request-Id` or the one we answered with): one index lookup."""
+    request_id = request_id.strip()
+    if not request_id or len(request_id) > 64:
+        return []
+    rows = (AuditLog.objects.filter(request_id=request_id, action="notification.send",
+                                    notification_id__isnull=False)
+            .order_by("created_at").values_list("notification_id", flat=True)[:limit])
+    return [notification_id for notification_id in rows if notification_id is not None]
 
 
 def _actor_ids(term: str) -> list[str]:
@@ -52,8 +67,9 @@ def audit_search_q(term: str) -> Q:
     """Support's search box, exact matches only (each one an index lookup):
 
     `recipient:<external id>`, `notification:<uuid>`, `actor:<username, key prefix or id>`,
-    `action:<notification.send>`, `object:<id>`; a bare UUID matches the notification, the
-    object or the actor id; any other word a recipient id, an action or an actor."""
+    `action:<notification.send>`, `object:<id>`, `request:<request id>`; a bare UUID matches
+    the notification, the object, the actor id or the request id; any other word a recipient
+    id, an action, an actor or a request id."""
     term = term.strip()
     prefix, sep, value = term.partition(":")
     if sep and prefix in SEARCH_PREFIXES and value.strip():
@@ -67,12 +83,15 @@ def audit_search_q(term: str) -> Q:
             return Q(actor_id__in=[value, *_actor_ids(value)])
         if prefix == "action":
             return Q(action=value)
+        if prefix == "request":
+            return Q(request_id=value)
         return Q(object_id=value)
     as_uuid = _uuid(term)
-    if as_uuid is not None:
-        return Q(notification_id=as_uuid) | Q(object_id=str(as_uuid)) | Q(actor_id=str(as_uuid))
+    if as_uuid is not None:  # our generated request ids are UUIDs in hex, too
+        return (Q(notification_id=as_uuid) | Q(object_id=str(as_uuid)) | Q(actor_id=str(as_uuid))
+                | Q(request_id=term))
     return (Q(recipient_external_id=term) | Q(action=term)
-            | Q(actor_id__in=[term, *_actor_ids(term)]))
+            | Q(actor_id__in=[term, *_actor_ids(term)]) | Q(request_id=term))
 
 
 def _uuid(value: Any) -> uuid.UUID | None:

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class CoreConfig(AppConfig):
     name = "apps.core"
     label = "core"
+
+    def ready(self) -> None:
+        # The request id travels in task headers and into the worker's log lines.
+        from .correlation import connect_celery_signals
+
+        connect_celery_signals()

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from apps.audit.admin import AuditedAdminMixin
+from apps.audit.selectors import notification_ids_for_request
 from apps.core.admin_utils import HashedSearchMixin, ReadOnlyAdminMixin, ReadOnlyInline
 from apps.core.logging import mask_email, mask_phone
 
@@ -35,6 +36,8 @@ class NotificationAdmin(RedriveMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # 
                    "client"]
     list_select_related = ["client", "template_version__template"]
     search_fields = ["=id", "=idempotency_key"]
+    search_help_text = ("Exact match: a notification id, an idempotency key, or the request id "
+                        "of the send (the client's X-Request-Id, or the one we answered with).")
     date_hierarchy = "created_at"
     show_full_result_count = False
     fields = readonly_fields = ("id", "client", "status", "is_test", "template_version", "priority",
@@ -43,6 +46,16 @@ class NotificationAdmin(RedriveMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # 
                                 "completed_at", "deliveries_by_status", "timeline")
 
     actions = ["redrive"]
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Notification],
+                           search_term: str) -> tuple[QuerySet[Notification], bool]:
+        """Also the notifications the request with this id sent, from its `notification.send`
+        audit rows (one lookup in their request id index, then primary keys)."""
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        sent = notification_ids_for_request(search_term)
+        if sent:
+            found = found | queryset.filter(id__in=sent)
+        return found, may_have_duplicates
 
     @admin.action(description="Re-drive the failed deliveries of the selected notifications",
                   permissions=["redrive"])

@@ -155,8 +155,8 @@ class WebhookMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore
     show_full_result_count = False
     fields = readonly_fields = ("id", "endpoint", "event_type", "status", "attempts",
                                 "next_attempt_at", "lease_until", "last_status_code", "last_error",
-                                "delivery_id", "notification_id", "dedupe_key", "payload",
-                                "created_at", "updated_at", "succeeded_at")
+                                "delivery_id", "notification_id", "request_id", "dedupe_key",
+                                "payload", "created_at", "updated_at", "succeeded_at")
     inlines = [WebhookAttemptInline]
     actions = ["replay"]
 

@@ -84,6 +84,9 @@ class WebhookMessage(models.Model):
     # Unique per endpoint when set: an event that must be sent once (a notification's
     # completion with its final status) is inserted once however often it is detected.
     dedupe_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # The request id of the send that caused it (its `notification.send` audit row), sent as
+    # the `X-Request-Id` header: the client can match it with the id its send was answered with.
+    request_id = models.CharField(max_length=64, blank=True, default="", db_default="")
     status = models.CharField(max_length=20, choices=WebhookMessageStatus.choices,
                               default=WebhookMessageStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)

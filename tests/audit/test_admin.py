@@ -51,7 +51,7 @@ def history(client_tenant: Any, admin_user: User, key: ApiKey) -> dict[str, Any]
         "staff": log(client_tenant, datetime(2026, 4, 2, tzinfo=UTC), "notification.cancel",
                      actor_type="user", actor_id=str(admin_user.pk), actor_display="admin",
                      notification_id=notification_id, recipient_external_id="ada"),
-        "bob": log(client_tenant, march, recipient_external_id="bob"),
+        "bob": log(client_tenant, march, recipient_external_id="bob", request_id="req-bob-1"),
     }
 
 
@@ -70,6 +70,10 @@ def test_search_by_recipient_notification_actor_and_action(
     assert listed(admin_client, client_tenant, q="notification.cancel") == [staff]
     assert listed(admin_client, client_tenant, q="recipient:nobody") == []
     assert listed(admin_client, client_tenant, q="notification:not-a-uuid") == []
+    # A request id (the client's X-Request-Id, or ours from a log line).
+    assert listed(admin_client, client_tenant, q="request:req-bob-1") == [bob]
+    assert listed(admin_client, client_tenant, q="req-bob-1") == [bob]
+    assert listed(admin_client, client_tenant, q="request:req-nobody") == []
 
 
 def test_date_range_and_action_filters(

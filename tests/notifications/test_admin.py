@@ -128,3 +128,30 @@ def test_lifting_a_suppression_is_audited_with_the_address_masked(admin_client: 
     assert row.changes["address"] == "j***@example.com"
     assert (row.changes["channel"], row.changes["reason"]) == ("email", "bounce")
     assert "jane.doe" not in str(row.changes)
+
+
+def test_support_finds_a_notification_by_the_request_id_of_its_send(
+    admin_client: Any, api: Any, client_tenant: Any,
+) -> None:
+    TemplateFactory(client=client_tenant, key="welcome")
+
+    def send(**headers: str) -> tuple[str, str]:
+        response = api.post("/api/v1/notifications", {
+            "recipients": [{"id": "ada", "email": "ada@example.com"}], "template_id": "welcome",
+            "variables": {"name": "Ada"}}, format="json", **headers)
+        assert response.status_code == 202
+        return response.json()["id"], response["X-Request-Id"]
+
+    chosen, chosen_request_id = send(HTTP_X_REQUEST_ID="checkout-7f3a.retry-2")
+    generated, generated_request_id = send()  # no X-Request-Id: the one we answered with
+    assert chosen_request_id == "checkout-7f3a.retry-2"
+
+    def found(term: str) -> list[str]:
+        response = admin_client.get("/admin/notifications/notification/", {"q": term})
+        assert response.status_code == 200
+        return [str(n.id) for n in response.context["cl"].result_list]
+
+    assert found("checkout-7f3a.retry-2") == [chosen]
+    assert found(generated_request_id) == [generated]  # a hex UUID, not a notification id
+    assert found(chosen) == [chosen]  # the notification id still finds it
+    assert found("checkout-unknown") == []

@@ -167,6 +167,8 @@ def webhook_message_send(*, message: WebhookMessage, endpoint: WebhookEndpoint,
     body = message_body(message)
     headers = signed_headers(secrets=message_signing_secrets(endpoint, now), msg_id=str(message.id),
                              timestamp=int(now.timestamp()), body=body)
+    if message.request_id:  # the send's request id, for the client's own logs
+        headers["X-Request-Id"] = message.request_id
     return transport.post(endpoint.url, body=body.encode(), headers=headers,
                           timeout=settings.WEBHOOKS_TIMEOUT_SECONDS)
 

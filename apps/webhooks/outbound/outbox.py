@@ -12,7 +12,9 @@ Hooks (one line each in apps/notifications):
 - receipts.py calls `webhook_receipts_record` inside `delivery_receipts_apply`'s transaction
   (delivery.delivered / bounced / failed, delivery.opened / clicked, notification.completed).
 
-Messages are published after commit; the relay sweeper publishes whatever that misses. A
+Each message keeps the request id of the send that caused it (`X-Request-Id` on delivery;
+docs/operations.md "Logs"). Messages are published after commit; the relay sweeper publishes
+whatever that misses. A
 message for an endpoint that is backed off (delivery.py) is written parked and not published:
 it waits for the endpoint's probe.
 """
@@ -37,6 +39,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from apps.core.correlation import current_request_id
+
 from ..models import WebhookEndpoint
 from .events import ENGAGEMENT_DETAIL_KEYS, ENGAGEMENT_EVENTS, NOTIFICATION_COMPLETED, STATUS_EVENTS
 from .publish import webhook_messages_enqueue_on_commit
@@ -55,7 +59,17 @@ _ENDPOINT_MATCH = """
 _MESSAGE_COLUMNS = """
     (id, endpoint_id, event_type, payload, delivery_id, notification_id, dedupe_key, status,
      attempts, next_attempt_at, lease_until, last_status_code, last_error, created_at,
-     updated_at, succeeded_at)
+     updated_at, succeeded_at, request_id)
+"""
+
+# The request id of the send that caused a message: its notification's `notification.send`
+# audit row (written in the accepting request, whichever process later changes the delivery:
+# a coalesced dispatch, the relay sweeper, a provider's receipt), else the current one. One
+# row per notification, found through the audit_notification index (tests/audit/test_indexes).
+_SEND_REQUEST_ID = """
+    COALESCE(NULLIF((SELECT a.request_id FROM audit_auditlog AS a
+                     WHERE a.notification_id = {notification_id} AND a.action = 'notification.send'
+                     LIMIT 1), ''), %(request_id)s)
 """
 
 # Delivery events: the payload is built from the rows as they are now (after the change in
@@ -67,6 +81,7 @@ WITH input AS (
 ), found AS (
     SELECT e.id AS endpoint_id, e.next_probe_at IS NOT NULL AS parked, x.event_type,
            d.id AS delivery_id, d.notification_id,
+           {_SEND_REQUEST_ID.format(notification_id="d.notification_id")} AS request_id,
            jsonb_build_object(
                'type', x.event_type,
                'timestamp', x.occurred_at,
@@ -96,7 +111,7 @@ WITH input AS (
 INSERT INTO webhooks_webhookmessage {_MESSAGE_COLUMNS}
 SELECT gen_random_uuid(), endpoint_id, event_type, payload, delivery_id, notification_id, NULL,
        'pending', 0, %(now)s, CASE WHEN parked THEN NULL ELSE %(lease_until)s END, NULL, '',
-       %(now)s, %(now)s, NULL
+       %(now)s, %(now)s, NULL, request_id
 FROM found
 RETURNING id, endpoint_id, lease_until IS NULL
 """
@@ -140,7 +155,8 @@ SELECT gen_random_uuid(), f.endpoint_id, 'notification.completed',
            )
        ),
        NULL, f.id, f.dedupe_key, 'pending', 0, %(now)s,
-       CASE WHEN f.parked THEN NULL ELSE %(lease_until)s END, NULL, '', %(now)s, %(now)s, NULL
+       CASE WHEN f.parked THEN NULL ELSE %(lease_until)s END, NULL, '', %(now)s, %(now)s, NULL,
+       {_SEND_REQUEST_ID.format(notification_id="f.id")}
 FROM found AS f
 ON CONFLICT DO NOTHING
 RETURNING id, endpoint_id, lease_until IS NULL
@@ -304,7 +320,8 @@ def webhook_events_record(
     with connection.cursor() as cursor:
         cursor.execute(_DELIVERY_EVENTS_SQL, {"items": json.dumps(payload, default=str),
                                               "clients": clients, "now": now,
-                                              "lease_until": _lease_until(now)})
+                                              "lease_until": _lease_until(now),
+                                              "request_id": current_request_id()})
         rows = cursor.fetchall()
     _publish_unparked(rows)
     return len(rows)
@@ -327,7 +344,8 @@ def webhook_completions_record(
     now = now or timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(_COMPLETIONS_SQL, {"ids": ids, "clients": clients, "now": now,
-                                          "lease_until": _lease_until(now)})
+                                          "lease_until": _lease_until(now),
+                                          "request_id": current_request_id()})
         rows = cursor.fetchall()
     _publish_unparked(rows)
     return len(rows)

@@ -18,6 +18,7 @@ from urllib3.util import parse_url
 
 from apps.audit.services import Entry, audit_record, audit_records
 from apps.clients.models import Client
+from apps.core.correlation import current_request_id
 from apps.core.exceptions import ApplicationError, Conflict, NotFound
 
 from ..models import WebhookEndpoint, WebhookMessage, WebhookMessageStatus
@@ -174,6 +175,7 @@ def webhook_endpoint_test(*, endpoint: WebhookEndpoint, now: datetime | None = N
                           "message": "A test event from NotifyHub."}},
         next_attempt_at=now,
         lease_until=now + timedelta(seconds=settings.WEBHOOKS_REQUEUE_AFTER_SECONDS),
+        request_id=current_request_id(),
     )
     _audit("webhook.test", endpoint, message_id=message.id)
     webhook_messages_enqueue_on_commit(items=[(str(message.id), str(endpoint.id))])
