@@ -11,6 +11,7 @@ by a countdown without spending an attempt: never slept on, never failed for tha
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -916,7 +917,9 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
         # thread can renew the lease while the call runs.
         pool = sender_pool()
         futures: dict[Future[Attempt], Delivery] = {
-            pool.submit(attempt_delivery, message, providers, chunk_gate, prepaid_pool): delivery
+            # In the task's context: the sender thread's log lines carry its request id.
+            pool.submit(contextvars.copy_context().run, attempt_delivery, message, providers,
+                        chunk_gate, prepaid_pool): delivery
             for delivery, message, providers in work
         }
         # Recorded in this thread as calls return: everything that finished while the previous

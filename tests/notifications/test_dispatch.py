@@ -103,6 +103,34 @@ class _Version:
         self.push_data: dict[str, str] = {}
 
 
+def test_the_provider_call_logs_with_the_tasks_request_id(
+    client_tenant: Any, email_template: Any, clean_sandbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The provider call runs in a sender thread; its log lines (here the HTTP client's line
+    for the Twilio request) carry the request id of the task (here: of the caller) that
+    dispatched it."""
+    import logging
+
+    from apps.core.logging import RequestIdFilter, request_id_var
+
+    notification = notification_send(
+        client=client_tenant, recipients=[{"id": "sam", "phone": "+15005550006"}],
+        template_id="welcome", variables={"name": "Sam"}, channels=["sms"]).notification
+    caplog.handler.addFilter(RequestIdFilter())
+    token = request_id_var.set("req-thread-7")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="urllib3.connectionpool"):
+            report = deliveries_dispatch(
+                delivery_ids=[str(d.id) for d in notification.deliveries.all()])
+    finally:
+        request_id_var.reset(token)
+    assert report.sent == 1
+    calls = [r for r in caplog.records
+             if r.name == "urllib3.connectionpool" and "Messages.json" in r.getMessage()]
+    assert calls and all(r.threadName != "MainThread" for r in calls)
+    assert {getattr(r, "request_id", None) for r in calls} == {"req-thread-7"}
+
+
 def test_html_variables_are_escaped_in_the_html_part_only(
     client_tenant: Any, clean_sandbox: Any
 ) -> None:
