@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import task_postrun
+from celery.signals import beat_init, task_postrun, worker_process_init
 from kombu import Queue as KombuQueue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifyhub.settings.local")
@@ -23,6 +23,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifyhub.settings.local")
 from django.conf import settings
 from django.db import close_old_connections
 
+from apps.core import tracing
 from apps.core.queues import Queue
 
 app = Celery("notifyhub")
@@ -86,6 +87,19 @@ def _close_old_connections(sender: object = None, **kwargs: object) -> None:
     # Not for a task run in-process (`apply()`, eager): its caller owns the connection.
     if not getattr(getattr(sender, "request", None), "is_eager", False):
         close_old_connections()
+
+
+@worker_process_init.connect(weak=False)
+def _trace_worker_process(**kwargs: object) -> None:
+    # Traces (apps/core/tracing.py; off unless an OTEL_* exporter is configured): each prefork
+    # child sets up its own provider and instrumentations after the fork. The parent never
+    # does: it runs no task.
+    tracing.configure("notifyhub-worker")
+
+
+@beat_init.connect(weak=False)
+def _trace_beat(**kwargs: object) -> None:
+    tracing.configure("notifyhub-beat")  # its publishes start traces of their own
 
 
 app.autodiscover_tasks(["apps.notifications", "apps.scheduling", "apps.audit", "apps.webhooks.outbound"])

@@ -31,6 +31,11 @@ def main() -> None:
     with psycopg.connect(server + "/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'notifyhub_micro'").fetchone():
             conn.execute("CREATE DATABASE notifyhub_micro")
+    # Traces as the web process sets them up (notifyhub/wsgi.py): on only with an OTEL_*
+    # exporter configured (docs/operations.md, "Traces").
+    from apps.core import tracing
+
+    tracing.configure("notifyhub-api")
     import django
 
     django.setup()

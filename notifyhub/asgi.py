@@ -2,5 +2,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from apps.core import tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifyhub.settings.local")
+# Before the handler loads the middleware (Django's instrumentation adds its own); a no-op
+# unless an OTEL_* exporter is configured (apps/core/tracing.py).
+tracing.configure("notifyhub-api")
 application = get_asgi_application()
