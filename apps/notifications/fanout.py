@@ -52,6 +52,7 @@ from apps.audit.context import SYSTEM, Actor, audit_actor, current_context
 from apps.clients.models import Client
 from apps.core.crypto import decrypt, encrypt, pii_batch
 from apps.core.queues import Priority
+from apps.core.tasks import task_publish
 from apps.recipients.models import Recipient
 from apps.webhooks.outbound.outbox import webhook_completions_record
 
@@ -61,6 +62,7 @@ from .status import notifications_refresh_status
 logger = logging.getLogger(__name__)
 
 _URGENCY = [p.value for p in Priority]  # critical first
+EXPAND_TASK = "notifications.accept_job_expand_task"
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 # An item: [notification id, external id, inline fields or None, stored recipient id or None,
@@ -176,11 +178,9 @@ class JobBuilder:
 def accept_job_publish(*, job_id: Any, priority: str, cursor: int | None) -> bool:
     """Publishes the task expanding slice `cursor` of the job. Never raises for a broker
     problem: the job's lease makes the relay sweeper publish it again."""
-    from .tasks import accept_job_expand_task
-
     try:
-        accept_job_expand_task.apply_async(
-            args=[str(job_id), cursor], queue=Priority(priority).queue.value, retry=True,
+        task_publish(
+            EXPAND_TASK, args=[str(job_id), cursor], queue=Priority(priority).queue.value, retry=True,
             retry_policy=_PUBLISH_RETRY)
     except Exception:
         logger.exception("could not publish accept job %s; the relay sweeper will", job_id)
