@@ -3,9 +3,11 @@ they record (as Zulip's actions write RealmAuditLog), so a change and its row co
 back together. The actor, IP, user agent and request id come from the context (context.py).
 
 `audit_record` writes one row; `audit_update` one row with the fields that changed (none when
-nothing did); the `audit_<noun>_<verb>` helpers shape the rows of the busier services so each
-call site stays one line. What goes into `changes` passes through `scrub`: no secrets, no
-message bodies, no variable values, long lists cut short.
+nothing did). This module knows no domain: the `audit_<noun>_<verb>` helpers that shape the
+rows of the busier services live next to those services (apps/notifications/audit.py,
+apps/preferences/services.py), so each call site stays one line. What goes into `changes`
+passes through `scrub`: no secrets, no message bodies, no variable values, long lists cut
+short.
 """
 
 from __future__ import annotations
@@ -14,25 +16,17 @@ import datetime as dt
 import decimal
 import functools
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import models
 
 from apps.core.encrypted_fields import EncryptedMixin
-from apps.core.logging import mask_address, mask_email, mask_phone
+from apps.core.logging import mask_address
 
 from .context import Actor, AuditContext, current_context
-from .models import ActorType, AuditLog
-
-if TYPE_CHECKING:
-    from apps.notifications.models import Notification
-    from apps.preferences.models import ConsentRecord, PreferenceProfile
-    from apps.preferences.services import ChangeContext
-    from apps.recipients.models import Recipient
-    from apps.templates.models import Template
+from .models import AuditLog
 
 REDACTED = "[redacted]"
 # Keys whose values never reach the audit log, at any depth.
@@ -186,140 +180,3 @@ def audit_update(*, action: str, before: Mapping[str, Any], after: models.Model,
         return None
     return audit_record(action=action, client=client, object_type=object_type,
                         object_id=after.pk, changes={**(extra or {}), **changes})
-
-
-# -- notifications --------------------------------------------------------------------------
-
-
-def audit_notification_send(*, notification: Notification, template: Template,
-                            recipients: Sequence[Recipient]) -> AuditLog:
-    """One row per notification (not per delivery). The recipient is set when there is one."""
-    return audit_records([notification_send_entry(notification=notification, template=template,
-                                                  recipients=recipients)])[0]
-
-
-def notification_send_entry(*, notification: Notification, template: Template,
-                            recipients: Sequence[Recipient]) -> Entry:
-    """The `notification.send` row of one notification; a bulk send writes its rows with
-    `audit_records([...])` after its bulk_create."""
-    return notification_send_entry_of(
-        client_id=notification.client_id, notification_id=notification.pk,
-        template_key=template.key, version=notification.template_version.version,
-        channels=notification.channels, priority=notification.priority,
-        category=notification.category, recipients=[r.external_id for r in recipients],
-        variables=notification.variables, metadata=notification.metadata,
-        scheduled_at=notification.scheduled_at, idempotency_key=notification.idempotency_key)
-
-
-def notification_send_entry_of(
-    *, client_id: Any, notification_id: Any, template_key: str, version: Any,
-    channels: Sequence[str], priority: str, category: str, recipients: Sequence[str],
-    variables: Mapping[str, Any] | Sequence[str] | None,
-    metadata: Mapping[str, Any] | Sequence[str] | None,
-    scheduled_at: dt.datetime | None, idempotency_key: str | None,
-) -> Entry:
-    """The `notification.send` row from the notification's stored values (an accept job's
-    slices write it without the model instances; `variables` and `metadata` may be given as
-    their keys). The changes are built already scrubbed
-    (variable and metadata keys only, long recipient lists cut short): what scrub() makes of
-    them, without walking them again."""
-    recipient_list = [str(r) for r in recipients]
-    listed: Any = (recipient_list if len(recipient_list) <= MAX_LIST
-                   else {"count": len(recipient_list), "first": recipient_list[:LIST_HEAD]})
-    return Entry(
-        action="notification.send", client=client_id, object_type="notification",
-        object_id=notification_id, notification_id=notification_id,
-        recipient_external_id=recipient_list[0] if len(recipient_list) == 1 else "",
-        changes={
-            "template": template_key, "version": version,
-            "channels": [str(c) for c in channels], "priority": str(priority),
-            "category": category, "recipient_count": len(recipient_list),
-            "recipients": listed,
-            "variables": sorted(str(k) for k in (variables or {})),
-            "metadata": sorted(str(k) for k in (metadata or {})),
-            "scheduled_at": scheduled_at.isoformat() if scheduled_at else None,
-            "idempotency_key": idempotency_key,
-        },
-        scrubbed=True,
-    )
-
-
-def _single_recipients(notification_ids: Iterable[Any]) -> dict[Any, tuple[Any, str]]:
-    """notification id → (client id, the recipient's external id when it has exactly one)."""
-    from apps.notifications.models import Delivery, Notification
-
-    rows = Notification.objects.filter(id__in=list(notification_ids)).values_list(
-        "id", "client_id", "recipient_count")
-    found = {nid: (client_id, "") for nid, client_id, _ in rows}
-    singles = [nid for nid, _, count in rows if count == 1]
-    if singles:
-        for nid, external_id in (Delivery.objects.filter(notification_id__in=singles)
-                                 .values_list("notification_id", "recipient__external_id")
-                                 .distinct()):
-            found[nid] = (found[nid][0], external_id)
-    return found
-
-
-def audit_notification_cancel(*, notification: Notification, cancelled: int) -> AuditLog:
-    _, external_id = _single_recipients([notification.pk]).get(notification.pk, (None, ""))
-    return audit_record(
-        action="notification.cancel", client=notification.client_id, object_type="notification",
-        object_id=notification.pk, notification_id=notification.pk,
-        recipient_external_id=external_id, changes={"cancelled_deliveries": cancelled},
-    )
-
-
-def audit_deliveries_redrive(*, rows: Sequence[Mapping[str, Any]]) -> list[AuditLog]:
-    """One row per notification whose failed deliveries were re-driven."""
-    by_notification: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_notification[row["notification_id"]].append(row)
-    owners = _single_recipients(by_notification)
-    return audit_records([
-        Entry(action="delivery.redrive", client=owners.get(nid, (None, ""))[0],
-              object_type="notification", object_id=nid, notification_id=nid,
-              recipient_external_id=owners.get(nid, (None, ""))[1],
-              changes={"deliveries": len(items), "delivery_ids": [r["id"] for r in items],
-                       "previous_errors": sorted({r["error_code"] for r in items if r["error_code"]})})
-        for nid, items in by_notification.items()
-    ])
-
-
-# -- preferences ----------------------------------------------------------------------------
-
-# Consent sources that are people reaching public endpoints, not API keys or staff.
-INBOUND_SOURCES = {"sms_keyword": mask_phone, "whatsapp_keyword": mask_phone, "link": mask_email}
-
-
-def audit_preferences_change(*, profiles: Sequence[PreferenceProfile], records: Sequence[ConsentRecord],
-                             recipients: Sequence[Recipient], context: ChangeContext) -> list[AuditLog]:
-    """One row per recipient whose preferences changed: `preference.opt_out` or
-    `preference.opt_in` when that is all that changed, `preference.update` otherwise."""
-    external_ids = {str(r.pk): r.external_id for r in recipients}
-    by_recipient: dict[str, list[ConsentRecord]] = defaultdict(list)
-    for record in records:
-        by_recipient[str(record.recipient_id)].append(record)
-    actor = None
-    mask = INBOUND_SOURCES.get(str(context.source))
-    if mask is not None:
-        address = context.actor.removeprefix("whatsapp:")
-        actor = Actor(ActorType.INBOUND, "", f"{context.source}:{mask(address)}")
-    entries = []
-    for profile in profiles:
-        changes = by_recipient.get(str(profile.recipient_id), [])
-        if not changes:
-            continue
-        kinds = {str(r.action) for r in changes}
-        action = f"preference.{kinds.pop()}" if kinds in ({"opt_out"}, {"opt_in"}) else "preference.update"
-        entries.append(Entry(
-            action=action, client=profile.client_id, object_type="preference",
-            object_id=profile.recipient_id,
-            recipient_external_id=external_ids.get(str(profile.recipient_id), ""), actor=actor,
-            changes={"source": context.source, "version": profile.version, "changes": [
-                {k: v for k, v in (("action", r.action), ("channel", r.channel),
-                                   ("category", r.category), ("field", r.detail.get("field")),
-                                   ("before", r.detail.get("before")),
-                                   ("after", r.detail.get("after"))) if v not in ("", None)}
-                for r in changes]},
-        ))
-    return audit_records(entries)

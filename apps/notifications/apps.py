@@ -6,4 +6,5 @@ class NotificationsConfig(AppConfig):
     label = "notifications"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
+        # Registers the system checks, and the tasks (published by name, apps/core/tasks.py).
+        from . import checks, tasks  # noqa: F401

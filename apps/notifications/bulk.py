@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 
 from apps.audit.context import current_context
 from apps.audit.models import AuditLog
-from apps.audit.services import Entry, notification_send_entry
+from apps.audit.services import Entry
 from apps.clients.models import Client, key_mode
 from apps.core.crypto import encrypt, pii_batch
 from apps.core.db.rows import model_columns, unsaved
@@ -49,6 +49,8 @@ from apps.templates.models import Template, TemplateVersion
 from apps.templates.rendering import has_content_for
 from apps.templates.selectors import pick_version, template_versions_cached
 
+from .acceptjob import JobBuilder
+from .audit import notification_send_entry
 from .enqueue import deliveries_publish_accepted
 from .models import Delivery, DeliveryEvent, DeliveryStatus, Notification, NotificationStatus
 from .providers.registry import supported_channels
@@ -877,8 +879,6 @@ def notifications_accept(
 
     def stamp() -> datetime:
         return now + timedelta(microseconds=next(tick))
-
-    from .fanout import JobBuilder  # fanout.py expands with this module's writers
 
     notifications: list[Notification] = []
     out = DeliveryRows(client_id=client.id, is_test=is_test, now=now)

@@ -13,11 +13,13 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from apps.core.queues import Priority
+from apps.core.tasks import task_publish
 
 from .models import Delivery, DeliveryStatus
 
 logger = logging.getLogger(__name__)
 
+DISPATCH_TASK = "notifications.deliveries_dispatch_task"
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
@@ -46,8 +48,6 @@ def deliveries_enqueue(
     back re-publishes it, instead of after RELAY_REQUEUE_AFTER_SECONDS.
     Returns the number of deliveries published.
     """
-    from .tasks import deliveries_dispatch_task
-
     by_priority: dict[str, list[str]] = defaultdict(list)
     for delivery_id, priority in items:
         by_priority[priority].append(str(delivery_id))
@@ -57,8 +57,8 @@ def deliveries_enqueue(
         size = 1 if priority == Priority.CRITICAL else settings.DISPATCH_CHUNK_SIZE
         for chunk in chunked(ids, size):
             try:
-                deliveries_dispatch_task.apply_async(
-                    args=[chunk],
+                task_publish(
+                    DISPATCH_TASK, args=[chunk],
                     kwargs={"prepaid": prepaid} if prepaid else None,
                     queue=Priority(priority).queue.value,
                     countdown=countdown,

@@ -11,10 +11,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from apps.audit.services import audit_deliveries_redrive
 from apps.clients.models import Client
 from apps.privacy.tombstones import ERASED_PREFIX
 
+from .audit import audit_deliveries_redrive
 from .enqueue import deliveries_enqueue
 from .models import Delivery, DeliveryEvent, DeliveryStatus
 from .status import notifications_refresh_status

@@ -13,11 +13,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from apps.audit.services import audit_notification_cancel
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError
 from apps.webhooks.outbound.outbox import webhook_completions_record
 
+from .audit import audit_notification_cancel
 from .bulk import (
     AcceptedDelivery,
     SendRequest,

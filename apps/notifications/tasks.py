@@ -1,4 +1,7 @@
-"""Celery tasks: thin wrappers that take ids and call a service."""
+"""Celery tasks: thin wrappers that take ids and call a service. Entry points: nobody imports
+them; services publish them by name (apps/core/tasks.py). The dispatch and expand tasks run on
+the queue of their notification's priority, which the publisher names; the sweeper on
+`maintenance`."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from typing import Any
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
+
+from apps.core.queues import Queue
 
 from .dispatch import deliveries_dispatch
 from .fanout import accept_job_expand
@@ -26,7 +31,7 @@ def deliveries_dispatch_task(delivery_ids: list[str],
             "failed": report.failed}
 
 
-@shared_task(name="notifications.relay_sweep_task", ignore_result=True)
+@shared_task(name="notifications.relay_sweep_task", queue=Queue.MAINTENANCE.value, ignore_result=True)
 def relay_sweep_task() -> dict[str, int]:
     report = relay_sweep()
     return {"requeued": report.requeued, "recovered": report.recovered_from_sending,

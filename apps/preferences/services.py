@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +24,12 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.audit.services import audit_preferences_change
+from apps.audit.context import Actor
+from apps.audit.models import ActorType, AuditLog
+from apps.audit.services import Entry, audit_records
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError, NotFound
-from apps.core.logging import mask_phone
+from apps.core.logging import mask_email, mask_phone
 from apps.notifications.models import Channel
 from apps.notifications.suppressions import (
     REASON_STOP_KEYWORD,
@@ -463,3 +466,43 @@ def unsubscribe_apply(*, target: UnsubscribeTarget, context: ChangeContext) -> R
             category=target.category or "",
             detail=f"unsubscribe link ({context.detail.get('via', 'link')})")
     return recipient
+
+
+# -- audit rows (apps/audit/services.py writes them) ------------------------------------------
+
+# Consent sources that are people reaching public endpoints, not API keys or staff.
+INBOUND_SOURCES = {"sms_keyword": mask_phone, "whatsapp_keyword": mask_phone, "link": mask_email}
+
+
+def audit_preferences_change(*, profiles: Sequence[PreferenceProfile], records: Sequence[ConsentRecord],
+                             recipients: Sequence[Recipient], context: ChangeContext) -> list[AuditLog]:
+    """One row per recipient whose preferences changed: `preference.opt_out` or
+    `preference.opt_in` when that is all that changed, `preference.update` otherwise."""
+    external_ids = {str(r.pk): r.external_id for r in recipients}
+    by_recipient: dict[str, list[ConsentRecord]] = defaultdict(list)
+    for record in records:
+        by_recipient[str(record.recipient_id)].append(record)
+    actor = None
+    mask = INBOUND_SOURCES.get(str(context.source))
+    if mask is not None:
+        address = context.actor.removeprefix("whatsapp:")
+        actor = Actor(ActorType.INBOUND, "", f"{context.source}:{mask(address)}")
+    entries = []
+    for profile in profiles:
+        changes = by_recipient.get(str(profile.recipient_id), [])
+        if not changes:
+            continue
+        kinds = {str(r.action) for r in changes}
+        action = f"preference.{kinds.pop()}" if kinds in ({"opt_out"}, {"opt_in"}) else "preference.update"
+        entries.append(Entry(
+            action=action, client=profile.client_id, object_type="preference",
+            object_id=profile.recipient_id,
+            recipient_external_id=external_ids.get(str(profile.recipient_id), ""), actor=actor,
+            changes={"source": context.source, "version": profile.version, "changes": [
+                {k: v for k, v in (("action", r.action), ("channel", r.channel),
+                                   ("category", r.category), ("field", r.detail.get("field")),
+                                   ("before", r.detail.get("before")),
+                                   ("after", r.detail.get("after"))) if v not in ("", None)}
+                for r in changes]},
+        ))
+    return audit_records(entries)

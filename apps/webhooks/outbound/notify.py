@@ -17,10 +17,13 @@ from django.core.mail import send_mail
 from urllib3.util import parse_url
 
 from apps.core.queues import Queue
+from apps.core.tasks import task_publish
 
 from ..models import WebhookEndpoint
 
 logger = logging.getLogger(__name__)
+
+DISABLED_EMAIL_TASK = "webhooks.webhook_endpoint_disabled_email_task"
 
 
 def shown_url(url: str) -> str:
@@ -65,10 +68,8 @@ def webhook_endpoint_disabled_email(*, endpoint_id: UUID | str) -> bool:
 def webhook_endpoint_disabled_email_enqueue(*, endpoint_id: UUID | str) -> None:
     """Publishes the email task (call it after commit). A broker failure is logged, not
     raised: the disabling itself is recorded either way."""
-    from .tasks import webhook_endpoint_disabled_email_task
-
     try:
-        webhook_endpoint_disabled_email_task.apply_async(args=[str(endpoint_id)],
-                                                         queue=Queue.WEBHOOKS.value)
+        task_publish(DISABLED_EMAIL_TASK, args=[str(endpoint_id)],
+                     queue=Queue.WEBHOOKS.value)
     except Exception:
         logger.exception("could not publish the disabled-endpoint email for %s", endpoint_id)

@@ -11,9 +11,11 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.core.queues import Queue
+from apps.core.tasks import task_publish
 
 logger = logging.getLogger(__name__)
 
+DELIVER_TASK = "webhooks.webhook_messages_deliver_task"
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
@@ -22,8 +24,6 @@ def webhook_messages_enqueue(*, items: Iterable[tuple[str, str]], countdown: flo
 
     Never raises for a broker problem: the relay sweeper publishes what is left when its lease
     ends. Returns how many messages were published."""
-    from .tasks import webhook_messages_deliver_task
-
     by_endpoint: dict[str, list[str]] = defaultdict(list)
     for message_id, endpoint_id in items:
         by_endpoint[str(endpoint_id)].append(str(message_id))
@@ -33,9 +33,9 @@ def webhook_messages_enqueue(*, items: Iterable[tuple[str, str]], countdown: flo
         for start in range(0, len(ids), size):
             chunk = ids[start:start + size]
             try:
-                webhook_messages_deliver_task.apply_async(
-                    args=[chunk], queue=Queue.WEBHOOKS.value, countdown=countdown, retry=True,
-                    retry_policy=_PUBLISH_RETRY,
+                task_publish(
+                    DELIVER_TASK, args=[chunk], queue=Queue.WEBHOOKS.value, countdown=countdown,
+                    retry=True, retry_policy=_PUBLISH_RETRY,
                 )
             except Exception:
                 logger.exception("could not publish %d webhook messages; the relay sweeper will",
@@ -53,12 +53,9 @@ def webhook_messages_enqueue_on_commit(*, items: Iterable[tuple[str, str]],
 
 
 def _publish_endpoint_task(task_name: str, endpoint_id: str, countdown: float | None) -> bool:
-    from . import tasks
-
-    task = getattr(tasks, task_name)
     try:
-        task.apply_async(args=[str(endpoint_id)], queue=Queue.WEBHOOKS.value, countdown=countdown,
-                         retry=True, retry_policy=_PUBLISH_RETRY)
+        task_publish(f"webhooks.{task_name}", args=[str(endpoint_id)], queue=Queue.WEBHOOKS.value,
+                     countdown=countdown, retry=True, retry_policy=_PUBLISH_RETRY)
     except Exception:
         logger.exception("could not publish %s for endpoint %s; the relay sweeper will",
                          task_name, endpoint_id)

@@ -7,12 +7,14 @@ import smtplib
 
 from celery import shared_task
 
+from apps.core.queues import Queue
+
 from .delivery import webhook_endpoint_drain, webhook_endpoint_probe, webhook_messages_deliver
 from .notify import webhook_endpoint_disabled_email
 from .relay import webhook_messages_relay
 
 
-@shared_task(name="webhooks.webhook_messages_deliver_task", acks_late=True,
+@shared_task(name="webhooks.webhook_messages_deliver_task", queue=Queue.WEBHOOKS.value, acks_late=True,
              reject_on_worker_lost=True, ignore_result=True)
 def webhook_messages_deliver_task(message_ids: list[str]) -> dict[str, int]:
     report = webhook_messages_deliver(message_ids=message_ids)
@@ -20,21 +22,21 @@ def webhook_messages_deliver_task(message_ids: list[str]) -> dict[str, int]:
             "retrying": report.retrying, "failed": report.failed}
 
 
-@shared_task(name="webhooks.webhook_endpoint_probe_task", acks_late=True,
+@shared_task(name="webhooks.webhook_endpoint_probe_task", queue=Queue.WEBHOOKS.value, acks_late=True,
              reject_on_worker_lost=True, ignore_result=True)
 def webhook_endpoint_probe_task(endpoint_id: str) -> dict[str, bool]:
     report = webhook_endpoint_probe(endpoint_id=endpoint_id)
     return {"probed": report.probed, "succeeded": report.succeeded}
 
 
-@shared_task(name="webhooks.webhook_endpoint_drain_task", acks_late=True,
+@shared_task(name="webhooks.webhook_endpoint_drain_task", queue=Queue.WEBHOOKS.value, acks_late=True,
              reject_on_worker_lost=True, ignore_result=True)
 def webhook_endpoint_drain_task(endpoint_id: str) -> dict[str, int]:
     report = webhook_endpoint_drain(endpoint_id=endpoint_id)
     return {"sent": report.sent, "more": int(report.more)}
 
 
-@shared_task(name="webhooks.webhook_messages_relay_task", ignore_result=True)
+@shared_task(name="webhooks.webhook_messages_relay_task", queue=Queue.MAINTENANCE.value, ignore_result=True)
 def webhook_messages_relay_task() -> dict[str, int]:
     report = webhook_messages_relay()
     return {"published": report.published, "recovered": report.recovered,
@@ -42,7 +44,7 @@ def webhook_messages_relay_task() -> dict[str, int]:
             "probes": report.probes, "unparked": report.unparked}
 
 
-@shared_task(name="webhooks.webhook_endpoint_disabled_email_task", acks_late=True,
+@shared_task(name="webhooks.webhook_endpoint_disabled_email_task", queue=Queue.WEBHOOKS.value, acks_late=True,
              ignore_result=True, autoretry_for=(smtplib.SMTPException, OSError),
              retry_backoff=30, retry_backoff_max=600, max_retries=6)
 def webhook_endpoint_disabled_email_task(endpoint_id: str) -> bool:
