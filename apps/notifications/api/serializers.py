@@ -31,14 +31,15 @@ from ..selectors import DeliveryCursor
 @extend_schema_field(
     {
         "oneOf": [
-            {"type": "string", "minLength": 1, "maxLength": 200,
+            # `\S`: not only whitespace (an id is stripped, and a blank one refused).
+            {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S",
              "description": "The id of a recipient you created"},
             {
                 "type": "object",
                 "description": "A recipient upserted on the fly",
                 "required": ["id"],
                 "properties": {
-                    "id": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "id": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
                     "email": {"type": "string", "format": "email"},
                     "phone": {"type": "string", "example": "+14155550100",
                               "pattern": r"^(\+[1-9][0-9]{6,14})?$"},
