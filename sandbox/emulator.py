@@ -4,6 +4,9 @@ Vonage): one `*Emulator` subclass per impersonated provider."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
 import logging
 import socket
 import struct
@@ -34,6 +37,19 @@ def client_gone(request: web.Request) -> bool:
     """True if the client's connection is closed (aiohttp does not cancel handlers)."""
     transport = request.transport
     return transport is None or transport.is_closing()
+
+
+def basic_auth_matches(request: web.Request, user: str, password: str) -> bool:
+    """The request's HTTP Basic credentials are `user`:`password` (compared in constant time)."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given_user, _, given = base64.b64decode(encoded.strip()).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return (hmac.compare_digest(given_user.encode(), user.encode())
+            and hmac.compare_digest(given.encode(), password.encode()))
 
 
 class Emulator:

@@ -19,7 +19,6 @@ current state (``client.messages(sid).fetch()``).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -37,7 +36,7 @@ import aiohttp
 from aiohttp import web
 
 from .callbacks import CallbackDispatcher
-from .emulator import Emulator, SandboxContext
+from .emulator import Emulator, SandboxContext, basic_auth_matches
 from .store import StoredMessage
 
 API_VERSION = "2010-04-01"
@@ -254,17 +253,8 @@ class TwilioEmulator(Emulator):
     # -- auth ----------------------------------------------------------------
 
     def _authorized(self, request: web.Request) -> bool:
-        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(encoded.strip()).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
         config = self.ctx.config
-        return hmac.compare_digest(user.encode(), config.twilio_account_sid.encode()) and hmac.compare_digest(
-            password.encode(), config.twilio_auth_token.encode()
-        )
+        return basic_auth_matches(request, config.twilio_account_sid, config.twilio_auth_token)
 
     def _auth_failure(self) -> web.Response:
         self.log.info("twilio rejected HTTP 401 (bad or missing credentials)")

@@ -25,7 +25,6 @@ the business).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -41,7 +40,7 @@ import aiohttp
 from aiohttp import web
 
 from .callbacks import CallbackDispatcher
-from .emulator import Emulator, SandboxContext
+from .emulator import Emulator, SandboxContext, basic_auth_matches
 from .store import StoredMessage
 from .twilio import num_segments
 
@@ -160,16 +159,8 @@ class VonageEmulator(Emulator):
     # -- Messages API ----------------------------------------------------------------------
 
     def _authorized(self, request: web.Request) -> bool:
-        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(encoded.strip()).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
         config = self.ctx.config
-        return (hmac.compare_digest(user.encode(), config.vonage_api_key.encode())
-                and hmac.compare_digest(password.encode(), config.vonage_api_secret.encode()))
+        return basic_auth_matches(request, config.vonage_api_key, config.vonage_api_secret)
 
     async def send_message(self, request: web.Request) -> web.Response:
         return await self.handle_provider_request(request, self._accept)
