@@ -122,6 +122,7 @@ class Browsers:
         accepted: dict[int, float] = {}
         api_ms: list[float] = []
         outcomes: dict[str, int] = {}
+        samples: dict[str, str] = {}
 
         async def post(session: aiohttp.ClientSession, i: int, scheduled: float) -> None:
             body = json.dumps({"recipients": [recipients[i % len(recipients)]],
@@ -130,8 +131,10 @@ class Browsers:
             outcome = "error"
             try:
                 async with session.post(url, data=body, headers=headers) as resp:
-                    await resp.read()
+                    raw = await resp.read()
                     outcome = str(resp.status)
+                    if resp.status != 202:
+                        samples.setdefault(outcome, raw[:300].decode("utf-8", "replace"))
                     if resp.status == 202:
                         accepted[i] = time.time()
                         api_ms.append((time.perf_counter() - scheduled) * 1000)
@@ -157,7 +160,7 @@ class Browsers:
         latencies = [(self.arrived[i] - at) * 1000 for i, at in accepted.items() if i in self.arrived]
         return {
             "type": "sent", "rate": rate, "duration_s": duration, "sent": total,
-            "accepted": len(accepted), "outcomes": outcomes,
+            "accepted": len(accepted), "outcomes": outcomes, "error_samples": samples,
             "arrived": len(latencies), "missing": len(accepted) - len(latencies),
             "accept_to_event_ms": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
                                    "p99": percentile(latencies, 0.99),
