@@ -9,7 +9,8 @@
 5. In-app notifications through the API (`channels: ["in_app"]`, one recipient each, round
    robin over the connected recipients) at `--stream-rate` per second for
    `--stream-duration` seconds: from each 202 to the message event on its recipient's
-   connection (p50/p95/p99), through the Procfile's Celery workers, PostgreSQL and Redis.
+   connection (p50/p95/p99), through the Procfile's Celery workers, PostgreSQL and Redis;
+   and from the worker's store (the message's created_at) to the event: the stream's share.
 
 Needs Django set up (imported by the runner after setup)."""
 
@@ -227,5 +228,6 @@ def streams_phase(bench: Bench, stack: Stack, opts: NewPhaseOptions) -> dict[str
     }
     log(f"streams: {connected['open']} connections, {result['stream_process']['rss_kib_per_connection']} "
         f"KiB each; in-app accept→event p95 {sent['accept_to_event_ms']['p95']} ms "
-        f"({sent['missing']} missing); single send p50 {p50_without} → {p50_with} ms")
+        f"({sent['missing']} missing), stored→event p95 {sent['stored_to_event_ms']['p95']} ms; "
+        f"single send p50 {p50_without} → {p50_with} ms")
     return result
