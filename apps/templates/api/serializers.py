@@ -14,7 +14,7 @@ from ..rendering import CHANNELS
 
 RESERVED_KEYS = frozenset({"search"})  # `/templates/search` is an endpoint
 # Labelled like notifications.Channel, so the OpenAPI schema shares one enum.
-CHANNEL_CHOICES = [(c, c.title()) for c in CHANNELS]
+CHANNEL_CHOICES = [(c, c.replace("_", " ").title()) for c in CHANNELS]
 
 
 def _text(max_length: int) -> serializers.CharField:
@@ -212,5 +212,5 @@ class PreviewOutputSerializer(serializers.Serializer):
     channels = serializers.DictField(
         child=serializers.DictField(),
         help_text="email: subject/text/html · sms: body · whatsapp: body/content_sid · "
-                  "push: title/body/data",
+                  "push: title/body/data · in_app: title/body/action_url/data",
     )
