@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from apps.core.api import HealthApi, ReadyApi
 from apps.core.views import api_not_found, server_error
 from apps.notifications.state_metrics import metrics_view
+from apps.preferences.views import PreferenceCenterView
 from apps.privacy.api.views import RecipientEraseApi, RecipientExportApi
 from apps.recipients.api.views import RecipientDetailApi, RecipientDevicesApi
 
@@ -36,6 +37,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
          name="redoc"),
     path("admin/", admin.site.urls),
+    # The hosted preference center (a recipient's page, signed link; apps/preferences/views.py).
+    path("preferences/<str:token>/", PreferenceCenterView.as_view(), name="preference-center"),
     # django-prometheus' exposition plus the pipeline's state gauges (queue depth, oldest age…)
     path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("api/<path:rest>", api_not_found),

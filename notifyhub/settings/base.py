@@ -155,6 +155,9 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The project's own translations (the preference center: English and French), compiled .mo
+# files committed next to their .po (scripts/compile_messages.py rebuilds them without gettext).
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"
