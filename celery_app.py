@@ -79,6 +79,13 @@ app.conf.beat_schedule = {
         "schedule": settings.RETENTION_INTERVAL_SECONDS,
         "options": {"queue": Queue.MAINTENANCE.value, "expires": settings.RETENTION_INTERVAL_SECONDS},
     },
+    # In-app inbox (apps/inbox/services.py): expired messages, in batches within a budget.
+    "inbox-retention": {
+        "task": "inbox.inbox_messages_expire_task",
+        "schedule": settings.INBOX_RETENTION_INTERVAL_SECONDS,
+        "options": {"queue": Queue.MAINTENANCE.value,
+                    "expires": settings.INBOX_RETENTION_INTERVAL_SECONDS},
+    },
 }
 
 
@@ -102,4 +109,5 @@ def _trace_beat(**kwargs: object) -> None:
     tracing.configure("notifyhub-beat")  # its publishes start traces of their own
 
 
-app.autodiscover_tasks(["apps.notifications", "apps.scheduling", "apps.audit", "apps.webhooks.outbound"])
+app.autodiscover_tasks(["apps.notifications", "apps.scheduling", "apps.audit", "apps.webhooks.outbound",
+                        "apps.inbox"])

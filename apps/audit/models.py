@@ -30,6 +30,7 @@ ACTIONS = (
     "suppression.delete",
     "webhook.create", "webhook.delete", "webhook.rotate_secret", "webhook.test", "webhook.replay",
     "webhook.disable", "webhook.enable",
+    "client.inbox_secret_rotate",
     "staff.login", "staff.logout", "staff.login_failed", "staff.otp_enrolled",
     "staff.password_change",
     "user.create", "user.update", "user.delete", "user.password_change",

@@ -5,6 +5,8 @@ import uuid
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
+from apps.core.encrypted_fields import EncryptedCharField
+
 
 class Client(models.Model):
     """A tenant: one product team or service. Everything a client owns points here."""
@@ -42,6 +44,15 @@ class Client(models.Model):
                   '["vonage_sms", "twilio_sms"]}. Providers left out follow in the service\'s '
                   'order (CHANNEL_PROVIDERS). Empty: the service\'s order.',
     )
+    # The in-app inbox (docs/inbox.md): the key recipient tokens are signed with (HS256),
+    # encrypted at rest, shown once when it is (re)generated; and the browser origins allowed
+    # to call the inbox API (CORS).
+    inbox_signing_secret = EncryptedCharField(max_length=128, blank=True, editable=False)
+    inbox_allowed_origins = ArrayField(
+        models.CharField(max_length=200), default=list, blank=True,
+        help_text="Browser origins allowed to call the inbox API and its stream (CORS), e.g. "
+                  "https://app.example.com (scheme, host and port; no path). Empty: none.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -63,6 +74,11 @@ class Client(models.Model):
         problems = validate_provider_order(self.provider_order)
         if problems:
             errors["provider_order"] = problems
+        from apps.inbox.origins import validate_origins
+
+        problems = validate_origins(self.inbox_allowed_origins)
+        if problems:
+            errors["inbox_allowed_origins"] = problems
         if errors:
             raise ValidationError(errors)
 

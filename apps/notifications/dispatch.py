@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from apps.clients.models import Client
@@ -201,6 +201,8 @@ WITH input AS (
         due_at = CASE WHEN l.current THEN i.due_at ELSE d.due_at END,
         lease_until = CASE WHEN l.current THEN i.lease_until ELSE d.lease_until END,
         sent_at = CASE WHEN i.is_sent THEN COALESCE(d.sent_at, %(now)s) ELSE d.sent_at END,
+        delivered_at = CASE WHEN l.current AND i.status = 'delivered'
+                            THEN COALESCE(d.delivered_at, %(now)s) ELSE d.delivered_at END,
         completed_at = CASE WHEN i.is_final AND l.current THEN %(now)s ELSE d.completed_at END,
         updated_at = %(now)s
     FROM input AS i JOIN locked AS l ON l.id = i.id
@@ -380,8 +382,9 @@ def _row(
         "due_at": due_at.isoformat() if due_at else None,
         "lease_until": lease_until.isoformat() if lease_until else None,
         "segments": segments, "attempts_delta": attempts_delta,
-        "is_sent": status == DeliveryStatus.SENT,
-        "is_final": status in (DeliveryStatus.FAILED, DeliveryStatus.SUPPRESSED),
+        "is_sent": status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED),
+        "is_final": status in (DeliveryStatus.FAILED, DeliveryStatus.SUPPRESSED,
+                               DeliveryStatus.DELIVERED),
         "detail": {"attempt": attempt, **(detail or {})},
     }
 
@@ -405,6 +408,8 @@ def outcome_row(
     detail = {**(detail or {}), **result.detail}
     if result.outcome == Outcome.SENT:
         status, event = DeliveryStatus.SENT, "sent"
+    elif result.outcome == Outcome.DELIVERED:  # stored where it is read (in-app): final
+        status, event = DeliveryStatus.DELIVERED, "delivered"
     elif result.outcome == Outcome.RETRYABLE and attempt < policy.max_attempts:
         status, event = DeliveryStatus.RETRYING, "retry_scheduled"
         due_at = now + timedelta(seconds=policy.backoff(attempt, result.retry_after))
@@ -498,6 +503,8 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]],
         category=notification.category,
         metadata=notification.metadata,
         tokens=tuple(tokens.get(str(delivery.recipient_id), ())),
+        recipient_id=str(delivery.recipient_id),
+        action_url=rendered.action_url,
         data=rendered.data or {},
         provider_template_id=version.whatsapp_content_sid if delivery.channel == "whatsapp" else "",
         template_variables=notification.variables if delivery.channel == "whatsapp" else {},
@@ -802,7 +809,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                     client_id=delivery.client_id, channel=delivery.channel,
                     address=delivery.address, reason=result.error_code,
                     detail=result.error_message, delivery_id=delivery.id))
-            if status == DeliveryStatus.SENT:
+            if status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED):
                 report.sent += 1
             elif status == DeliveryStatus.RETRYING and due_at is not None:
                 report.retrying += 1
@@ -905,6 +912,20 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
     instrumentation.observe_outcomes(suppressed_rows, deliveries, now)
     if not_sent:
         frequency_cap_release(decisions=not_sent)
+
+    # Batched providers (in-app: stored, not called) take their messages in one call each,
+    # recorded in the same transaction; no gate.
+    batched: dict[Provider, list[tuple[Delivery, OutboundMessage]]] = defaultdict(list)
+    for delivery, message, providers in work:
+        if providers[0].batched:
+            batched[providers[0]].append((delivery, message))
+    if batched:
+        work = [item for item in work if not item[2][0].batched]
+        for store, stored in batched.items():
+            with transaction.atomic():
+                results = store.send_many([message for _, message in stored])
+                settle([(delivery, Attempt(result=result))
+                        for (delivery, _), result in zip(stored, results, strict=True)])
 
     # The gates are asked once for the chunk (one breaker read and one token take per
     # provider account), not for every message.

@@ -19,6 +19,7 @@ class Channel(models.TextChoices):
     SMS = "sms"
     WHATSAPP = "whatsapp"
     PUSH = "push"
+    IN_APP = "in_app", "In-app"
 
 
 class DeliveryStatus(models.TextChoices):

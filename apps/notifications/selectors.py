@@ -38,7 +38,8 @@ DELIVERY_PAGE_MAX = 500
 _TEMPLATE_CONTENT = [
     f"template_version__{f}" for f in (
         "subject", "text_body", "html_body", "required_variables", "push_body", "push_data",
-        "push_title", "sms_body", "whatsapp_body", "whatsapp_content_sid")
+        "push_title", "sms_body", "whatsapp_body", "whatsapp_content_sid", "in_app_title",
+        "in_app_body", "in_app_action_url", "in_app_data")
 ] + [f"template_version__template__{f}" for f in ("name", "channels", "sample_variables")]
 # What a page of deliveries shows: not the address (encrypted, decrypted on load) nor the
 # recipient's addresses, only the recipient's id.

@@ -25,6 +25,8 @@ from .snapshot import DEFAULTS, Preferences, cache_fill, cache_read
 from .timing import cap_window, quiet_until, zone
 
 DEFAULT_CRITICAL_CATEGORIES = frozenset({"security", "otp"})
+# Channels that make no sound: quiet hours do not hold them (docs/preferences.md, docs/inbox.md).
+SILENT_CHANNELS = frozenset({"in_app"})
 
 
 def critical_categories() -> frozenset[str]:
@@ -157,7 +159,9 @@ def _evaluate(check: PreferenceCheck, prefs: Preferences, now: datetime,
     if category in prefs.opted_out_categories:
         return Decision.suppress(Reason.CATEGORY_OPTED_OUT), None
     tz = zone(prefs.timezone or check.recipient_timezone)
-    window = prefs.channel_quiet_hours.get(check.channel) or prefs.quiet_hours
+    # Quiet hours hold what makes a sound; an in-app message waits in the inbox silently.
+    window = (None if check.channel in SILENT_CHANNELS
+              else prefs.channel_quiet_hours.get(check.channel) or prefs.quiet_hours)
     if window is not None:
         until = quiet_until(window=window, tz=tz, now=now)
         if until is not None:

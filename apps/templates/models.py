@@ -61,6 +61,12 @@ class TemplateVersion(models.Model):
     push_title = models.CharField(max_length=200, blank=True)
     push_body = models.TextField(blank=True)
     push_data = models.JSONField(default=dict, blank=True)
+    # In-app (the recipient's inbox, docs/inbox.md): title and body fall back to push's, then
+    # the email subject / text; the action URL and the data's string values are templates too.
+    in_app_title = models.CharField(max_length=500, blank=True)
+    in_app_body = models.TextField(blank=True)
+    in_app_action_url = models.CharField(max_length=2000, blank=True)
+    in_app_data = models.JSONField(default=dict, blank=True)
     # Variables the sources need, derived from them at creation (checked at accept time).
     required_variables = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

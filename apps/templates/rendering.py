@@ -26,11 +26,12 @@ from .environment import (
 BUILTIN_NAMES = frozenset({"recipient"})
 
 # Every channel a version can hold content for, in display order.
-CHANNELS: tuple[str, ...] = ("email", "sms", "whatsapp", "push")
+CHANNELS: tuple[str, ...] = ("email", "sms", "whatsapp", "push", "in_app")
 
 # The version fields that are template sources (push_data values are sources too).
 SOURCE_FIELDS: tuple[str, ...] = ("subject", "text_body", "html_body", "sms_body",
-                                  "whatsapp_body", "push_title", "push_body")
+                                  "whatsapp_body", "push_title", "push_body", "in_app_title",
+                                  "in_app_body", "in_app_action_url")
 
 
 class RenderError(Exception):
@@ -153,7 +154,9 @@ class RenderedMessage:
     subject: str = ""  # email subject, push title
     text: str = ""  # email text part, SMS / WhatsApp body, push body
     html: str = ""
-    data: dict[str, str] | None = None  # push data payload
+    # Push data payload (string values); in-app data (string values rendered, others kept).
+    data: dict[str, Any] | None = None
+    action_url: str = ""  # in-app: where the message leads
 
 
 def channel_sources(version: Any, channel: str) -> dict[str, str]:
@@ -168,6 +171,10 @@ def channel_sources(version: Any, channel: str) -> dict[str, str]:
     if channel == "push":
         return {"subject": version.push_title or version.subject,
                 "text": version.push_body or version.sms_body or version.text_body}
+    if channel == "in_app":
+        return {"subject": version.in_app_title or version.push_title or version.subject,
+                "text": version.in_app_body or version.push_body or version.text_body,
+                "action_url": version.in_app_action_url}
     return {}
 
 
@@ -175,6 +182,8 @@ def has_content_for(version: Any, channel: str) -> bool:
     if channel == "whatsapp" and version.whatsapp_content_sid:
         return True
     if channel == "push" and version.push_data:
+        return True
+    if channel == "in_app" and (version.in_app_title or version.in_app_data):
         return True
     sources = channel_sources(version, channel)
     return any(sources.get(part) for part in ("text", "html"))
@@ -187,6 +196,7 @@ def has_own_content_for(version: Any, channel: str) -> bool:
         "sms": version.sms_body,
         "whatsapp": version.whatsapp_body or version.whatsapp_content_sid,
         "push": version.push_title or version.push_body or version.push_data,
+        "in_app": version.in_app_title or version.in_app_body or version.in_app_data,
     }
     return bool(own.get(channel))
 
@@ -207,10 +217,17 @@ def render_for_channel(version: Any, channel: str, context: dict[str, Any]) -> R
             str(key): render_part(vid, f"push.data.{key}", str(value), context, html=False)
             for key, value in version.push_data.items()
         }
+    if channel == "in_app":
+        data = {
+            str(key): (render_part(vid, f"in_app.data.{key}", value, context, html=False)
+                       if isinstance(value, str) else value)
+            for key, value in (version.in_app_data or {}).items()
+        }
     # A subject/title is one line: a variable cannot add header lines to it.
     subject = _LINE_BREAKS.sub(" ", parts.get("subject", "")).strip()
     return RenderedMessage(subject=subject, text=parts.get("text", ""),
-                           html=parts.get("html", ""), data=data)
+                           html=parts.get("html", ""), data=data,
+                           action_url=parts.get("action_url", "").strip())
 
 
 @lru_cache(maxsize=2048)
@@ -236,6 +253,8 @@ def renders_alike(version: Any, channel: str) -> bool:
     sources = tuple(channel_sources(version, channel).values())
     if channel == "push" and version.push_data:
         sources += tuple(str(value) for value in version.push_data.values())
+    if channel == "in_app" and version.in_app_data:
+        sources += tuple(v for v in version.in_app_data.values() if isinstance(v, str))
     return _renders_alike(str(version.id), channel, sources)
 
 

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.accounts",
     "apps.privacy",
+    "apps.inbox",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +80,8 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.RejectNulCharactersMiddleware",
     "apps.core.middleware.RequestBodyGuardMiddleware",
+    # CORS for /api/v1/inbox/… only, per client's allowed origins (apps/inbox/cors.py).
+    "apps.inbox.cors.InboxCorsMiddleware",
     "apps.audit.middleware.AuditContextMiddleware",
     # Sessions, the logged-in user, its second factor and flash messages are for the admin and
     # other pages; the JSON API (/api/v1/, API keys) skips them (apps/core/middleware.py).
@@ -281,6 +284,8 @@ CHANNEL_PROVIDERS = {
     "sms": ["twilio_sms", "vonage_sms"],
     "whatsapp": ["twilio_whatsapp", "vonage_whatsapp"],
     "push": ["fcm"],
+    # The in-app inbox (apps/notifications/providers/in_app): stored, no provider is called.
+    "in_app": ["in_app"],
 }
 # Recipient preferences (apps/preferences): categories that bypass opt-outs, quiet hours and caps.
 PREFERENCES_CRITICAL_CATEGORIES = {
@@ -520,6 +525,25 @@ AUDIT_RETENTION_BATCH_SIZE = env_int("AUDIT_RETENTION_BATCH_SIZE", 10000)
 # A beat run stops after this long (it shares the maintenance workers with the relay
 # sweeper); the next run goes on where it stopped.
 RETENTION_TIME_BUDGET_SECONDS = env_float("RETENTION_TIME_BUDGET_SECONDS", 120.0)
+
+# --- In-app inbox (apps/inbox, docs/inbox.md) --------------------------------------------------
+# Recipient tokens: how long NotifyHub's last (1 h), and the longest any token may live,
+# offline-minted ones included.
+INBOX_TOKEN_TTL_SECONDS = env_int("INBOX_TOKEN_TTL_SECONDS", 3600)
+INBOX_TOKEN_MAX_TTL_SECONDS = env_int("INBOX_TOKEN_MAX_TTL_SECONDS", 86400)
+# Where browsers open the SSE stream (the async stream process; `make run` serves it on :8001).
+INBOX_STREAM_URL = env("INBOX_STREAM_URL", "http://127.0.0.1:8001/api/v1/inbox/stream")
+# Redis for the live fan-out (pub/sub channels notifyhub:inbox:<client>:<recipient>).
+INBOX_REDIS_URL = env("INBOX_REDIS_URL", REDIS_URL)
+# Messages expire (and are deleted by the retention task) this long after they were stored.
+INBOX_RETENTION_DAYS = env_int("INBOX_RETENTION_DAYS", 90)
+INBOX_RETENTION_INTERVAL_SECONDS = env_float("INBOX_RETENTION_INTERVAL_SECONDS", 3600.0)
+INBOX_RETENTION_BATCH_SIZE = env_int("INBOX_RETENTION_BATCH_SIZE", 5000)
+# Messages per page of GET /api/v1/inbox/messages (at most INBOX_MAX_PAGE_SIZE with ?limit=).
+INBOX_PAGE_SIZE = env_int("INBOX_PAGE_SIZE", 25)
+INBOX_MAX_PAGE_SIZE = env_int("INBOX_MAX_PAGE_SIZE", 100)
+# How long a process keeps the clients' allowed origins before reading them again.
+INBOX_CORS_CACHE_SECONDS = env_float("INBOX_CORS_CACHE_SECONDS", 30.0)
 
 # --- Client webhooks -------------------------------------------------------------------------
 # The network guard: webhooks never reach loopback, private, link-local, CGNAT … addresses

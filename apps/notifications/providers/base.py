@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -29,6 +30,7 @@ UNREACHABLE_CODES = frozenset({"connection_error", "timeout"})
 
 class Outcome(StrEnum):
     SENT = "sent"  # the provider accepted it; a receipt may follow
+    DELIVERED = "delivered"  # stored where the recipient reads it (in-app): final, no receipt
     RETRYABLE = "retryable"  # try again later (timeouts, 5xx, 429)
     PERMANENT = "permanent"  # never retry (invalid address, rejected content, 4xx)
 
@@ -48,12 +50,16 @@ class OutboundMessage:
     metadata: dict[str, Any] = field(default_factory=dict)
     # Push: the recipient's active device tokens (one message is fanned out to each).
     tokens: tuple[str, ...] = ()
-    # Push data payload; provider-side template (WhatsApp Content SID) and its variables.
-    data: dict[str, str] = field(default_factory=dict)
+    # Push data payload (string values); in-app data (any JSON); provider-side template
+    # (WhatsApp Content SID) and its variables.
+    data: dict[str, Any] = field(default_factory=dict)
     provider_template_id: str = ""
     template_variables: dict[str, Any] = field(default_factory=dict)
     # Email: extra headers (List-Unsubscribe, List-Unsubscribe-Post …).
     headers: dict[str, str] = field(default_factory=dict)
+    # In-app: whose inbox (Recipient.id), and where the message leads when clicked.
+    recipient_id: str = ""
+    action_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,11 @@ class SendResult:
         return cls(Outcome.SENT, provider, provider_message_id=message_id, **extra)
 
     @classmethod
+    def delivered(cls, provider: str, message_id: str, **extra: Any) -> SendResult:
+        """Stored at its destination (the in-app inbox): the delivery is `delivered` at once."""
+        return cls(Outcome.DELIVERED, provider, provider_message_id=message_id, **extra)
+
+    @classmethod
     def retryable(
         cls, provider: str, code: str, message: str, retry_after: float | None = None
     ) -> SendResult:
@@ -128,6 +139,10 @@ class Provider(ABC):
     # Where an empty value means "the SDK's default", i.e. the real provider: test mode
     # requires them too, so a test-mode provider never falls through to a real host.
     endpoint_settings: ClassVar[tuple[str, ...]] = ()
+    # A provider that stores instead of calling out (in-app): dispatch gives it a chunk's
+    # messages in one `send_many` call, in the transaction that records their outcomes, and
+    # asks no breaker or rate limit.
+    batched: ClassVar[bool] = False
 
     def __init__(self, mode: str = LIVE) -> None:
         if mode not in (LIVE, TEST):
@@ -165,6 +180,10 @@ class Provider(ABC):
             logger.warning("provider %s raised %s for delivery %s", self.name,
                            type(exc).__name__, message.delivery_id)
             return self.classify_exception(exc)
+
+    def send_many(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
+        """One result per message, in order (a batched provider does it in one go)."""
+        return [self.send(m) for m in messages]
 
     @abstractmethod
     def build_payload(self, message: OutboundMessage) -> Any:

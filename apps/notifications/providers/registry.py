@@ -24,7 +24,7 @@ from .base import LIVE, Provider
 from .declaration import ProviderDeclaration
 
 # One line per provider folder.
-FOLDERS: tuple[str, ...] = ("sendgrid", "smtp", "twilio", "vonage", "fcm")
+FOLDERS: tuple[str, ...] = ("sendgrid", "smtp", "twilio", "vonage", "fcm", "in_app")
 PACKAGE = "apps.notifications.providers"
 
 

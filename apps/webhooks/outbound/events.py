@@ -9,6 +9,9 @@ DELIVERY_BOUNCED = "delivery.bounced"
 DELIVERY_SUPPRESSED = "delivery.suppressed"
 DELIVERY_OPENED = "delivery.opened"
 DELIVERY_CLICKED = "delivery.clicked"
+# In-app engagement (apps/inbox): the recipient saw / read the message in their inbox.
+DELIVERY_SEEN = "delivery.seen"
+DELIVERY_READ = "delivery.read"
 NOTIFICATION_COMPLETED = "notification.completed"
 # Sent on request (POST /webhooks/{id}/test) whatever the endpoint subscribes to.
 WEBHOOK_TEST = "webhook.test"
@@ -21,6 +24,8 @@ EVENT_TYPES = (
     DELIVERY_SUPPRESSED,
     DELIVERY_OPENED,
     DELIVERY_CLICKED,
+    DELIVERY_SEEN,
+    DELIVERY_READ,
     NOTIFICATION_COMPLETED,
 )
 
@@ -36,6 +41,8 @@ STATUS_EVENTS = {
 ENGAGEMENT_EVENTS = {
     "opened": DELIVERY_OPENED,
     "clicked": DELIVERY_CLICKED,
+    "seen": DELIVERY_SEEN,
+    "read": DELIVERY_READ,
 }
 # Engagement details copied into the event's data.
 ENGAGEMENT_DETAIL_KEYS = ("url", "useragent")
