@@ -18,6 +18,8 @@
 #       celery -A celery_app worker -Q maintenance,normal,low -n bulk@%h --concurrency 2 --loglevel INFO
 #   docker run -d --restart unless-stopped --env-file prod.env notifyhub \
 #       celery -A celery_app worker -Q webhooks -n webhooks@%h --concurrency 4 --loglevel INFO
+#   docker run -d --restart unless-stopped -p 8001:8001 --ulimit nofile=65536:65536 \
+#       --env-file prod.env notifyhub python -m apps.stream --host 0.0.0.0 --port 8001  # stream
 #   docker run -d --restart unless-stopped --env-file prod.env notifyhub \
 #       celery -A celery_app beat --scheduler django_celery_beat.schedulers:DatabaseScheduler --loglevel INFO
 #
@@ -52,5 +54,5 @@ RUN SECRET_KEY=collectstatic-build-only \
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nologin app
 USER app
 
-EXPOSE 8000
+EXPOSE 8000 8001
 CMD ["gunicorn", "-c", "notifyhub/gunicorn.conf.py", "notifyhub.wsgi:application", "--bind", "0.0.0.0:8000"]

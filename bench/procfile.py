@@ -21,7 +21,7 @@ _LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 class Entry:
     name: str
     argv: list[str]
-    kind: str  # web | worker | beat | sandbox | other
+    kind: str  # web | worker | beat | stream | sandbox | other
     queues: tuple[str, ...] = ()
     concurrency: int | None = None
     options: dict[str, str] = field(default_factory=dict)
@@ -58,6 +58,8 @@ def parse(path: Path = PROCFILE) -> list[Entry]:
                                  int(concurrency) if concurrency else None))
         elif program == "celery" and "beat" in argv:
             entries.append(Entry(name, argv, "beat"))
+        elif "apps.stream" in argv:
+            entries.append(Entry(name, argv, "stream"))
         elif "sandbox" in argv:
             entries.append(Entry(name, argv, "sandbox"))
         else:
@@ -91,6 +93,16 @@ def web_command(entry: Entry, *, port: int) -> list[str]:
     argv = [str(gunicorn) if gunicorn.exists() else "gunicorn", *entry.argv[1:]]
     argv = _replace_option(argv, ("--bind", "-b"), f"127.0.0.1:{port}")
     return [*argv, "--access-logfile", "/dev/null"]
+
+
+def stream_command(entry: Entry, *, port: int) -> list[str]:
+    """The Procfile's inbox stream process (`python -m apps.stream`) on `port`."""
+    argv = [sys.executable, *entry.argv[1:]]
+    return _replace_option(argv, ("--port",), str(port))
+
+
+def stream_entry(entries: list[Entry]) -> Entry | None:
+    return next((entry for entry in entries if entry.kind == "stream"), None)
 
 
 def worker_command(entry: Entry, *, tag: str) -> list[str]:

@@ -572,3 +572,19 @@ WEBHOOKS_CHUNK_SIZE = env_int("WEBHOOKS_CHUNK_SIZE", 10)
 WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS = env_int("WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS", 300)
 WEBHOOKS_MAX_ENDPOINTS_PER_CLIENT = env_int("WEBHOOKS_MAX_ENDPOINTS_PER_CLIENT", 20)
 WEBHOOKS_REPLAY_LIMIT = env_int("WEBHOOKS_REPLAY_LIMIT", 10000)
+
+# --- Inbox live stream (apps/stream; docs/inbox.md "Live stream") ------------------------------
+# A comment line to every connection this often, so proxies and browsers keep it open.
+INBOX_STREAM_HEARTBEAT_SECONDS = env_float("INBOX_STREAM_HEARTBEAT_SECONDS", 30.0)
+# The `retry:` hint: how long a browser waits before it reconnects.
+INBOX_STREAM_RETRY_MS = env_int("INBOX_STREAM_RETRY_MS", 3000)
+# Slow consumers: a connection with more events waiting while it catches up from the database,
+# or more bytes unsent, is closed (the browser reconnects with Last-Event-ID and replays).
+INBOX_STREAM_QUEUE_SIZE = env_int("INBOX_STREAM_QUEUE_SIZE", 100)
+INBOX_STREAM_MAX_BUFFER_BYTES = env_int("INBOX_STREAM_MAX_BUFFER_BYTES", 256 * 1024)
+# Messages per replay query (a replay reads pages until it is caught up).
+INBOX_STREAM_REPLAY_PAGE = env_int("INBOX_STREAM_REPLAY_PAGE", 200)
+# Threads (each with one database connection) that run the stream's short reads.
+INBOX_STREAM_DB_THREADS = env_int("INBOX_STREAM_DB_THREADS", 4)
+# Streams per process; past it a new one gets 503 with Retry-After.
+INBOX_STREAM_MAX_CONNECTIONS = env_int("INBOX_STREAM_MAX_CONNECTIONS", 20000)

@@ -1,0 +1,109 @@
+"""What the stream needs from apps/inbox, and the thread pool its database reads run in.
+
+The stream process is asyncio; Django's ORM is synchronous. Every read here is one short
+query run in a small pool of threads (`INBOX_STREAM_DB_THREADS`, each with its own database
+connection): a connection to the stream holds no database connection, and a reconnect storm
+queues on the pool instead of opening thousands of database sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.db import close_old_connections
+
+T = TypeVar("T")
+
+# Redis channels: notifyhub:inbox:<client_id>:<recipient_pk> (apps/inbox/live.py publishes).
+CHANNEL_PREFIX = "notifyhub:inbox:"
+CHANNEL_PATTERN = CHANNEL_PREFIX + "*"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Whose inbox a token opens."""
+
+    client_id: str
+    recipient_pk: str
+    recipient_id: str
+
+    @property
+    def key(self) -> str:
+        """The part of the Redis channel after CHANNEL_PREFIX."""
+        return f"{self.client_id}:{self.recipient_pk}"
+
+
+class Unauthorized(Exception):
+    """The token is missing, invalid, tampered with or expired (→ 401 with this code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def authenticate(token: str) -> Principal:
+    """The recipient a token names; raises Unauthorized."""
+    from apps.inbox.tokens import InvalidInboxToken, read_inbox_token
+
+    try:
+        principal = read_inbox_token(token)
+    except InvalidInboxToken as exc:
+        raise Unauthorized(getattr(exc, "code", "invalid_token"), str(exc)) from exc
+    return Principal(str(principal.client_id), str(principal.recipient_pk), str(principal.recipient_id))
+
+
+def origin_allowed(client_id: str, origin: str) -> bool:
+    """Whether the client allows `origin` (its `inbox_allowed_origins`, cached per process)."""
+    from apps.inbox.cors import origin_allowed as allowed
+
+    return bool(allowed(client_id, origin))
+
+
+def origin_allowed_by_any(origin: str) -> bool:
+    """Whether some client allows `origin`: enough for a preflight or a 401, which carry no
+    client's data."""
+    from apps.inbox.cors import origin_allowed_by_any as allowed
+
+    return bool(allowed(origin))
+
+
+def messages_after(principal: Principal, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+    """(seq, the message as the API shows it) of the messages after `seq`, oldest first."""
+    from apps.inbox.selectors import message_payload
+    from apps.inbox.selectors import messages_after as select
+
+    return [(int(m.seq), message_payload(m))
+            for m in select(principal.client_id, principal.recipient_pk, seq, limit)]
+
+
+def counts(principal: Principal) -> dict[str, Any]:
+    from apps.inbox.selectors import inbox_counts
+
+    return dict(inbox_counts(principal.client_id, principal.recipient_pk).as_dict())
+
+
+class Database:
+    """Runs synchronous ORM reads in a bounded thread pool, as a request would: connections
+    past their CONN_MAX_AGE, or broken, are closed before and after."""
+
+    def __init__(self, threads: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stream-db")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, functools.partial(_in_request, fn, *args))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _in_request(fn: Callable[..., T], *args: Any) -> T:
+    close_old_connections()
+    try:
+        return fn(*args)
+    finally:
+        close_old_connections()
