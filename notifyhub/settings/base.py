@@ -423,6 +423,9 @@ DEMO_API_KEY = env("DEMO_API_KEY", "nh_demo_localdevelopmentonly0000000000000000
 DEMO_TEST_API_KEY = env("DEMO_TEST_API_KEY", "nh_test_demolocaldevelopmentonly000000000000")
 DEMO_ADMIN_USERNAME = env("DEMO_ADMIN_USERNAME", "admin")
 DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD", "admin")
+# /demo/inbox/: the inbox widget for the demo recipient, minting tokens without an API key
+# (apps/core/demo_page.py). Local development only (settings/local.py turns it on).
+DEMO_PAGES = env_bool("DEMO_PAGES", False)
 
 # "text" (`make run`, the default here) or "json": one JSON object per line with time, level,
 # logger, message, request_id, client, notification_id, delivery_id, task and queue (the

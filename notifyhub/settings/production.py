@@ -42,6 +42,8 @@ PUBLIC_BASE_URL = os.environ["PUBLIC_BASE_URL"].rstrip("/")
 # `check` refuses real provider hosts here.
 TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY = os.environ.get("TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY", "")
 DEMO_API_KEY = ""
+# The demo page mints recipient tokens without an API key: never in production.
+DEMO_PAGES = False
 # Client webhooks never reach private networks in production (allow CIDRs explicitly with
 # WEBHOOKS_ALLOWED_NETWORKS).
 WEBHOOKS_ALLOW_PRIVATE_NETWORKS = False

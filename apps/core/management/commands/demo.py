@@ -25,7 +25,9 @@ TEMPLATES: list[dict[str, Any]] = [
     {
         "key": "welcome",
         "name": "Welcome email",
-        "channels": ["email"],
+        # in_app renders the subject and text body (or in-app content of its own) into the
+        # recipient's inbox: the demo page's widget (/demo/inbox/) shows it.
+        "channels": ["email", "in_app"],
         "category": "transactional",
         "subject": "Welcome to Acme, {{ name }}!",
         "text_body": "Hi {{ name }},\n\nThanks for joining Acme.\n",
@@ -67,6 +69,9 @@ RECIPIENTS: list[dict[str, Any]] = [
 ]
 
 
+# Where `make run` serves the inbox widget's demo page (CORS for the inbox API and stream).
+DEMO_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
+
 # Demo staff, one per role: username → role. Their password is the username (local use only).
 DEMO_STAFF = {"product": PRODUCT_TEAM, "support": SUPPORT, "administrator": ADMINISTRATOR}
 
@@ -83,6 +88,10 @@ class Command(BaseCommand):
         if not raw_key:
             raise CommandError("DEMO_API_KEY is empty: the demo is for local use only.")
         client, _ = Client.objects.get_or_create(slug="demo", defaults={"name": "Demo client"})
+        # The demo page (/demo/inbox/, on the web process) calls the stream on another port.
+        origins = sorted(set(client.inbox_allowed_origins or []) | set(DEMO_ORIGINS))
+        if origins != list(client.inbox_allowed_origins or []):
+            Client.objects.filter(pk=client.pk).update(inbox_allowed_origins=origins)
         # The demo keys hold every scope: a live key, and a test key (sandbox only).
         demo_keys = [("demo", raw_key, KeyMode.LIVE)]
         if settings.DEMO_TEST_API_KEY:
@@ -134,6 +143,7 @@ class Command(BaseCommand):
             "staff": staff,
             "templates": templates,
             "recipients": [r["id"] for r in RECIPIENTS],
+            "inbox_demo_url": "http://127.0.0.1:8000/demo/inbox/",
             "example_send": {
                 "recipients": ["demo_user"],
                 "template_id": "welcome",
