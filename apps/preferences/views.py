@@ -33,9 +33,11 @@ def page_language(locale: str) -> str:
 
 
 def _private(response: HttpResponse) -> HttpResponse:
-    # The token is a credential: keep it out of caches, Referer headers and search engines.
+    # The token is a credential: keep it out of caches, other sites' Referer headers and
+    # search engines. `same-origin`, not `no-referrer`: under no-referrer a browser posts the
+    # form with `Origin: null`, which CSRF's origin check refuses.
     response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "same-origin"
     response["X-Robots-Tag"] = "noindex"
     return response
 

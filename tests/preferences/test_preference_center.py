@@ -67,7 +67,7 @@ def test_the_page_shows_channels_categories_and_critical_ones_locked(page: str) 
     assert 'id="category-opt_out_confirmation"' not in html
     assert '<option value="Europe/Paris" selected>' in html
     assert response["Cache-Control"] == "no-store"
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
 
 
 def test_saving_records_only_the_changes_with_consent_evidence(page: str, ada: Any) -> None:
