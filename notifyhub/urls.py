@@ -20,6 +20,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.scheduling.api.urls")),
     path("", include("apps.webhooks.api.urls")),
     path("", include("apps.audit.api.urls")),
+    path("", include("apps.inbox.api.urls")),
     path("recipients/<str:external_id>", RecipientDetailApi.as_view(), name="recipient-detail"),
     path("recipients/<str:external_id>/devices", RecipientDevicesApi.as_view(),
          name="recipient-devices"),

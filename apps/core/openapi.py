@@ -219,7 +219,8 @@ class ScopedAutoSchema(AutoSchema):
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
-        if not operation or not any(r for r in operation.get("security", [])):
+        # Only API-key operations have scopes (the inbox's take a recipient token instead).
+        if not operation or not any("ApiKey" in r for r in operation.get("security", [])):
             return operation
         from apps.clients.scopes import declared_scopes
 

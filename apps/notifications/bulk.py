@@ -586,6 +586,8 @@ class PlannedRecipient:
         """A marker ("x") where the recipient has an address for the channel, else ""."""
         if channel == "push":
             present = self.has_active_device
+        elif channel == "in_app":  # everyone has an inbox
+            present = True
         elif channel == "whatsapp":
             present = bool(self.addresses & {"whatsapp", "phone"})
         else:

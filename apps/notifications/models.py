@@ -137,7 +137,7 @@ class Notification(models.Model):
             # few of a client's notifications use is not a scan of all of them.
             *(models.Index(fields=["client", "-created_at"], name=f"notification_client_{c}",
                            condition=Q(channels__contains=[c]))
-              for c in ("email", "sms", "whatsapp", "push")),
+              for c in ("email", "sms", "whatsapp", "push", "in_app")),
             # Notifications of jobs still expanding (few, short-lived).
             models.Index(fields=["accept_job"], name="notification_accept_job",
                          condition=Q(accept_job__isnull=False)),

@@ -43,7 +43,7 @@ def validate_overrides(value: Any) -> list[str]:
         return ["Must be an object: {\"*\": {...}, \"sms\": {...}}."]
     problems = []
     for scope, overrides in value.items():
-        if scope not in ("*", "email", "sms", "whatsapp", "push"):
+        if scope not in ("*", "email", "sms", "whatsapp", "push", "in_app"):
             problems.append(f"Unknown channel '{scope}'.")
         elif not isinstance(overrides, dict) or set(overrides) - _KEYS:
             problems.append(f"'{scope}' may set only: {', '.join(sorted(_KEYS))}.")

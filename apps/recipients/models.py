@@ -64,6 +64,8 @@ class Recipient(models.Model):
         active devices, resolved at send time: the recipient id stands in as its address."""
         if channel == "push":
             return self.external_id if getattr(self, "has_active_device", False) else ""
+        if channel == "in_app":  # everyone has an inbox, known by their id
+            return self.external_id
         # Only the channel's own fields are read: the others may be deferred (not decrypted).
         if channel == "email":
             return self.email

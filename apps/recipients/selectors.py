@@ -20,7 +20,7 @@ def recipient_get(*, client: Client, external_id: str) -> Recipient:
 
 # The (encrypted) address fields each channel reads (Recipient.address_for).
 CHANNEL_ADDRESS_FIELDS = {"email": ("email",), "sms": ("phone",), "whatsapp": ("whatsapp", "phone"),
-                          "push": ()}
+                          "push": (), "in_app": ()}
 
 
 def recipients_by_external_id(

@@ -32,6 +32,7 @@ from .models import Template, TemplateActiveVersion, TemplateVersion
 from .rendering import (
     CHANNELS,
     RenderError,
+    is_safe_action_url,
     preview_channel,
     preview_channels,
     preview_context,
@@ -103,6 +104,21 @@ class ContentFormMixin(forms.Form):
     push_data = CheckedJSONFormField(required=False, initial=dict,
                                 help_text='A JSON object of strings, e.g. {"url": "/orders/{{ id }}"}.')
 
+    in_app_title = ContentField(max_length=500, label="In-app title")
+    in_app_body = ContentField(widget=_area(3), label="In-app body")
+    in_app_action_url = ContentField(max_length=2000, label="In-app action URL",
+                                     widget=forms.TextInput(attrs={"size": 100}),
+                                     help_text="http(s) URL or /path; may use variables.")
+    in_app_data = CheckedJSONFormField(required=False, initial=dict, label="In-app data",
+                                       help_text='A JSON object; string values are templates, '
+                                                 'e.g. {"order": "{{ orderId }}"}.')
+
+    def clean_in_app_data(self) -> dict[str, Any]:
+        value = self.cleaned_data.get("in_app_data") or {}
+        if not isinstance(value, dict):
+            raise ValidationError("Must be a JSON object.")
+        return value
+
     def clean_push_data(self) -> dict[str, str]:
         value = self.cleaned_data.get("push_data") or {}
         if not isinstance(value, dict):
@@ -118,6 +134,9 @@ class ContentFormMixin(forms.Form):
             whatsapp_content_sid=data.get("whatsapp_content_sid") or "",
             push_title=data.get("push_title") or "", push_body=data.get("push_body") or "",
             push_data=data.get("push_data") or {},
+            in_app_title=data.get("in_app_title") or "", in_app_body=data.get("in_app_body") or "",
+            in_app_action_url=data.get("in_app_action_url") or "",
+            in_app_data=data.get("in_app_data") or {},
         )
 
     def check_content(self, content: VersionContent) -> None:
@@ -131,7 +150,13 @@ class ContentFormMixin(forms.Form):
                 html_body=content["html_body"], sms_body=content["sms_body"],
                 whatsapp_body=content["whatsapp_body"], push_title=content["push_title"],
                 push_body=content["push_body"], push_data=content["push_data"],
+                in_app_title=content["in_app_title"], in_app_body=content["in_app_body"],
+                in_app_action_url=content["in_app_action_url"],
+                in_app_data=content["in_app_data"],
             ))
+            if content["in_app_action_url"] and not is_safe_action_url(
+                    content["in_app_action_url"], template=True):
+                self.add_error("in_app_action_url", "An http(s) URL or a path starting with /.")
         except RenderError as exc:
             field = exc.part.split(".")[0] if exc.part else None
             self.add_error(field if field in self.fields else None, str(exc))
@@ -140,7 +165,9 @@ class ContentFormMixin(forms.Form):
 def _content_of(version: TemplateVersion | None) -> VersionContent:
     if version is None:
         return VersionContent(subject="", text_body="", html_body="", sms_body="", whatsapp_body="",
-                              whatsapp_content_sid="", push_title="", push_body="", push_data={})
+                              whatsapp_content_sid="", push_title="", push_body="", push_data={},
+                              in_app_title="", in_app_body="", in_app_action_url="",
+                              in_app_data={})
     return VersionContent(**{part: getattr(version, part) for part in CONTENT_PARTS})  # type: ignore[typeddict-item]
 
 

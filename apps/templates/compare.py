@@ -9,7 +9,9 @@ from typing import Any
 
 # Content fields in the order the admin shows them.
 CONTENT_PARTS: tuple[str, ...] = ("subject", "text_body", "html_body", "sms_body", "whatsapp_body",
-                                  "whatsapp_content_sid", "push_title", "push_body", "push_data")
+                                  "whatsapp_content_sid", "push_title", "push_body", "push_data",
+                                  "in_app_title", "in_app_body", "in_app_action_url",
+                                  "in_app_data")
 
 
 def sample_variables_for(version: Any, samples: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -23,7 +25,7 @@ def sample_variables_for(version: Any, samples: Mapping[str, Any] | None) -> dic
 
 def part_text(version: Any, part: str) -> str:
     value = getattr(version, part) if version is not None else ""
-    if part == "push_data":
+    if part in ("push_data", "in_app_data"):
         return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) if value else ""
     return str(value or "")
 

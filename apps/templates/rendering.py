@@ -63,13 +63,18 @@ class RenderedEmail:
 def source_parts(
     *, subject: str = "", text_body: str = "", html_body: str = "", sms_body: str = "",
     whatsapp_body: str = "", push_title: str = "", push_body: str = "",
-    push_data: Mapping[str, Any] | None = None,
+    push_data: Mapping[str, Any] | None = None, in_app_title: str = "", in_app_body: str = "",
+    in_app_action_url: str = "", in_app_data: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Every template source of a version's content, by field name (`push_data.<key>`)."""
+    """Every template source of a version's content, by field name (`push_data.<key>`,
+    `in_app_data.<key>`: in-app data's string values only)."""
     parts = {"subject": subject, "text_body": text_body, "html_body": html_body,
              "sms_body": sms_body, "whatsapp_body": whatsapp_body, "push_title": push_title,
-             "push_body": push_body}
+             "push_body": push_body, "in_app_title": in_app_title, "in_app_body": in_app_body,
+             "in_app_action_url": in_app_action_url}
     parts.update({f"push_data.{key}": str(value) for key, value in (push_data or {}).items()})
+    parts.update({f"in_app_data.{key}": value for key, value in (in_app_data or {}).items()
+                  if isinstance(value, str)})
     return parts
 
 
@@ -201,7 +206,24 @@ def has_own_content_for(version: Any, channel: str) -> bool:
     return bool(own.get(channel))
 
 
+def is_safe_action_url(value: str, *, template: bool = False) -> bool:
+    """An in-app action URL a page may put in a link: http(s), or a path on the page's own
+    site (never `javascript:` and the like). `template`: a source starting with a variable is
+    decided when rendered."""
+    url = value.strip()
+    if template and url.startswith("{{"):
+        return True
+    lowered = url.lower()
+    return (lowered.startswith(("https://", "http://"))
+            or (url.startswith("/") and not url.startswith("//") and "\\" not in url))
+
+
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def _safe_or_empty(url: str) -> str:
+    url = url.strip()
+    return url if url and is_safe_action_url(url) else ""
 
 
 def render_for_channel(version: Any, channel: str, context: dict[str, Any]) -> RenderedMessage:
@@ -227,7 +249,7 @@ def render_for_channel(version: Any, channel: str, context: dict[str, Any]) -> R
     subject = _LINE_BREAKS.sub(" ", parts.get("subject", "")).strip()
     return RenderedMessage(subject=subject, text=parts.get("text", ""),
                            html=parts.get("html", ""), data=data,
-                           action_url=parts.get("action_url", "").strip())
+                           action_url=_safe_or_empty(parts.get("action_url", "")))
 
 
 @lru_cache(maxsize=2048)

@@ -4,6 +4,7 @@ transaction. `Template.active_version` always mirrors the default locale's point
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypedDict
 
 from django.db import IntegrityError, connection, transaction
@@ -23,7 +24,14 @@ from .models import (
     TemplatePublication,
     TemplateVersion,
 )
-from .rendering import CHANNELS, RenderError, UnsafeTemplateError, required_variables, source_parts
+from .rendering import (
+    CHANNELS,
+    RenderError,
+    UnsafeTemplateError,
+    is_safe_action_url,
+    required_variables,
+    source_parts,
+)
 from .selectors import (
     default_locale_version,
     template_is_used,
@@ -43,6 +51,10 @@ class VersionContent(TypedDict, total=False):
     push_title: str
     push_body: str
     push_data: dict[str, str]
+    in_app_title: str
+    in_app_body: str
+    in_app_action_url: str
+    in_app_data: dict[str, Any]
 
 
 CONTENT_FIELDS: tuple[str, ...] = tuple(VersionContent.__annotations__)
@@ -63,6 +75,34 @@ def _checked_channels(channels: list[str]) -> list[str]:
             fields={"channels": [f"Use one or more of: {', '.join(CHANNELS)}."]},
         )
     return list(dict.fromkeys(channels))
+
+
+IN_APP_TITLE_MAX = 500
+IN_APP_ACTION_URL_MAX = 2000
+IN_APP_DATA_MAX_BYTES = 4096
+
+
+def _checked_in_app(title: str, action_url: str, data: Any) -> dict[str, Any]:
+    """In-app content that could never be stored or shown is refused here (422 naming the
+    field): a title over 500 characters, an action URL that is not http(s) or a path, data
+    that is not a small JSON object."""
+    errors: dict[str, list[str]] = {}
+    if len(title) > IN_APP_TITLE_MAX:
+        errors["in_app_title"] = [f"At most {IN_APP_TITLE_MAX} characters."]
+    if len(action_url) > IN_APP_ACTION_URL_MAX:
+        errors["in_app_action_url"] = [f"At most {IN_APP_ACTION_URL_MAX} characters."]
+    elif action_url and not is_safe_action_url(action_url, template=True):
+        errors["in_app_action_url"] = ["An http(s) URL or a path starting with /, e.g. "
+                                       "https://app.example.com/orders/{{ orderId }}."]
+    data = data if data is not None else {}
+    if not isinstance(data, dict):
+        errors["in_app_data"] = ["A JSON object."]
+    elif len(json.dumps(data, default=str)) > IN_APP_DATA_MAX_BYTES:
+        errors["in_app_data"] = [f"At most {IN_APP_DATA_MAX_BYTES} bytes of JSON."]
+    if errors:
+        raise ApplicationError("Invalid in-app content.", code="invalid_in_app_content",
+                               fields=errors)
+    return {str(k): v for k, v in data.items()}
 
 
 @transaction.atomic
@@ -186,6 +226,10 @@ def template_version_create(
     push_title: str = "",
     push_body: str = "",
     push_data: dict[str, str] | None = None,
+    in_app_title: str = "",
+    in_app_body: str = "",
+    in_app_action_url: str = "",
+    in_app_data: dict[str, Any] | None = None,
     locale: str | None = None,
     publish: bool = True,
     actor: str = "",
@@ -198,19 +242,21 @@ def template_version_create(
     variables (`{{ x.__class__ }}`, `{{ d.update() }}`); 422 `template_empty` for a version
     without any content."""
     push_data = {str(k): str(v) for k, v in (push_data or {}).items()}
+    in_app_data = _checked_in_app(in_app_title, in_app_action_url, in_app_data)
     locale = _checked_locale(locale or template.default_locale, "locale")
     try:
         required = required_variables(source_parts(
             subject=subject, text_body=text_body, html_body=html_body, sms_body=sms_body,
             whatsapp_body=whatsapp_body, push_title=push_title, push_body=push_body,
-            push_data=push_data,
+            push_data=push_data, in_app_title=in_app_title, in_app_body=in_app_body,
+            in_app_action_url=in_app_action_url, in_app_data=in_app_data,
         ))
     except RenderError as exc:
         code = "template_unsafe" if isinstance(exc, UnsafeTemplateError) else "template_syntax_error"
         raise ApplicationError(str(exc), code=code,
                                fields={exc.part: [str(exc)]} if exc.part else {}) from exc
     if not any((subject, text_body, html_body, sms_body, whatsapp_body, whatsapp_content_sid,
-                push_title, push_body, push_data)):
+                push_title, push_body, push_data, in_app_title, in_app_body, in_app_data)):
         raise ApplicationError("A version needs content for at least one channel.",
                                code="template_empty")
     Template.objects.select_for_update().filter(pk=template.pk).first()
@@ -229,6 +275,10 @@ def template_version_create(
         push_title=push_title,
         push_body=push_body,
         push_data=push_data,
+        in_app_title=in_app_title,
+        in_app_body=in_app_body,
+        in_app_action_url=in_app_action_url,
+        in_app_data=in_app_data,
         required_variables=required,
     )
     audit_record(action="template.version.create", client=template.client_id,

@@ -30,3 +30,9 @@ WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
 # No subscriptions cache: Redis is shared by concurrent test sessions whose rows are never
 # committed (the cache's own tests turn it on).
 WEBHOOKS_SUBSCRIPTIONS_CACHE_SECONDS = 0
+
+# --- In-app inbox ----------------------------------------------------------------------------
+# Live events on the tests' Redis database; the allowed origins read on every check (rows of
+# one test are not another's).
+INBOX_REDIS_URL = TEST_REDIS_URL
+INBOX_CORS_CACHE_SECONDS = 0

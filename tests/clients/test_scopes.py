@@ -15,6 +15,7 @@ from apps.clients.models import ApiKey, Scope, all_scopes
 from apps.clients.scopes import HasScope, declared_scopes, implemented_methods
 from apps.clients.services import api_key_create
 from apps.core.api import HealthApi, ReadyApi
+from apps.inbox.api.views import InboxApiView
 from apps.notifications.providers.twilio.receipts import TwilioInboundWebhookView
 from apps.notifications.providers.vonage.receipts import VonageInboundWebhookView
 from apps.preferences.api.unsubscribe import UnsubscribeView
@@ -24,9 +25,10 @@ from tests.factories import ClientFactory, TemplateFactory
 pytestmark = pytest.mark.django_db
 
 # Not key-authenticated on purpose: liveness/readiness, provider callbacks (signature-verified)
-# and the one-click unsubscribe link (signed token). Everything else needs a scope.
+# the one-click unsubscribe link (signed token) and the inbox (a recipient token, no API key:
+# tests/inbox/api). Everything else needs a scope.
 PUBLIC_VIEWS = (HealthApi, ReadyApi, ProviderWebhookView, TwilioInboundWebhookView,
-                VonageInboundWebhookView, UnsubscribeView)
+                VonageInboundWebhookView, UnsubscribeView, InboxApiView)
 
 SAMPLE_ARGS = {"uuid": "00000000-0000-4000-8000-000000000000", "int": "1", "str": "x", "path": "x"}
 

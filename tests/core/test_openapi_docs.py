@@ -32,8 +32,12 @@ def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             for method, op in ops.items() if method in WRITES | {"get"}]
 
 
+def _api_key(op: dict[str, Any]) -> bool:
+    return any("ApiKey" in requirement for requirement in op.get("security", []))
+
+
 def test_every_api_key_operation_names_the_scope_it_needs(schema: dict[str, Any]) -> None:
-    keyed = [(m, p, op) for m, p, op in operations(schema) if any(op.get("security", []))]
+    keyed = [(m, p, op) for m, p, op in operations(schema) if _api_key(op)]
     assert len(keyed) > 50
     for method, path, op in keyed:
         scopes = op.get("x-required-scopes")
@@ -49,6 +53,18 @@ def test_every_api_key_operation_names_the_scope_it_needs(schema: dict[str, Any]
 
 def test_an_operation_without_a_key_claims_no_scope(schema: dict[str, Any]) -> None:
     assert "x-required-scopes" not in schema["paths"]["/api/v1/health"]["get"]
+
+
+def test_the_inbox_operations_take_a_recipient_token_and_no_scope(schema: dict[str, Any]) -> None:
+    inbox = [(m, p, op) for m, p, op in operations(schema) if p.startswith("/api/v1/inbox/")]
+    assert len(inbox) == 8
+    for method, path, op in inbox:
+        assert op["security"] == [{"RecipientToken": []}], (method, path)
+        assert "x-required-scopes" not in op, (method, path)
+        assert any(p["name"] == "token" for p in op.get("parameters", [])), (method, path)
+    assert schema["components"]["securitySchemes"]["RecipientToken"]["bearerFormat"] == "JWT"
+    token = schema["paths"]["/api/v1/recipients/{external_id}/inbox-token"]["post"]
+    assert token["x-required-scopes"] == ["send", "read"]
 
 
 def test_every_request_body_has_an_example_that_its_schema_accepts(

@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from apps.audit.models import AuditLog
+from apps.inbox.models import InboxMessage
+from apps.inbox.tokens import encode_inbox_token, mint_inbox_token
+from apps.notifications.dispatch import deliveries_dispatch
 from apps.notifications.models import Delivery, Notification
+from apps.notifications.services import notification_send
 from apps.recipients.models import Recipient
 from apps.webhooks.models import WebhookMessage
 
@@ -53,6 +59,9 @@ NOT_AUTO_FILLED: dict[str, str] = {
     "preferences-unsubscribe": "public page: the signed token is the credential, it names one "
                                "recipient (tests/preferences/test_unsubscribe.py; forged token "
                                "below)",
+    **{f"inbox-message-{action}": "a recipient token, not an API key, names the inbox: "
+                                  "test_inbox_routes_open_only_the_tokens_own_inbox"
+       for action in ("read", "seen", "unread", "archive")},
 }
 # Routes without parameters that have no GET (their bodies are covered elsewhere).
 NO_LIST: dict[str, str] = {
@@ -69,6 +78,7 @@ NO_LIST: dict[str, str] = {
     "webhook-vonage": "provider callback: signed by the provider, no API key",
     "webhook-vonage-inbound": "provider callback (STOP/START): signed by Vonage, no API key",
     "webhook-test-vonage": "test-mode provider callback: signed by the sandbox, no API key",
+    "inbox-read-all": "recipient token: test_inbox_routes_open_only_the_tokens_own_inbox",
 }
 # (route, method) that legitimately do not answer 404 for another client's id.
 NOT_404: dict[tuple[str, str], str] = {
@@ -403,3 +413,82 @@ def test_the_same_idempotency_key_in_two_clients_is_two_requests() -> None:
     assert segment_first.status_code == segment_second.status_code == 202, _answer(segment_second)
     [beta_sent] = segment_second.json()["notifications"]
     assert Notification.objects.get(id=beta_sent).client_id == beta.client.id
+
+
+# --- The inbox: a recipient token opens its own inbox and nothing else ------------------------
+
+INBOX_ROUTES = [r for r in ROUTES if r.name.startswith("inbox-")]
+
+
+def _in_app_message(world: World, recipient: str) -> InboxMessage:
+    outcome = notification_send(client=world.client, template_id=world.template_key,
+                                channels=["in_app"], variables={"name": "Ada"},
+                                recipients=[recipient])
+    delivery_ids = [str(i) for i in outcome.notification.deliveries.values_list("id", flat=True)]
+    deliveries_dispatch(delivery_ids=delivery_ids)
+    return InboxMessage.objects.get(delivery_id=delivery_ids[0])
+
+
+def _token_client(token: str) -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return api
+
+
+@pytest.mark.django_db
+def test_inbox_routes_open_only_the_tokens_own_inbox() -> None:
+    """Every inbox route, called with tokens that are not alpha's recipient's: beta's own
+    recipient, beta's recipient with the same id as alpha's, a token naming alpha's recipient
+    but signed with beta's secret, alpha's recipient's token expired or tampered. None sees or
+    changes alpha's inbox; alpha's own token then works on every route."""
+    alpha, beta = two_worlds()
+    assert {r.name for r in INBOX_ROUTES} >= {
+        "inbox-messages", "inbox-counts", "inbox-me", "inbox-read-all", "inbox-message-read",
+        "inbox-message-seen", "inbox-message-unread", "inbox-message-archive"}
+    alpha_message = _in_app_message(alpha, alpha.recipient)
+    _in_app_message(beta, beta.recipient)
+    alpha_recipient = Recipient.objects.get(client=alpha.client, external_id=alpha.recipient)
+    twin = Recipient.objects.create(client=beta.client, external_id=alpha.recipient)
+    beta_recipient = Recipient.objects.get(client=beta.client, external_id=beta.recipient)
+    mint_inbox_token(beta.client, beta_recipient)
+    beta.client.refresh_from_db()
+    now = timezone.now()
+    other_inboxes = {
+        "beta's recipient": mint_inbox_token(beta.client, beta_recipient).token,
+        "beta's recipient with alpha's id": mint_inbox_token(beta.client, twin).token,
+    }
+    refused = {
+        "alpha's recipient signed with beta's secret": encode_inbox_token(
+            secret=beta.client.inbox_signing_secret, client_id=str(alpha.client.id),
+            recipient_id=alpha.recipient, expires_at=now + timedelta(minutes=5),
+            issued_at=now),
+        "alpha's recipient, expired": mint_inbox_token(
+            alpha.client, alpha_recipient, ttl=timedelta(seconds=-120)).token,
+        "alpha's recipient, tampered": mint_inbox_token(alpha.client, alpha_recipient).token[:-3]
+        + "xyz",
+    }
+    alpha_changes = unchanged(alpha.client)
+    # Alpha's recipient id is also the twin's own (beta's) id: ids and addresses decide.
+    markers = (alpha.markers() - {alpha.recipient}) | {str(alpha_message.id)}
+    values = {"message_id": alpha_message.id}
+
+    for label, token in {**other_inboxes, **refused}.items():
+        caller = _token_client(token)
+        for route in INBOX_ROUTES:
+            for method in route.methods:
+                response = getattr(caller, method.lower())(route.url(values))
+                where = f"{method} {route.template} with {label}"
+                if label in refused:
+                    assert response.status_code == 401, f"{where}: {_answer(response)}"
+                elif route.params:
+                    assert response.status_code == 404, f"{where}: {_answer(response)}"
+                else:
+                    assert response.status_code == 200, f"{where}: {_answer(response)}"
+                    assert _leaks(response.content, markers) == [], where
+    assert alpha_changes() == []
+
+    own = _token_client(mint_inbox_token(alpha.client, alpha_recipient).token)
+    for route in INBOX_ROUTES:
+        for method in route.methods:
+            response = getattr(own, method.lower())(route.url(values))
+            assert response.status_code == 200, f"{method} {route.template}: {_answer(response)}"

@@ -42,7 +42,8 @@ class RejectUnknownFieldsMixin:
 
 # A version needs content for at least one channel (422 template_empty otherwise).
 CONTENT_FIELDS = ["subject", "text_body", "html_body", "sms_body", "whatsapp_body",
-                  "whatsapp_content_sid", "push_title", "push_body", "push_data"]
+                  "whatsapp_content_sid", "push_title", "push_body", "push_data",
+                  "in_app_title", "in_app_body", "in_app_data"]
 
 
 @extend_schema_serializer(extensions={"x-at-least-one-of": CONTENT_FIELDS})
@@ -60,6 +61,12 @@ class VersionContentSerializer(StrictTypesMixin, serializers.Serializer):
         child=serializers.CharField(allow_blank=True, max_length=4_000, trim_whitespace=False),
         required=False,
     )
+    # In-app (docs/inbox.md): title and body fall back to push's, then the email's.
+    in_app_title = _text(500)
+    in_app_body = _text(10_000)
+    in_app_action_url = _text(2_000)
+    in_app_data = serializers.DictField(
+        required=False, help_text="Any JSON object (4 KB at most); string values are templates.")
 
 
 @extend_schema_serializer(extensions={"x-reject-unknown": True})
@@ -143,7 +150,8 @@ class VersionOutputSerializer(serializers.ModelSerializer):
         model = TemplateVersion
         fields = ["id", "number", "locale", "status", "published_at", "required_variables",
                   "subject", "text_body", "html_body", "sms_body", "whatsapp_body",
-                  "whatsapp_content_sid", "push_title", "push_body", "push_data", "created_at"]
+                  "whatsapp_content_sid", "push_title", "push_body", "push_data", "in_app_title",
+                  "in_app_body", "in_app_action_url", "in_app_data", "created_at"]
 
     def get_status(self, obj: TemplateVersion) -> str:
         if getattr(obj, "is_active", False):
