@@ -292,7 +292,7 @@
 
   Inbox.prototype._loadPage = function () {
     var self = this;
-    var path = "/inbox/messages?status=all&limit=" + this.pageSize;
+    var path = "/inbox/messages?status=all&page_size=" + this.pageSize;
     if (this.next) {
       path = /^https?:/.test(this.next) ? this.next : path + "&cursor=" + encodeURIComponent(this.next);
     }
