@@ -19,7 +19,7 @@ from .phases import NewPhaseOptions
 from .processes import ProcessError, log
 from .runner import Bench, Options, install_sigterm_handler
 
-PHASES = ("single", "ceiling", "fanout", "priorities")
+PHASES = ("single", "ceiling", "fanout", "priorities", "streams")
 
 
 def _positive(value: str) -> int:
@@ -95,7 +95,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(bench/loadgen.py), then CPU per notification of every process; ceiling: the SendGrid "
         "SDK alone from DISPATCH_CONCURRENCY x worker processes threads; fanout: one bulk "
         "request of N items and one send to N inline recipients; priorities: critical/high "
-        "sends while a low/normal backlog drains; big (only with --big): reads with 10 million "
+        "sends while a low/normal backlog drains; streams: N inbox SSE connections held (memory), "
+        "in-app messages through the API to them (accept → event latency) and the API's "
+        "single-send latency with and without them; big (only with --big): reads with 10 million "
         "deliveries stored.",
     )
     new.add_argument("--phases", default=None,
@@ -118,6 +120,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      help="priorities: seconds of critical/high sends (default: 30)")
     new.add_argument("--phase-timeout", type=float, default=900.0,
                      help="seconds each wait of these phases may take (default: 900)")
+    new.add_argument("--streams", type=_positive, default=5000,
+                     help="streams: concurrent inbox stream connections (default: 5000)")
+    new.add_argument("--stream-rate", type=_positive_rate, default=100.0,
+                     help="streams: in-app messages per second to connected recipients (default: 100)")
+    new.add_argument("--stream-duration", type=float, default=20.0,
+                     help="streams: seconds of in-app messages (default: 20)")
+    new.add_argument("--stream-api-rate", type=_positive_rate, default=20.0,
+                     help="streams: single sends per second for the API latency with and without "
+                          "streams (default: 20)")
+    new.add_argument("--stream-api-duration", type=float, default=15.0,
+                     help="streams: seconds of each API latency measurement (default: 15)")
     new.add_argument("--big", action="store_true",
                      help="also the `big` phase: COPY 10 million deliveries, then time the reads")
     new.add_argument("--big-deliveries", type=_positive, default=10_000_000,
@@ -161,6 +174,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.fanout, args.backlog = 300, 300
         args.priority_rate, args.priority_duration = 4.0, 3.0
         args.timeout, args.phase_timeout = 120.0, 120.0
+        args.streams, args.stream_rate, args.stream_duration = min(args.streams, 200), 20.0, 3.0
+        args.stream_api_rate, args.stream_api_duration = 10.0, 3.0
     if args.channels_only and args.skip_sms and args.skip_push and not args.phase_list and not args.big:
         parser.error("--channels-only with --skip-sms and --skip-push leaves nothing to run")
     return args
@@ -179,7 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                           rates=args.rate_list, rate_duration=args.rate_duration,
                           ceiling_sends=args.ceiling_sends or args.deliveries, fanout=args.fanout,
                           backlog=args.backlog, priority_rate=args.priority_rate,
-                          priority_duration=args.priority_duration, timeout=args.phase_timeout),
+                          priority_duration=args.priority_duration, timeout=args.phase_timeout,
+                          streams=args.streams, stream_rate=args.stream_rate,
+                          stream_duration=args.stream_duration,
+                          stream_api_rate=args.stream_api_rate,
+                          stream_api_duration=args.stream_api_duration),
                       big=BigOptions(deliveries=args.big_deliveries,
                                      per_notification=args.big_per_notification,
                                      reads=args.big_reads) if args.big else None)

@@ -57,6 +57,13 @@ class NewPhaseOptions:
     priority_rate: float = 4.0  # critical + high sends per second (alternating)
     priority_duration: float = 30.0
     timeout: float = 900.0  # per wait in these phases
+    # streams (bench/streams.py)
+    streams: int = 5000
+    stream_rate: float = 100.0  # in-app messages per second
+    stream_duration: float = 20.0
+    stream_api_rate: float = 20.0  # single sends per second for the API latency comparison
+    stream_api_duration: float = 15.0
+    stream_connect_concurrency: int = 200
 
 
 # -- the Procfile's workers ----------------------------------------------------------------

@@ -73,7 +73,7 @@ class Options:
     skip_push: bool = False
     channels_only: bool = False  # only the SMS and push phases
     # Issue 8's phases (bench/phases.py), on the Procfile's process layout.
-    phases: tuple[str, ...] = ("single", "ceiling", "fanout", "priorities")
+    phases: tuple[str, ...] = ("single", "ceiling", "fanout", "priorities", "streams")
     new: Any = None  # phases.NewPhaseOptions
     big: Any = None  # big.BigOptions, or None: no `big` phase
     smoke: bool = False
@@ -509,7 +509,7 @@ class Bench:
 
         from . import phases
 
-        wanted = [name for name in ("single", "ceiling", "fanout", "priorities")
+        wanted = [name for name in ("single", "ceiling", "fanout", "priorities", "streams")
                   if name in self.options.phases]
         if not wanted:
             return {}
@@ -517,8 +517,11 @@ class Bench:
         self.stack = phases.Stack(self.child_env, self.workdir, self.procfile)
         self.stack.start(timeout=STARTUP_TIMEOUT)
         out: dict[str, Any] = {}
+        from .streams import streams_phase
+
         functions = {"single": phases.single_phase, "ceiling": phases.ceiling_phase,
-                     "fanout": phases.fanout_phase, "priorities": phases.priorities_phase}
+                     "fanout": phases.fanout_phase, "priorities": phases.priorities_phase,
+                     "streams": streams_phase}
         try:
             for name in wanted:
                 started = time.monotonic()
@@ -628,6 +631,7 @@ class Bench:
             "ceiling": ceiling,
             "fanout": new.get("fanout"),
             "priorities": new.get("priorities"),
+            "streams": new.get("streams"),
             "big": big,
             "callback_answers_5xx": {
                 name: phase.get("callback_answers_5xx") for name, phase in (

@@ -16,11 +16,18 @@ from typing import Any, TypeVar
 
 from django.db import close_old_connections
 
-T = TypeVar("T")
+from apps.inbox import cors
 
 # Redis channels: notifyhub:inbox:<client_id>:<recipient_pk> (apps/inbox/live.py publishes).
-CHANNEL_PREFIX = "notifyhub:inbox:"
-CHANNEL_PATTERN = CHANNEL_PREFIX + "*"
+from apps.inbox.live import CHANNEL_PATTERN, CHANNEL_PREFIX
+from apps.inbox.selectors import inbox_counts, message_payload
+from apps.inbox.selectors import messages_after as select_messages_after
+from apps.inbox.tokens import InvalidInboxToken, read_inbox_token
+
+T = TypeVar("T")
+
+__all__ = ["CHANNEL_PATTERN", "CHANNEL_PREFIX", "Database", "Principal", "Unauthorized",
+           "authenticate", "counts", "messages_after", "origin_allowed", "origin_allowed_by_any"]
 
 
 @dataclass(frozen=True)
@@ -47,42 +54,31 @@ class Unauthorized(Exception):
 
 def authenticate(token: str) -> Principal:
     """The recipient a token names; raises Unauthorized."""
-    from apps.inbox.tokens import InvalidInboxToken, read_inbox_token
-
     try:
         principal = read_inbox_token(token)
     except InvalidInboxToken as exc:
-        raise Unauthorized(getattr(exc, "code", "invalid_token"), str(exc)) from exc
+        raise Unauthorized(exc.code, str(exc)) from exc
     return Principal(str(principal.client_id), str(principal.recipient_pk), str(principal.recipient_id))
 
 
 def origin_allowed(client_id: str, origin: str) -> bool:
     """Whether the client allows `origin` (its `inbox_allowed_origins`, cached per process)."""
-    from apps.inbox.cors import origin_allowed as allowed
-
-    return bool(allowed(client_id, origin))
+    return bool(cors.origin_allowed(client_id, origin))
 
 
 def origin_allowed_by_any(origin: str) -> bool:
     """Whether some client allows `origin`: enough for a preflight or a 401, which carry no
     client's data."""
-    from apps.inbox.cors import origin_allowed_by_any as allowed
-
-    return bool(allowed(origin))
+    return bool(cors.origin_allowed_by_any(origin))
 
 
 def messages_after(principal: Principal, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
     """(seq, the message as the API shows it) of the messages after `seq`, oldest first."""
-    from apps.inbox.selectors import message_payload
-    from apps.inbox.selectors import messages_after as select
-
     return [(int(m.seq), message_payload(m))
-            for m in select(principal.client_id, principal.recipient_pk, seq, limit)]
+            for m in select_messages_after(principal.client_id, principal.recipient_pk, seq, limit)]
 
 
 def counts(principal: Principal) -> dict[str, Any]:
-    from apps.inbox.selectors import inbox_counts
-
     return dict(inbox_counts(principal.client_id, principal.recipient_pk).as_dict())
 
 

@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.db import DatabaseError
 
@@ -73,7 +73,7 @@ class Config:
         from django.conf import settings
 
         return cls(
-            redis_url=str(getattr(settings, "INBOX_REDIS_URL", settings.REDIS_URL)),
+            redis_url=settings.INBOX_REDIS_URL,
             heartbeat_seconds=float(settings.INBOX_STREAM_HEARTBEAT_SECONDS),
             retry_ms=int(settings.INBOX_STREAM_RETRY_MS),
             queue_size=int(settings.INBOX_STREAM_QUEUE_SIZE),
@@ -101,8 +101,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.server.connections.add(self)
         self.head_timer = asyncio.get_running_loop().call_later(
             self.server.config.head_timeout, self.abort)

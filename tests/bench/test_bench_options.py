@@ -72,7 +72,7 @@ def test_bad_channel_options_are_refused(argv: list[str]) -> None:
 
 def test_issue_8_phases_default_to_all_but_big_and_can_be_chosen_or_skipped() -> None:
     args = parse_args([])
-    assert args.phase_list == ("single", "ceiling", "fanout", "priorities")
+    assert args.phase_list == ("single", "ceiling", "fanout", "priorities", "streams")
     assert not args.big
     assert args.rate_list == (50.0, 150.0, 300.0) and args.rate_duration == 15.0
     assert (args.fanout, args.backlog) == (50_000, 100_000)
@@ -80,14 +80,15 @@ def test_issue_8_phases_default_to_all_but_big_and_can_be_chosen_or_skipped() ->
     args = parse_args(["--phases", "single,big", "--rates", "10,20", "--skip", "ceiling"])
     assert args.phase_list == ("single",) and args.big
     assert args.rate_list == (10.0, 20.0)
-    assert parse_args(["--skip", "fanout,priorities"]).phase_list == ("single", "ceiling")
+    assert parse_args(["--skip", "fanout,priorities,streams"]).phase_list == ("single", "ceiling")
     assert parse_args(["--channels-only"]).phase_list == ()
 
 
 def test_smoke_makes_every_phase_small() -> None:
     args = parse_args(["--smoke"])
-    assert args.phase_list == ("single", "ceiling", "fanout", "priorities") and not args.big
+    assert args.phase_list == ("single", "ceiling", "fanout", "priorities", "streams") and not args.big
     assert args.deliveries <= 100 and args.fanout <= 300 and args.backlog <= 300
+    assert args.streams <= 200 and args.stream_duration <= 3 and args.stream_api_duration <= 3
     assert args.rate_duration <= 3 and max(args.rate_list) <= 30
 
 

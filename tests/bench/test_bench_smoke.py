@@ -32,13 +32,14 @@ PUSH_DELIVERIES = 50
 SMOKE_RATES = [10.0, 30.0]
 SMOKE_FANOUT = 300
 SMOKE_BACKLOG = 300
+SMOKE_STREAMS = 200
 # The top-level keys of the report (the SMS and push phases added `sms` and `push`, issue 8
 # the rest from `single` on).
 REPORT_KEYS = {
     "benchmark", "started_at", "params", "accept_1000_recipients_ms",
     "accept_1000_recipients_in_process_ms", "optimized", "naive", "ratio", "sms", "push",
     "single", "api_cpu_ms_per_send", "server_cpu_ms_per_notification", "ceiling", "fanout",
-    "priorities", "big", "callback_answers_5xx", "smoke", "machine", "warnings",
+    "priorities", "streams", "big", "callback_answers_5xx", "smoke", "machine", "warnings",
 }
 CALLBACK_CLASSES = {"2xx", "3xx", "4xx", "5xx", "none"}
 # Its own database and Redis DB, so a `make bench` running at the same time is not disturbed.
@@ -101,6 +102,7 @@ def test_bench_runs_and_every_delivery_of_every_phase_is_delivered_or_sent() -> 
     _assert_ceiling(result)
     _assert_fanout(result["fanout"])
     _assert_priorities(result["priorities"])
+    _assert_streams(result["streams"])
     assert set(result["callback_answers_5xx"]) == {
         "optimized", "naive", "sms", "push", "single", "fanout", "priorities"}
     assert all(isinstance(n, int) and n >= 0 for n in result["callback_answers_5xx"].values())
@@ -167,3 +169,20 @@ def _assert_priorities(priorities: dict[str, Any]) -> None:
         entry = priorities[priority]
         assert entry["sends"] > 0
         assert entry["accept_to_sent_ms"]["p50"] is not None
+
+
+def _assert_streams(streams: dict[str, Any]) -> None:
+    assert streams["connections"] == SMOKE_STREAMS
+    assert streams["connected"]["open"] == SMOKE_STREAMS, streams["connected"]
+    process = streams["stream_process"]
+    assert process["health_with_streams"]["connections"] == SMOKE_STREAMS
+    assert process["rss_mib_with_streams"] > 0 and process["rss_kib_per_connection"] is not None
+    sent = streams["in_app"]
+    assert sent["accepted"] == sent["sent"] > 0, sent["outcomes"]
+    # Every in-app message accepted reached its recipient's open connection.
+    assert sent["arrived"] == sent["accepted"] and sent["missing"] == 0
+    assert sent["accept_to_event_ms"]["p95"] is not None
+    assert streams["closed"]["ended_early"] == 0
+    latency = streams["api_single_send_latency_ms"]
+    for run in ("without_streams_before", "with_streams", "without_streams_after"):
+        assert latency[run]["p50"] > 0
