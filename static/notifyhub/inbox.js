@@ -345,8 +345,10 @@
       "&last_event_id=" + encodeURIComponent(String(this.lastSeq));
     var source = new global.EventSource(url);
     this.source = source;
+    this.wrap.setAttribute("data-live", "connecting");
     source.addEventListener("open", function () {
       self.retryMs = 1000;
+      self.wrap.setAttribute("data-live", "open");  // for host pages' CSS (and tests)
       self._showStatus("");
     });
     source.addEventListener("message", function (e) {
@@ -365,6 +367,7 @@
       // brings what was missed, duplicates are dropped by id.
       if (self.source !== source) { return; }
       self._disconnect();
+      self.wrap.setAttribute("data-live", "reconnecting");
       self._showStatus(self.t("offline"));
       var wait = self.retryMs + Math.floor(Math.random() * 250);
       self.retryMs = Math.min(self.retryMs * 2, 30000);

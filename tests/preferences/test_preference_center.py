@@ -33,7 +33,7 @@ def decide(recipient: Any, channel: str, category: str, now: datetime | None = N
 
 def form_data(**overrides: Any) -> dict[str, Any]:
     """What the page posts when nothing is changed on a default profile in Paris."""
-    data: dict[str, Any] = {"channels": ["email", "sms", "whatsapp", "push"],
+    data: dict[str, Any] = {"channels": ["email", "sms", "whatsapp", "push", "in_app"],
                             "categories": ["marketing", "updates"],
                             "quiet_hours_start": "22:00", "quiet_hours_end": "08:00",
                             "timezone": "Europe/Paris"}
@@ -58,7 +58,7 @@ def test_the_page_shows_channels_categories_and_critical_ones_locked(page: str) 
     assert response.status_code == 200
     html = response.content.decode()
     assert '<html lang="en">' in html
-    for channel in ("email", "sms", "whatsapp", "push"):
+    for channel in ("email", "sms", "whatsapp", "push", "in_app"):
         assert f'id="channel-{channel}" aria-describedby="channels-help" checked' in html
     assert 'value="marketing" id="category-marketing" checked' in html
     # Critical categories are shown, on, and cannot be changed (no name: never posted).
@@ -71,7 +71,7 @@ def test_the_page_shows_channels_categories_and_critical_ones_locked(page: str) 
 
 
 def test_saving_records_only_the_changes_with_consent_evidence(page: str, ada: Any) -> None:
-    response = post_with_csrf(page, form_data(channels=["email", "whatsapp", "push"],
+    response = post_with_csrf(page, form_data(channels=["email", "whatsapp", "push", "in_app"],
                                               categories=["updates"]),
                               HTTP_USER_AGENT="Firefox", REMOTE_ADDR="198.51.100.7")
     assert response.status_code == 302, re.findall(r'<li>.*?</li>', response.content.decode())
