@@ -21,6 +21,27 @@ class ClientAdmin(AuditedAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["id", "inbox_signing_secret_status"]
+    audit_private_fields = frozenset({"inbox_signing_secret"})
+    actions = ["rotate_inbox_signing_secret"]
+
+    @admin.display(description="inbox signing secret")
+    def inbox_signing_secret_status(self, obj: Client) -> str:
+        return ("set (shown once when rotated; action “Rotate the inbox signing secret”)"
+                if obj.inbox_signing_secret else "not set yet")
+
+    @admin.action(description="Rotate the inbox signing secret (shown once)",
+                  permissions=["change"])
+    def rotate_inbox_signing_secret(self, request: HttpRequest, queryset: QuerySet[Client]) -> None:
+        """A new secret for minting inbox tokens offline (docs/inbox.md); tokens signed with
+        the old one stop working at once."""
+        from apps.inbox.tokens import inbox_signing_secret_rotate
+
+        for client in queryset:
+            secret = inbox_signing_secret_rotate(client=client)
+            messages.warning(request, f"The new inbox signing secret of {client.name} (client id "
+                                      f"{client.pk}) is {secret} — copy it now: it will not be "
+                                      "shown again.")
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         field = super().formfield_for_dbfield(db_field, request, **kwargs)

@@ -310,13 +310,17 @@ def preview_channel(version: Any, channel: str, context: dict[str, Any]) -> dict
         return {"body": message.text}
     if channel == "whatsapp":
         return {"body": message.text, "content_sid": version.whatsapp_content_sid}
+    if channel == "in_app":
+        return {"title": message.subject, "body": message.text,
+                "action_url": message.action_url, "data": message.data or {}}
     return {"title": message.subject, "body": message.text, "data": message.data or {}}
 
 
 def preview(version: Any, variables: Mapping[str, Any], *,
             channels: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
     """Every channel's rendered parts for `variables` (see `preview_channels`): email
-    subject/text/html, sms body, whatsapp body (+ content_sid), push title/body/data.
+    subject/text/html, sms body, whatsapp body (+ content_sid), push title/body/data, in-app
+    title/body/action_url/data.
 
     Raises MissingVariablesError naming the variables the version needs and did not get, or
     RenderError naming the part that failed."""

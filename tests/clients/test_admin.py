@@ -107,3 +107,42 @@ def test_client_changes_in_the_admin_are_audited(admin_client: Any, admin_user: 
     assert log[0].changes["slug"] == "acme-audit"
     assert (log[1].changes["before"], log[1].changes["after"]) == ({"name": "Acme"}, {"name": "Acme Corp"})
     assert not Client.objects.filter(pk=client.pk).exists()
+
+
+def test_the_inbox_signing_secret_is_rotated_and_shown_once(admin_client: Any) -> None:
+    from apps.audit.models import AuditLog
+    from apps.clients.models import Client
+    from tests.factories import ClientFactory
+
+    client = ClientFactory()
+    response = admin_client.post("/admin/clients/client/", {
+        "action": "rotate_inbox_signing_secret", "_selected_action": [str(client.pk)]},
+        follow=True)
+
+    client.refresh_from_db()
+    secret = client.inbox_signing_secret
+    assert secret.startswith("nhis_") and secret in response.content.decode()
+    page = admin_client.get(f"/admin/clients/client/{client.pk}/change/").content.decode()
+    assert secret not in page and "shown once" in page
+    row = AuditLog.objects.get(action="client.inbox_secret_rotate")
+    assert secret not in str(row.changes)
+    raw = Client.objects.filter(pk=client.pk).values_list("inbox_signing_secret", flat=True)
+    assert raw[0] == secret  # decrypted on read; stored encrypted (apps/core/encrypted_fields)
+
+
+def test_inbox_allowed_origins_are_validated(admin_client: Any) -> None:
+    from tests.factories import ClientFactory
+
+    client = ClientFactory()
+    form = {"name": client.name, "slug": client.slug, "is_active": "on", "default_from_email": "",
+            "sms_from": "", "whatsapp_from": "", "delivery_policy": "{}", "provider_order": "{}"}
+    refused = admin_client.post(f"/admin/clients/client/{client.pk}/change/",
+                                {**form, "inbox_allowed_origins": "https://app.example.com/path"})
+    saved = admin_client.post(f"/admin/clients/client/{client.pk}/change/",
+                              {**form, "inbox_allowed_origins":
+                               "https://app.example.com,http://localhost:8000"})
+
+    assert refused.status_code == 200 and "is not an origin" in refused.content.decode()
+    assert saved.status_code == 302
+    client.refresh_from_db()
+    assert client.inbox_allowed_origins == ["https://app.example.com", "http://localhost:8000"]

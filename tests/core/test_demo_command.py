@@ -75,3 +75,30 @@ def test_demo_has_one_staff_user_per_role_who_can_log_in(client) -> None:  # typ
     client.logout()
     client.post("/admin/login/", {"username": "support", "password": "support"})
     assert client.get("/admin/templates/template/").status_code == 403
+
+
+def test_the_demo_welcome_template_sends_in_app_and_the_demo_page_origins_are_allowed() -> None:
+    demo = run_demo()
+    client = Client.objects.get(slug="demo")
+    assert {"http://127.0.0.1:8000", "http://localhost:8000"} <= set(client.inbox_allowed_origins)
+    welcome = Template.objects.get(client=client, key="welcome")
+    assert "in_app" in welcome.channels
+    assert welcome.active_version is not None and welcome.active_version.in_app_title
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {demo['api_key']}")
+    response = api.post("/api/v1/notifications", demo["more_examples"]["in_app"], format="json")
+    assert response.status_code == 202, response.json()
+    assert [d["channel"] for d in response.json()["deliveries"]] == ["in_app"]
+
+
+def test_a_demo_seeded_before_in_app_gets_the_channel_on_the_next_run() -> None:
+    run_demo()
+    welcome = Template.objects.get(key="welcome")
+    Template.objects.filter(pk=welcome.pk).update(channels=["email"])
+
+    run_demo()
+
+    welcome.refresh_from_db()
+    assert welcome.channels == ["email", "in_app"]
+    assert welcome.versions.count() == 2

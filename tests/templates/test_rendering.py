@@ -224,9 +224,11 @@ def test_unicode_and_empty_sources_render() -> None:
 def _version(**content: Any) -> Any:
     fields = {"id": "preview-1", "locale": "en", "subject": "", "text_body": "", "html_body": "",
               "sms_body": "", "whatsapp_body": "", "whatsapp_content_sid": "", "push_title": "",
-              "push_body": "", "push_data": {}, **content}
+              "push_body": "", "push_data": {}, "in_app_title": "", "in_app_body": "",
+              "in_app_action_url": "", "in_app_data": {}, **content}
     fields["required_variables"] = required_variables(source_parts(
-        **{k: v for k, v in fields.items() if k in SOURCE_FIELDS or k == "push_data"}))
+        **{k: v for k, v in fields.items()
+           if k in SOURCE_FIELDS or k in ("push_data", "in_app_data")}))
     return SimpleNamespace(**fields)
 
 
@@ -240,6 +242,16 @@ def test_preview_renders_every_channel_the_template_or_version_has() -> None:
         "sms": {"body": "SMS 42"},
         "push": {"title": "Push <Ada>", "body": "SMS 42", "data": {"url": "/c/42"}},
     }
+
+
+def test_preview_renders_in_app_content_with_its_fallbacks_and_a_safe_action_url() -> None:
+    version = _version(subject="Hi {{ name }}", text_body="Text {{ name }}",
+                       in_app_action_url="{{ link }}", in_app_data={"n": "{{ name }}", "k": 2})
+    safe = preview(version, {"name": "Ada", "link": "/orders/1"}, channels=["in_app"])
+    unsafe = preview(version, {"name": "Ada", "link": "javascript:alert(1)"}, channels=["in_app"])
+    assert safe["in_app"] == {"title": "Hi Ada", "body": "Text Ada", "action_url": "/orders/1",
+                              "data": {"n": "Ada", "k": 2}}
+    assert unsafe["in_app"]["action_url"] == ""  # never a script link in someone's page
 
 
 def test_preview_includes_a_template_channel_served_by_a_fallback() -> None:

@@ -269,3 +269,19 @@ def test_template_page_shows_live_versions_history_and_locale_links(admin_client
     all_versions = admin_client.get(f"/admin/templates/templateversion/?template__id__exact={template.pk}")
     assert all_versions.status_code == 200
     assert {v.template_id for v in all_versions.context["cl"].result_list} == {template.pk}
+
+
+def test_in_app_content_is_edited_like_the_other_channels(admin_client: Any) -> None:
+    template = TemplateFactory()
+    form = template_form(template, in_app_title="Hi {{ name }}", in_app_body="In the app",
+                         in_app_action_url="/orders/{{ id }}", in_app_data='{"k": "{{ id }}"}')
+
+    admin_client.post(change_url(template), form)
+    refused = admin_client.post(change_url(template), template_form(
+        template, in_app_body="x", in_app_action_url="javascript:alert(1)"))
+
+    draft = TemplateVersion.objects.get(template=template, version=2)
+    assert (draft.in_app_title, draft.in_app_action_url) == ("Hi {{ name }}", "/orders/{{ id }}")
+    assert draft.in_app_data == {"k": "{{ id }}"}
+    assert "in_app_action_url" in refused.context["adminform"].form.errors
+    assert template.versions.count() == 2

@@ -337,3 +337,46 @@ def test_the_openapi_schema_documents_every_template_operation(api: Any) -> None
         ("/api/v1/templates/{template_ref}/preview", "post"),
     }
     assert TemplateVersion.objects.count() == 0
+
+
+# --- In-app content (docs/inbox.md) ----------------------------------------------------------
+
+def test_a_version_takes_in_app_content(api: Any) -> None:
+    api.post("/api/v1/templates", {"key": "welcome", "name": "Welcome",
+                                   "channels": ["in_app"]}, format="json")
+    response = api.post("/api/v1/templates/welcome/versions", {
+        "in_app_title": "Welcome, {{ name }}", "in_app_body": "Start here.",
+        "in_app_action_url": "https://app.example.com/start/{{ code }}",
+        "in_app_data": {"kind": "welcome", "weight": 2}}, format="json")
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["in_app_title"] == "Welcome, {{ name }}"
+    assert body["in_app_data"] == {"kind": "welcome", "weight": 2}
+    assert body["required_variables"] == ["code", "name"]
+    preview = api.post("/api/v1/templates/welcome/preview",
+                       {"variables": {"name": "Ada", "code": "7"}}, format="json").json()
+    assert preview["channels"]["in_app"] == {
+        "title": "Welcome, Ada", "body": "Start here.",
+        "action_url": "https://app.example.com/start/7", "data": {"kind": "welcome", "weight": 2}}
+
+
+@pytest.mark.parametrize(("content", "status", "field"), [
+    ({"in_app_action_url": "javascript:alert(1)"}, 422, "in_app_action_url"),
+    ({"in_app_action_url": "//evil.example/x"}, 422, "in_app_action_url"),
+    ({"in_app_title": "{{ name"}, 422, "in_app_title"),
+    ({"in_app_data": {"x": "{{ a.__class__ }}"}}, 422, "in_app_data.x"),
+    ({"in_app_data": ["not", "an", "object"]}, 400, "in_app_data"),
+    ({"in_app_data": {"big": "x" * 5000}}, 422, "in_app_data"),
+    ({"in_app_title": "t" * 501}, 400, "in_app_title"),
+])
+def test_invalid_in_app_content_is_refused_naming_the_field(
+        api: Any, content: dict[str, Any], status: int, field: str) -> None:
+    api.post("/api/v1/templates", {"key": "welcome", "name": "Welcome",
+                                   "channels": ["in_app"]}, format="json")
+    response = api.post("/api/v1/templates/welcome/versions",
+                        {"in_app_body": "Hello", **content}, format="json")
+
+    assert response.status_code == status, response.json()
+    assert field in response.json()["error"]["fields"], response.json()
+    assert TemplateVersion.objects.count() == 0

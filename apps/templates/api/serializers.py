@@ -212,5 +212,5 @@ class PreviewOutputSerializer(serializers.Serializer):
     channels = serializers.DictField(
         child=serializers.DictField(),
         help_text="email: subject/text/html · sms: body · whatsapp: body/content_sid · "
-                  "push: title/body/data",
+                  "push: title/body/data · in_app: title/body/action_url/data",
     )

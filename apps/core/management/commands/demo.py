@@ -19,19 +19,21 @@ from apps.clients.models import ApiKey, Client, KeyMode, all_scopes
 from apps.clients.services import api_key_create, api_key_scopes_set, hash_key
 from apps.recipients.services import device_register, recipients_upsert
 from apps.templates.models import Template
-from apps.templates.services import template_create, template_version_create
+from apps.templates.services import template_create, template_update, template_version_create
 
 TEMPLATES: list[dict[str, Any]] = [
     {
         "key": "welcome",
-        "name": "Welcome email",
-        # in_app renders the subject and text body (or in-app content of its own) into the
-        # recipient's inbox: the demo page's widget (/demo/inbox/) shows it.
+        "name": "Welcome (email, in-app)",
         "channels": ["email", "in_app"],
         "category": "transactional",
         "subject": "Welcome to Acme, {{ name }}!",
         "text_body": "Hi {{ name }},\n\nThanks for joining Acme.\n",
         "html_body": "<p>Hi {{ name }},</p><p>Thanks for joining <b>Acme</b>.</p>",
+        "in_app_title": "Welcome to Acme, {{ name }}!",
+        "in_app_body": "Thanks for joining. Your account is ready.",
+        "in_app_action_url": "/",
+        "in_app_data": {"kind": "welcome"},
     },
     {
         "key": "otp",
@@ -68,9 +70,9 @@ RECIPIENTS: list[dict[str, Any]] = [
     {"id": "bounce_user", "email": "bounce@example.com", "locale": "en", "timezone": "UTC"},
 ]
 
+# The demo page (`make run`) calls the inbox API from these origins.
+DEMO_INBOX_ORIGINS = ["http://127.0.0.1:8000", "http://localhost:8000"]
 
-# Where `make run` serves the inbox widget's demo page (CORS for the inbox API and stream).
-DEMO_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
 
 # Demo staff, one per role: username → role. Their password is the username (local use only).
 DEMO_STAFF = {"product": PRODUCT_TEAM, "support": SUPPORT, "administrator": ADMINISTRATOR}
@@ -88,10 +90,10 @@ class Command(BaseCommand):
         if not raw_key:
             raise CommandError("DEMO_API_KEY is empty: the demo is for local use only.")
         client, _ = Client.objects.get_or_create(slug="demo", defaults={"name": "Demo client"})
-        # The demo page (/demo/inbox/, on the web process) calls the stream on another port.
-        origins = sorted(set(client.inbox_allowed_origins or []) | set(DEMO_ORIGINS))
-        if origins != list(client.inbox_allowed_origins or []):
-            Client.objects.filter(pk=client.pk).update(inbox_allowed_origins=origins)
+        missing = [o for o in DEMO_INBOX_ORIGINS if o not in client.inbox_allowed_origins]
+        if missing:
+            client.inbox_allowed_origins = [*client.inbox_allowed_origins, *missing]
+            client.save(update_fields=["inbox_allowed_origins"])
         # The demo keys hold every scope: a live key, and a test key (sandbox only).
         demo_keys = [("demo", raw_key, KeyMode.LIVE)]
         if settings.DEMO_TEST_API_KEY:
@@ -123,11 +125,18 @@ class Command(BaseCommand):
         templates: dict[str, str] = {}
         for spec in TEMPLATES:
             template = Template.objects.filter(client=client, key=spec["key"]).first()
+            content = {k: v for k, v in spec.items()
+                       if k not in ("key", "name", "channels", "category")}
             if template is None:
                 template = template_create(client=client, key=spec["key"], name=spec["name"],
                                            channels=spec["channels"], category=spec["category"])
-                content = {k: v for k, v in spec.items()
-                           if k not in ("key", "name", "channels", "category")}
+                template_version_create(template=template, **content)
+            elif not set(spec["channels"]) <= set(template.channels):
+                # A demo seeded before a channel was added (welcome got in-app content):
+                # the channel and a new version with the current content.
+                template_update(template=template, name=spec["name"],
+                                channels=[*template.channels,
+                                          *(c for c in spec["channels"] if c not in template.channels)])
                 template_version_create(template=template, **content)
             templates[template.key] = str(template.id)
         saved = recipients_upsert(client=client, items=RECIPIENTS)
@@ -156,6 +165,8 @@ class Command(BaseCommand):
                         "variables": {"code": "482913"}, "priority": "critical"},
                 "whatsapp_and_push": {"recipients": ["demo_user"], "template_id": "order_shipped",
                                       "variables": {"name": "Ada", "orderId": "ORD-789"}},
+                "in_app": {"recipients": ["demo_user"], "template_id": "welcome",
+                           "variables": {"name": "Ada"}, "channels": ["in_app"]},
             },
         }
         if options["json"]:

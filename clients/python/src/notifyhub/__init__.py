@@ -23,10 +23,12 @@ from .errors import (
     UnprocessableError,
     WebhookVerificationError,
 )
+from .inbox import mint_inbox_token
 
 __all__ = [
     "APIConnectionError", "APIError", "AsyncClient", "AuthenticationError", "BadRequestError",
     "Client", "ConflictError", "NotFoundError", "NotifyHubError", "NotifyHubObject",
     "PermissionDeniedError", "RateLimitError", "RequestSpec", "RetryPolicy", "ServerError",
     "UnprocessableError", "WebhookVerificationError", "__version__", "is_test_key",
+    "mint_inbox_token",
 ]

@@ -221,6 +221,13 @@ class Recipients(_Resource[R_co, P_co]):
         return self._x.call(RequestSpec("DELETE", f"{V1}/recipients/{_p(external_id)}/devices",
                                         params={"token": token}))
 
+    @operation("POST", f"{V1}/recipients/{{external_id}}/inbox-token")
+    def inbox_token(self, external_id: str) -> R_co:
+        """A short-lived token for the recipient's in-app inbox: `token`, `expires_at`,
+        `stream_url`. Hand it to their browser or app (or mint one offline with
+        `notifyhub.mint_inbox_token`)."""
+        return self._x.call(RequestSpec("POST", f"{V1}/recipients/{_p(external_id)}/inbox-token"))
+
     @operation("GET", f"{V1}/recipients/{{external_id}}/export")
     def export(self, external_id: str) -> R_co:
         """Everything held about the recipient (right of access)."""
