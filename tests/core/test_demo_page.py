@@ -42,3 +42,11 @@ def test_the_refresh_hook_gets_a_new_token(demo: None) -> None:
     body = HttpClient().post("/demo/inbox/token").json()
     assert set(body) == {"token", "expires_at", "stream_url"}
     assert read_inbox_token(body["token"]).recipient_id == "demo_user"
+
+
+def test_the_pages_button_sends_the_welcome_template_in_app(demo: None) -> None:
+    from apps.notifications.models import Delivery
+
+    response = HttpClient().post("/demo/inbox/send")
+    assert response.status_code == 202, response.json()
+    assert Delivery.objects.get(notification_id=response.json()["id"]).channel == "in_app"

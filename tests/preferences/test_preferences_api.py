@@ -28,7 +28,7 @@ def test_a_recipient_without_preferences_gets_the_defaults(api: APIClient, ada: 
     body = response.json()
     assert body["recipient"] == "ada"
     assert body["timezone"] == "Europe/Paris"
-    assert set(body["channels"]) == {"email", "sms", "whatsapp", "push"}
+    assert set(body["channels"]) == {"email", "sms", "whatsapp", "push", "in_app"}
     assert all(c == {"enabled": True, "frequency": "immediate", "quiet_hours": None}
                for c in body["channels"].values())
     assert body["categories"] == {}
