@@ -159,3 +159,24 @@ def test_a_dropped_connection_resumes_without_losing_or_repeating_messages(
     assert titles(page) == [f"Welcome to Acme, {n}!" for n in ("four", "three", "two", "one")]
     seqs = page.locator(".nhi-item").evaluate_all("items => items.map(i => i.dataset.seq)")
     assert seqs == sorted(set(seqs), key=int, reverse=True)  # each once, newest first
+
+
+def test_the_token_is_refreshed_through_the_host_pages_hook_before_it_expires(
+    page: Any, live_server: Any, demo: APIClient, settings: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    # A token of 65 s: the widget asks the host page's hook for a new one 60 s before expiry
+    settings.INBOX_TOKEN_TTL_SECONDS = 65
+    open_demo(page, live_server)
+    first = page.locator("script[data-token]").get_attribute("data-token")
+    with page.expect_response(lambda r: r.url.endswith("/demo/inbox/token"), timeout=20_000) as answer:
+        pass
+    fresh = answer.value.json()["token"]
+    assert fresh and fresh != first
+    # The stream reconnects with the new token (the query string carries it) and stays live
+    page.wait_for_function("t => performance.getEntriesByType('resource').some("
+                           "e => e.name.includes('/inbox/stream?token=' + encodeURIComponent(t)))",
+                           arg=fresh, timeout=10_000)
+    send_in_app(demo, "after refresh")
+    expect(page.locator(".nhi-badge")).to_have_text("1", timeout=30_000)
