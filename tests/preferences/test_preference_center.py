@@ -198,3 +198,15 @@ def test_the_committed_translations_are_compiled_from_their_po_files() -> None:
     result = subprocess.run([sys.executable, "scripts/compile_messages.py", "--check"],
                             cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_unsubscribe_token_of_another_recipient_is_not_offered(ada: Any) -> None:
+    from apps.preferences.unsubscribe import unsubscribe_url
+
+    other = RecipientFactory(client=ada.client)
+    other_link = urlsplit(unsubscribe_url(recipient=other, category="marketing")).path
+    page = urlsplit(preference_center_url(ada.client_id, ada.pk)).path
+    html = HttpClient().get(page, {"unsubscribe": other_link.rsplit("/", 1)[1]}).content.decode()
+    assert "Stop receiving" not in html and other_link not in html
+    html = HttpClient().get(page, {"unsubscribe": "garbage"}).content.decode()
+    assert "Stop receiving" not in html
