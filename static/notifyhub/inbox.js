@@ -33,7 +33,7 @@
       newMessage: "New notification: {title}", markedRead: "Marked as read",
       allRead: "All notifications marked as read", archived: "Notification archived",
       loadMore: "Load more", close: "Close", offline: "Reconnecting…", error: "Could not load notifications.",
-      unreadLabel: "Unread"
+      unreadLabel: "Unread", newTab: "(opens in a new tab)"
     },
     fr: {
       notifications: "Notifications", unread: "{n} non lue(s)", markRead: "Marquer comme lue",
@@ -203,6 +203,7 @@
     this.readAll.textContent = this.t("markAllRead");
     this.empty.textContent = this.t("empty");
     this.prefs.textContent = this.t("preferences");
+    this.prefs.appendChild(el("span", {"class": "nhi-sr"}, " " + this.t("newTab")));
     this.more.textContent = this.t("loadMore");
     this._renderCounts();
   };
