@@ -19,7 +19,7 @@ class Channel(models.TextChoices):
     SMS = "sms"
     WHATSAPP = "whatsapp"
     PUSH = "push"
-    IN_APP = "in_app", "In-app"
+    IN_APP = "in_app"  # label "In App", as templates' CHANNEL_CHOICES: one OpenAPI enum
 
 
 class DeliveryStatus(models.TextChoices):

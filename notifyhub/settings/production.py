@@ -35,6 +35,9 @@ VONAGE_API_SECRET = os.environ.get("VONAGE_API_SECRET", "")
 VONAGE_SIGNATURE_SECRET = os.environ.get("VONAGE_SIGNATURE_SECRET", "")
 VONAGE_API_BASE_URL = os.environ.get("VONAGE_API_BASE_URL", "")
 PUBLIC_BASE_URL = os.environ["PUBLIC_BASE_URL"].rstrip("/")
+# The inbox's SSE stream (the async stream process, docs/inbox.md): behind the same public
+# host unless INBOX_STREAM_URL says otherwise (never the dev default 127.0.0.1:8001).
+INBOX_STREAM_URL = os.environ.get("INBOX_STREAM_URL", f"{PUBLIC_BASE_URL}/api/v1/inbox/stream")
 # Test keys: their sends go to a provider sandbox process run next to the service
 # (`python -m sandbox serve`, docs/providers.md "Test mode"), never to the providers
 # above. Only the endpoints and the sandbox's own credentials come from the environment

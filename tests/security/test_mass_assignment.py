@@ -75,6 +75,7 @@ WRITE_BODIES: dict[tuple[str, str], WriteBody | None] = {
     ("recipient-detail", "PUT"): lambda w, a: {"email": "new@example.com"},
     ("recipient-devices", "POST"): lambda w, a: {"token": "fresh-token", "platform": "ios"},
     ("recipient-erase", "POST"): None,
+    ("recipient-inbox-token", "POST"): None,
     ("segments", "POST"): lambda w, a: {"name": "Fresh", "key": "fresh",
                                         "definition": {"all": []}},
     ("segment-detail", "PUT"): lambda w, a: {"name": "Renamed"},
@@ -103,6 +104,10 @@ NOT_TESTED: dict[str, str] = {
     "webhook-vonage": "provider callback: the provider's own payload, signature-checked",
     "webhook-vonage-inbound": "provider callback: the provider's own payload, signature-checked",
     "webhook-test-vonage": "test-mode provider callback: signature-checked, test deliveries only",
+    **{name: "inbox (recipient token, no API key): reads no body at all; the token alone "
+             "names the inbox (tests/security/test_tenant_isolation.py, tests/inbox/api)"
+       for name in ("inbox-read-all", "inbox-message-read", "inbox-message-seen",
+                    "inbox-message-unread", "inbox-message-archive")},
 }
 
 ROUTES = api_routes()

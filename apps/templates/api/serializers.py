@@ -14,7 +14,7 @@ from ..rendering import CHANNELS
 
 RESERVED_KEYS = frozenset({"search"})  # `/templates/search` is an endpoint
 # Labelled like notifications.Channel, so the OpenAPI schema shares one enum.
-CHANNEL_CHOICES = [(c, c.title()) for c in CHANNELS]
+CHANNEL_CHOICES = [(c, c.replace("_", " ").title()) for c in CHANNELS]
 
 
 def _text(max_length: int) -> serializers.CharField:
