@@ -124,6 +124,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      help="streams: concurrent inbox stream connections (default: 5000)")
     new.add_argument("--stream-rate", type=_positive_rate, default=100.0,
                      help="streams: in-app messages per second to connected recipients (default: 100)")
+    new.add_argument("--stream-batch", type=_positive, default=10,
+                     help="streams: recipients per in-app request (default: 10); the phase then "
+                          "sends the same rate as single-recipient requests too")
     new.add_argument("--stream-duration", type=float, default=20.0,
                      help="streams: seconds of in-app messages (default: 20)")
     new.add_argument("--stream-api-rate", type=_positive_rate, default=20.0,
@@ -175,6 +178,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.priority_rate, args.priority_duration = 4.0, 3.0
         args.timeout, args.phase_timeout = 120.0, 120.0
         args.streams, args.stream_rate, args.stream_duration = min(args.streams, 200), 20.0, 3.0
+        args.stream_batch = min(args.stream_batch, 5)
         args.stream_api_rate, args.stream_api_duration = 10.0, 3.0
     if args.channels_only and args.skip_sms and args.skip_push and not args.phase_list and not args.big:
         parser.error("--channels-only with --skip-sms and --skip-push leaves nothing to run")
@@ -196,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           backlog=args.backlog, priority_rate=args.priority_rate,
                           priority_duration=args.priority_duration, timeout=args.phase_timeout,
                           streams=args.streams, stream_rate=args.stream_rate,
-                          stream_duration=args.stream_duration,
+                          stream_duration=args.stream_duration, stream_batch=args.stream_batch,
                           stream_api_rate=args.stream_api_rate,
                           stream_api_duration=args.stream_api_duration),
                       big=BigOptions(deliveries=args.big_deliveries,

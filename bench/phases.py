@@ -60,6 +60,7 @@ class NewPhaseOptions:
     # streams (bench/streams.py)
     streams: int = 5000
     stream_rate: float = 100.0  # in-app messages per second
+    stream_batch: int = 10  # recipients per in-app request
     stream_duration: float = 20.0
     stream_api_rate: float = 20.0  # single sends per second for the API latency comparison
     stream_api_duration: float = 15.0

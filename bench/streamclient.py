@@ -5,12 +5,13 @@ connection here, so 5,000 fit in one process), then obeys JSON commands on stdin
 and answers each with one JSON line on stdout:
 
 - (at start)  {"type": "connected", "open", "failed", "errors", "seconds"}
-- {"cmd": "send", "url", "key", "template", "recipients", "rate", "duration", "wait"}
-  sends one in-app notification per request (POST /api/v1/notifications, channels
-  ["in_app"], variables {"n": i}, recipient i mod len(recipients)) at `rate` per second for
-  `duration` seconds (an open loop, as bench/loadgen.py), and answers with the time from each
-  202 (the epoch when it arrived) to the message event carrying title "st-<i>" on its
-  recipient's connection: {"type": "sent", "accepted", "arrived", "missing", "latency_ms"}
+- {"cmd": "send", "url", "key", "template", "recipients", "rate", "batch", "duration", "wait"}
+  sends in-app messages (POST /api/v1/notifications, channels ["in_app"], variables
+  {"n": i}) at `rate` messages per second for `duration` seconds, `batch` recipients per
+  request (the next ones round robin), as an open loop (bench/loadgen.py), and answers with the
+  time from each 202 (the epoch when it reached this process) to the message event titled
+  "st-<i>:<recipient>" on that recipient's connection:
+  {"type": "sent", "accepted", "arrived", "missing", "accept_to_event_ms", …}
 - {"cmd": "quit"}  closes everything: {"type": "closed", "open_at_end", "ended_early"}
 
 Progress goes to stderr."""
@@ -24,11 +25,13 @@ import re
 import resource
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 
-TITLE = re.compile(rb'"title":"st-(\d+)"')
+TITLE = re.compile(rb'"title":"st-([^"]+)"')
+CREATED = re.compile(rb'"created_at":"([^"]+)"')
 
 
 def log(message: str) -> None:
@@ -54,7 +57,8 @@ class Browsers:
     def __init__(self, port: int, tokens: list[str]) -> None:
         self.port = port
         self.tokens = tokens
-        self.arrived: dict[int, float] = {}
+        self.arrived: dict[str, float] = {}
+        self.stored_to_event_ms: list[float] = []
         self.open = 0
         self.ended_early = 0
         self.errors: dict[str, int] = {}
@@ -79,15 +83,13 @@ class Browsers:
             self.open += 1
             self.ready.put_nowait(True)
             while True:
-                chunk = await reader.read(65536)
-                if not chunk:
+                line = await reader.readline()
+                if not line:
                     self.ended_early += 1
                     self.open -= 1
                     return
-                if b"st-" in chunk:
-                    now = time.time()
-                    for match in TITLE.finditer(chunk):
-                        self.arrived.setdefault(int(match.group(1)), now)
+                if line.startswith(b"data: ") and b'"title":"st-' in line:
+                    self.record(line, time.time())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -97,6 +99,21 @@ class Browsers:
         finally:
             if writer is not None:
                 writer.close()
+
+    def record(self, line: bytes, now: float) -> None:
+        """A message event's data line: when it arrived, and how long after the worker
+        stored the message (its created_at) — the stream's own share of the latency."""
+        title = TITLE.search(line)
+        if title is None:
+            return
+        key = title.group(1).decode()
+        if key in self.arrived:
+            return
+        self.arrived[key] = now
+        created = CREATED.search(line)
+        if created is not None:
+            stored = datetime.fromisoformat(created.group(1).decode().replace("Z", "+00:00"))
+            self.stored_to_event_ms.append((now - stored.timestamp()) * 1000)
 
     async def connect_all(self, concurrency: int) -> dict[str, Any]:
         gate = asyncio.Semaphore(concurrency)
@@ -114,20 +131,21 @@ class Browsers:
                 "errors": self.errors, "seconds": round(time.monotonic() - started, 2)}
 
     async def send(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        rate, duration = float(cmd["rate"]), float(cmd["duration"])
+        rate, duration, batch = float(cmd["rate"]), float(cmd["duration"]), int(cmd.get("batch", 1))
         recipients: list[str] = cmd["recipients"]
-        total = max(1, round(rate * duration))
+        requests_per_second = rate / batch
+        total = max(1, round(requests_per_second * duration))
         url = cmd["url"].rstrip("/") + "/api/v1/notifications"
         headers = {"Authorization": f"Bearer {cmd['key']}", "Content-Type": "application/json"}
-        accepted: dict[int, float] = {}
+        accepted: dict[str, float] = {}
         api_ms: list[float] = []
         outcomes: dict[str, int] = {}
         samples: dict[str, str] = {}
 
         async def post(session: aiohttp.ClientSession, i: int, scheduled: float) -> None:
-            body = json.dumps({"recipients": [recipients[i % len(recipients)]],
-                               "template_id": cmd["template"], "channels": ["in_app"],
-                               "variables": {"n": i}, "priority": "high"})
+            chosen = [recipients[(i * batch + k) % len(recipients)] for k in range(batch)]
+            body = json.dumps({"recipients": chosen, "template_id": cmd["template"],
+                               "channels": ["in_app"], "variables": {"n": i}})
             outcome = "error"
             try:
                 async with session.post(url, data=body, headers=headers) as resp:
@@ -136,7 +154,8 @@ class Browsers:
                     if resp.status != 202:
                         samples.setdefault(outcome, raw[:300].decode("utf-8", "replace"))
                     if resp.status == 202:
-                        accepted[i] = time.time()
+                        now = time.time()
+                        accepted.update((f"{i}:{rid}", now) for rid in chosen)
                         api_ms.append((time.perf_counter() - scheduled) * 1000)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 outcome = type(exc).__name__
@@ -148,7 +167,7 @@ class Browsers:
             start = time.perf_counter() + 0.05
             tasks = []
             for i in range(total):
-                scheduled = start + i / rate
+                scheduled = start + i / requests_per_second
                 delay = scheduled - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -158,13 +177,20 @@ class Browsers:
         while time.monotonic() < deadline and any(i not in self.arrived for i in accepted):
             await asyncio.sleep(0.1)
         latencies = [(self.arrived[i] - at) * 1000 for i, at in accepted.items() if i in self.arrived]
+        stored = self.stored_to_event_ms
         return {
-            "type": "sent", "rate": rate, "duration_s": duration, "sent": total,
+            "type": "sent", "rate": rate, "recipients_per_request": batch, "duration_s": duration,
+            "requests": total, "sent": total * batch,
             "accepted": len(accepted), "outcomes": outcomes, "error_samples": samples,
             "arrived": len(latencies), "missing": len(accepted) - len(latencies),
             "accept_to_event_ms": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
                                    "p99": percentile(latencies, 0.99),
                                    "max": round(max(latencies), 1) if latencies else None},
+            # From the worker's store (the message's created_at, just before its commit and
+            # publish) to the event on the connection: the stream's own share.
+            "stored_to_event_ms": {"p50": percentile(stored, 0.5), "p95": percentile(stored, 0.95),
+                                   "p99": percentile(stored, 0.99)},
+            # From each request's scheduled time to its 202 (open loop, as bench/loadgen.py).
             "api_latency_ms": {"p50": percentile(api_ms, 0.5), "p95": percentile(api_ms, 0.95)},
         }
 

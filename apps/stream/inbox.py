@@ -20,6 +20,7 @@ from apps.inbox import cors
 
 # Redis channels: notifyhub:inbox:<client_id>:<recipient_pk> (apps/inbox/live.py publishes).
 from apps.inbox.live import CHANNEL_PATTERN, CHANNEL_PREFIX
+from apps.inbox.models import InboxCounter
 from apps.inbox.selectors import inbox_counts, message_payload
 from apps.inbox.selectors import messages_after as select_messages_after
 from apps.inbox.tokens import InvalidInboxToken, read_inbox_token
@@ -27,7 +28,8 @@ from apps.inbox.tokens import InvalidInboxToken, read_inbox_token
 T = TypeVar("T")
 
 __all__ = ["CHANNEL_PATTERN", "CHANNEL_PREFIX", "Database", "Principal", "Unauthorized",
-           "authenticate", "counts", "messages_after", "origin_allowed", "origin_allowed_by_any"]
+           "authenticate", "counts", "latest_seq", "messages_after", "origin_allowed",
+           "origin_allowed_by_any"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,14 @@ def messages_after(principal: Principal, seq: int, limit: int) -> list[tuple[int
     """(seq, the message as the API shows it) of the messages after `seq`, oldest first."""
     return [(int(m.seq), message_payload(m))
             for m in select_messages_after(principal.client_id, principal.recipient_pk, seq, limit)]
+
+
+def latest_seq(principal: Principal) -> int:
+    """The recipient's last seq given so far (0: none): where a stream opened without
+    Last-Event-ID starts, so that a gap or a lost subscription can be filled from it."""
+    found = (InboxCounter.objects.filter(recipient_id=principal.recipient_pk)
+             .values_list("last_seq", flat=True).first())
+    return int(found or 0)
 
 
 def counts(principal: Principal) -> dict[str, Any]:

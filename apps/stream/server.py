@@ -334,12 +334,16 @@ class StreamServer:
         if conn.closed:
             return
         conn.principal = principal
-        conn.last = int(last) if last is not None else None
-        self.hub.add(principal.key, conn)  # subscribed before the replay reads the database
+        self.hub.add(principal.key, conn)  # subscribed before anything is read from the database
+        # Without Last-Event-ID the stream starts after the newest message (the page lists
+        # what is older); known from the start, a gap or a lost subscription can be filled.
+        conn.last = int(last) if last is not None else await self.db.run(inbox.latest_seq, principal)
+        if conn.closed:
+            return
         self.streaming.add(conn)
         self.stats["opened"] += 1
         conn.write(_stream_head(_cors(origin) if origin else []) + sse.retry_frame(self.config.retry_ms))
-        await self._catch_up(conn, counts=True)
+        await self._catch_up(conn, counts=True, replay=last is not None)
 
     async def catch_up(self, conn: Connection, *, counts: bool) -> None:
         self.stats["catch_ups"] += 1
@@ -349,13 +353,13 @@ class StreamServer:
             logger.warning("inbox stream: database unavailable while catching up; closing")
             conn.abort()
 
-    async def _catch_up(self, conn: Connection, *, counts: bool) -> None:
+    async def _catch_up(self, conn: Connection, *, counts: bool, replay: bool = True) -> None:
         """Replay after conn.last, then (with `counts`) the counts; then live. Runs again when
         the subscription came back meanwhile."""
         assert conn.principal is not None
         while True:
             conn.again = False
-            if conn.last is not None:
+            if replay and conn.last is not None:
                 await self._replay(conn)
             if counts:
                 # Counts published before this read are older than what it returns.
@@ -367,7 +371,7 @@ class StreamServer:
                 return
             if not conn.again:
                 break
-            counts = True
+            counts = replay = True
         conn.go_live()
 
     async def _replay(self, conn: Connection) -> None:

@@ -177,11 +177,12 @@ def _assert_streams(streams: dict[str, Any]) -> None:
     process = streams["stream_process"]
     assert process["health_with_streams"]["connections"] == SMOKE_STREAMS
     assert process["rss_mib_with_streams"] > 0 and process["rss_kib_per_connection"] is not None
-    sent = streams["in_app"]
-    assert sent["accepted"] == sent["sent"] > 0, sent["outcomes"]
-    # Every in-app message accepted reached its recipient's open connection.
-    assert sent["arrived"] == sent["accepted"] and sent["missing"] == 0
-    assert sent["accept_to_event_ms"]["p95"] is not None
+    for run in ("in_app", "in_app_single_recipient_requests"):
+        sent = streams[run]
+        assert sent["accepted"] == sent["sent"] > 0, sent["outcomes"]
+        # Every in-app message accepted reached its recipient's open connection.
+        assert sent["arrived"] == sent["accepted"] and sent["missing"] == 0
+        assert sent["accept_to_event_ms"]["p95"] is not None
     assert streams["closed"]["ended_early"] == 0
     latency = streams["api_single_send_latency_ms"]
     for run in ("without_streams_before", "with_streams", "without_streams_after"):

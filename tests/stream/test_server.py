@@ -29,6 +29,20 @@ def _first_counts(response: Any) -> dict[str, Any]:
     return dict(counts.json())
 
 
+def _messages_within(response: Any, seconds: float) -> list[str | None]:
+    """The ids of the message events that arrive within `seconds` (heartbeats skipped)."""
+    ids = []
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            event = response.next_event(timeout=remaining)
+        except TimeoutError:
+            break
+        if event.event == "message" and event.comment is None and event.retry is None:
+            ids.append(event.id)
+    return ids
+
+
 def test_a_new_message_is_an_event_with_its_seq_followed_by_the_counts(stream: StreamProcess,
                                                                        inbox: Any) -> None:
     response = open_stream(stream.port, f"{PATH}?token={inbox.token()}")
@@ -121,16 +135,7 @@ def test_live_events_published_out_of_order_reach_the_browser_in_order_once(
         channel = f"notifyhub:inbox:{inbox.client.pk}:{inbox.recipient.pk}"
         late = {"type": "message", "seq": 3, "message": {"seq": 3, "title": titles[1]}}
         redis.Redis.from_url(settings.INBOX_REDIS_URL).publish(channel, json.dumps(late))
-        seen = []
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            try:
-                event = response.next_named(timeout=0.5)
-            except TimeoutError:
-                break
-            if event.event == "message":
-                seen.append(event.id)
-        assert seen == ["2", "3"]
+        assert _messages_within(response, 3) == ["2", "3"]
     finally:
         response.close()
 
@@ -252,5 +257,29 @@ def test_a_slow_consumer_is_disconnected_instead_of_buffered(stream: StreamProce
             while response.sock.recv(1 << 20):
                 pass
             raise ConnectionError("ended")
+    finally:
+        response.close()
+
+
+def test_a_lost_subscription_is_made_good_from_the_database(stream: StreamProcess, inbox: Any) -> None:
+    """Redis drops the stream process's pub/sub connection (a restart): it subscribes again and
+    every open stream catches up from PostgreSQL, so a message published while nobody listened
+    still reaches the browser, once."""
+    response = open_stream(stream.port, f"{PATH}?token={inbox.token()}")
+    try:
+        _first_counts(response)
+        before = stream.health()
+        publisher = redis.Redis.from_url(settings.INBOX_REDIS_URL)
+        publisher.client_kill_filter(_type="pubsub")  # every subscriber of this Redis
+        [title] = inbox.store(1)
+
+        message = response.next_named(timeout=10)
+        assert (message.event, message.id, message.json()["title"]) == ("message", "1", title)
+        deadline = time.monotonic() + 10
+        while stream.health()["catch_ups"] == before["catch_ups"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        after = stream.health()
+        assert after["subscribed"] and after["catch_ups"] > before["catch_ups"]
+        assert _messages_within(response, 1.5) == []  # not twice
     finally:
         response.close()
