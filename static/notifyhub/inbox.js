@@ -128,6 +128,7 @@
     this.lastSeq = 0;  // the highest seq shown: the stream replays from here
     this.counts = {unread: 0, unseen: 0, total: 0};
     this.next = null;  // the list's next page
+    this.loaded = false;  // the first page was read
     this.preferencesUrl = null;
     this.source = null;
     this.retryMs = 1000;
@@ -301,6 +302,7 @@
       var items = Array.isArray(body) ? body : (body.results || body.items || body.messages || []);
       self.next = Array.isArray(body) ? null : (body.next || body.next_cursor || null);
       items.forEach(function (m) { self._add(m, false); });
+      self.loaded = true;
       self._render();
     });
   };
@@ -342,8 +344,12 @@
     if (this.destroyed || typeof global.EventSource === "undefined") { return; }
     this._disconnect();
     var sep = this.streamUrl.indexOf("?") === -1 ? "?" : "&";
-    var url = this.streamUrl + sep + "token=" + encodeURIComponent(this.token) +
-      "&last_event_id=" + encodeURIComponent(String(this.lastSeq));
+    var url = this.streamUrl + sep + "token=" + encodeURIComponent(this.token);
+    // After the newest message shown (0: the list was empty, so every message is new). When
+    // the list could not be loaded, none: the stream starts after the latest message.
+    if (this.loaded || this.lastSeq > 0) {
+      url += "&last_event_id=" + encodeURIComponent(String(this.lastSeq));
+    }
     var source = new global.EventSource(url);
     this.source = source;
     this.wrap.setAttribute("data-live", "connecting");
