@@ -22,7 +22,8 @@ def form_data(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "email_enabled": "on", "sms_enabled": "on", "whatsapp_enabled": "on", "push_enabled": "on",
         "in_app_enabled": "on", "email_quiet_hours": "", "sms_quiet_hours": "",
-        "whatsapp_quiet_hours": "", "push_quiet_hours": "", "in_app_quiet_hours": "", "opted_out_categories": "", "quiet_hours_start": "",
+        "whatsapp_quiet_hours": "", "push_quiet_hours": "", "in_app_quiet_hours": "",
+        "opted_out_categories": "", "quiet_hours_start": "",
         "quiet_hours_end": "", "quiet_hours_timezone": "", "frequency_caps": "{}",
     }
     data.update(overrides)
