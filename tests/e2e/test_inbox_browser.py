@@ -182,3 +182,24 @@ def test_the_token_is_refreshed_through_the_host_pages_hook_before_it_expires(
                            arg=fresh, timeout=10_000)
     send_in_app(demo, "after refresh")
     expect(page.locator(".nhi-badge")).to_have_text("1", timeout=30_000)
+
+
+def test_the_widget_speaks_the_recipients_language(
+    page: Any, live_server: Any, demo: APIClient
+) -> None:
+    from playwright.sync_api import expect
+
+    from apps.recipients.models import Recipient
+
+    Recipient.objects.filter(external_id="demo_user").update(locale="fr-CA")
+    send_in_app(demo, "Marie")
+    wait_for(lambda: InboxMessage.objects.exists(), timeout=30, message="stored")
+    open_demo(page, live_server)
+    bell = page.get_by_role("button", name="Notifications (1 non lue(s))")
+    expect(bell).to_be_visible()
+    bell.click()
+    dialog = page.get_by_role("dialog", name="Notifications")
+    expect(dialog.get_by_role("button", name="Tout marquer comme lu")).to_be_visible()
+    expect(dialog.get_by_role("link", name="Préférences de notification")).to_be_visible()
+    dialog.get_by_role("button", name="Marquer comme lue").click()
+    expect(page.locator(".nhi [aria-live=polite]")).to_have_text("Marquée comme lue")
