@@ -203,3 +203,20 @@ def test_the_widget_speaks_the_recipients_language(
     expect(dialog.get_by_role("link", name="Préférences de notification")).to_be_visible()
     dialog.get_by_role("button", name="Marquer comme lue").click()
     expect(page.locator(".nhi [aria-live=polite]")).to_have_text("Marquée comme lue")
+
+
+def test_load_more_reads_the_next_page_without_repeating_a_message(
+    page: Any, live_server: Any, demo: APIClient
+) -> None:
+    from playwright.sync_api import expect
+
+    for i in range(23):
+        send_in_app(demo, f"n{i}")
+    wait_for(lambda: InboxMessage.objects.count() == 23, timeout=60, message="23 stored")
+    open_demo(page, live_server)
+    page.get_by_role("button", name="Notifications (23 unread)").click()
+    expect(page.locator(".nhi-item")).to_have_count(20)  # the widget's page
+    page.get_by_role("button", name="Load more").click()
+    expect(page.locator(".nhi-item")).to_have_count(23)
+    expect(page.get_by_role("button", name="Load more")).to_be_hidden()
+    assert titles(page) == list(InboxMessage.objects.order_by("-seq").values_list("title", flat=True))
