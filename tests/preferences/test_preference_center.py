@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import Client as HttpClient
 
+from apps.audit.models import AuditLog
 from apps.preferences.center import center_target, preference_center_url
 from apps.preferences.models import ConsentRecord, PreferenceProfile
 from apps.preferences.selectors import Decision, PreferenceCheck, preference_decisions
@@ -86,6 +87,10 @@ def test_saving_records_only_the_changes_with_consent_evidence(page: str, ada: A
     assert record is not None
     assert (record.source, record.ip, record.user_agent) == (
         "preference_center", "198.51.100.7", "Firefox")
+    [audit] = AuditLog.objects.filter(object_id=str(ada.pk))
+    assert (audit.action, audit.actor_type, audit.actor_display) == (
+        "preference.opt_out", "inbound", "preference_center")
+    assert audit.recipient_external_id == "ada"
 
     html = HttpClient().get(response["Location"]).content.decode()
     assert 'role="status">Your preferences were saved.' in html
