@@ -20,43 +20,32 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_po(text: str) -> dict[str, str]:
+    """msgid → msgstr of the translated, non-fuzzy entries (and the header, entry "")."""
     messages: dict[str, str] = {}
-    msgid: list[str] | None = None
-    msgstr: list[str] | None = None
+    entries: list[tuple[bool, list[str], list[str]]] = []  # (fuzzy, msgid parts, msgstr parts)
+    fuzzy_next = False
     current: list[str] | None = None
-    fuzzy = False
-
-    def flush() -> None:
-        nonlocal msgid, msgstr, fuzzy
-        if msgid is not None and msgstr is not None:
-            key, value = "".join(msgid), "".join(msgstr)
-            if value and (not fuzzy or key == ""):
-                messages[key] = value
-        msgid = msgstr = None
-        fuzzy = False
-
     for raw in text.splitlines():
         line = raw.strip()
-        if line.startswith("#,") and "fuzzy" in line:
-            flush()
-            fuzzy = True
-        elif line.startswith("#") or not line:
-            if not line:
-                flush()
+        if line.startswith("#,"):
+            fuzzy_next = "fuzzy" in line
+        elif not line or line.startswith("#"):
+            continue
         elif line.startswith("msgid "):
-            flush_fuzzy = fuzzy
-            flush()
-            fuzzy = flush_fuzzy
-            msgid = [ast.literal_eval(line[6:])]
-            current = msgid
-        elif line.startswith("msgstr "):
-            msgstr = [ast.literal_eval(line[7:])]
-            current = msgstr
+            entries.append((fuzzy_next, [ast.literal_eval(line[6:])], []))
+            fuzzy_next = False
+            current = entries[-1][1]
+        elif line.startswith("msgstr ") and entries:
+            entries[-1][2].append(ast.literal_eval(line[7:]))
+            current = entries[-1][2]
         elif line.startswith('"') and current is not None:
             current.append(ast.literal_eval(line))
         else:
             raise ValueError(f"unsupported .po line: {raw!r}")
-    flush()
+    for fuzzy, msgid, msgstr in entries:
+        key, value = "".join(msgid), "".join(msgstr)
+        if value and (not fuzzy or key == ""):
+            messages[key] = value
     return messages
 
 
