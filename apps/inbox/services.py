@@ -148,8 +148,10 @@ INSERT INTO notifications_deliveryevent
      error_code, error_message, detail, occurred_at, created_at)
 SELECT x.delivery_id, d.status, x.event, 'in_app', x.message_id, '', '', '', '{}'::jsonb,
        %(now)s, %(now)s
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS x(delivery_id uuid, event text, message_id text)
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS x(ord int, delivery_id uuid, event text,
+                                               message_id text)
 JOIN notifications_delivery AS d ON d.id = x.delivery_id
+ORDER BY x.ord  -- the timeline's order is insertion order: seen before read
 """
 
 
@@ -190,7 +192,8 @@ def _mark(principal: InboxPrincipal, action: str, where: str, extra: dict[str, A
                 events.extend({"delivery_id": str(delivery_id), "event": name,
                                "message_id": str(message_id)} for name in names)
             if events:
-                cursor.execute(_EVENTS_SQL, {"rows": json.dumps(events), "now": now})
+                rows_json = json.dumps([{**e, "ord": n} for n, e in enumerate(events)])
+                cursor.execute(_EVENTS_SQL, {"rows": rows_json, "now": now})
         if events:
             webhook_events_record(items=[
                 DeliveryEventItem(delivery_id=e["delivery_id"],

@@ -23,6 +23,8 @@ from apps.audit.models import AuditLog
 from apps.clients.models import Client
 from apps.core.crypto import pii_hash
 from apps.core.exceptions import NotFound
+from apps.inbox.models import InboxMessage
+from apps.inbox.selectors import message_payload
 from apps.notifications.models import Delivery, DeliveryEvent, Notification, Suppression
 from apps.preferences.models import ConsentRecord, PreferenceProfile
 from apps.preferences.selectors import preference_document
@@ -210,6 +212,9 @@ def recipient_export_sections(*, recipient: Recipient) -> Iterator[tuple[str, An
         Notification.objects.filter(id__in=notification_ids)
         .select_related("template_version__template")), _notification)
     yield "deliveries", _deliveries(recipient)
+    # Their in-app inbox (the messages, with seen / read / archived; docs/inbox.md).
+    yield "inbox_messages", _each(_newest_first(
+        InboxMessage.objects.filter(recipient=recipient)), message_payload)
     yield "audit_log", _each(_newest_first(AuditLog.objects.filter(
         client_id=recipient.client_id, recipient_external_id=recipient.external_id)), _audit_row)
 

@@ -35,6 +35,7 @@ from apps.audit.models import ActorType, AuditLog
 from apps.audit.services import audit_record
 from apps.core.exceptions import Conflict, NotFound
 from apps.core.models import IdempotencyRecord
+from apps.inbox.models import InboxMessage
 from apps.notifications.models import (
     Delivery,
     DeliveryEvent,
@@ -205,7 +206,8 @@ def _erase(recipient: Recipient) -> ErasureResult:
         updated_at=now)
     WebhookAttempt.objects.filter(message__in=messages).update(response_body="")
 
-    # 7. Devices, preferences and consent evidence are deleted.
+    # 7. Devices, preferences, consent evidence and their in-app inbox are deleted.
+    counts["inbox_messages_deleted"] = InboxMessage.objects.filter(recipient=old).delete()[0]
     device_ids = [str(i) for i in Device.objects.filter(recipient=old).values_list("id", flat=True)]
     counts["devices_deleted"] = Device.objects.filter(recipient=old).delete()[0]
     counts["consent_records_deleted"] = ConsentRecord.objects.filter(recipient=old).delete()[0]

@@ -547,6 +547,8 @@ INBOX_PAGE_SIZE = env_int("INBOX_PAGE_SIZE", 25)
 INBOX_MAX_PAGE_SIZE = env_int("INBOX_MAX_PAGE_SIZE", 100)
 # How long a process keeps the clients' allowed origins before reading them again.
 INBOX_CORS_CACHE_SECONDS = env_float("INBOX_CORS_CACHE_SECONDS", 30.0)
+# Inbox API requests per recipient (a browser's, with its token); empty: no limit.
+INBOX_THROTTLE_RATE = env("INBOX_THROTTLE_RATE", "300/min")
 
 # --- Client webhooks -------------------------------------------------------------------------
 # The network guard: webhooks never reach loopback, private, link-local, CGNAT … addresses

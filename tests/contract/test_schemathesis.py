@@ -4,7 +4,9 @@ for every operation, authenticated, and runs all of its default checks on every 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,12 +14,14 @@ import schemathesis
 from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
+from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from apps.clients.models import KeyMode
 from apps.clients.services import api_key_create, generate_raw_key
-from tests.factories import ClientFactory, TemplateFactory
+from apps.inbox.tokens import encode_inbox_token, generate_secret
+from tests.factories import ClientFactory, RecipientFactory, TemplateFactory
 
 # 422 codes for rules no static schema can state: they depend on what exists (an unknown
 # template id is well-formed) or on the clock. Only these are tolerated where schemathesis
@@ -79,11 +83,23 @@ KNOWN_FAILURES = {
 # One key for every test (each test's transaction creates it again): schemathesis sets it on
 # each case, except when a negative case is about a missing or wrong Authorization.
 RAW_KEY = generate_raw_key(KeyMode.LIVE)
+# The inbox's operations take a recipient token instead (docs/inbox.md): one of the tenant's
+# recipient, signed with its inbox secret (both made again in each test's transaction).
+TENANT_ID = uuid.uuid4()
+INBOX_SECRET = generate_secret()
+
+
+def inbox_token() -> str:
+    now = timezone.now()
+    return encode_inbox_token(secret=INBOX_SECRET, client_id=str(TENANT_ID), recipient_id="ada",
+                              expires_at=now + timedelta(hours=1), issued_at=now)
 
 
 @schema.auth(refresh_interval=None)
 class ApiKeyAuth:
     def get(self, case: Any, context: Any) -> str:
+        if case.operation.path.startswith("/api/v1/inbox/"):
+            return inbox_token()
         return RAW_KEY
 
     def set(self, case: Any, data: str, context: Any) -> None:
@@ -103,7 +119,8 @@ def api_key(db: None) -> Iterator[None]:
     """RAW_KEY, for a client that has a template; requests run inside the test's transaction
     (the WSGI handler must not close the connection after each request, as Django's own test
     client arranges)."""
-    tenant = ClientFactory()
+    tenant = ClientFactory(id=TENANT_ID, inbox_signing_secret=INBOX_SECRET)
+    RecipientFactory(client=tenant, external_id="ada")
     TemplateFactory(client=tenant, key="welcome")
     # The schema's examples send this one.
     TemplateFactory(client=tenant, key="order_confirmation",

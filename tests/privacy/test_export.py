@@ -27,7 +27,8 @@ from .support import ADA, BOB, History, export_of
 pytestmark = pytest.mark.django_db
 
 SECTIONS = ["format", "generated_at", "client", "recipient", "devices", "preferences",
-            "consent_history", "suppressions", "notifications", "deliveries", "audit_log"]
+            "consent_history", "suppressions", "notifications", "deliveries", "inbox_messages",
+            "audit_log"]
 
 
 def test_export_holds_every_section_of_her_data(history: History) -> None:

@@ -104,10 +104,11 @@ NOT_TESTED: dict[str, str] = {
     "webhook-vonage": "provider callback: the provider's own payload, signature-checked",
     "webhook-vonage-inbound": "provider callback: the provider's own payload, signature-checked",
     "webhook-test-vonage": "test-mode provider callback: signature-checked, test deliveries only",
-    **{name: "inbox (recipient token, no API key): reads no body at all; the token alone "
-             "names the inbox (tests/security/test_tenant_isolation.py, tests/inbox/api)"
-       for name in ("inbox-read-all", "inbox-message-read", "inbox-message-seen",
-                    "inbox-message-unread", "inbox-message-archive")},
+    **dict.fromkeys(
+        ("inbox-read-all", "inbox-message-read", "inbox-message-seen", "inbox-message-unread",
+         "inbox-message-archive"),
+        "inbox (recipient token, no API key): reads no body at all; the token alone names the "
+        "inbox (tests/security/test_tenant_isolation.py, tests/inbox/api)"),
 }
 
 ROUTES = api_routes()

@@ -30,6 +30,7 @@ from .serializers import (
     InboxPageSerializer,
     InboxTokenSerializer,
 )
+from .throttling import InboxRecipientThrottle
 
 TOKEN_PARAMETER = OpenApiParameter(
     "token", str, required=False,
@@ -58,7 +59,7 @@ class InboxApiView(APIView):
 
     authentication_classes = [InboxTokenAuthentication]
     permission_classes = [IsInboxRecipient]
-    throttle_classes: list[Any] = []
+    throttle_classes = [InboxRecipientThrottle]
 
 
 def _counts(principal: Any) -> dict[str, int]:

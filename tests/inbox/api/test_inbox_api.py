@@ -268,3 +268,34 @@ def test_an_expired_tokens_401_is_readable_by_an_allowed_origin(client_tenant: A
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "token_expired"
     assert response["Access-Control-Allow-Origin"] == "http://localhost:8000"
+
+
+def test_a_recipient_over_the_inbox_rate_is_throttled(client_tenant: Any, ada: Any,
+                                                      settings: Any) -> None:
+    settings.INBOX_THROTTLE_RATE = "3/min"
+    other = RecipientFactory(client=client_tenant, external_id="bo")
+    inbox, neighbour = token_api(client_tenant, ada), token_api(client_tenant, other)
+
+    answers = [inbox.get("/api/v1/inbox/counts").status_code for _ in range(4)]
+
+    assert answers == [200, 200, 200, 429]
+    assert inbox.get("/api/v1/inbox/counts")["Retry-After"]
+    assert neighbour.get("/api/v1/inbox/counts").status_code == 200  # per recipient
+
+
+def test_a_page_costs_the_same_few_queries_whatever_its_size(client_tenant: Any, ada: Any,
+                                                              send_in_app: SendInApp) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(3):
+        send_in_app("ada")
+    inbox = token_api(client_tenant, ada)
+    with CaptureQueriesContext(connection) as small:
+        inbox.get("/api/v1/inbox/messages")
+    for _ in range(10):
+        send_in_app("ada")
+    with CaptureQueriesContext(connection) as large:
+        assert len(inbox.get("/api/v1/inbox/messages").json()["results"]) == 13
+
+    assert len(small) == len(large) <= 3  # the token's recipient, the page (no N+1)

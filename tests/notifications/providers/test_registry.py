@@ -36,9 +36,14 @@ def test_every_folder_with_receipts_has_its_routes() -> None:
 
 
 def test_every_provider_has_a_rate_limit_without_a_settings_entry(settings: Any) -> None:
+    """Every provider dispatch gates; a batched one (in-app: stored, never called) asks no
+    gate and has no rate."""
     settings.PROVIDER_RATE_LIMITS = {}
     for folder in FOLDERS:
         for name in declarations()[folder].senders:
+            if get_provider(name).batched:
+                assert default_rate(name) is None
+                continue
             assert TokenBucket.from_settings(f"{name}:default").rate_per_second == default_rate(name)
 
 
