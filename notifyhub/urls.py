@@ -3,8 +3,10 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from apps.core.api import HealthApi, ReadyApi
+from apps.core.demo_page import demo_inbox_page, demo_inbox_send, demo_inbox_token
 from apps.core.views import api_not_found, server_error
 from apps.notifications.state_metrics import metrics_view
+from apps.preferences.views import PreferenceCenterView
 from apps.privacy.api.views import RecipientEraseApi, RecipientExportApi
 from apps.recipients.api.views import RecipientDetailApi, RecipientDevicesApi
 
@@ -37,8 +39,14 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
          name="redoc"),
     path("admin/", admin.site.urls),
+    # The hosted preference center (a recipient's page, signed link; apps/preferences/views.py).
+    path("preferences/<str:token>/", PreferenceCenterView.as_view(), name="preference-center"),
     # django-prometheus' exposition plus the pipeline's state gauges (queue depth, oldest age…)
     path("metrics", metrics_view, name="prometheus-django-metrics"),
+    # The inbox widget's demo page (DEMO_PAGES only; `make run` prints its URL).
+    path("demo/inbox/", demo_inbox_page, name="demo-inbox"),
+    path("demo/inbox/token", demo_inbox_token, name="demo-inbox-token"),
+    path("demo/inbox/send", demo_inbox_send, name="demo-inbox-send"),
     path("api/<path:rest>", api_not_found),
 ]
 

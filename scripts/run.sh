@@ -120,6 +120,7 @@ print(f"""
    Demo API key   {key}
    Test API key   {demo.get("test_api_key") or "-"}  (sends only to the sandbox)
    Sandbox inbox  http://127.0.0.1:8025/
+   Inbox widget   {demo.get("inbox_demo_url", "http://127.0.0.1:8000/demo/inbox/")}  (demo recipient demo_user)
    Inbox stream   http://127.0.0.1:8001/api/v1/inbox/stream  (SSE; ?token= from
                   POST /api/v1/recipients/{{id}}/inbox-token)
 

@@ -28,6 +28,12 @@ fi
 
 export DJANGO_SETTINGS_MODULE=notifyhub.settings.test
 
+# The browser tests' Chromium (apt-get install chromium when missing, as PostgreSQL above).
+# A run that excludes the e2e tests (`make test-fast`: -m "not e2e") does not need it.
+if [[ " $* " != *" not e2e"* ]]; then
+  bash scripts/browser.sh ensure
+fi
+
 rc=0
 .venv/bin/pytest "$@" || rc=$?
 if ((rc == 5)); then

@@ -32,6 +32,7 @@ class ConsentSource(models.TextChoices):
     LINK = "link"  # the signed unsubscribe link (List-Unsubscribe one-click or its page)
     SMS_KEYWORD = "sms_keyword"  # STOP / START texted to one of our numbers
     WHATSAPP_KEYWORD = "whatsapp_keyword"
+    PREFERENCE_CENTER = "preference_center"  # the recipient's hosted page (/preferences/<token>/)
 
 
 class FrequencyPeriod(models.TextChoices):

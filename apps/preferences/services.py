@@ -487,6 +487,9 @@ def audit_preferences_change(*, profiles: Sequence[PreferenceProfile], records: 
     if mask is not None:
         address = context.actor.removeprefix("whatsapp:")
         actor = Actor(ActorType.INBOUND, "", f"{context.source}:{mask(address)}")
+    elif context.source == ConsentSource.PREFERENCE_CENTER:
+        # The person on their own page (the row names the recipient already).
+        actor = Actor(ActorType.INBOUND, "", ConsentSource.PREFERENCE_CENTER.value)
     entries = []
     for profile in profiles:
         changes = by_recipient.get(str(profile.recipient_id), [])

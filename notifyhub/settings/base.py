@@ -158,6 +158,9 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The project's own translations (the preference center: English and French), compiled .mo
+# files committed next to their .po (scripts/compile_messages.py rebuilds them without gettext).
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"
@@ -420,6 +423,9 @@ DEMO_API_KEY = env("DEMO_API_KEY", "nh_demo_localdevelopmentonly0000000000000000
 DEMO_TEST_API_KEY = env("DEMO_TEST_API_KEY", "nh_test_demolocaldevelopmentonly000000000000")
 DEMO_ADMIN_USERNAME = env("DEMO_ADMIN_USERNAME", "admin")
 DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD", "admin")
+# /demo/inbox/: the inbox widget for the demo recipient, minting tokens without an API key
+# (apps/core/demo_page.py). Local development only (settings/local.py turns it on).
+DEMO_PAGES = env_bool("DEMO_PAGES", False)
 
 # "text" (`make run`, the default here) or "json": one JSON object per line with time, level,
 # logger, message, request_id, client, notification_id, delivery_id, task and queue (the

@@ -45,6 +45,8 @@ INBOX_STREAM_URL = os.environ.get("INBOX_STREAM_URL", f"{PUBLIC_BASE_URL}/api/v1
 # `check` refuses real provider hosts here.
 TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY = os.environ.get("TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY", "")
 DEMO_API_KEY = ""
+# The demo page mints recipient tokens without an API key: never in production.
+DEMO_PAGES = False
 # Client webhooks never reach private networks in production (allow CIDRs explicitly with
 # WEBHOOKS_ALLOWED_NETWORKS).
 WEBHOOKS_ALLOW_PRIVATE_NETWORKS = False

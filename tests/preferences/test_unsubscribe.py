@@ -41,11 +41,19 @@ def test_critical_categories_have_no_unsubscribe_link(ada: Any) -> None:
         unsubscribe_url(recipient=ada, category="otp")
 
 
-def test_get_shows_a_confirmation_page_and_changes_nothing(ada: Any) -> None:
-    response = HttpClient().get(path_of(unsubscribe_url(recipient=ada, category="marketing")))
+def test_get_lands_on_the_preference_center_offering_the_unsubscribe_and_changes_nothing(
+        ada: Any) -> None:
+    link = path_of(unsubscribe_url(recipient=ada, category="marketing"))
+    response = HttpClient().get(link, follow=True)
     assert response.status_code == 200
+    [(landing, status)] = response.redirect_chain
+    assert status == 302 and landing.startswith("/preferences/")
     page = response.content.decode()
-    assert "marketing" in page and '<form method="post">' in page
+    # The link's own unsubscribe comes first, posting back to the link (RFC 8058 path)…
+    assert f'<form method="post" action="{link}">' in page
+    assert "Stop receiving “marketing” messages?" in page
+    # … next to every other preference.
+    assert "Notification preferences" in page and 'name="channels"' in page
     assert response["Cache-Control"] == "no-store"
     assert not PreferenceProfile.objects.exists()
     assert marketing_allowed(ada)

@@ -78,6 +78,8 @@ class InboxMarkSerializer(serializers.Serializer[Any]):
 class InboxMeSerializer(serializers.Serializer[Any]):
     recipient_id = serializers.CharField(help_text="Your own id for the recipient.")
     locale = serializers.CharField()
+    preferences_url = serializers.URLField(
+        help_text="The recipient's hosted preference center (signed, long-lived link).")
 
 
 @extend_schema_serializer(examples=[OpenApiExample(

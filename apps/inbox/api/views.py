@@ -15,6 +15,7 @@ from apps.clients.authentication import request_client
 from apps.clients.models import Scope
 from apps.clients.scopes import ScopeMap
 from apps.core.exceptions import NotFound
+from apps.preferences.center import preference_center_url
 from apps.recipients.selectors import recipient_get
 
 from ..selectors import inbox_counts, inbox_messages, message_payload
@@ -103,7 +104,9 @@ class InboxMeApi(InboxApiView):
     def get(self, request: Request) -> Response:
         """Whose inbox this token opens."""
         principal = request_principal(request)
-        return Response({"recipient_id": principal.recipient_id, "locale": principal.locale})
+        return Response({"recipient_id": principal.recipient_id, "locale": principal.locale,
+                         "preferences_url": preference_center_url(principal.client_id,
+                                                                  principal.recipient_pk)})
 
 
 MARK_SCHEMA = extend_schema(

@@ -1,13 +1,17 @@
 """`GET/POST /api/v1/preferences/unsubscribe/{token}`: the page behind an email's unsubscribe
-link. No login, no API key: the signed token is the credential. GET only shows a button (mail
-scanners prefetch links); POST — the button, or an RFC 8058 one-click POST from the mail client
-with `List-Unsubscribe=One-Click` — opts out and answers 200."""
+link. No login, no API key: the signed token is the credential. GET changes nothing (mail
+scanners prefetch links): it lands on the recipient's preference center, which offers this
+link's unsubscribe first (a button posting back here) next to every other preference; POST —
+that button, or an RFC 8058 one-click POST from the mail client with
+`List-Unsubscribe=One-Click` — opts out and answers 200."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views import View
@@ -16,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from apps.core.exceptions import NotFound
 from apps.recipients.models import Recipient
 
+from ..center import preference_center_token
 from ..models import ConsentSource
 from ..services import ChangeContext, unsubscribe_apply
 from ..unsubscribe import BadToken, UnsubscribeTarget, unsubscribe_target
@@ -58,16 +63,16 @@ class UnsubscribeView(View):
         if target is None:
             assert error is not None
             return error
-        if not Recipient.objects.filter(pk=target.recipient_id).exists():
+        recipient = Recipient.objects.filter(pk=target.recipient_id).only("client_id").first()
+        if recipient is None:
             return _page("Not found", format_html("<p>{}</p>", "This recipient no longer exists."),
                          status=404)
-        form = format_html(
-            '<p>Stop receiving {}?</p><form method="post">'
-            '<input type="hidden" name="confirm" value="page">'
-            '<button type="submit">Unsubscribe</button></form>',
-            _what(target),
-        )
-        return _page("Unsubscribe", form)
+        center = reverse("preference-center",
+                         args=[preference_center_token(recipient.client_id, recipient.pk)])
+        response = HttpResponseRedirect(f"{center}?{urlencode({'unsubscribe': token})}")
+        response["Cache-Control"] = "no-store"
+        response["Referrer-Policy"] = "no-referrer"
+        return response
 
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         target, error = self._target(token)
@@ -79,8 +84,11 @@ class UnsubscribeView(View):
         context = ChangeContext.from_request(request, source=ConsentSource.LINK, actor="link",
                                              detail={"via": via})
         try:
-            unsubscribe_apply(target=target, context=context)
+            recipient = unsubscribe_apply(target=target, context=context)
         except NotFound as exc:
             return _page("Not found", format_html("<p>{}</p>", exc.message), status=404)
+        center = reverse("preference-center",
+                         args=[preference_center_token(recipient.client_id, recipient.pk)])
         return _page("Unsubscribed", format_html(
-            "<p>You will no longer receive {}.</p>", _what(target)))
+            '<p>You will no longer receive {}.</p><p><a href="{}">Manage all your preferences</a></p>',
+            _what(target), center))

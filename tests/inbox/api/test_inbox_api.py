@@ -13,6 +13,7 @@ from apps.inbox.live import channel_name
 from apps.inbox.models import InboxMessage
 from apps.inbox.tokens import mint_inbox_token
 from apps.notifications.models import DeliveryEvent
+from apps.preferences.center import preference_center_url
 from apps.webhooks.models import WebhookMessage
 from tests.factories import ClientFactory, RecipientFactory
 
@@ -39,7 +40,9 @@ def test_a_key_with_send_or_read_gets_a_token_and_the_stream_url(
     assert body["stream_url"] == "https://stream.example.com/api/v1/inbox/stream"
     inbox = APIClient()
     inbox.credentials(HTTP_AUTHORIZATION=f"Bearer {body['token']}")
-    assert inbox.get("/api/v1/inbox/me").json() == {"recipient_id": "ada", "locale": "en"}
+    me = inbox.get("/api/v1/inbox/me").json()
+    assert me.pop("preferences_url") == preference_center_url(client_tenant.pk, ada.pk)
+    assert me == {"recipient_id": "ada", "locale": "en"}
 
 
 def test_the_token_endpoint_needs_send_or_read_and_a_known_recipient(

@@ -152,6 +152,7 @@ class Command(BaseCommand):
             "staff": staff,
             "templates": templates,
             "recipients": [r["id"] for r in RECIPIENTS],
+            "inbox_demo_url": "http://127.0.0.1:8000/demo/inbox/",
             "example_send": {
                 "recipients": ["demo_user"],
                 "template_id": "welcome",
