@@ -33,6 +33,7 @@ from django.utils import timezone
 from apps.clients.models import Client
 from apps.core.db.rows import model_columns
 from apps.core.logging import redact_pii
+from apps.core.tasks import Publication, publications_publish_on_commit
 from apps.preferences.selectors import (
     Decision,
     Verdict,
@@ -57,7 +58,7 @@ from apps.webhooks.outbound.outbox import (
 )
 
 from . import gate, instrumentation
-from .enqueue import deliveries_enqueue
+from .enqueue import deliveries_publications
 from .models import Delivery, DeliveryStatus, Notification
 from .policy import RetryPolicy, retry_policy
 from .providers.base import OutboundMessage, Outcome, Provider, SendResult
@@ -236,6 +237,8 @@ class DispatchReport:
     suppressed: int = 0
     held: int = 0
     notification_ids: set[str] = field(default_factory=set)
+    # What the caller must publish (after commit): retries and deferrals, client webhooks.
+    publications: list[Publication] = field(default_factory=list)
 
 
 @dataclass
@@ -387,11 +390,13 @@ def _row(
 
 
 @records_webhook_events
-def _write_many(rows: Sequence[dict[str, Any]], now: datetime) -> None:
-    if not rows:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_RECORD_SQL, {"rows": json.dumps(list(rows), default=str), "now": now})
+def _write_many(rows: Sequence[dict[str, Any]], now: datetime) -> list[Publication]:
+    """Writes a batch of outcome rows (one statement). Returns what must be published once it
+    is committed: the client webhooks it wrote to the outbox (`records_webhook_events`)."""
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.execute(_RECORD_SQL, {"rows": json.dumps(list(rows), default=str), "now": now})
+    return []
 
 
 def outcome_row(
@@ -434,7 +439,7 @@ def delivery_record_outcome(
     now = now or timezone.now()
     row, status, due_at = outcome_row(delivery_id=delivery_id, attempt=attempt, result=result,
                                       now=now, detail=detail, policy=policy)
-    _write_many([row], now)
+    publications_publish_on_commit(_write_many([row], now))
     return status, due_at
 
 
@@ -815,7 +820,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
         for (client_id, reason), tokens in dead_tokens.items():
             devices_deactivate(client_id=client_id, tokens=tokens, reason=reason)
         suppressions_add(items=suppress)
-        _write_many(rows, now)
+        report.publications += _write_many(rows, now)
         keeper.release([str(d.id) for d, _ in batch])
         instrumentation.observe_outcomes(rows, [d for d, _ in batch], now)
 
@@ -848,7 +853,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                 event="suppressed", error_code=decision.reason,
                 error_message=PREFERENCE_MESSAGES.get(decision.reason, decision.reason)))
             report.suppressed += 1
-    _write_many(preference_rows, now)
+    report.publications += _write_many(preference_rows, now)
     instrumentation.observe_outcomes(preference_rows, deliveries, now)
     deliveries = allowed
     not_sent: dict[str, Decision] = {}  # allowed under a frequency cap, then not sent
@@ -901,7 +906,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
             continue
         costs[did] = max(len(message.tokens), 1)
         work.append((delivery, message, providers))
-    _write_many(suppressed_rows, now)
+    report.publications += _write_many(suppressed_rows, now)
     instrumentation.observe_outcomes(suppressed_rows, deliveries, now)
     if not_sent:
         frequency_cap_release(decisions=not_sent)
@@ -940,14 +945,14 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                 chunk_gate.flush()
 
     notifications_refresh_status(notification_ids=report.notification_ids)
-    webhook_completions_record(notification_ids=report.notification_ids)
+    report.publications += webhook_completions_record(notification_ids=report.notification_ids)
     for (priority, countdown, booked_on), items in later.items():
         size = 1 if priority == "critical" else max(int(settings.DISPATCH_CHUNK_SIZE), 1)
         for start in range(0, len(items), size):
             chunk = items[start:start + size]
             # A booked chunk comes back a little after its tokens (never before), spread so
             # that the chunks of many workers do not all arrive in the same instant.
-            deliveries_enqueue(
+            report.publications += deliveries_publications(
                 items=[(i, priority) for i, _ in chunk],
                 countdown=countdown + random.uniform(0, 0.25) if booked_on else countdown,
                 prepaid={booked_on: sum(cost for _, cost in chunk)} if booked_on else None)
