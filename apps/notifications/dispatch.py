@@ -511,6 +511,14 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]],
     )
 
 
+def able_providers(providers: list[Provider], message: OutboundMessage) -> list[Provider]:
+    """The channel's providers that can send this message: one that never can is no failover
+    for it, so it waits for the others instead of failing there. When none can, the first
+    one's build refuses it (`invalid_message`)."""
+    able = [p for p in providers if not p.cannot_send(message)]
+    return able if len(able) == len(providers) else (able or providers[:1])
+
+
 def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                      chunk_gate: gate.ChunkGate | None = None,
                      prepaid: gate.Prepaid | None = None) -> Attempt:
@@ -905,7 +913,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                                                       "The recipient has no active device."))
             continue
         costs[did] = max(len(message.tokens), 1)
-        work.append((delivery, message, providers))
+        work.append((delivery, message, able_providers(providers, message)))
     report.publications += _write_many(suppressed_rows, now)
     instrumentation.observe_outcomes(suppressed_rows, deliveries, now)
     if not_sent:

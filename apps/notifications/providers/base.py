@@ -154,6 +154,12 @@ class Provider(ABC):
         needed = self.required_settings + (self.endpoint_settings if self.mode == TEST else ())
         return all(self.setting(name) for name in needed)
 
+    def cannot_send(self, message: OutboundMessage) -> str:
+        """Why this provider can never send this message (empty: it can). Failover skips such
+        a provider for the message instead of failing it there (e.g. a WhatsApp template
+        approved at Twilio, named by its Content SID, that Vonage does not have)."""
+        return ""
+
     def send(self, message: OutboundMessage) -> SendResult:
         try:
             payload = self.build_payload(message)

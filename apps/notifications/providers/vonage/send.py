@@ -194,9 +194,18 @@ class VonageWhatsAppProvider(VonageMessagesProvider):
     def sender(self, message: OutboundMessage) -> str:
         return message.from_address or self.setting("VONAGE_WHATSAPP_FROM")
 
-    def build_payload(self, message: OutboundMessage) -> WhatsappText | WhatsappTemplate:
+    def cannot_send(self, message: OutboundMessage) -> str:
+        # A Twilio Content SID names a template approved in the Twilio account: Vonage has no
+        # such template, and its rendered text is no substitute (outside the 24-hour customer
+        # service window WhatsApp accepts only an approved template). Failover skips Vonage
+        # for such a message: it waits for Twilio.
         if message.provider_template_id.startswith("HX"):
-            raise ValueError("The template is a Twilio Content SID; Vonage has no such template.")
+            return "The template is a Twilio Content SID; Vonage has no such template."
+        return ""
+
+    def build_payload(self, message: OutboundMessage) -> WhatsappText | WhatsappTemplate:
+        if reason := self.cannot_send(message):
+            raise ValueError(reason)
         if message.provider_template_id:
             # An approved template: Vonage names it "namespace:name"; its parameters in order.
             parameters = [str(v) for _, v in sorted(message.template_variables.items(),
