@@ -18,6 +18,7 @@ from django.utils import timezone
 from psycopg import errors as pg_errors
 
 from apps.core.logging import redact_pii
+from apps.core.tasks import publications_publish_on_commit
 from apps.webhooks.outbound.outbox import webhook_receipts_record
 
 from . import instrumentation
@@ -191,6 +192,13 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
             report.applied += 1
             if e.suppress_address and not delivery.is_test:  # simulated: never suppresses
                 suppress.append((delivery, e))
+        elif e.status is not None and STATUS_RANK[e.status] < STATUS_RANK[DeliveryStatus(delivery.status)]:
+            # A late intermediate (the provider's `sent`/`submitted`/`processed` arriving after
+            # `delivered`, as callbacks overtake each other): one rule for every provider. It
+            # never moves the delivery back; the timeline keeps it, with the delivery's status
+            # (not the earlier one it reports) and marked `late`.
+            e = dataclasses.replace(e, detail={**e.detail, "late": True,
+                                               "reported_status": str(e.status)})
         new_events.append(
             DeliveryEvent(
                 delivery=delivery,
@@ -225,7 +233,8 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     notifications_refresh_status(
         notification_ids={d.notification_id for d in changed.values()}
     )
-    webhook_receipts_record(deliveries=changed.values(), events=new_events)
+    publications_publish_on_commit(webhook_receipts_record(deliveries=changed.values(),
+                                                           events=new_events))
     return report
 
 
