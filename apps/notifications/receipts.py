@@ -121,9 +121,9 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     for e in events:
         if e.provider_message_id:
             by_message.setdefault(e.provider, set()).add(e.provider_message_id)
-    query = Q(id__in=ids)
+    query = Q(id__any=ids)
     for provider, message_ids in by_message.items():
-        query |= Q(provider=provider, provider_message_id__in=message_ids)
+        query |= Q(provider=provider, provider_message_id__any=message_ids)
     # Locked in id order (as dispatch's outcome write does), FOR NO KEY UPDATE (event rows
     # inserted meanwhile by a worker only need a key-share lock, which this does not block).
     # The (encrypted) address is neither read nor decrypted: whether it is blank (the
@@ -143,7 +143,7 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     seen_ids = [e.provider_event_id for e in events if e.provider_event_id]
     seen = set(
         DeliveryEvent.objects.filter(
-            provider__in={e.provider for e in events}, provider_event_id__in=seen_ids
+            provider__in={e.provider for e in events}, provider_event_id__any=seen_ids
         ).values_list("provider_event_id", flat=True)
     ) if seen_ids else set()
 

@@ -1,0 +1,30 @@
+"""`field__any=[…]`: `field = ANY(%s)` with the values as one array parameter.
+
+Django's `__in` writes one placeholder per value (`IN (%s, %s, …)`), so a statement's text
+changes with the number of values: psycopg parses each new text again (client-side binding,
+its parsed-text cache holds 128 texts of at most 500 parameters) and PostgreSQL plans it
+anew. A receipts callback of a few hundred events spent more CPU converting its two `IN`
+lists than applying the receipts. `__any` keeps one text whatever the count, and the index
+on the column is used as for `IN`. An empty list matches nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Field, Lookup
+
+
+@Field.register_lookup
+class AnyOf(Lookup):  # type: ignore[type-arg]
+    lookup_name = "any"
+    prepare_rhs = False
+
+    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, list[Any]]:
+        field = self.lhs.output_field
+        return "%s", [[field.get_db_prep_value(v, connection, prepared=False) for v in value]]
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        db_type = self.lhs.output_field.db_type(connection)
+        return f"{lhs} = ANY({rhs}::{db_type}[])", [*lhs_params, *rhs_params]
