@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import OperationalError, connection, transaction
 
+from apps.notifications.providers.conf import provider_setting
+
 from . import procfile
 from .processes import (
     REPO_ROOT,
@@ -328,7 +330,7 @@ def ceiling_phase(bench: Bench, stack: Stack, opts: NewPhaseOptions) -> dict[str
     bench.sandbox.reset()
     log(f"ceiling: {opts.ceiling_sends} SendGrid SDK calls from {processes} process(es) x "
         f"{threads} thread(s), nothing else")
-    result = measure_ceiling(host=bench.sandbox.url, api_key=str(settings.SENDGRID_API_KEY),
+    result = measure_ceiling(host=bench.sandbox.url, api_key=str(provider_setting("SENDGRID_API_KEY")),
                              processes=processes, threads=threads, total=opts.ceiling_sends)
     stats = bench.sandbox.stats()
     result["sandbox_accepted"] = stats.get("accepted")

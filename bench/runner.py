@@ -551,6 +551,8 @@ class Bench:
     def machine(self) -> dict[str, Any]:
         from django.conf import settings
 
+        from apps.notifications.providers.conf import provider_setting
+
         return {
             "cores": os.cpu_count(),
             "python": platform.python_version(),
@@ -563,7 +565,7 @@ class Bench:
                 "DISPATCH_CONCURRENCY": settings.DISPATCH_CONCURRENCY,
                 "DEBUG": settings.DEBUG,
                 "CONN_MAX_AGE": settings.DATABASES["default"].get("CONN_MAX_AGE"),
-                "SENDGRID_TIMEOUT_SECONDS": settings.SENDGRID_TIMEOUT_SECONDS,
+                "SENDGRID_TIMEOUT_SECONDS": provider_setting("SENDGRID_TIMEOUT_SECONDS"),
                 "EMAIL_PROVIDERS": settings.CHANNEL_PROVIDERS.get("email"),
                 # The real pipeline asks the provider gate before each call; the naive one not.
                 "PROVIDER_GATES_ENABLED": getattr(settings, "PROVIDER_GATES_ENABLED", None),

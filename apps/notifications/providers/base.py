@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from django.conf import settings
+from .conf import TEST_MODE_PREFIX, provider_setting
 
 logger = logging.getLogger(__name__)
 
 LIVE = "live"
 TEST = "test"
 # Test-mode instances read their account settings under this prefix (TEST_MODE_SENDGRID_API_HOST …).
-TEST_MODE_PREFIX = "TEST_MODE_"
 
 
 # Retryable error codes that say the provider could not be reached (classify_exception).
@@ -141,9 +140,10 @@ class Provider(ABC):
         return "test" if self.mode == TEST else "default"
 
     def setting(self, name: str) -> Any:
+        """A setting by its name, resolved as its folder declares it (providers/conf.py)."""
         if self.mode == TEST and name in self.account_settings:
-            return getattr(settings, TEST_MODE_PREFIX + name, "")
-        return getattr(settings, name)
+            return provider_setting(TEST_MODE_PREFIX + name, "")
+        return provider_setting(name)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} ({self.mode})>"

@@ -14,25 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from importlib import import_module
 from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
 from .base import LIVE, Provider
-from .declaration import ProviderDeclaration
+from .declaration import FOLDERS, PACKAGE, ProviderDeclaration, declarations
 
-# One line per provider folder.
-FOLDERS: tuple[str, ...] = ("sendgrid", "smtp", "twilio", "vonage", "fcm")
-PACKAGE = "apps.notifications.providers"
-
-
-@cache
-def declarations() -> dict[str, ProviderDeclaration]:
-    """folder → its declaration (settings.py; no SDK is imported)."""
-    return {folder: import_module(f"{PACKAGE}.{folder}.settings").DECLARATION
-            for folder in FOLDERS}
+__all__ = ["FOLDERS", "PACKAGE", "ProviderDeclaration", "declarations"]
 
 
 @cache

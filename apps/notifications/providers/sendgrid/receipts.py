@@ -21,6 +21,8 @@ from apps.notifications.providers.sendgrid.send import DELIVERY_ARG
 from apps.notifications.receipts import ProviderEvent
 from apps.webhooks.inbound.base import PayloadError, ProviderWebhookView, SignatureError
 
+from ..conf import provider_setting
+
 # SendGrid event → (NotifyHub event name, delivery status it implies).
 EVENT_MAP: dict[str, tuple[str, DeliveryStatus | None]] = {
     "processed": ("processed", None),
@@ -40,7 +42,7 @@ _FAILURES = (DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 
 
 def _public_key(setting: str) -> Any:
-    key = getattr(settings, setting, "")
+    key = provider_setting(setting, "")
     if not key:
         raise SignatureError(f"{setting} is not configured.")
     loaded = _load_key(key)

@@ -32,6 +32,8 @@ from apps.preferences.models import ConsentSource
 from apps.preferences.services import ChangeContext, inbound_keyword_apply
 from apps.webhooks.inbound.base import PayloadError, ProviderWebhookView, SignatureError
 
+from ..conf import provider_setting
+
 logger = logging.getLogger(__name__)
 
 # A few seconds of clock skew between Vonage and us.
@@ -97,7 +99,7 @@ class VonageStatusWebhookView(ProviderWebhookView):
     secret_setting: ClassVar[str] = "VONAGE_SIGNATURE_SECRET"  # noqa: S105 - a setting name
 
     def verify_signature(self, request: HttpRequest) -> None:
-        verify_vonage_signature(request, getattr(settings, self.secret_setting, ""))
+        verify_vonage_signature(request, provider_setting(self.secret_setting, ""))
 
     def parse_events(self, request: HttpRequest) -> list[ProviderEvent]:
         data = _json_body(request)
@@ -145,7 +147,7 @@ class VonageInboundWebhookView(View):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            verify_vonage_signature(request, settings.VONAGE_SIGNATURE_SECRET)
+            verify_vonage_signature(request, provider_setting("VONAGE_SIGNATURE_SECRET"))
         except SignatureError as exc:
             logger.warning("vonage inbound webhook refused: %s", exc)
             return JsonResponse(error_body("invalid_signature", str(exc)), status=403)
