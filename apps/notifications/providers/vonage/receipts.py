@@ -26,7 +26,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apps.core.exceptions import error_body
 from apps.notifications.models import DeliveryStatus
-from apps.notifications.providers.vonage.send import RECEIPT_ERRORS
+from apps.notifications.providers.base import Outcome
+from apps.notifications.providers.vonage.send import RECEIPT_ERRORS, vonage_reply_send
 from apps.notifications.receipts import ProviderEvent
 from apps.preferences.models import ConsentSource
 from apps.preferences.services import ChangeContext, inbound_keyword_apply
@@ -140,8 +141,10 @@ class VonageTestModeStatusWebhookView(VonageStatusWebhookView):
 @method_decorator(csrf_exempt, name="dispatch")
 class VonageInboundWebhookView(View):
     """`POST /api/v1/webhooks/vonage/inbound`: a person texting (SMS) or writing (WhatsApp) to
-    one of our Vonage numbers. STOP/START keywords as through Twilio (`inbound_keyword_apply`);
-    Vonage expects a 200 and nothing else (a reply would be a message of its own)."""
+    one of our Vonage numbers. STOP/START/HELP keywords as through Twilio
+    (`inbound_keyword_apply`). Vonage expects a 200 and reads nothing in it, so the reply Twilio
+    gets in its TwiML answer (HELP's text) goes out as a message of its own
+    (`vonage_reply_send`)."""
 
     http_method_names = ["post"]
 
@@ -171,8 +174,17 @@ class VonageInboundWebhookView(View):
         )
         outcome = inbound_keyword_apply(from_=from_, body=str(data.get("text") or ""),
                                         context=context, to=f"{'whatsapp:' if whatsapp else ''}{to}")
+        replied = ""
+        if outcome.reply:
+            result = vonage_reply_send(channel=outcome.channel, to=from_, from_=to,
+                                       text=outcome.reply)
+            replied = result.outcome.value
+            if result.outcome != Outcome.SENT:
+                logger.warning("vonage %s reply to an inbound %s not sent: %s", outcome.channel,
+                               outcome.keyword, result.error_code)
         return JsonResponse({"keyword": outcome.keyword, "channel": outcome.channel,
-                             "recipients": outcome.recipients, "changed": outcome.changed})
+                             "recipients": outcome.recipients, "changed": outcome.changed,
+                             "reply": replied})
 
 
 urlpatterns = [

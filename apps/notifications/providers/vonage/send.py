@@ -135,7 +135,7 @@ class VonageMessagesProvider(Provider):
         if not message.to:
             raise ValueError("No phone number.")
         return {"to": _number(message.to), "from_": _number(self.sender(message)),
-                "client_ref": message.delivery_id, "webhook_url": self.callback_url}
+                "client_ref": message.delivery_id or None, "webhook_url": self.callback_url}
 
     def call(self, payload: Any, message: OutboundMessage) -> SendResult:
         try:
@@ -217,3 +217,13 @@ class VonageWhatsAppProvider(VonageMessagesProvider):
         if not message.text:
             raise ValueError("The rendered message is empty.")
         return WhatsappText(text=message.text, **self.common(message))
+
+
+def vonage_reply_send(*, channel: str, to: str, from_: str, text: str) -> SendResult:
+    """The answer to an inbound message (HELP: the same text Twilio's TwiML answer carries).
+    Vonage reads nothing in a webhook's answer, so a reply is an outbound message of its own,
+    from the number the person wrote to, through the Messages API (live account). Sent at once
+    and not retried, like the TwiML reply: a lost HELP answer is asked again by texting HELP."""
+    provider = {"sms": VonageSmsProvider, "whatsapp": VonageWhatsAppProvider}[channel]()
+    return provider.send(OutboundMessage(delivery_id="", notification_id="", client_id="",
+                                         channel=channel, to=to, from_address=from_, text=text))
