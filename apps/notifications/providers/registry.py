@@ -1,9 +1,10 @@
 """The providers and channel → ordered providers.
 
 Adding a provider: its folder (`apps/notifications/providers/<folder>/`: send.py, settings.py
-with its DECLARATION, receipts.py if it calls back) and its folder's name in FOLDERS. Everything
-else about it (the provider list, URL routes, system checks, rate-limit defaults, the admin's
-choices) is derived from the declarations here.
+with its DECLARATION, receipts.py if it calls back) and its folder's name in FOLDERS
+(declaration.py). Everything else about it (the provider list, URL routes, system checks,
+rate-limit defaults, the admin's choices, its setting values: conf.py) is derived from the
+declarations.
 
 Every lookup takes a mode: "live" (the default) or "test", for deliveries of notifications
 accepted with a test API key. Both modes use the same provider classes and CHANNEL_PROVIDERS;
