@@ -31,6 +31,8 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from apps.clients.models import Client
+from apps.core import tracing
+from apps.core.correlation import current_request_id
 from apps.core.db.rows import model_columns
 from apps.core.logging import redact_pii
 from apps.core.tasks import Publication, publications_publish_on_commit
@@ -215,8 +217,9 @@ SELECT i.id, u.status, i.event, i.provider, i.message_id, '', i.error_code, i.er
        i.detail, %(now)s, %(now)s
 FROM input AS i JOIN updated AS u ON u.id = i.id
 -- A `sent` the provider's receipt already recorded is not written twice, unless it says the
--- send failed over (only the worker knows which providers it skipped).
-WHERE u.current OR NOT (i.is_sent AND u.was_sent) OR i.detail ? 'failed_over_from'
+-- send failed over (only the worker knows which providers it skipped) or carries the send's
+-- span (tracing on: the receipts' spans link to it).
+WHERE u.current OR NOT (i.is_sent AND u.was_sent) OR i.detail ?| array['failed_over_from', 'traceparent']
 """
 
 
@@ -250,6 +253,7 @@ class Attempt:
     defer_reason: str = ""
     defer_provider: Provider | None = None  # the provider whose rate limit was reached
     failed_over_from: list[str] = field(default_factory=list)
+    traceparent: str = ""  # the send's span (tracing on), stored with the attempt
 
 
 def lease_seconds(priority: str) -> float:
@@ -491,6 +495,7 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]],
     sender = {"email": client.default_from_email, "sms": client.sms_from,
               "whatsapp": client.whatsapp_from}.get(delivery.channel, "")
     return OutboundMessage(
+        request_id=current_request_id(),
         delivery_id=str(delivery.id),
         notification_id=str(notification.id),
         client_id=str(delivery.client_id),
@@ -519,6 +524,16 @@ def able_providers(providers: list[Provider], message: OutboundMessage) -> list[
     return able if len(able) == len(providers) else (able or providers[:1])
 
 
+def _send(provider: Provider, message: OutboundMessage) -> tuple[SendResult, str]:
+    """One provider call; with tracing on, in a span of its own whose `traceparent` the
+    attempt stores (the receipt's span links to it)."""
+    with tracing.send_span(f"send {provider.name}", {"notifyhub.provider": provider.name,
+                                                     "notifyhub.channel": message.channel,
+                                                     "notifyhub.delivery_id": message.delivery_id}
+                           ) as traceparent:
+        return instrumentation.timed_send(provider, message), traceparent
+
+
 def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                      chunk_gate: gate.ChunkGate | None = None,
                      prepaid: gate.Prepaid | None = None) -> Attempt:
@@ -540,7 +555,7 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
             if not lane.take(cost):
                 return Attempt(defer_seconds=max(lane.wait_seconds, 0.001),
                                defer_reason="rate_limited", defer_provider=provider)
-            result = instrumentation.timed_send(provider, message)
+            result, traceparent = _send(provider, message)
             open_for = lane.report(result)
         else:
             admission = gate.admit(provider, cost, prepaid)
@@ -552,7 +567,7 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                 waits.append((admission.wait_seconds, admission.reason))
                 skipped.append(provider.name)
                 continue
-            result = instrumentation.timed_send(provider, message)
+            result, traceparent = _send(provider, message)
             open_for = gate.report(provider, admission, result)
         # Unreachable, and its breaker is open now or one before it in the list is: as far
         # as we know no provider of the channel can be reached, so the attempt is not spent.
@@ -561,7 +576,7 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                 waits.append((open_for, "circuit_open"))
             skipped.append(provider.name)
             continue
-        return Attempt(result=result, failed_over_from=skipped)
+        return Attempt(result=result, failed_over_from=skipped, traceparent=traceparent)
     seconds, reason = min(waits) if waits else (1.0, "no_provider")
     return Attempt(defer_seconds=seconds, defer_reason=reason)
 
@@ -798,11 +813,15 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                 report.deferred += 1
                 later[(delivery.priority, seconds, booked_on)].append((did, cost))
                 continue
-            detail = {"failed_over_from": attempt.failed_over_from} if attempt.failed_over_from else None
+            detail: dict[str, Any] = {}
+            if attempt.failed_over_from:
+                detail["failed_over_from"] = attempt.failed_over_from
+            if attempt.traceparent:
+                detail["traceparent"] = attempt.traceparent
             policy = retry_policy(channel=delivery.channel,
                                   client_overrides=delivery.client.delivery_policy)
             row, status, due_at = outcome_row(delivery_id=did, attempt=attempts[did],
-                                              result=result, now=now, detail=detail,
+                                              result=result, now=now, detail=detail or None,
                                               policy=policy)
             rows.append(row)
             # A simulated outcome (test mode: the sandbox answered) never changes what live

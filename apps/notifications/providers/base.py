@@ -53,6 +53,10 @@ class OutboundMessage:
     template_variables: dict[str, Any] = field(default_factory=dict)
     # Email: extra headers (List-Unsubscribe, List-Unsubscribe-Post …).
     headers: dict[str, str] = field(default_factory=dict)
+    # The request id of the work that sends it (apps/core/correlation.py): handed to the
+    # provider where it echoes it back on the receipt (SendGrid custom_args, Vonage
+    # client_ref, Twilio's status-callback URL, FCM data).
+    request_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ class TwilioStatusWebhookView(ProviderWebhookView):
                 status=implied,
                 occurred_at=datetime.now(tz=UTC),
                 delivery_id=request.GET.get("delivery", ""),
+                request_id=request.GET.get("request_id", "")[:64],
                 provider_message_id=sid,
                 # Twilio sends each status once per message; a repeat is a retry of the same.
                 provider_event_id=f"{sid}:{status}",

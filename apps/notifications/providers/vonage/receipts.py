@@ -27,7 +27,11 @@ from django.views.decorators.csrf import csrf_exempt
 from apps.core.exceptions import error_body
 from apps.notifications.models import DeliveryStatus
 from apps.notifications.providers.base import Outcome
-from apps.notifications.providers.vonage.send import RECEIPT_ERRORS, vonage_reply_send
+from apps.notifications.providers.vonage.send import (
+    RECEIPT_ERRORS,
+    parse_client_ref,
+    vonage_reply_send,
+)
 from apps.notifications.receipts import ProviderEvent
 from apps.preferences.models import ConsentSource
 from apps.preferences.services import ChangeContext, inbound_keyword_apply
@@ -120,7 +124,8 @@ class VonageStatusWebhookView(ProviderWebhookView):
             event=name,
             status=implied,
             occurred_at=_occurred_at(data.get("timestamp")),
-            delivery_id=str(data.get("client_ref") or ""),
+            delivery_id=parse_client_ref(str(data.get("client_ref") or ""))[0],
+            request_id=parse_client_ref(str(data.get("client_ref") or ""))[1][:64],
             provider_message_id=uuid,
             provider_event_id=f"{uuid}:{status}",
             error_code=code if failed else "",

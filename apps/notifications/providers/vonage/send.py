@@ -110,6 +110,21 @@ def error_detail(exc: HttpRequestError) -> str:
     return str(body.get("detail") or body.get("title") or "")[:500]
 
 
+def client_ref(message: OutboundMessage) -> str:
+    """What Vonage echoes on every status webhook (at most 100 characters): the delivery id,
+    then the request id of the send ("<delivery id>:<request id>")."""
+    ref = message.delivery_id
+    if message.request_id:
+        ref = f"{ref}:{message.request_id}"[:100]
+    return ref
+
+
+def parse_client_ref(value: str) -> tuple[str, str]:
+    """(delivery id, request id) from a client_ref."""
+    delivery_id, _, request_id = value.partition(":")
+    return delivery_id, request_id
+
+
 class VonageMessagesProvider(Provider):
     # Status webhooks: /api/v1/webhooks/vonage, or /api/v1/webhooks/test/vonage for test mode
     # (verified with the test-mode signature secret, applied to test deliveries only).
@@ -135,7 +150,7 @@ class VonageMessagesProvider(Provider):
         if not message.to:
             raise ValueError("No phone number.")
         return {"to": _number(message.to), "from_": _number(self.sender(message)),
-                "client_ref": message.delivery_id or None, "webhook_url": self.callback_url}
+                "client_ref": client_ref(message) or None, "webhook_url": self.callback_url}
 
     def call(self, payload: Any, message: OutboundMessage) -> SendResult:
         try:
