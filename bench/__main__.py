@@ -95,12 +95,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(bench/loadgen.py), then CPU per notification of every process; ceiling: the SendGrid "
         "SDK alone from DISPATCH_CONCURRENCY x worker processes threads; fanout: one bulk "
         "request of N items and one send to N inline recipients; priorities: critical/high "
-        "sends while a low/normal backlog drains; big (only with --big): reads with 10 million "
+        "sends while a low/normal backlog drains; tracing (only when named in --phases): the single "
+        "phase at one rate with tracing off, on (every trace) and on at 10 %, OTLP to a local "
+        "sink, CPU per message of each; big (only with --big): reads with 10 million "
         "deliveries stored.",
     )
     new.add_argument("--phases", default=None,
-                     help=f"comma-separated subset of {','.join(PHASES)},big (default: all but big; "
-                          "none with --channels-only)")
+                     help=f"comma-separated subset of {','.join(PHASES)},tracing,big (default: all "
+                          "but tracing and big; none with --channels-only)")
     new.add_argument("--skip", default="", help="comma-separated phases to leave out")
     new.add_argument("--rates", default="50,150,300",
                      help="single: requests per second, comma-separated (default: 50,150,300)")
@@ -116,6 +118,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      help="priorities: critical+high sends per second (default: 4)")
     new.add_argument("--priority-duration", type=float, default=30.0,
                      help="priorities: seconds of critical/high sends (default: 30)")
+    new.add_argument("--tracing-rate", type=_positive_rate, default=50.0,
+                     help="tracing: requests per second of each run (default: 50)")
+    new.add_argument("--tracing-duration", type=float, default=15.0,
+                     help="tracing: seconds of each of its three runs (default: 15)")
     new.add_argument("--phase-timeout", type=float, default=900.0,
                      help="seconds each wait of these phases may take (default: 900)")
     new.add_argument("--big", action="store_true",
@@ -140,7 +146,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.phases = "" if args.channels_only else ",".join(PHASES)
     phases = [p for p in args.phases.split(",") if p]
     skip = {p for p in args.skip.split(",") if p}
-    unknown = (set(phases) | skip) - set(PHASES) - {"big"}
+    unknown = (set(phases) | skip) - set(PHASES) - {"big", "tracing"}
     if unknown:
         parser.error(f"unknown phase(s): {', '.join(sorted(unknown))}; known: {', '.join(PHASES)}")
     args.phase_list = tuple(p for p in phases if p not in skip and p != "big")
@@ -160,6 +166,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.ceiling_sends = 200
         args.fanout, args.backlog = 300, 300
         args.priority_rate, args.priority_duration = 4.0, 3.0
+        args.tracing_rate, args.tracing_duration = 10.0, 3.0
         args.timeout, args.phase_timeout = 120.0, 120.0
     if args.channels_only and args.skip_sms and args.skip_push and not args.phase_list and not args.big:
         parser.error("--channels-only with --skip-sms and --skip-push leaves nothing to run")
@@ -179,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                           rates=args.rate_list, rate_duration=args.rate_duration,
                           ceiling_sends=args.ceiling_sends or args.deliveries, fanout=args.fanout,
                           backlog=args.backlog, priority_rate=args.priority_rate,
-                          priority_duration=args.priority_duration, timeout=args.phase_timeout),
+                          priority_duration=args.priority_duration,
+                          tracing_rate=args.tracing_rate, tracing_duration=args.tracing_duration,
+                          timeout=args.phase_timeout),
                       big=BigOptions(deliveries=args.big_deliveries,
                                      per_notification=args.big_per_notification,
                                      reads=args.big_reads) if args.big else None)
