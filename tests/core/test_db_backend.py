@@ -71,3 +71,31 @@ def test_a_long_statement_is_parsed_once_per_text() -> None:
         cursor.execute(sql, list(range(120, 240)))
         assert cursor.fetchone()[0] == 120
     assert _queries._query2pg_client.cache_info().hits == before + 1
+
+
+@pytest.mark.django_db
+def test_timestamps_read_back_as_the_same_aware_utc_instants() -> None:
+    """Timestamps are read by psycopg's C loader (apps.core.db), as aware UTC datetimes, by
+    plain and server-side cursors, and stay right if a session changes its time zone."""
+    import datetime
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from apps.audit.models import AuditLog
+
+    written = datetime.datetime(2026, 3, 29, 0, 59, 59, 123456, tzinfo=datetime.UTC)
+    entry = AuditLog.objects.create(action="test.timestamps", actor_type="system",
+                                   created_at=written)
+    fetched = AuditLog.objects.get(id=entry.id).created_at
+    assert fetched == written and fetched.utcoffset() == datetime.timedelta(0)
+    with transaction.atomic():  # a server-side cursor (chunked_cursor)
+        streamed = [e.created_at for e in AuditLog.objects.filter(id=entry.id).iterator()]
+    assert streamed == [written]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL TIME ZONE 'Europe/Paris'")
+        cursor.execute("SELECT created_at FROM audit_auditlog WHERE id = %s", [entry.id])
+        assert cursor.fetchone()[0] == written  # the same instant, whatever its tzinfo
+    assert timezone.is_aware(AuditLog.objects.get(id=entry.id).created_at)
+    loader = connection.connection.adapters.get_loader(1184, 0)
+    assert loader.__module__.startswith(("psycopg_binary", "psycopg_c"))

@@ -19,12 +19,12 @@ class AnyOf(Lookup):  # type: ignore[type-arg]
     lookup_name = "any"
     prepare_rhs = False
 
-    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, list[Any]]:
+    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         field = self.lhs.output_field
-        return "%s", [[field.get_db_prep_value(v, connection, prepared=False) for v in value]]
+        return "%s", ([field.get_db_prep_value(v, connection, prepared=False) for v in value],)
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
         db_type = self.lhs.output_field.db_type(connection)
-        return f"{lhs} = ANY({rhs}::{db_type}[])", [*lhs_params, *rhs_params]
+        return f"{lhs} = ANY({rhs}::{db_type}[])", (*lhs_params, *rhs_params)
