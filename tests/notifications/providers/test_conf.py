@@ -3,6 +3,7 @@ settings module, else the environment, else the declared default (providers/conf
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,17 @@ def test_production_defaults_are_the_real_hosts_and_secrets_are_required(
 def test_docs_name_every_live_provider_setting() -> None:
     text = DOCS.read_text()
     assert [n for n in declared() if not n.startswith("TEST_MODE_") and n not in text] == []
+
+
+def test_no_code_reads_a_provider_setting_as_a_django_setting() -> None:
+    """They are no Django settings any more (unless a settings module sets one): code reads
+    them with provider_setting()."""
+    root = DOCS.parents[1]
+    names = "|".join(sorted(declared(), key=len, reverse=True))
+    pattern = re.compile(rf"settings\.({names})\b|getattr\(settings, \"({names})\"")
+    offenders = [f"{path.relative_to(root)}:{n}"
+                 for folder in ("apps", "bench", "notifyhub", "sandbox")
+                 for path in (root / folder).rglob("*.py")
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if pattern.search(line)]
+    assert offenders == []
