@@ -97,12 +97,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "request of N items and one send to N inline recipients; priorities: critical/high "
         "sends while a low/normal backlog drains; streams: N inbox SSE connections held (memory), "
         "in-app messages through the API to them (accept → event latency) and the API's "
-        "single-send latency with and without them; big (only with --big): reads with 10 million "
+        "single-send latency with and without them; tracing (only when named in --phases): the single "
+        "phase at one rate with tracing off, on (every trace) and on at 10 %, OTLP to a local "
+        "sink, CPU per message of each; big (only with --big): reads with 10 million "
         "deliveries stored.",
     )
     new.add_argument("--phases", default=None,
-                     help=f"comma-separated subset of {','.join(PHASES)},big (default: all but big; "
-                          "none with --channels-only)")
+                     help=f"comma-separated subset of {','.join(PHASES)},tracing,big (default: all "
+                          "but tracing and big; none with --channels-only)")
     new.add_argument("--skip", default="", help="comma-separated phases to leave out")
     new.add_argument("--rates", default="50,150,300",
                      help="single: requests per second, comma-separated (default: 50,150,300)")
@@ -118,6 +120,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      help="priorities: critical+high sends per second (default: 4)")
     new.add_argument("--priority-duration", type=float, default=30.0,
                      help="priorities: seconds of critical/high sends (default: 30)")
+    new.add_argument("--tracing-rate", type=_positive_rate, default=50.0,
+                     help="tracing: requests per second of each run (default: 50)")
+    new.add_argument("--tracing-duration", type=float, default=15.0,
+                     help="tracing: seconds of each of its three runs (default: 15)")
     new.add_argument("--phase-timeout", type=float, default=900.0,
                      help="seconds each wait of these phases may take (default: 900)")
     new.add_argument("--streams", type=_positive, default=5000,
@@ -156,7 +162,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.phases = "" if args.channels_only else ",".join(PHASES)
     phases = [p for p in args.phases.split(",") if p]
     skip = {p for p in args.skip.split(",") if p}
-    unknown = (set(phases) | skip) - set(PHASES) - {"big"}
+    unknown = (set(phases) | skip) - set(PHASES) - {"big", "tracing"}
     if unknown:
         parser.error(f"unknown phase(s): {', '.join(sorted(unknown))}; known: {', '.join(PHASES)}")
     args.phase_list = tuple(p for p in phases if p not in skip and p != "big")
@@ -176,6 +182,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.ceiling_sends = 200
         args.fanout, args.backlog = 300, 300
         args.priority_rate, args.priority_duration = 4.0, 3.0
+        args.tracing_rate, args.tracing_duration = 10.0, 3.0
         args.timeout, args.phase_timeout = 120.0, 120.0
         args.streams, args.stream_rate, args.stream_duration = min(args.streams, 200), 20.0, 3.0
         args.stream_batch = min(args.stream_batch, 5)
@@ -202,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           streams=args.streams, stream_rate=args.stream_rate,
                           stream_duration=args.stream_duration, stream_batch=args.stream_batch,
                           stream_api_rate=args.stream_api_rate,
-                          stream_api_duration=args.stream_api_duration),
+                          stream_api_duration=args.stream_api_duration,
+                          tracing_rate=args.tracing_rate, tracing_duration=args.tracing_duration),
                       big=BigOptions(deliveries=args.big_deliveries,
                                      per_notification=args.big_per_notification,
                                      reads=args.big_reads) if args.big else None)

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import OperationalError, connection, transaction
 
+from apps.notifications.providers.conf import provider_setting
+
 from . import procfile
 from .processes import (
     REPO_ROOT,
@@ -56,6 +58,8 @@ class NewPhaseOptions:
     backlog: int = 100_000
     priority_rate: float = 4.0  # critical + high sends per second (alternating)
     priority_duration: float = 30.0
+    tracing_rate: float = 50.0  # tracing: requests per second of each of its three runs
+    tracing_duration: float = 15.0
     timeout: float = 900.0  # per wait in these phases
     # streams (bench/streams.py)
     streams: int = 5000
@@ -280,42 +284,8 @@ def _run_loadgen(bench: Bench, *, rate: float, duration: float, timeout: float, 
 
 
 def single_phase(bench: Bench, stack: Stack, opts: NewPhaseOptions) -> dict[str, Any]:
-    rates = []
-    for index, rate in enumerate(opts.rates):
-        bench.sandbox.reset()
-        before_notifications = notification_count()
-        before = delivery_totals()
-        cpu_before = CpuSnapshot.take()
-        log(f"single: {rate:g} req/s for {opts.rate_duration:g} s (open loop, timeout "
-            f"{opts.client_timeout:g} s)")
-        load, loadgen_cpu, _ = _run_loadgen(bench, rate=rate, duration=opts.rate_duration,
-                                            timeout=opts.client_timeout, prefix=f"s{index}-")
-        log(f"single {rate:g}/s: p50 {load['latency_ms']['p50']} ms, p95 {load['latency_ms']['p95']} "
-            f"ms, p99 {load['latency_ms']['p99']} ms, errors {load['errors']}")
-        waited = wait_all_final(bench, label=f"single {rate:g}/s",
-                                deadline=time.monotonic() + opts.timeout)
-        cpu_after = CpuSnapshot.take()
-        notifications = notification_count() - before_notifications
-        # Per send the server handled: a request the client timed out on was still accepted.
-        cpu = cpu_report(bench, stack, cpu_before, cpu_after, notifications=notifications,
-                         sends=notifications, extra_cpu={"loadgen": round(loadgen_cpu, 2)})
-        stats = bench.sandbox.stats()
-        answers = callback_answers(stats)
-        rates.append({
-            **{k: load[k] for k in ("rate", "duration_s", "sent", "accepted", "achieved_rate",
-                                    "scheduler_max_lag_ms", "latency_ms", "errors", "error_count")},
-            "notifications_created": notifications,
-            "deliveries": waited["total"] - before["total"],
-            "deliveries_final": waited["final"] - before["final"],
-            "delivered": waited["delivered"] - before["delivered"],
-            "without_final_receipt": waited["without_final_receipt"],
-            "seconds_until_all_delivered": round(waited["seen_at"] - cpu_before.wall, 2),
-            **cpu,
-            "callback_answers": answers,
-            "callback_answers_5xx": answers.get("5xx", 0),
-        })
-        log(f"single {rate:g}/s: API {cpu['api_cpu_ms_per_send']} ms CPU per send, server "
-            f"{cpu['server_cpu_ms_per_notification']} ms CPU per notification")
+    rates = [_single_rate(bench, stack, opts, rate=rate, prefix=f"s{index}-")
+             for index, rate in enumerate(opts.rates)]
     first = rates[0] if rates else {}
     return {
         "rates": rates,
@@ -324,6 +294,136 @@ def single_phase(bench: Bench, stack: Stack, opts: NewPhaseOptions) -> dict[str,
         "server_cpu_ms_per_notification": first.get("server_cpu_ms_per_notification"),
         "callback_answers_5xx": sum(r["callback_answers_5xx"] for r in rates),
     }
+
+
+def _single_rate(bench: Bench, stack: Stack, opts: NewPhaseOptions, *, rate: float,
+                 prefix: str, duration: float | None = None) -> dict[str, Any]:
+    """Open-loop single-recipient sends at `rate` for `duration` (opts.rate_duration), until
+    every delivery is final; latency, and CPU of every process per notification."""
+    duration = opts.rate_duration if duration is None else duration
+    bench.sandbox.reset()
+    before_notifications = notification_count()
+    before = delivery_totals()
+    cpu_before = CpuSnapshot.take()
+    log(f"single: {rate:g} req/s for {duration:g} s (open loop, timeout "
+        f"{opts.client_timeout:g} s)")
+    load, loadgen_cpu, _ = _run_loadgen(bench, rate=rate, duration=duration,
+                                        timeout=opts.client_timeout, prefix=prefix)
+    log(f"single {rate:g}/s: p50 {load['latency_ms']['p50']} ms, p95 {load['latency_ms']['p95']} "
+        f"ms, p99 {load['latency_ms']['p99']} ms, errors {load['errors']}")
+    waited = wait_all_final(bench, label=f"single {rate:g}/s",
+                            deadline=time.monotonic() + opts.timeout)
+    cpu_after = CpuSnapshot.take()
+    notifications = notification_count() - before_notifications
+    # Per send the server handled: a request the client timed out on was still accepted.
+    cpu = cpu_report(bench, stack, cpu_before, cpu_after, notifications=notifications,
+                     sends=notifications, extra_cpu={"loadgen": round(loadgen_cpu, 2)})
+    stats = bench.sandbox.stats()
+    answers = callback_answers(stats)
+    result = {
+        **{k: load[k] for k in ("rate", "duration_s", "sent", "accepted", "achieved_rate",
+                                "scheduler_max_lag_ms", "latency_ms", "errors", "error_count")},
+        "notifications_created": notifications,
+        "deliveries": waited["total"] - before["total"],
+        "deliveries_final": waited["final"] - before["final"],
+        "delivered": waited["delivered"] - before["delivered"],
+        "without_final_receipt": waited["without_final_receipt"],
+        "seconds_until_all_delivered": round(waited["seen_at"] - cpu_before.wall, 2),
+        **cpu,
+        "callback_answers": answers,
+        "callback_answers_5xx": answers.get("5xx", 0),
+    }
+    log(f"single {rate:g}/s: API {cpu['api_cpu_ms_per_send']} ms CPU per send, server "
+        f"{cpu['server_cpu_ms_per_notification']} ms CPU per notification")
+    return result
+
+
+class OtlpSink:
+    """A local OTLP/HTTP collector that takes every export (200) and counts it: the spans are
+    built, batched, encoded and posted, as they would be to a real collector."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        sink = self
+        self.requests = 0
+        self.bytes = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                sink.bytes += len(self.rfile.read(length))
+                sink.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True, name="otlp-sink").start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# (label, OTEL_* variables) of the tracing phase's runs; the endpoint is the sink's.
+TRACING_RUNS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("off", {}),
+    ("on_100", {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}),
+    ("on_10", {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
+)
+
+
+def tracing_phase(bench: Bench, stack: Stack, opts: NewPhaseOptions) -> dict[str, Any]:
+    """The single-send phase at one rate, three times in one run: tracing off, on with every
+    trace sampled, on at 10 % (`parentbased_traceidratio`); gunicorn and the Procfile's
+    workers restarted with the OTEL_* variables of each, exporting OTLP/HTTP to a local sink.
+    CPU per message of every process, and the differences to `off`."""
+    sink = OtlpSink()
+    base_env = dict(stack.env)
+    out: dict[str, Any] = {"rate": opts.tracing_rate, "duration_s": opts.tracing_duration,
+                           "runs": {}}
+    try:
+        for label, variables in TRACING_RUNS:
+            env = dict(base_env)
+            if label != "off":
+                env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
+                            "OTEL_BSP_SCHEDULE_DELAY": "1000", **variables})
+            log(f"tracing: {label}: restarting gunicorn and the workers")
+            stack.stop()
+            bench.restart_gunicorn(env)
+            stack.env = env
+            stack.start(timeout=opts.timeout)
+            exports_before = sink.requests
+            result = _single_rate(bench, stack, opts, rate=opts.tracing_rate,
+                                  duration=opts.tracing_duration, prefix=f"t{label}-")
+            result["otlp_exports"] = sink.requests - exports_before
+            out["runs"][label] = result
+    finally:
+        stack.stop()
+        bench.restart_gunicorn(base_env)
+        stack.env = base_env
+        stack.start(timeout=opts.timeout)
+        sink.close()
+    off = out["runs"].get("off", {})
+    for label, result in out["runs"].items():
+        if label == "off":
+            continue
+        out[f"{label}_extra_ms"] = {
+            key: round(result[key] - off[key], 2)
+            for key in ("api_cpu_ms_per_send", "server_cpu_ms_per_notification")
+            if result.get(key) is not None and off.get(key) is not None}
+        per = result.get("cpu_ms_per_notification", {})
+        base = off.get("cpu_ms_per_notification", {})
+        out[f"{label}_extra_ms"]["by_process"] = {
+            name: round(per[name] - base.get(name, 0.0), 2) for name in per}
+    return out
 
 
 def ceiling_phase(bench: Bench, stack: Stack, opts: NewPhaseOptions) -> dict[str, Any]:
@@ -336,7 +436,7 @@ def ceiling_phase(bench: Bench, stack: Stack, opts: NewPhaseOptions) -> dict[str
     bench.sandbox.reset()
     log(f"ceiling: {opts.ceiling_sends} SendGrid SDK calls from {processes} process(es) x "
         f"{threads} thread(s), nothing else")
-    result = measure_ceiling(host=bench.sandbox.url, api_key=str(settings.SENDGRID_API_KEY),
+    result = measure_ceiling(host=bench.sandbox.url, api_key=str(provider_setting("SENDGRID_API_KEY")),
                              processes=processes, threads=threads, total=opts.ceiling_sends)
     stats = bench.sandbox.stats()
     result["sandbox_accepted"] = stats.get("accepted")

@@ -86,6 +86,7 @@ class Bench:
         self.workdir = workdir
         self.sandbox: Any = None  # tests.support.sandbox.SandboxProcess
         self.gunicorn: ManagedProcess | None = None
+        self.web_cmd: list[str] = []
         self.worker: ManagedProcess | None = None
         self.child_env: dict[str, str] = {}
         self.provider_env: dict[str, str] = {}
@@ -207,6 +208,7 @@ class Bench:
 
         web_cmd = procfile.web_command(procfile.web_entry(self.procfile), port=web_port)
         log(f"starting the Procfile's gunicorn on 127.0.0.1:{web_port}: {' '.join(web_cmd[1:])}")
+        self.web_cmd = web_cmd
         self.gunicorn = ManagedProcess("gunicorn", web_cmd, self.child_env).start()
         self.gunicorn.wait_ready(lambda: http_ok(f"{web_url}/api/v1/ready"), timeout=STARTUP_TIMEOUT)
         from .measure import HttpApi
@@ -214,6 +216,14 @@ class Bench:
         self.api = HttpApi("127.0.0.1", web_port, raw_key)
         self.api_key, self.api_port, self.api_base_url = raw_key, web_port, web_url
         self.postmaster_pid = _postmaster_pid()
+
+    def restart_gunicorn(self, env: dict[str, str]) -> None:
+        """gunicorn again, with this environment (the tracing phase's OTEL_* variables)."""
+        if self.gunicorn is not None:
+            self.gunicorn.stop()
+        self.gunicorn = ManagedProcess("gunicorn", self.web_cmd, env).start()
+        self.gunicorn.wait_ready(lambda: http_ok(f"{self.api_base_url}/api/v1/ready"),
+                                 timeout=STARTUP_TIMEOUT)
 
     def _django_setup(self) -> None:
         import django
@@ -237,8 +247,10 @@ class Bench:
                 f"Redis ({actual} != {wanted}); run with DJANGO_SETTINGS_MODULE=notifyhub.settings.local"
             )
         # … nor the sandbox and callback URL (gunicorn and the worker read the same variables).
+        from apps.notifications.providers.conf import provider_setting
+
         differing = sorted(name for name, value in self.provider_env.items()
-                           if str(getattr(settings, name, None)) != value)
+                           if str(provider_setting(name, None)) != value)
         if differing:
             raise BenchSetupError(
                 f"settings {os.environ['DJANGO_SETTINGS_MODULE']} do not take "
@@ -509,7 +521,8 @@ class Bench:
 
         from . import phases
 
-        wanted = [name for name in ("single", "ceiling", "fanout", "priorities", "streams")
+        wanted = [name for name in (
+                "single", "ceiling", "fanout", "priorities", "streams", "tracing")
                   if name in self.options.phases]
         if not wanted:
             return {}
@@ -521,7 +534,7 @@ class Bench:
 
         functions = {"single": phases.single_phase, "ceiling": phases.ceiling_phase,
                      "fanout": phases.fanout_phase, "priorities": phases.priorities_phase,
-                     "streams": streams_phase}
+                     "streams": streams_phase, "tracing": phases.tracing_phase}
         try:
             for name in wanted:
                 started = time.monotonic()
@@ -554,6 +567,8 @@ class Bench:
     def machine(self) -> dict[str, Any]:
         from django.conf import settings
 
+        from apps.notifications.providers.conf import provider_setting
+
         return {
             "cores": os.cpu_count(),
             "python": platform.python_version(),
@@ -566,7 +581,7 @@ class Bench:
                 "DISPATCH_CONCURRENCY": settings.DISPATCH_CONCURRENCY,
                 "DEBUG": settings.DEBUG,
                 "CONN_MAX_AGE": settings.DATABASES["default"].get("CONN_MAX_AGE"),
-                "SENDGRID_TIMEOUT_SECONDS": settings.SENDGRID_TIMEOUT_SECONDS,
+                "SENDGRID_TIMEOUT_SECONDS": provider_setting("SENDGRID_TIMEOUT_SECONDS"),
                 "EMAIL_PROVIDERS": settings.CHANNEL_PROVIDERS.get("email"),
                 # The real pipeline asks the provider gate before each call; the naive one not.
                 "PROVIDER_GATES_ENABLED": getattr(settings, "PROVIDER_GATES_ENABLED", None),
@@ -632,6 +647,7 @@ class Bench:
             "fanout": new.get("fanout"),
             "priorities": new.get("priorities"),
             "streams": new.get("streams"),
+            "tracing": new.get("tracing"),
             "big": big,
             "callback_answers_5xx": {
                 name: phase.get("callback_answers_5xx") for name, phase in (

@@ -53,6 +53,9 @@ def _sendgrid_public_key(settings: Any, webhook_keys: tuple[Path, str, Any]) -> 
     settings.TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY = webhook_keys[1]
 
 
+_UNSET = object()
+
+
 def _sandbox_settings(process: SandboxProcess, live_server_url: str) -> dict[str, Any]:
     """NotifyHub settings that point every provider SDK at this sandbox, live and test mode
     alike (as `make run` does; tests of test mode move the live ones elsewhere)."""
@@ -90,14 +93,18 @@ def sandbox(live_server: Any, webhook_keys: tuple[Path, str, Any]) -> Iterator[S
         SANDBOX_DELIVERED_DELAY_MS="50",
     ) as process:
         overrides = _sandbox_settings(process, live_server.url)
-        previous = {name: getattr(settings, name) for name in overrides}
+        # (provider settings are declared in their folders: most are no Django setting)
+        previous = {name: getattr(settings, name, _UNSET) for name in overrides}
         for name, value in overrides.items():
             setattr(settings, name, value)
         try:
             yield process
         finally:
             for name, value in previous.items():
-                setattr(settings, name, value)
+                if value is _UNSET:
+                    delattr(settings, name)
+                else:
+                    setattr(settings, name, value)
 
 
 def _reset_provider_gates() -> None:

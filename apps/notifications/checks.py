@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from .providers.base import TEST_MODE_PREFIX
+from .providers.conf import TEST_MODE_PREFIX, provider_setting
 from .providers.registry import declarations
 
 
@@ -55,7 +55,7 @@ def _token_uri(path: str) -> str:
 def check_test_mode_uses_a_sandbox(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     for name in test_mode_endpoints():
-        value = str(getattr(settings, name, "") or "")
+        value = str(provider_setting(name, "") or "")
         if value and is_real_provider_host(value):
             errors.append(Error(
                 f"{name} points at a real provider ({_host(value)}).",
@@ -64,7 +64,7 @@ def check_test_mode_uses_a_sandbox(app_configs: Any = None, **kwargs: Any) -> li
             ))
     for decl in declarations().values():
         name = decl.test_mode_service_account
-        account_file = str(getattr(settings, name, "") or "") if name else ""
+        account_file = str(provider_setting(name, "") or "") if name else ""
         if account_file and is_real_provider_host(_token_uri(account_file)):
             errors.append(Error(
                 f"{name}'s token_uri is the real provider's.",
@@ -72,9 +72,9 @@ def check_test_mode_uses_a_sandbox(app_configs: Any = None, **kwargs: Any) -> li
                 id="notifications.E001",
             ))
     for test_name, live_name, live_endpoint in shared_credentials():
-        secret = getattr(settings, test_name, "")
-        endpoint = str(getattr(settings, live_endpoint, "") or "")
-        if (secret and secret == getattr(settings, live_name, "")
+        secret = provider_setting(test_name, "")
+        endpoint = str(provider_setting(live_endpoint, "") or "")
+        if (secret and secret == provider_setting(live_name, "")
                 and (not endpoint or is_real_provider_host(endpoint))):
             errors.append(Error(
                 f"{test_name} is the live {live_name}: test mode would hand it to the sandbox.",

@@ -31,8 +31,11 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from apps.clients.models import Client
+from apps.core import tracing
+from apps.core.correlation import current_request_id
 from apps.core.db.rows import model_columns
 from apps.core.logging import redact_pii
+from apps.core.tasks import Publication, publications_publish_on_commit
 from apps.preferences.selectors import (
     Decision,
     Verdict,
@@ -57,7 +60,7 @@ from apps.webhooks.outbound.outbox import (
 )
 
 from . import gate, instrumentation
-from .enqueue import deliveries_enqueue
+from .enqueue import deliveries_publications
 from .models import Delivery, DeliveryStatus, Notification
 from .policy import RetryPolicy, retry_policy
 from .providers.base import OutboundMessage, Outcome, Provider, SendResult
@@ -216,8 +219,9 @@ SELECT i.id, u.status, i.event, i.provider, i.message_id, '', i.error_code, i.er
        i.detail, %(now)s, %(now)s
 FROM input AS i JOIN updated AS u ON u.id = i.id
 -- A `sent` the provider's receipt already recorded is not written twice, unless it says the
--- send failed over (only the worker knows which providers it skipped).
-WHERE u.current OR NOT (i.is_sent AND u.was_sent) OR i.detail ? 'failed_over_from'
+-- send failed over (only the worker knows which providers it skipped) or carries the send's
+-- span (tracing on: the receipts' spans link to it).
+WHERE u.current OR NOT (i.is_sent AND u.was_sent) OR i.detail ?| array['failed_over_from', 'traceparent']
 """
 
 
@@ -238,6 +242,8 @@ class DispatchReport:
     suppressed: int = 0
     held: int = 0
     notification_ids: set[str] = field(default_factory=set)
+    # What the caller must publish (after commit): retries and deferrals, client webhooks.
+    publications: list[Publication] = field(default_factory=list)
 
 
 @dataclass
@@ -249,6 +255,7 @@ class Attempt:
     defer_reason: str = ""
     defer_provider: Provider | None = None  # the provider whose rate limit was reached
     failed_over_from: list[str] = field(default_factory=list)
+    traceparent: str = ""  # the send's span (tracing on), stored with the attempt
 
 
 def lease_seconds(priority: str) -> float:
@@ -390,11 +397,13 @@ def _row(
 
 
 @records_webhook_events
-def _write_many(rows: Sequence[dict[str, Any]], now: datetime) -> None:
-    if not rows:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_RECORD_SQL, {"rows": json.dumps(list(rows), default=str), "now": now})
+def _write_many(rows: Sequence[dict[str, Any]], now: datetime) -> list[Publication]:
+    """Writes a batch of outcome rows (one statement). Returns what must be published once it
+    is committed: the client webhooks it wrote to the outbox (`records_webhook_events`)."""
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.execute(_RECORD_SQL, {"rows": json.dumps(list(rows), default=str), "now": now})
+    return []
 
 
 def outcome_row(
@@ -439,7 +448,7 @@ def delivery_record_outcome(
     now = now or timezone.now()
     row, status, due_at = outcome_row(delivery_id=delivery_id, attempt=attempt, result=result,
                                       now=now, detail=detail, policy=policy)
-    _write_many([row], now)
+    publications_publish_on_commit(_write_many([row], now))
     return status, due_at
 
 
@@ -491,6 +500,7 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]],
     sender = {"email": client.default_from_email, "sms": client.sms_from,
               "whatsapp": client.whatsapp_from}.get(delivery.channel, "")
     return OutboundMessage(
+        request_id=current_request_id(),
         delivery_id=str(delivery.id),
         notification_id=str(notification.id),
         client_id=str(delivery.client_id),
@@ -511,6 +521,24 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]],
         headers=(list_unsubscribe_headers(recipient=recipient, category=notification.category)
                  if delivery.channel == "email" else {}),
     )
+
+
+def able_providers(providers: list[Provider], message: OutboundMessage) -> list[Provider]:
+    """The channel's providers that can send this message: one that never can is no failover
+    for it, so it waits for the others instead of failing there. When none can, the first
+    one's build refuses it (`invalid_message`)."""
+    able = [p for p in providers if not p.cannot_send(message)]
+    return able if len(able) == len(providers) else (able or providers[:1])
+
+
+def _send(provider: Provider, message: OutboundMessage) -> tuple[SendResult, str]:
+    """One provider call; with tracing on, in a span of its own whose `traceparent` the
+    attempt stores (the receipt's span links to it)."""
+    with tracing.send_span(f"send {provider.name}", {"notifyhub.provider": provider.name,
+                                                     "notifyhub.channel": message.channel,
+                                                     "notifyhub.delivery_id": message.delivery_id}
+                           ) as traceparent:
+        return instrumentation.timed_send(provider, message), traceparent
 
 
 def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
@@ -534,7 +562,7 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
             if not lane.take(cost):
                 return Attempt(defer_seconds=max(lane.wait_seconds, 0.001),
                                defer_reason="rate_limited", defer_provider=provider)
-            result = instrumentation.timed_send(provider, message)
+            result, traceparent = _send(provider, message)
             open_for = lane.report(result)
         else:
             admission = gate.admit(provider, cost, prepaid)
@@ -546,7 +574,7 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                 waits.append((admission.wait_seconds, admission.reason))
                 skipped.append(provider.name)
                 continue
-            result = instrumentation.timed_send(provider, message)
+            result, traceparent = _send(provider, message)
             open_for = gate.report(provider, admission, result)
         # Unreachable, and its breaker is open now or one before it in the list is: as far
         # as we know no provider of the channel can be reached, so the attempt is not spent.
@@ -555,7 +583,7 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                 waits.append((open_for, "circuit_open"))
             skipped.append(provider.name)
             continue
-        return Attempt(result=result, failed_over_from=skipped)
+        return Attempt(result=result, failed_over_from=skipped, traceparent=traceparent)
     seconds, reason = min(waits) if waits else (1.0, "no_provider")
     return Attempt(defer_seconds=seconds, defer_reason=reason)
 
@@ -792,11 +820,15 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                 report.deferred += 1
                 later[(delivery.priority, seconds, booked_on)].append((did, cost))
                 continue
-            detail = {"failed_over_from": attempt.failed_over_from} if attempt.failed_over_from else None
+            detail: dict[str, Any] = {}
+            if attempt.failed_over_from:
+                detail["failed_over_from"] = attempt.failed_over_from
+            if attempt.traceparent:
+                detail["traceparent"] = attempt.traceparent
             policy = retry_policy(channel=delivery.channel,
                                   client_overrides=delivery.client.delivery_policy)
             row, status, due_at = outcome_row(delivery_id=did, attempt=attempts[did],
-                                              result=result, now=now, detail=detail,
+                                              result=result, now=now, detail=detail or None,
                                               policy=policy)
             rows.append(row)
             # A simulated outcome (test mode: the sandbox answered) never changes what live
@@ -822,7 +854,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
         for (client_id, reason), tokens in dead_tokens.items():
             devices_deactivate(client_id=client_id, tokens=tokens, reason=reason)
         suppressions_add(items=suppress)
-        _write_many(rows, now)
+        report.publications += _write_many(rows, now)
         keeper.release([str(d.id) for d, _ in batch])
         instrumentation.observe_outcomes(rows, [d for d, _ in batch], now)
 
@@ -855,7 +887,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                 event="suppressed", error_code=decision.reason,
                 error_message=PREFERENCE_MESSAGES.get(decision.reason, decision.reason)))
             report.suppressed += 1
-    _write_many(preference_rows, now)
+    report.publications += _write_many(preference_rows, now)
     instrumentation.observe_outcomes(preference_rows, deliveries, now)
     deliveries = allowed
     not_sent: dict[str, Decision] = {}  # allowed under a frequency cap, then not sent
@@ -907,8 +939,8 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                                                       "The recipient has no active device."))
             continue
         costs[did] = max(len(message.tokens), 1)
-        work.append((delivery, message, providers))
-    _write_many(suppressed_rows, now)
+        work.append((delivery, message, able_providers(providers, message)))
+    report.publications += _write_many(suppressed_rows, now)
     instrumentation.observe_outcomes(suppressed_rows, deliveries, now)
     if not_sent:
         frequency_cap_release(decisions=not_sent)
@@ -961,14 +993,14 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                 chunk_gate.flush()
 
     notifications_refresh_status(notification_ids=report.notification_ids)
-    webhook_completions_record(notification_ids=report.notification_ids)
+    report.publications += webhook_completions_record(notification_ids=report.notification_ids)
     for (priority, countdown, booked_on), items in later.items():
         size = 1 if priority == "critical" else max(int(settings.DISPATCH_CHUNK_SIZE), 1)
         for start in range(0, len(items), size):
             chunk = items[start:start + size]
             # A booked chunk comes back a little after its tokens (never before), spread so
             # that the chunks of many workers do not all arrive in the same instant.
-            deliveries_enqueue(
+            report.publications += deliveries_publications(
                 items=[(i, priority) for i, _ in chunk],
                 countdown=countdown + random.uniform(0, 0.25) if booked_on else countdown,
                 prepaid={booked_on: sum(cost for _, cost in chunk)} if booked_on else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import defaultdict
@@ -13,14 +14,13 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from apps.core.queues import Priority
-from apps.core.tasks import task_publish
+from apps.core.tasks import Publication, publications_publish
 
 from .models import Delivery, DeliveryStatus
 
 logger = logging.getLogger(__name__)
 
 DISPATCH_TASK = "notifications.deliveries_dispatch_task"
-_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
 def chunked(ids: list[str], size: int) -> Iterable[list[str]]:
@@ -28,64 +28,73 @@ def chunked(ids: list[str], size: int) -> Iterable[list[str]]:
         yield ids[start : start + size]
 
 
-def deliveries_enqueue(
+def deliveries_publications(
     *, items: Iterable[tuple[str, str]], countdown: float | None = None, mark_queued: bool = True,
     prepaid: dict[str, int] | None = None,
-) -> int:
-    """Publishes (delivery id, priority) pairs: critical one per task, others in chunks, all
-    in one round trip to the broker (one connection, the messages sent back to back).
+) -> list[Publication]:
+    """The dispatch task messages for (delivery id, priority) pairs: critical one per task,
+    others in chunks. Publishing them (apps/core/tasks.py `publications_publish`) sends them
+    back to back on one broker connection.
 
     `prepaid`: provider tokens (account → count) the deliveries booked before a deferral,
     passed to their task (call it with one message's worth of deliveries).
 
-    `mark_queued` moves the published `pending` deliveries to `queued` (one UPDATE). The accept
-    path does not: its deliveries were written `pending` with the relay sweeper's lease
-    (RELAY_REQUEUE_AFTER_SECONDS), which already re-publishes a lost message, and the worker's
-    claim takes `pending` as it takes `queued`.
+    `mark_queued`: once published, the chunk's `pending` deliveries move to `queued` (one
+    UPDATE). The accept path does not: its deliveries were written `pending` with the relay
+    sweeper's lease (RELAY_REQUEUE_AFTER_SECONDS), which already re-publishes a lost message,
+    and the worker's claim takes `pending` as it takes `queued`.
 
-    Never raises for a broker problem: what is not published has its lease ended at once
-    (at its countdown's end for a retry), so the relay sweeper's first run after the broker is
-    back re-publishes it, instead of after RELAY_REQUEUE_AFTER_SECONDS.
-    Returns the number of deliveries published.
+    A chunk that cannot be published has its lease ended at once (at its countdown's end for
+    a retry), so the relay sweeper's first run after the broker is back re-publishes it,
+    instead of after RELAY_REQUEUE_AFTER_SECONDS.
     """
     by_priority: dict[str, list[str]] = defaultdict(list)
     for delivery_id, priority in items:
         by_priority[priority].append(str(delivery_id))
-    published: list[str] = []
-    failed: list[str] = []
+    publications: list[Publication] = []
     for priority, ids in by_priority.items():
         size = 1 if priority == Priority.CRITICAL else settings.DISPATCH_CHUNK_SIZE
         for chunk in chunked(ids, size):
-            try:
-                task_publish(
-                    DISPATCH_TASK, args=[chunk],
-                    kwargs={"prepaid": prepaid} if prepaid else None,
-                    queue=Priority(priority).queue.value,
-                    countdown=countdown,
-                    retry=True,
-                    retry_policy=_PUBLISH_RETRY,
-                    # The queues are plain Redis lists reached through the anonymous exchange:
-                    # nothing to declare per message (kombu's cached check still hashes the
-                    # queue each time). The workers declare what they consume.
-                    declare=[],
-                    # What `celery events`/logs show instead of the saferepr of every id.
-                    argsrepr=f"[{len(chunk)} delivery ids]",
-                )
-            except Exception:
-                logger.exception("could not publish %d deliveries; the relay sweeper will", len(chunk))
-                failed.extend(chunk)
-                continue
-            published.extend(chunk)
-    if failed:
-        deliveries_publish_failed(delivery_ids=failed, countdown=countdown)
-    if published and countdown is None and mark_queued:
-        now = timezone.now()
-        Delivery.objects.filter(id__in=published, status=DeliveryStatus.PENDING).update(
-            status=DeliveryStatus.QUEUED,
-            lease_until=now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS),
-            updated_at=now,
-        )
-    return len(published)
+            publications.append(Publication(
+                DISPATCH_TASK, args=(chunk,),
+                kwargs={"prepaid": prepaid} if prepaid else None,
+                queue=Priority(priority).queue.value, countdown=countdown,
+                what=f"{len(chunk)} deliveries",
+                # The queues are plain Redis lists reached through the anonymous exchange:
+                # nothing to declare per message (kombu's cached check still hashes the
+                # queue each time). The workers declare what they consume. `argsrepr` is what
+                # `celery events`/logs show instead of the saferepr of every id.
+                options={"declare": [], "argsrepr": f"[{len(chunk)} delivery ids]"},
+                on_failed=functools.partial(deliveries_publish_failed, delivery_ids=chunk,
+                                            countdown=countdown),
+                on_published=(functools.partial(deliveries_mark_queued, delivery_ids=chunk)
+                              if countdown is None and mark_queued else None),
+            ))
+    return publications
+
+
+def deliveries_enqueue(
+    *, items: Iterable[tuple[str, str]], countdown: float | None = None, mark_queued: bool = True,
+    prepaid: dict[str, int] | None = None,
+) -> int:
+    """Publishes `deliveries_publications(...)` now (call it after commit). Never raises for a
+    broker problem. Returns the number of deliveries published."""
+    publications = deliveries_publications(items=items, countdown=countdown,
+                                           mark_queued=mark_queued, prepaid=prepaid)
+    published = 0
+    for publication in publications:
+        published += len(publication.args[0]) * publications_publish([publication])
+    return published
+
+
+def deliveries_mark_queued(*, delivery_ids: list[str]) -> None:
+    """Published `pending` deliveries are `queued`, with the sweeper's lease from now."""
+    now = timezone.now()
+    Delivery.objects.filter(id__in=delivery_ids, status=DeliveryStatus.PENDING).update(
+        status=DeliveryStatus.QUEUED,
+        lease_until=now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS),
+        updated_at=now,
+    )
 
 
 def deliveries_publish_failed(*, delivery_ids: list[str], countdown: float | None = None) -> None:

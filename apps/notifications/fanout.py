@@ -51,6 +51,7 @@ from django.utils import timezone
 from apps.audit.context import SYSTEM, Actor, audit_actor, current_context
 from apps.clients.models import Client
 from apps.core.crypto import decrypt, pii_batch
+from apps.core.tasks import publications_publish_on_commit
 from apps.recipients.models import Recipient
 from apps.webhooks.outbound.outbox import webhook_completions_record
 
@@ -126,7 +127,7 @@ def accept_job_expand(*, job_id: Any, cursor: int | None = None) -> ExpandReport
                    else {i for i in released if i == first_notification})
         if earlier:
             notifications_refresh_status(notification_ids=earlier)
-            webhook_completions_record(notification_ids=earlier)
+            publications_publish_on_commit(webhook_completions_record(notification_ids=earlier))
         next_cursor, priority = job.cursor, job.priority
 
         def after_commit() -> None:

@@ -17,7 +17,9 @@ from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 from psycopg import errors as pg_errors
 
-from apps.core.logging import redact_pii
+from apps.core import tracing
+from apps.core.logging import redact_pii, request_id_var
+from apps.core.tasks import publications_publish_on_commit
 from apps.webhooks.outbound.outbox import webhook_receipts_record
 
 from . import instrumentation
@@ -43,6 +45,8 @@ class ProviderEvent:
     error_message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
     suppress_address: bool = False  # the provider says this address can never receive
+    # The request id of the send, as the provider echoed it back (empty: it did not).
+    request_id: str = ""
 
 
 @dataclass
@@ -89,7 +93,48 @@ def delivery_receipts_apply(*, events: list[ProviderEvent], test_only: bool = Fa
     they name counts as unknown.
 
     One transaction; a transaction that loses a lock race is rolled back and tried again (up to
-    RECEIPT_ATTEMPTS in all) when this call owns it (not inside an outer atomic block)."""
+    RECEIPT_ATTEMPTS in all) when this call owns it (not inside an outer atomic block).
+
+    When the receipts carry the request id of their send (echoed back by the provider), it is
+    the request id of this work: its log lines, and the client webhooks it writes, carry it
+    (the callback's own request id is logged once next to it)."""
+    sent_by = {e.request_id for e in events if e.request_id}
+    token = None
+    if len(sent_by) == 1:
+        (request_id,) = sent_by
+        logger.info("receipts of request %s", request_id)
+        token = request_id_var.set(request_id)
+    try:
+        # Tracing on: the span of this batch links to the spans of the sends it reports on.
+        with tracing.linked_span("delivery_receipts_apply",
+                                 _send_traceparents(events) if tracing.enabled() else (),
+                                 {"notifyhub.receipts": len(events)}):
+            return _apply_in_transaction(events=events, test_only=test_only)
+    finally:
+        if token is not None:
+            request_id_var.reset(token)
+
+
+# At most this many sends are linked from one receipt batch's span.
+MAX_SPAN_LINKS = 64
+
+
+def _send_traceparents(events: list[ProviderEvent]) -> list[str]:
+    """The `traceparent`s dispatch stored with the sends these receipts report on (read only
+    when tracing is on: one query, by delivery id or the provider's message id)."""
+    query = Q(delivery_id__in={i for e in events if (i := _valid_uuid(e.delivery_id))})
+    by_provider: dict[str, set[str]] = {}
+    for e in events:
+        if e.provider_message_id:
+            by_provider.setdefault(e.provider, set()).add(e.provider_message_id)
+    for provider, message_ids in by_provider.items():
+        query |= Q(delivery__provider=provider, delivery__provider_message_id__in=message_ids)
+    return [str(t) for t in DeliveryEvent.objects.filter(query, event="sent")
+            .filter(detail__has_key="traceparent")
+            .values_list("detail__traceparent", flat=True)[:MAX_SPAN_LINKS]]
+
+
+def _apply_in_transaction(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     if connection.in_atomic_block:
         return _apply(events=events, test_only=test_only)
     for attempt in range(1, RECEIPT_ATTEMPTS + 1):
@@ -191,6 +236,13 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
             report.applied += 1
             if e.suppress_address and not delivery.is_test:  # simulated: never suppresses
                 suppress.append((delivery, e))
+        elif e.status is not None and STATUS_RANK[e.status] < STATUS_RANK[DeliveryStatus(delivery.status)]:
+            # A late intermediate (the provider's `sent`/`submitted`/`processed` arriving after
+            # `delivered`, as callbacks overtake each other): one rule for every provider. It
+            # never moves the delivery back; the timeline keeps it, with the delivery's status
+            # (not the earlier one it reports) and marked `late`.
+            e = dataclasses.replace(e, detail={**e.detail, "late": True,
+                                               "reported_status": str(e.status)})
         new_events.append(
             DeliveryEvent(
                 delivery=delivery,
@@ -201,7 +253,8 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
                 provider_event_id=e.provider_event_id,
                 error_code=e.error_code,
                 error_message=e.error_message,
-                detail=e.detail,
+                # The request id of the send, as the provider echoed it (timeline, admin).
+                detail={**e.detail, "request_id": e.request_id} if e.request_id else e.detail,
                 occurred_at=e.occurred_at,
             )
         )
@@ -225,7 +278,8 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     notifications_refresh_status(
         notification_ids={d.notification_id for d in changed.values()}
     )
-    webhook_receipts_record(deliveries=changed.values(), events=new_events)
+    publications_publish_on_commit(webhook_receipts_record(deliveries=changed.values(),
+                                                           events=new_events))
     return report
 
 

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.core.tasks import Publication
 from apps.webhooks.outbound.events import STATUS_EVENTS
 from apps.webhooks.outbound.outbox import (
     DeliveryEventItem,
@@ -34,7 +35,7 @@ from apps.webhooks.outbound.outbox import (
 )
 
 from . import instrumentation
-from .enqueue import deliveries_enqueue
+from .enqueue import deliveries_publications
 from .fanout import accept_jobs_sweep
 from .models import RelayMarker
 from .status import notifications_refresh_status
@@ -164,6 +165,9 @@ class SweepReport:
     gave_up: int = 0
     jobs_republished: int = 0
     broker_data_lost: int = 0  # deliveries made due because the broker lost its messages
+    # What the caller must publish (after commit): the re-published deliveries' dispatch
+    # tasks and the client webhooks of those it gave up on.
+    publications: list[Publication] = field(default_factory=list)
 
 
 def relay_sweep(*, limit: int | None = None) -> SweepReport:
@@ -171,7 +175,7 @@ def relay_sweep(*, limit: int | None = None) -> SweepReport:
     other failure: its `delivery.failed` client webhook is written to the outbox in the same
     transaction, `notifyhub_deliveries_total{status="failed"}` counts it, and its
     notification's status is refreshed (with `notification.completed` when that made it
-    final)."""
+    final). Publishes nothing: the caller publishes `report.publications`."""
     now = timezone.now()
     next_lease = now + timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
     lost = broker_data_check(now=now)
@@ -185,13 +189,14 @@ def relay_sweep(*, limit: int | None = None) -> SweepReport:
             )
             rows = cursor.fetchall()
         gave_up = [r for r in rows if r[4] == "failed"]
-        webhook_events_record(items=[
+        publications = webhook_events_record(items=[
             DeliveryEventItem(delivery_id=str(r[0]), event_type=STATUS_EVENTS["failed"],
                               occurred_at=now, status="failed")
             for r in gave_up
         ], now=now)
     requeue = [r for r in rows if r[4] != "failed"]
-    report = SweepReport(requeued=len(requeue), gave_up=len(gave_up), broker_data_lost=lost)
+    report = SweepReport(requeued=len(requeue), gave_up=len(gave_up), broker_data_lost=lost,
+                         publications=publications)
     report.recovered_from_sending = sum(1 for r in requeue if r[3] == "sending")
     report.released_scheduled = sum(1 for r in requeue if r[3] == "scheduled")
     if rows:
@@ -201,8 +206,9 @@ def relay_sweep(*, limit: int | None = None) -> SweepReport:
         notifications_refresh_status(notification_ids={r[2] for r in rows})
         if gave_up:
             instrumentation.observe_failed([(r[5], r[6]) for r in gave_up])
-            webhook_completions_record(notification_ids={r[2] for r in gave_up})
-        deliveries_enqueue(items=[(str(r[0]), r[1]) for r in requeue])
+            report.publications += webhook_completions_record(
+                notification_ids={r[2] for r in gave_up})
+        report.publications += deliveries_publications(items=[(str(r[0]), r[1]) for r in requeue])
     # Large sends whose expansion stopped (expand task lost, worker died): see fanout.py.
     report.jobs_republished = accept_jobs_sweep()
     return report

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError
+from apps.core.tasks import publications_publish_on_commit
 from apps.webhooks.outbound.outbox import webhook_completions_record
 
 from .audit import audit_notification_cancel
@@ -159,6 +160,6 @@ def notification_cancel(*, notification: Notification, actor: str = "") -> int:
          for i in ids]
     )
     notifications_refresh_status(notification_ids=[notification.id])
-    webhook_completions_record(notification_ids=[notification.id])
+    publications_publish_on_commit(webhook_completions_record(notification_ids=[notification.id]))
     audit_notification_cancel(notification=notification, cancelled=len(ids))
     return len(ids)

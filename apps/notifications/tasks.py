@@ -11,6 +11,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from apps.core.queues import Queue
+from apps.core.tasks import publications_publish_on_commit
 
 from .dispatch import deliveries_dispatch
 from .fanout import accept_job_expand
@@ -27,6 +28,7 @@ from .relay import relay_sweep
 def deliveries_dispatch_task(delivery_ids: list[str],
                              prepaid: dict[str, int] | None = None) -> dict[str, Any]:
     report = deliveries_dispatch(delivery_ids=delivery_ids, prepaid=prepaid)
+    publications_publish_on_commit(report.publications)
     return {"claimed": report.claimed, "sent": report.sent, "retrying": report.retrying,
             "failed": report.failed}
 
@@ -34,6 +36,7 @@ def deliveries_dispatch_task(delivery_ids: list[str],
 @shared_task(name="notifications.relay_sweep_task", queue=Queue.MAINTENANCE.value, ignore_result=True)
 def relay_sweep_task() -> dict[str, int]:
     report = relay_sweep()
+    publications_publish_on_commit(report.publications)
     return {"requeued": report.requeued, "recovered": report.recovered_from_sending,
             "released": report.released_scheduled}
 

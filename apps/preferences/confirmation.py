@@ -20,6 +20,7 @@ from apps.clients.models import Client
 from apps.core.crypto import pii_hash
 from apps.core.exceptions import Conflict
 from apps.notifications.models import Channel, Suppression
+from apps.notifications.providers.conf import provider_setting
 from apps.notifications.services import notification_send
 from apps.notifications.suppressions import CONFIRMATION_CATEGORY
 from apps.recipients.models import Recipient
@@ -45,8 +46,8 @@ def bare_number(value: str) -> str:
 
 
 def default_sender(channel: str) -> str:
-    return str(getattr(settings, "TWILIO_WHATSAPP_FROM" if channel == Channel.WHATSAPP
-                       else "TWILIO_SMS_FROM", ""))
+    return str(provider_setting("TWILIO_WHATSAPP_FROM" if channel == Channel.WHATSAPP
+                                else "TWILIO_SMS_FROM", ""))
 
 
 def client_sender(client: Client, channel: str) -> str:

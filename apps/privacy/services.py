@@ -35,6 +35,7 @@ from apps.audit.models import ActorType, AuditLog
 from apps.audit.services import audit_record
 from apps.core.exceptions import Conflict, NotFound
 from apps.core.models import IdempotencyRecord
+from apps.core.tasks import publications_publish_on_commit
 from apps.inbox.models import InboxMessage
 from apps.notifications.models import (
     Delivery,
@@ -195,7 +196,7 @@ def _erase(recipient: Recipient) -> ErasureResult:
     if cancel_ids:
         cancelled_in = {n for i, status, n in rows if status in CANCELLABLE}
         notifications_refresh_status(notification_ids=cancelled_in)
-        webhook_completions_record(notification_ids=cancelled_in)
+        publications_publish_on_commit(webhook_completions_record(notification_ids=cancelled_in))
 
     # 6. Client-webhook messages about their deliveries (and their notifications).
     messages = WebhookMessage.objects.filter(

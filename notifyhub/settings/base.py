@@ -322,57 +322,27 @@ CIRCUIT_BREAKER = {
 }
 # Where providers call NotifyHub back (status callbacks are signed over this exact URL).
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
-SENDGRID_API_KEY = env("SENDGRID_API_KEY", "sandbox-sendgrid-key")
-SENDGRID_API_HOST = env("SENDGRID_API_HOST", "http://127.0.0.1:8025")
-SENDGRID_TIMEOUT_SECONDS = env_float("SENDGRID_TIMEOUT_SECONDS", 10.0)
-# Base64 DER public key from SendGrid's "Signed Event Webhook" settings.
-SENDGRID_WEBHOOK_PUBLIC_KEY = env("SENDGRID_WEBHOOK_PUBLIC_KEY", "")
 # Signed batches older than this (or this far in the future) are refused as replays.
 PROVIDER_WEBHOOK_MAX_AGE_SECONDS = env_int("PROVIDER_WEBHOOK_MAX_AGE_SECONDS", 600)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "NotifyHub <notifications@notifyhub.local>")
 
-# Second email provider: any SMTP server (the sandbox runs one on 2525).
-SMTP_HOST = env("SMTP_HOST", "127.0.0.1")
-SMTP_PORT = env_int("SMTP_PORT", 2525)
-SMTP_USERNAME = env("SMTP_USERNAME", "")
-SMTP_PASSWORD = env("SMTP_PASSWORD", "")
-SMTP_USE_TLS = env_bool("SMTP_USE_TLS", False)
-SMTP_TIMEOUT_SECONDS = env_float("SMTP_TIMEOUT_SECONDS", 10.0)
+# Providers: each one's settings (credentials, hosts, senders, timeouts, and their TEST_MODE_
+# copies) are declared in its folder, apps/notifications/providers/<name>/settings.py, and
+# resolved by name (SENDGRID_API_KEY: a settings module, else the environment, else the
+# declared default; providers/conf.py). "production" switches to the production defaults
+# (real hosts; required secrets).
+PROVIDER_SETTINGS_PROFILE = "local"
 
 # NotifyHub's own emails to its clients (a webhook endpoint disabled, apps/webhooks/outbound/
 # notify.py): Django's mail, by default through the SMTP provider's server (the sandbox's
 # inbox on 2525 locally), from DEFAULT_FROM_EMAIL.
-EMAIL_HOST = env("EMAIL_HOST", SMTP_HOST)
-EMAIL_PORT = env_int("EMAIL_PORT", SMTP_PORT)
-EMAIL_HOST_USER = env("EMAIL_HOST_USER", SMTP_USERNAME)
-EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", SMTP_PASSWORD)
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", SMTP_USE_TLS)
+EMAIL_HOST = env("EMAIL_HOST", env("SMTP_HOST", "127.0.0.1"))
+EMAIL_PORT = env_int("EMAIL_PORT", env_int("SMTP_PORT", 2525))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", env("SMTP_USERNAME"))
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", env("SMTP_PASSWORD"))
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", env_bool("SMTP_USE_TLS"))
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
-# Twilio (SMS and WhatsApp). TWILIO_API_BASE_URL redirects the SDK (the sandbox locally).
-TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)  # the sandbox's account
-TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", "sandbox-twilio-token")
-TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", "http://127.0.0.1:8025")
-TWILIO_SMS_FROM = env("TWILIO_SMS_FROM", "+15005550006")
-TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", "+15005550006")
-TWILIO_TIMEOUT_SECONDS = env_float("TWILIO_TIMEOUT_SECONDS", 10.0)
-
-# Vonage Messages API (second SMS and WhatsApp provider), through the `vonage` SDK.
-# VONAGE_API_BASE_URL redirects the SDK (the sandbox locally; empty: api.nexmo.com).
-# VONAGE_SIGNATURE_SECRET verifies the signed status and inbound webhooks (JWT HS256).
-VONAGE_API_KEY = env("VONAGE_API_KEY", "sandbox-vonage-key")
-VONAGE_API_SECRET = env("VONAGE_API_SECRET", "sandbox-vonage-secret")
-VONAGE_SIGNATURE_SECRET = env("VONAGE_SIGNATURE_SECRET", "sandbox-vonage-signature-secret-0000")
-VONAGE_API_BASE_URL = env("VONAGE_API_BASE_URL", "http://127.0.0.1:8025")
-VONAGE_SMS_FROM = env("VONAGE_SMS_FROM", "+15005550006")
-VONAGE_WHATSAPP_FROM = env("VONAGE_WHATSAPP_FROM", "+15005550006")
-VONAGE_TIMEOUT_SECONDS = env_float("VONAGE_TIMEOUT_SECONDS", 10.0)
-
-# FCM HTTP v1 through pyfcm: a service-account JSON (its token_uri may point at the sandbox).
-FCM_SERVICE_ACCOUNT_FILE = env("FCM_SERVICE_ACCOUNT_FILE", "")
-FCM_PROJECT_ID = env("FCM_PROJECT_ID", "")
-FCM_API_BASE_URL = env("FCM_API_BASE_URL", "http://127.0.0.1:8025")
-FCM_TIMEOUT_SECONDS = env_float("FCM_TIMEOUT_SECONDS", 10.0)
 
 # --- Test mode (API keys created as "test", `nh_test_…`) ------------------------------------
 # Notifications accepted with a test key are sent through the same provider classes, built from
@@ -381,28 +351,8 @@ FCM_TIMEOUT_SECONDS = env_float("FCM_TIMEOUT_SECONDS", 10.0)
 # delivered / bounced / failed. A missing test-mode setting leaves its provider unconfigured; it
 # never falls back to the live value. `manage.py check` refuses real provider hosts here
 # (notifications.E001). Receipts come back to /api/v1/webhooks/test/{sendgrid,twilio,whatsapp}.
+# Each provider's TEST_MODE_* settings are declared in its folder (see "Providers" above).
 TEST_MODE_SANDBOX_URL = env("TEST_MODE_SANDBOX_URL", "http://127.0.0.1:8025").rstrip("/")
-TEST_MODE_SENDGRID_API_HOST = env("TEST_MODE_SENDGRID_API_HOST", TEST_MODE_SANDBOX_URL)
-TEST_MODE_SENDGRID_API_KEY = env("TEST_MODE_SENDGRID_API_KEY", "sandbox-sendgrid-key")
-# The sandbox's signing key for events posted to /api/v1/webhooks/test/sendgrid (locally the
-# one sandbox signs live and test events alike).
-TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY = env("TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY",
-                                            SENDGRID_WEBHOOK_PUBLIC_KEY)
-TEST_MODE_SMTP_HOST = env("TEST_MODE_SMTP_HOST", urlsplit(TEST_MODE_SANDBOX_URL).hostname or "")
-TEST_MODE_SMTP_PORT = env_int("TEST_MODE_SMTP_PORT", 2525)
-TEST_MODE_TWILIO_API_BASE_URL = env("TEST_MODE_TWILIO_API_BASE_URL", TEST_MODE_SANDBOX_URL)
-TEST_MODE_TWILIO_ACCOUNT_SID = env("TEST_MODE_TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
-TEST_MODE_TWILIO_AUTH_TOKEN = env("TEST_MODE_TWILIO_AUTH_TOKEN", "sandbox-twilio-token")
-TEST_MODE_VONAGE_API_BASE_URL = env("TEST_MODE_VONAGE_API_BASE_URL", TEST_MODE_SANDBOX_URL)
-TEST_MODE_VONAGE_API_KEY = env("TEST_MODE_VONAGE_API_KEY", "sandbox-vonage-key")
-TEST_MODE_VONAGE_API_SECRET = env("TEST_MODE_VONAGE_API_SECRET", "sandbox-vonage-secret")
-TEST_MODE_VONAGE_SIGNATURE_SECRET = env("TEST_MODE_VONAGE_SIGNATURE_SECRET",
-                                        "sandbox-vonage-signature-secret-0000")
-TEST_MODE_FCM_API_BASE_URL = env("TEST_MODE_FCM_API_BASE_URL", TEST_MODE_SANDBOX_URL)
-# A service account whose token_uri is the sandbox's (`python -m sandbox
-# fcm-service-account`); empty: test keys cannot send push.
-TEST_MODE_FCM_SERVICE_ACCOUNT_FILE = env("TEST_MODE_FCM_SERVICE_ACCOUNT_FILE", "")
-TEST_MODE_FCM_PROJECT_ID = env("TEST_MODE_FCM_PROJECT_ID", "")
 # Test sends never count against DAILY_DELIVERY_QUOTA; they have their own daily cap per client.
 TEST_MODE_DAILY_DELIVERY_QUOTA = env_int("TEST_MODE_DAILY_DELIVERY_QUOTA", 100_000)
 

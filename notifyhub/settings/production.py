@@ -5,6 +5,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.core.crypto import parse_fernet_keys
+from apps.notifications.providers.conf import required_missing
 
 from .base import *  # noqa: F403
 from .base import DEV_PII_ENCRYPTION_KEY, DEV_PII_HASH_KEY, LOGGING, env, env_bool, env_int, log_formatter
@@ -22,18 +23,11 @@ DEBUG = False
 # Logs: one JSON object per line (LOG_FORMAT=text for the plain lines of `make run`).
 LOG_FORMAT = env("LOG_FORMAT", "json")
 LOGGING["handlers"]["console"]["formatter"] = log_formatter(LOG_FORMAT)
-SENDGRID_API_KEY = os.environ["SENDGRID_API_KEY"]
-SENDGRID_API_HOST = os.environ.get("SENDGRID_API_HOST", "https://api.sendgrid.com")
-SENDGRID_WEBHOOK_PUBLIC_KEY = os.environ["SENDGRID_WEBHOOK_PUBLIC_KEY"]
-TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
-TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
-TWILIO_API_BASE_URL = os.environ.get("TWILIO_API_BASE_URL", "https://api.twilio.com")
-FCM_API_BASE_URL = os.environ.get("FCM_API_BASE_URL", "https://fcm.googleapis.com")
-# Vonage: unconfigured (not offered) without credentials; empty base URL = api.nexmo.com.
-VONAGE_API_KEY = os.environ.get("VONAGE_API_KEY", "")
-VONAGE_API_SECRET = os.environ.get("VONAGE_API_SECRET", "")
-VONAGE_SIGNATURE_SECRET = os.environ.get("VONAGE_SIGNATURE_SECRET", "")
-VONAGE_API_BASE_URL = os.environ.get("VONAGE_API_BASE_URL", "")
+# Providers: their production defaults (real hosts) from their folders' declarations; the
+# secrets they require come from the environment (apps/notifications/providers/conf.py).
+PROVIDER_SETTINGS_PROFILE = "production"
+if _missing := required_missing():
+    raise ImproperlyConfigured(f"Missing provider settings: {', '.join(_missing)}.")
 PUBLIC_BASE_URL = os.environ["PUBLIC_BASE_URL"].rstrip("/")
 # The inbox's SSE stream (the async stream process, docs/inbox.md): behind the same public
 # host unless INBOX_STREAM_URL says otherwise (never the dev default 127.0.0.1:8001).
@@ -41,9 +35,8 @@ INBOX_STREAM_URL = os.environ.get("INBOX_STREAM_URL", f"{PUBLIC_BASE_URL}/api/v1
 # Test keys: their sends go to a provider sandbox process run next to the service
 # (`python -m sandbox serve`, docs/providers.md "Test mode"), never to the providers
 # above. Only the endpoints and the sandbox's own credentials come from the environment
-# (TEST_MODE_SANDBOX_URL …, see base.py); nothing is derived from the live settings, and
-# `check` refuses real provider hosts here.
-TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY = os.environ.get("TEST_MODE_SENDGRID_WEBHOOK_PUBLIC_KEY", "")
+# (TEST_MODE_SANDBOX_URL …, declared with each provider); nothing is derived from the live
+# settings, and `check` refuses real provider hosts there.
 DEMO_API_KEY = ""
 # The demo page mints recipient tokens without an API key: never in production.
 DEMO_PAGES = False

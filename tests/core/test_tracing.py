@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ class Span:
     name: str
     kind: int
     attributes: dict[str, Any]
+    links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of each linked span
 
 
 def exported_spans(collector: HttpReceiver) -> list[Span]:
@@ -113,8 +115,10 @@ def exported_spans(collector: HttpReceiver) -> list[Span]:
                 for span in scope_spans.spans:
                     attributes = {a["key"]: next(iter(a["value"].values()), None)
                                   for a in MessageToDict(span).get("attributes", [])}
+                    links = tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links)
                     spans.append(Span(service, span.trace_id.hex(), span.span_id.hex(),
-                                      span.parent_span_id.hex(), span.name, span.kind, attributes))
+                                      span.parent_span_id.hex(), span.name, span.kind, attributes,
+                                      links))
     return spans
 
 
@@ -134,12 +138,15 @@ def test_one_trace_covers_the_request_the_publish_the_task_and_the_provider_call
     worker_env: dict[str, str], clean_sandbox: Any, collector: HttpReceiver,
 ) -> None:
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    port = free_port()
+    # The provider's status callback comes back to this gunicorn (traced), not the test's
+    # live server.
     env = {**worker_env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.base_url,
-           "OTEL_BSP_SCHEDULE_DELAY": "100"}
+           "OTEL_BSP_SCHEDULE_DELAY": "100", "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     tenant = ClientFactory(slug="tracing")
     TemplateFactory(client=tenant, key="otp", channels=["sms"], version__sms_body="Code {{ code }}")
     worker = QuietWorker(env, queues="critical,high,normal,low,webhooks").start()
-    web = GunicornProcess(env, port=free_port(), workers=1).start()
+    web = GunicornProcess(env, port=port, workers=1).start()
     trace_id, client_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
     def in_trace() -> list[Span]:
@@ -149,6 +156,10 @@ def test_one_trace_covers_the_request_the_publish_the_task_and_the_provider_call
         return any(s.service == "notifyhub-worker" and s.kind == CLIENT and
                    s.attributes.get("http.request.method", s.attributes.get("http.method")) == "POST"
                    for s in in_trace())
+
+    def receipt_processed() -> bool:
+        return any(s.name == "delivery_receipts_apply" and s.links
+                   for s in exported_spans(collector))
 
     try:
         wait_for(lambda: _up(web.url), timeout=30, message=f"gunicorn up: {web.log_text()}")
@@ -163,6 +174,13 @@ def test_one_trace_covers_the_request_the_publish_the_task_and_the_provider_call
             assert response.status == 202
         wait_for(worker_called_the_provider, timeout=60,
                  message="provider call traced")
+        # Twilio's `delivered` status callback, as the sandbox posts it (to the URL the send
+        # gave it, signed with the account's token), to this gunicorn.
+        [message] = clean_sandbox.messages(provider="twilio")
+        _post_twilio_status(message["status_callback"], env["TWILIO_AUTH_TOKEN"],
+                            {"MessageSid": message["sid"], "MessageStatus": "delivered",
+                             "AccountSid": message["account_sid"]})
+        wait_for(receipt_processed, timeout=30, message="the provider's receipt traced")
     finally:
         web.stop()
         worker.stop()
@@ -187,9 +205,30 @@ def test_one_trace_covers_the_request_the_publish_the_task_and_the_provider_call
     provider_calls = [s for s in spans if s.kind == CLIENT and s.service == "notifyhub-worker"
                       and run in _ancestors(s, by_id)]
     assert provider_calls, [(s.name, s.service, s.kind) for s in spans]
+    # The send has a span of its own, within the task's run, and the provider's receipt (its
+    # status callback, a request of its own in its own trace) is processed in a span linked
+    # to it.
+    [send_span] = [s for s in spans if s.name == "send twilio_sms"]
+    assert run in _ancestors(send_span, by_id)
+    receipts = [s for s in exported_spans(collector) if s.name == "delivery_receipts_apply"
+                and s.links]
+    assert receipts
+    for receipt in receipts:  # (Twilio calls back for `sent`, then `delivered`)
+        assert receipt.links == ((trace_id, send_span.span_id),)
+        assert receipt.service == "notifyhub-api" and receipt.trace_id != trace_id
     # The database and Redis are traced too, in the same trace.
     assert any(s.attributes.get("db.system") == "postgresql" for s in spans), spans
     assert any(s.attributes.get("db.system") == "redis" for s in spans), spans
+
+
+def _post_twilio_status(url: str, token: str, params: dict[str, str]) -> None:
+    from twilio.request_validator import RequestValidator
+
+    signature = RequestValidator(token).compute_signature(url, params)
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(),
+                                     method="POST", headers={"X-Twilio-Signature": signature})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
 
 
 def _ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:

@@ -255,7 +255,7 @@ def test_relay_sweep_recovers_a_delivery_whose_worker_died_mid_send(
     assert delivery.events.filter(event="requeued").exists()
     deliveries_dispatch(delivery_ids=[str(delivery.id)])
     delivery.refresh_from_db()
-    assert delivery.status == "sent"
+    assert delivery.status in ("sent", "delivered")  # (the sandbox's receipt may be in already)
     assert delivery.attempts == 2
 
 

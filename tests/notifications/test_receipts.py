@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -271,3 +272,42 @@ def test_a_receipt_with_nul_characters_is_stored_without_them(
     assert (event.provider_event_id, event.error_code, event.error_message) == (
         "ev-1", "5.1.1", "550 no such user")
     assert event.detail == {"type": "bounce", "nested": ["a"]}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("provider", "late_status"), [("twilio", "sent"), ("vonage", "submitted")])
+def test_a_late_intermediate_receipt_never_moves_a_delivered_delivery_back(
+    client_tenant: Any, email_template: Any, provider: str, late_status: str,
+) -> None:
+    from apps.notifications.providers.twilio.receipts import STATUS_MAP as TWILIO
+    from apps.notifications.providers.vonage.receipts import STATUS_MAP as VONAGE
+
+    # Given a delivered message, whose provider's intermediate status callback arrives last
+    # (callbacks overtake each other), stamped later than the delivery
+    status_map = {"twilio": TWILIO, "vonage": VONAGE}[provider]
+    [delivery] = _send(client_tenant, 1)
+    _sent([delivery])
+    Delivery.objects.filter(id=delivery.id).update(provider=provider)
+    now = timezone.now()
+
+    def receipt(status: str, seconds: float) -> ProviderEvent:
+        name, implied = status_map[status]
+        return ProviderEvent(provider=provider, event=name, status=implied,
+                             occurred_at=now + timedelta(seconds=seconds),
+                             provider_message_id=f"MSG-{delivery.id}",
+                             provider_event_id=f"{delivery.id}:{status}")
+
+    delivery_receipts_apply(events=[receipt("delivered", 1)])
+    report = delivery_receipts_apply(events=[receipt(late_status, 2)])
+
+    # Then it changes nothing, and the timeline keeps it with the delivered status, marked late
+    assert report.applied == 0
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+    last = DeliveryEvent.objects.filter(delivery=delivery).order_by("id").last()
+    assert last is not None and last.event == status_map[late_status][0]
+    assert last.status == "delivered"
+    assert last.detail["late"] is True and last.detail["reported_status"] == "sent"
+    statuses = list(DeliveryEvent.objects.filter(delivery=delivery).order_by("id")
+                    .values_list("status", flat=True))
+    assert statuses[statuses.index("delivered"):] == ["delivered", "delivered"]

@@ -11,8 +11,9 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core.tasks import publications_publish
 from apps.notifications.models import Delivery
-from apps.notifications.relay import relay_sweep
+from apps.notifications.relay import SweepReport, relay_sweep
 from apps.notifications.services import notification_send
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +24,13 @@ def broker() -> redis.Redis:
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     client.flushdb()
     return client
+
+
+def _sweep() -> SweepReport:
+    """What the sweeper's task does: sweep, then publish what the sweep returned."""
+    report = relay_sweep()
+    publications_publish(report.publications)
+    return report
 
 
 def _accept(client: Any, name: str) -> Delivery:
@@ -57,7 +65,7 @@ def test_work_whose_publish_failed_is_republished_by_the_next_sweep(
     assert _queued_messages(broker) == 0
 
     # When the broker is back and the sweeper runs
-    report = relay_sweep()
+    report = _sweep()
 
     # Then the delivery is published at once
     assert report.requeued == 1
@@ -70,7 +78,7 @@ def test_a_sweep_after_the_broker_lost_its_data_republishes_every_waiting_delive
     client_tenant: Any, email_template: Any, broker: redis.Redis,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    relay_sweep()  # the sweeper has put its marker in the broker
+    _sweep()  # the sweeper has put its marker in the broker
     with django_capture_on_commit_callbacks(execute=True):
         waiting = _accept(client_tenant, "ada")
         retrying = _accept(client_tenant, "bob")
@@ -79,7 +87,7 @@ def test_a_sweep_after_the_broker_lost_its_data_republishes_every_waiting_delive
         status="retrying", due_at=retry_at, lease_until=retry_at + timedelta(seconds=120))
 
     broker.flushdb()  # Redis restarted with an empty dataset: the task message is gone
-    report = relay_sweep()
+    report = _sweep()
 
     assert report.requeued == 1
     assert report.broker_data_lost == 2
@@ -90,15 +98,15 @@ def test_a_sweep_after_the_broker_lost_its_data_republishes_every_waiting_delive
     retrying.refresh_from_db()
     assert (retrying.status, retrying.lease_until) == ("retrying", retry_at)
     # The marker is back: the next sweep re-publishes nothing more.
-    assert relay_sweep().broker_data_lost == 0
+    assert _sweep().broker_data_lost == 0
 
 
 def test_a_broker_that_kept_its_data_republishes_nothing_early(
     client_tenant: Any, email_template: Any, broker: redis.Redis,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    relay_sweep()
+    _sweep()
     with django_capture_on_commit_callbacks(execute=True):
         _accept(client_tenant, "ada")
-    report = relay_sweep()
+    report = _sweep()
     assert (report.broker_data_lost, report.requeued) == (0, 0)

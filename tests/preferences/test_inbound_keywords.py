@@ -9,6 +9,7 @@ import pytest
 from django.test import Client as HttpClient
 from twilio.request_validator import RequestValidator
 
+from apps.notifications.providers.conf import provider_setting
 from apps.preferences.models import ConsentRecord, PreferenceProfile
 from apps.recipients.models import Recipient
 from tests.factories import ClientFactory, RecipientFactory
@@ -29,7 +30,7 @@ def inbound(body: str, *, from_: str = NUMBER, token: str | None = None,
               "Body": body, "NumMedia": "0"}
     headers = {}
     if sign:
-        validator = RequestValidator(token or settings.TWILIO_AUTH_TOKEN)
+        validator = RequestValidator(token or provider_setting("TWILIO_AUTH_TOKEN"))
         headers["HTTP_X_TWILIO_SIGNATURE"] = validator.compute_signature(
             f"{settings.PUBLIC_BASE_URL}{PATH}", params)
     if tamper:

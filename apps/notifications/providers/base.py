@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from django.conf import settings
+from .conf import TEST_MODE_PREFIX, provider_setting
 
 logger = logging.getLogger(__name__)
 
 LIVE = "live"
 TEST = "test"
 # Test-mode instances read their account settings under this prefix (TEST_MODE_SENDGRID_API_HOST …).
-TEST_MODE_PREFIX = "TEST_MODE_"
 
 
 # Retryable error codes that say the provider could not be reached (classify_exception).
@@ -60,6 +59,10 @@ class OutboundMessage:
     # In-app: whose inbox (Recipient.id), and where the message leads when clicked.
     recipient_id: str = ""
     action_url: str = ""
+    # The request id of the work that sends it (apps/core/correlation.py): handed to the
+    # provider where it echoes it back on the receipt (SendGrid custom_args, Vonage
+    # client_ref, Twilio's status-callback URL, FCM data).
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,9 +159,10 @@ class Provider(ABC):
         return "test" if self.mode == TEST else "default"
 
     def setting(self, name: str) -> Any:
+        """A setting by its name, resolved as its folder declares it (providers/conf.py)."""
         if self.mode == TEST and name in self.account_settings:
-            return getattr(settings, TEST_MODE_PREFIX + name, "")
-        return getattr(settings, name)
+            return provider_setting(TEST_MODE_PREFIX + name, "")
+        return provider_setting(name)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} ({self.mode})>"
@@ -168,6 +172,12 @@ class Provider(ABC):
         offered to senders of this mode)."""
         needed = self.required_settings + (self.endpoint_settings if self.mode == TEST else ())
         return all(self.setting(name) for name in needed)
+
+    def cannot_send(self, message: OutboundMessage) -> str:
+        """Why this provider can never send this message (empty: it can). Failover skips such
+        a provider for the message instead of failing it there (e.g. a WhatsApp template
+        approved at Twilio, named by its Content SID, that Vonage does not have)."""
+        return ""
 
     def send(self, message: OutboundMessage) -> SendResult:
         try:

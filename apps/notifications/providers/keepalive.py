@@ -28,6 +28,8 @@ from python_http_client import Client
 from python_http_client.client import Response
 from python_http_client.exceptions import handle_error
 
+from apps.core import tracing
+
 _local = threading.local()
 
 
@@ -91,16 +93,19 @@ def send(request: urllib.request.Request, timeout: float | None) -> _Reply:
         path = f"{path}?{url.query}"
     conn = _connection(url.scheme, url.netloc, timeout)
     headers = dict(request.header_items())
-    try:
-        conn.request(request.get_method(), path, body=request.data, headers=headers)
-        answer = conn.getresponse()
-        body = answer.read()
-    except TimeoutError:
-        _forget(url.scheme, url.netloc)
-        raise
-    except (OSError, http.client.HTTPException) as exc:
-        _forget(url.scheme, url.netloc)
-        raise urllib.error.URLError(exc) from exc
+    # No OpenTelemetry instrumentation sees http.client: the client span is ours (tracing on).
+    with tracing.http_client_span(request.get_method(), request.full_url) as record_status:
+        try:
+            conn.request(request.get_method(), path, body=request.data, headers=headers)
+            answer = conn.getresponse()
+            body = answer.read()
+        except TimeoutError:
+            _forget(url.scheme, url.netloc)
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            _forget(url.scheme, url.netloc)
+            raise urllib.error.URLError(exc) from exc
+        record_status(answer.status)
     if answer.will_close:
         _forget(url.scheme, url.netloc)
     if not 200 <= answer.status < 300:

@@ -1,9 +1,10 @@
 """The providers and channel → ordered providers.
 
 Adding a provider: its folder (`apps/notifications/providers/<folder>/`: send.py, settings.py
-with its DECLARATION, receipts.py if it calls back) and its folder's name in FOLDERS. Everything
-else about it (the provider list, URL routes, system checks, rate-limit defaults, the admin's
-choices) is derived from the declarations here.
+with its DECLARATION, receipts.py if it calls back) and its folder's name in FOLDERS
+(declaration.py). Everything else about it (the provider list, URL routes, system checks,
+rate-limit defaults, the admin's choices, its setting values: conf.py) is derived from the
+declarations.
 
 Every lookup takes a mode: "live" (the default) or "test", for deliveries of notifications
 accepted with a test API key. Both modes use the same provider classes and CHANNEL_PROVIDERS;
@@ -14,25 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from importlib import import_module
 from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
 from .base import LIVE, Provider
-from .declaration import ProviderDeclaration
+from .declaration import FOLDERS, PACKAGE, ProviderDeclaration, declarations
 
-# One line per provider folder.
-FOLDERS: tuple[str, ...] = ("sendgrid", "smtp", "twilio", "vonage", "fcm", "in_app")
-PACKAGE = "apps.notifications.providers"
-
-
-@cache
-def declarations() -> dict[str, ProviderDeclaration]:
-    """folder → its declaration (settings.py; no SDK is imported)."""
-    return {folder: import_module(f"{PACKAGE}.{folder}.settings").DECLARATION
-            for folder in FOLDERS}
+__all__ = ["FOLDERS", "PACKAGE", "ProviderDeclaration", "declarations"]
 
 
 @cache

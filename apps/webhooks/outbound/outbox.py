@@ -12,9 +12,13 @@ Hooks (one line each in apps/notifications):
 - receipts.py calls `webhook_receipts_record` inside `delivery_receipts_apply`'s transaction
   (delivery.delivered / bounced / failed, delivery.opened / clicked, notification.completed).
 
+The writers publish nothing: they return the deliver tasks of the messages they wrote
+(`Publication`s, apps/core/tasks.py), and their caller publishes them after commit
+(`publications_publish_on_commit`; dispatch's and the sweeper's tasks do it for them).
+
 Each message keeps the request id of the send that caused it (`X-Request-Id` on delivery;
 docs/operations.md "Logs"). Messages are published after commit; the relay sweeper publishes
-whatever that misses. A
+whatever that misses (a message is written with a lease). A
 message for an endpoint that is backed off (delivery.py) is written parked and not published:
 it waits for the endpoint's probe.
 """
@@ -40,10 +44,11 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.core.correlation import current_request_id
+from apps.core.tasks import Publication
 
 from ..models import WebhookEndpoint
 from .events import ENGAGEMENT_DETAIL_KEYS, ENGAGEMENT_EVENTS, NOTIFICATION_COMPLETED, STATUS_EVENTS
-from .publish import webhook_messages_enqueue_on_commit
+from .publish import webhook_messages_publications
 
 logger = logging.getLogger(__name__)
 
@@ -299,18 +304,18 @@ def _lease_until(now: datetime) -> datetime:
 def webhook_events_record(
     *, items: Sequence[DeliveryEventItem], now: datetime | None = None,
     subscriptions: dict[str, list[str]] | None = None,
-) -> int:
-    """Writes the outbox rows for these delivery events (one statement) and publishes them
-    after commit. Returns how many messages were written."""
+) -> list[Publication]:
+    """Writes the outbox rows for these delivery events (one statement). Returns their deliver
+    tasks, for the caller to publish after commit."""
     if not items:
-        return 0
+        return []
     if subscriptions is None:
         subscriptions = endpoint_subscriptions()
     if not subscriptions:
-        return 0
+        return []
     clients = _clients_for({i.event_type for i in items}, subscriptions)
     if not clients:
-        return 0
+        return []
     now = now or timezone.now()
     payload = [
         {"delivery_id": i.delivery_id, "event_type": i.event_type, "status": i.status,
@@ -323,38 +328,37 @@ def webhook_events_record(
                                               "lease_until": _lease_until(now),
                                               "request_id": current_request_id()})
         rows = cursor.fetchall()
-    _publish_unparked(rows)
-    return len(rows)
+    return _unparked_publications(rows)
 
 
 def webhook_completions_record(
     *, notification_ids: Iterable[object], now: datetime | None = None,
     subscriptions: dict[str, list[str]] | None = None,
-) -> int:
+) -> list[Publication]:
     """notification.completed for those of these notifications that are now final (call it
-    after their status refresh). Written once per final status; safe to call again."""
+    after their status refresh). Written once per final status; safe to call again. Returns
+    the deliver tasks, for the caller to publish after commit."""
     ids = sorted({str(i) for i in notification_ids})
     if not ids:
-        return 0
+        return []
     if subscriptions is None:
         subscriptions = endpoint_subscriptions()
     clients = _clients_for({NOTIFICATION_COMPLETED}, subscriptions) if subscriptions else []
     if not clients:
-        return 0
+        return []
     now = now or timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(_COMPLETIONS_SQL, {"ids": ids, "clients": clients, "now": now,
                                           "lease_until": _lease_until(now),
                                           "request_id": current_request_id()})
         rows = cursor.fetchall()
-    _publish_unparked(rows)
-    return len(rows)
+    return _unparked_publications(rows)
 
 
-def _publish_unparked(rows: Sequence[tuple[Any, Any, bool]]) -> None:
-    """Publishes the new messages after commit, except those written parked (their endpoint is
+def _unparked_publications(rows: Sequence[tuple[Any, Any, bool]]) -> list[Publication]:
+    """The deliver tasks of the new messages, except those written parked (their endpoint is
     backed off: they wait for its probe, with no task each)."""
-    webhook_messages_enqueue_on_commit(
+    return webhook_messages_publications(
         items=[(str(message_id), str(endpoint_id)) for message_id, endpoint_id, parked in rows
                if not parked])
 
@@ -362,7 +366,7 @@ def _publish_unparked(rows: Sequence[tuple[Any, Any, bool]]) -> None:
 # --- The hooks --------------------------------------------------------------------------------
 
 Rows = Sequence[dict[str, Any]]
-WriteFn = TypeVar("WriteFn", bound=Callable[[Rows, datetime], None])
+WriteFn = TypeVar("WriteFn", bound=Callable[[Rows, datetime], list[Publication]])
 
 
 def outcome_items(rows: Rows, now: datetime) -> list[DeliveryEventItem]:
@@ -377,31 +381,34 @@ def outcome_items(rows: Rows, now: datetime) -> list[DeliveryEventItem]:
 
 def records_webhook_events(write: WriteFn) -> WriteFn:
     """Decorates dispatch's batch writer `(rows, now)`: the outbox rows for the batch's status
-    changes commit with it. With nobody subscribed it is the plain write."""
+    changes commit with it, and their deliver tasks are added to what the writer returns.
+    With nobody subscribed it is the plain write."""
 
     @functools.wraps(write)
-    def wrapper(rows: Rows, now: datetime) -> None:
+    def wrapper(rows: Rows, now: datetime) -> list[Publication]:
         items = outcome_items(rows, now)
         subscriptions = endpoint_subscriptions() if items else {}
         if not subscriptions:
-            write(rows, now)
-            return
+            return write(rows, now)
         with transaction.atomic():
-            write(rows, now)
-            webhook_events_record(items=items, now=now, subscriptions=subscriptions)
+            publications = write(rows, now)
+            return [*publications,
+                    *webhook_events_record(items=items, now=now, subscriptions=subscriptions)]
 
     return wrapper  # type: ignore[return-value]
 
 
-def webhook_receipts_record(*, deliveries: Iterable[Any], events: Iterable[Any]) -> int:
+def webhook_receipts_record(*, deliveries: Iterable[Any],
+                            events: Iterable[Any]) -> list[Publication]:
     """Called inside `delivery_receipts_apply`'s transaction, after its status refresh, with
     the deliveries whose status changed and the receipt events it stored: their status events,
-    engagement events and the completions they caused."""
+    engagement events and the completions they caused. Returns the deliver tasks, for the
+    caller to publish after commit."""
     deliveries = list(deliveries)
     events = list(events)
     subscriptions = endpoint_subscriptions()
     if not subscriptions:
-        return 0
+        return []
     occurred: dict[tuple[str, str], datetime] = {}
     items: list[DeliveryEventItem] = []
     for event in events:

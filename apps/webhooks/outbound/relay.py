@@ -16,7 +16,7 @@ costs it one index lookup per sweep, whatever its queue holds.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -24,9 +24,11 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from apps.core.tasks import Publication
+
 from ..models import WebhookEndpoint, WebhookMessage, WebhookMessageStatus
 from .delivery import retry_delays, webhook_endpoint_recover
-from .publish import webhook_endpoint_probe_enqueue, webhook_messages_enqueue
+from .publish import webhook_endpoint_probe_publication, webhook_messages_publications
 from .services import webhook_endpoint_disable
 
 logger = logging.getLogger(__name__)
@@ -68,12 +70,14 @@ RETURNING m.id, m.endpoint_id, d.verdict
 
 @dataclass
 class WebhookSweepReport:
-    published: int = 0
+    published: int = 0  # messages handed to the caller to publish
     recovered: int = 0
     failed: int = 0
     endpoints_disabled: int = 0
     probes: int = 0  # probes of backed-off endpoints published
     unparked: int = 0  # messages left parked behind an endpoint no longer backed off
+    # What the caller must publish: the messages' deliver tasks and the probes.
+    publications: list[Publication] = field(default_factory=list)
 
 
 def webhook_messages_relay(*, limit: int | None = None) -> WebhookSweepReport:
@@ -88,8 +92,8 @@ def webhook_messages_relay(*, limit: int | None = None) -> WebhookSweepReport:
     publish = [(str(r[0]), str(r[1])) for r in rows if r[2] in ("due", "recovered")]
     report.recovered = sum(1 for r in rows if r[2] == "recovered")
     report.failed = len(rows) - len(publish)
-    if publish:
-        report.published = webhook_messages_enqueue(items=publish)
+    report.published = len(publish)
+    report.publications += webhook_messages_publications(items=publish)
 
     limit_seconds = settings.WEBHOOKS_DISABLE_AFTER_FAILING_SECONDS
     failing = WebhookEndpoint.objects.filter(
@@ -109,7 +113,8 @@ def webhook_messages_relay(*, limit: int | None = None) -> WebhookSweepReport:
         next_probe_at__lte=now, disabled_at__isnull=True, deleted_at__isnull=True,
     ).order_by("next_probe_at").values_list("id", flat=True)[:settings.WEBHOOKS_SWEEP_BATCH]
     for endpoint_id in due_probes:
-        report.probes += webhook_endpoint_probe_enqueue(endpoint_id=str(endpoint_id))
+        report.publications.append(webhook_endpoint_probe_publication(endpoint_id=str(endpoint_id)))
+        report.probes += 1
     # A net for a race (a success clearing the backoff while another worker parked): parked
     # messages of an endpoint that is no longer backed off get their lease back.
     stranded = WebhookEndpoint.objects.filter(
@@ -123,7 +128,7 @@ def webhook_messages_relay(*, limit: int | None = None) -> WebhookSweepReport:
     WebhookEndpoint.objects.filter(previous_secret_expires_at__lte=now).update(
         previous_secret="", previous_secret_expires_at=None)
     if rows or report.endpoints_disabled or report.unparked:
-        logger.info("webhook relay: published %d (recovered %d from crashed attempts), failed %d, "
+        logger.info("webhook relay: publishing %d (recovered %d from crashed attempts), failed %d, "
                     "disabled %d endpoints, %d probes, %d unparked", report.published,
                     report.recovered, report.failed, report.endpoints_disabled, report.probes,
                     report.unparked)

@@ -8,6 +8,7 @@ import smtplib
 from celery import shared_task
 
 from apps.core.queues import Queue
+from apps.core.tasks import publications_publish_on_commit
 
 from .delivery import webhook_endpoint_drain, webhook_endpoint_probe, webhook_messages_deliver
 from .notify import webhook_endpoint_disabled_email
@@ -39,6 +40,7 @@ def webhook_endpoint_drain_task(endpoint_id: str) -> dict[str, int]:
 @shared_task(name="webhooks.webhook_messages_relay_task", queue=Queue.MAINTENANCE.value, ignore_result=True)
 def webhook_messages_relay_task() -> dict[str, int]:
     report = webhook_messages_relay()
+    publications_publish_on_commit(report.publications)
     return {"published": report.published, "recovered": report.recovered,
             "failed": report.failed, "endpoints_disabled": report.endpoints_disabled,
             "probes": report.probes, "unparked": report.unparked}

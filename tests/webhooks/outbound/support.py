@@ -8,6 +8,7 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
+from apps.core.tasks import publications_publish_on_commit
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery
 from apps.notifications.providers.base import SendResult
@@ -51,7 +52,7 @@ def record_sent(delivery: Delivery, message_id: str = "MSG1") -> None:
     delivery_record_outcome(delivery_id=str(delivery.id), attempt=attempt,
                             result=SendResult.sent("sendgrid", message_id))
     notifications_refresh_status(notification_ids=[delivery.notification_id])
-    webhook_completions_record(notification_ids=[delivery.notification_id])
+    publications_publish_on_commit(webhook_completions_record(notification_ids=[delivery.notification_id]))
 
 
 def verified(secret: str, request: Request) -> Any:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from celery import current_app
 from django.utils import timezone
 
 from apps.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
@@ -109,7 +110,7 @@ def test_200_messages_for_a_dead_endpoint_cost_one_request_per_backoff_step(
 
 
 def test_the_sweeper_publishes_a_long_step_probe_once_it_is_due(
-    client_tenant: Any, published: Published,
+    client_tenant: Any, published: Published, django_capture_on_commit_callbacks: Any,
 ) -> None:
     endpoint = make_endpoint(client_tenant, DEAD_URL)
     deliver_as_tasks(queue(endpoint, 30))
@@ -117,9 +118,10 @@ def test_the_sweeper_publishes_a_long_step_probe_once_it_is_due(
         next_probe_at=timezone.now() - timedelta(seconds=1))
     published.probes.clear()
 
-    report = webhook_messages_relay()
+    with django_capture_on_commit_callbacks(execute=True):  # the task publishes after commit
+        report = current_app.tasks["webhooks.webhook_messages_relay_task"]()
 
-    assert (report.published, report.probes) == (0, 1)
+    assert (report["published"], report["probes"]) == (0, 1)
     assert published.probes == [(str(endpoint.id), None)]
 
 

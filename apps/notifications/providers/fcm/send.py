@@ -18,6 +18,9 @@ from requests.adapters import HTTPAdapter
 
 from ..base import OutboundMessage, Outcome, Provider, SendResult
 
+# The data key carrying the request id of the send to the app (FCM sends no receipts).
+REQUEST_KEY = "notifyhub_request_id"
+
 DEAD_TOKEN_CODES = {"UNREGISTERED", "SENDER_ID_MISMATCH"}
 RETRYABLE_CODES = {"UNAVAILABLE", "INTERNAL", "QUOTA_EXCEEDED"}
 QUOTA_MIN_RETRY_SECONDS = 60.0
@@ -87,7 +90,9 @@ class FcmProvider(Provider):
         return {
             "notification_title": message.subject or None,
             "notification_body": message.text or None,
-            "data_payload": {str(k): str(v) for k, v in message.data.items()} or None,
+            "data_payload": {**{str(k): str(v) for k, v in message.data.items()},
+                             **({REQUEST_KEY: message.request_id} if message.request_id else {})}
+                            or None,
         }
 
     def call(self, payload: dict[str, Any], message: OutboundMessage) -> SendResult:

@@ -17,9 +17,11 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
 from apps.notifications.models import DeliveryStatus
-from apps.notifications.providers.sendgrid.send import DELIVERY_ARG
+from apps.notifications.providers.sendgrid.send import DELIVERY_ARG, REQUEST_ARG
 from apps.notifications.receipts import ProviderEvent
 from apps.webhooks.inbound.base import PayloadError, ProviderWebhookView, SignatureError
+
+from ..conf import provider_setting
 
 # SendGrid event → (NotifyHub event name, delivery status it implies).
 EVENT_MAP: dict[str, tuple[str, DeliveryStatus | None]] = {
@@ -40,7 +42,7 @@ _FAILURES = (DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 
 
 def _public_key(setting: str) -> Any:
-    key = getattr(settings, setting, "")
+    key = provider_setting(setting, "")
     if not key:
         raise SignatureError(f"{setting} is not configured.")
     loaded = _load_key(key)
@@ -108,6 +110,7 @@ class SendGridWebhookView(ProviderWebhookView):
                     status=status,
                     occurred_at=occurred,
                     delivery_id=str(item.get(DELIVERY_ARG, "")),
+                    request_id=str(item.get(REQUEST_ARG, ""))[:64],
                     # X-Message-Id is the part of sg_message_id before the first dot.
                     provider_message_id=sg_message_id.split(".", 1)[0],
                     provider_event_id=str(item.get("sg_event_id", ""))[:255],

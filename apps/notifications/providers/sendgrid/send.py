@@ -16,6 +16,7 @@ from ..keepalive import KeepAliveClient
 # custom_args come back on every Event Webhook event: how receipts find their delivery.
 DELIVERY_ARG = "notifyhub_delivery_id"
 NOTIFICATION_ARG = "notifyhub_notification_id"
+REQUEST_ARG = "notifyhub_request_id"
 
 
 _local = threading.local()
@@ -66,6 +67,8 @@ class SendGridProvider(Provider):
             mail.add_header(Header(name, value))
         mail.add_custom_arg(CustomArg(DELIVERY_ARG, message.delivery_id))
         mail.add_custom_arg(CustomArg(NOTIFICATION_ARG, message.notification_id))
+        if message.request_id:
+            mail.add_custom_arg(CustomArg(REQUEST_ARG, message.request_id))
         if message.category:
             mail.category = Category(message.category)
         return mail.get()  # type: ignore[no-any-return]

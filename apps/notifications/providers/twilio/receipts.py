@@ -26,6 +26,8 @@ from apps.preferences.models import ConsentSource
 from apps.preferences.services import ChangeContext, inbound_keyword_apply
 from apps.webhooks.inbound.base import PayloadError, ProviderWebhookView, SignatureError
 
+from ..conf import provider_setting
+
 # MessageStatus → (our event name, the delivery status it implies)
 STATUS_MAP: dict[str, tuple[str, DeliveryStatus | None]] = {
     "accepted": ("provider_accepted", None),
@@ -53,7 +55,7 @@ class TwilioStatusWebhookView(ProviderWebhookView):
         signature = request.headers.get("X-Twilio-Signature", "")
         if not signature:
             raise SignatureError("Missing X-Twilio-Signature.")
-        token = getattr(settings, self.auth_token_setting, "")
+        token = provider_setting(self.auth_token_setting, "")
         if not token:
             raise SignatureError(f"{self.auth_token_setting} is not configured.")
         validator = RequestValidator(token)
@@ -77,6 +79,7 @@ class TwilioStatusWebhookView(ProviderWebhookView):
                 status=implied,
                 occurred_at=datetime.now(tz=UTC),
                 delivery_id=request.GET.get("delivery", ""),
+                request_id=request.GET.get("request_id", "")[:64],
                 provider_message_id=sid,
                 # Twilio sends each status once per message; a repeat is a retry of the same.
                 provider_event_id=f"{sid}:{status}",
@@ -113,7 +116,7 @@ def verify_twilio_signature(request: HttpRequest) -> None:
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature:
         raise SignatureError("Missing X-Twilio-Signature.")
-    validator = RequestValidator(settings.TWILIO_AUTH_TOKEN)
+    validator = RequestValidator(provider_setting("TWILIO_AUTH_TOKEN"))
     if not validator.validate(callback_url(request), request.POST.dict(), signature):
         raise SignatureError("Signature does not match.")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import requests
 from twilio.base.exceptions import TwilioRestException
@@ -99,8 +100,11 @@ class TwilioMessagesProvider(Provider):
             "from_": self.address(self.sender(message)),
             # The delivery id rides in the (signed) callback URL, so a status callback that
             # arrives before the worker stored Twilio's SID still finds its delivery.
+            # So does the request id of the send, which the receipt carries on.
             "status_callback": f"{self.setting('PUBLIC_BASE_URL')}{self.callback_path}"
-                               f"?delivery={message.delivery_id}",
+                               f"?delivery={message.delivery_id}"
+                               + (f"&request_id={quote(message.request_id)}"
+                                  if message.request_id else ""),
         }
         if message.provider_template_id:
             payload["content_sid"] = message.provider_template_id

@@ -26,11 +26,18 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apps.core.exceptions import error_body
 from apps.notifications.models import DeliveryStatus
-from apps.notifications.providers.vonage.send import RECEIPT_ERRORS
+from apps.notifications.providers.base import Outcome
+from apps.notifications.providers.vonage.send import (
+    RECEIPT_ERRORS,
+    parse_client_ref,
+    vonage_reply_send,
+)
 from apps.notifications.receipts import ProviderEvent
 from apps.preferences.models import ConsentSource
 from apps.preferences.services import ChangeContext, inbound_keyword_apply
 from apps.webhooks.inbound.base import PayloadError, ProviderWebhookView, SignatureError
+
+from ..conf import provider_setting
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +104,7 @@ class VonageStatusWebhookView(ProviderWebhookView):
     secret_setting: ClassVar[str] = "VONAGE_SIGNATURE_SECRET"  # noqa: S105 - a setting name
 
     def verify_signature(self, request: HttpRequest) -> None:
-        verify_vonage_signature(request, getattr(settings, self.secret_setting, ""))
+        verify_vonage_signature(request, provider_setting(self.secret_setting, ""))
 
     def parse_events(self, request: HttpRequest) -> list[ProviderEvent]:
         data = _json_body(request)
@@ -117,7 +124,8 @@ class VonageStatusWebhookView(ProviderWebhookView):
             event=name,
             status=implied,
             occurred_at=_occurred_at(data.get("timestamp")),
-            delivery_id=str(data.get("client_ref") or ""),
+            delivery_id=parse_client_ref(str(data.get("client_ref") or ""))[0],
+            request_id=parse_client_ref(str(data.get("client_ref") or ""))[1][:64],
             provider_message_id=uuid,
             provider_event_id=f"{uuid}:{status}",
             error_code=code if failed else "",
@@ -138,14 +146,16 @@ class VonageTestModeStatusWebhookView(VonageStatusWebhookView):
 @method_decorator(csrf_exempt, name="dispatch")
 class VonageInboundWebhookView(View):
     """`POST /api/v1/webhooks/vonage/inbound`: a person texting (SMS) or writing (WhatsApp) to
-    one of our Vonage numbers. STOP/START keywords as through Twilio (`inbound_keyword_apply`);
-    Vonage expects a 200 and nothing else (a reply would be a message of its own)."""
+    one of our Vonage numbers. STOP/START/HELP keywords as through Twilio
+    (`inbound_keyword_apply`). Vonage expects a 200 and reads nothing in it, so the reply Twilio
+    gets in its TwiML answer (HELP's text) goes out as a message of its own
+    (`vonage_reply_send`)."""
 
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            verify_vonage_signature(request, settings.VONAGE_SIGNATURE_SECRET)
+            verify_vonage_signature(request, provider_setting("VONAGE_SIGNATURE_SECRET"))
         except SignatureError as exc:
             logger.warning("vonage inbound webhook refused: %s", exc)
             return JsonResponse(error_body("invalid_signature", str(exc)), status=403)
@@ -169,8 +179,17 @@ class VonageInboundWebhookView(View):
         )
         outcome = inbound_keyword_apply(from_=from_, body=str(data.get("text") or ""),
                                         context=context, to=f"{'whatsapp:' if whatsapp else ''}{to}")
+        replied = ""
+        if outcome.reply:
+            result = vonage_reply_send(channel=outcome.channel, to=from_, from_=to,
+                                       text=outcome.reply)
+            replied = result.outcome.value
+            if result.outcome != Outcome.SENT:
+                logger.warning("vonage %s reply to an inbound %s not sent: %s", outcome.channel,
+                               outcome.keyword, result.error_code)
         return JsonResponse({"keyword": outcome.keyword, "channel": outcome.channel,
-                             "recipients": outcome.recipients, "changed": outcome.changed})
+                             "recipients": outcome.recipients, "changed": outcome.changed,
+                             "reply": replied})
 
 
 urlpatterns = [

@@ -110,6 +110,21 @@ def error_detail(exc: HttpRequestError) -> str:
     return str(body.get("detail") or body.get("title") or "")[:500]
 
 
+def client_ref(message: OutboundMessage) -> str:
+    """What Vonage echoes on every status webhook (at most 100 characters): the delivery id,
+    then the request id of the send ("<delivery id>:<request id>")."""
+    ref = message.delivery_id
+    if message.request_id:
+        ref = f"{ref}:{message.request_id}"[:100]
+    return ref
+
+
+def parse_client_ref(value: str) -> tuple[str, str]:
+    """(delivery id, request id) from a client_ref."""
+    delivery_id, _, request_id = value.partition(":")
+    return delivery_id, request_id
+
+
 class VonageMessagesProvider(Provider):
     # Status webhooks: /api/v1/webhooks/vonage, or /api/v1/webhooks/test/vonage for test mode
     # (verified with the test-mode signature secret, applied to test deliveries only).
@@ -135,7 +150,7 @@ class VonageMessagesProvider(Provider):
         if not message.to:
             raise ValueError("No phone number.")
         return {"to": _number(message.to), "from_": _number(self.sender(message)),
-                "client_ref": message.delivery_id, "webhook_url": self.callback_url}
+                "client_ref": client_ref(message) or None, "webhook_url": self.callback_url}
 
     def call(self, payload: Any, message: OutboundMessage) -> SendResult:
         try:
@@ -194,9 +209,18 @@ class VonageWhatsAppProvider(VonageMessagesProvider):
     def sender(self, message: OutboundMessage) -> str:
         return message.from_address or self.setting("VONAGE_WHATSAPP_FROM")
 
-    def build_payload(self, message: OutboundMessage) -> WhatsappText | WhatsappTemplate:
+    def cannot_send(self, message: OutboundMessage) -> str:
+        # A Twilio Content SID names a template approved in the Twilio account: Vonage has no
+        # such template, and its rendered text is no substitute (outside the 24-hour customer
+        # service window WhatsApp accepts only an approved template). Failover skips Vonage
+        # for such a message: it waits for Twilio.
         if message.provider_template_id.startswith("HX"):
-            raise ValueError("The template is a Twilio Content SID; Vonage has no such template.")
+            return "The template is a Twilio Content SID; Vonage has no such template."
+        return ""
+
+    def build_payload(self, message: OutboundMessage) -> WhatsappText | WhatsappTemplate:
+        if reason := self.cannot_send(message):
+            raise ValueError(reason)
         if message.provider_template_id:
             # An approved template: Vonage names it "namespace:name"; its parameters in order.
             parameters = [str(v) for _, v in sorted(message.template_variables.items(),
@@ -208,3 +232,13 @@ class VonageWhatsAppProvider(VonageMessagesProvider):
         if not message.text:
             raise ValueError("The rendered message is empty.")
         return WhatsappText(text=message.text, **self.common(message))
+
+
+def vonage_reply_send(*, channel: str, to: str, from_: str, text: str) -> SendResult:
+    """The answer to an inbound message (HELP: the same text Twilio's TwiML answer carries).
+    Vonage reads nothing in a webhook's answer, so a reply is an outbound message of its own,
+    from the number the person wrote to, through the Messages API (live account). Sent at once
+    and not retried, like the TwiML reply: a lost HELP answer is asked again by texting HELP."""
+    provider = {"sms": VonageSmsProvider, "whatsapp": VonageWhatsAppProvider}[channel]()
+    return provider.send(OutboundMessage(delivery_id="", notification_id="", client_id="",
+                                         channel=channel, to=to, from_address=from_, text=text))

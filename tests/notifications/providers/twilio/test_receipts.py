@@ -12,6 +12,7 @@ from apps.core.crypto import pii_hash
 from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
 from apps.notifications.models import Delivery, Suppression
 from apps.notifications.providers.base import SendResult
+from apps.notifications.providers.conf import provider_setting
 from apps.notifications.services import notification_send
 from tests.factories import TemplateFactory
 
@@ -45,7 +46,7 @@ def sms_delivery(client_tenant: Any) -> Delivery:
 def test_delivered_callback_marks_delivered(sms_delivery: Delivery, settings: Any) -> None:
     for status in ("sent", "delivered"):
         response = post("/api/v1/webhooks/twilio", {"MessageSid": "SM123", "MessageStatus": status},
-                        token=settings.TWILIO_AUTH_TOKEN)
+                        token=provider_setting("TWILIO_AUTH_TOKEN"))
         assert response.status_code == 200
     sms_delivery.refresh_from_db()
     assert sms_delivery.status == "delivered"
@@ -54,7 +55,7 @@ def test_delivered_callback_marks_delivered(sms_delivery: Delivery, settings: An
 
 def test_landline_callback_fails_and_suppresses_the_number(sms_delivery: Delivery, settings: Any) -> None:
     post("/api/v1/webhooks/twilio", {"MessageSid": "SM123", "MessageStatus": "undelivered",
-                                     "ErrorCode": "30006"}, token=settings.TWILIO_AUTH_TOKEN)
+                                     "ErrorCode": "30006"}, token=provider_setting("TWILIO_AUTH_TOKEN"))
     sms_delivery.refresh_from_db()
     assert (sms_delivery.status, sms_delivery.error_code) == ("failed", "landline")
     assert Suppression.objects.filter(channel="sms", address_hash=pii_hash("+14155550100"),
@@ -63,24 +64,24 @@ def test_landline_callback_fails_and_suppresses_the_number(sms_delivery: Deliver
 
 def test_the_same_callback_twice_changes_nothing(sms_delivery: Delivery, settings: Any) -> None:
     params = {"MessageSid": "SM123", "MessageStatus": "delivered"}
-    post("/api/v1/webhooks/twilio", params, token=settings.TWILIO_AUTH_TOKEN)
-    second = post("/api/v1/webhooks/twilio", params, token=settings.TWILIO_AUTH_TOKEN)
+    post("/api/v1/webhooks/twilio", params, token=provider_setting("TWILIO_AUTH_TOKEN"))
+    second = post("/api/v1/webhooks/twilio", params, token=provider_setting("TWILIO_AUTH_TOKEN"))
     assert second.json()["duplicates"] == 1
     assert sms_delivery.events.filter(event="delivered").count() == 1
 
 
 def test_a_late_sent_never_overwrites_delivered(sms_delivery: Delivery, settings: Any) -> None:
     post("/api/v1/webhooks/twilio", {"MessageSid": "SM123", "MessageStatus": "delivered"},
-         token=settings.TWILIO_AUTH_TOKEN)
+         token=provider_setting("TWILIO_AUTH_TOKEN"))
     post("/api/v1/webhooks/twilio", {"MessageSid": "SM123", "MessageStatus": "sent"},
-         token=settings.TWILIO_AUTH_TOKEN)
+         token=provider_setting("TWILIO_AUTH_TOKEN"))
     sms_delivery.refresh_from_db()
     assert sms_delivery.status == "delivered"
 
 
 def test_unknown_message_sid_is_200(db: None, settings: Any) -> None:
     response = post("/api/v1/webhooks/twilio", {"MessageSid": "SMnope", "MessageStatus": "delivered"},
-                    token=settings.TWILIO_AUTH_TOKEN)
+                    token=provider_setting("TWILIO_AUTH_TOKEN"))
     assert response.status_code == 200
     assert response.json()["unknown"] == 1
 
@@ -95,7 +96,8 @@ def test_bad_or_missing_signature_is_403_and_changes_nothing(
     elif case == "wrong_token":
         response = post("/api/v1/webhooks/twilio", params, token="not-the-token")
     else:
-        response = post("/api/v1/webhooks/twilio", params, token=settings.TWILIO_AUTH_TOKEN, tamper=True)
+        response = post("/api/v1/webhooks/twilio", params,
+                        token=provider_setting("TWILIO_AUTH_TOKEN"), tamper=True)
     assert response.status_code == 403
     sms_delivery.refresh_from_db()
     assert sms_delivery.status == "sent"
@@ -110,7 +112,7 @@ def test_whatsapp_callbacks_have_their_own_endpoint(client_tenant: Any, settings
     delivery_record_outcome(delivery_id=str(delivery.id), attempt=attempt,
                             result=SendResult.sent("twilio_whatsapp", "SMwa1"))
     post("/api/v1/webhooks/whatsapp", {"MessageSid": "SMwa1", "MessageStatus": "failed",
-                                       "ErrorCode": "63014"}, token=settings.TWILIO_AUTH_TOKEN)
+                                       "ErrorCode": "63014"}, token=provider_setting("TWILIO_AUTH_TOKEN"))
     delivery.refresh_from_db()
     assert (delivery.status, delivery.error_code) == ("failed", "whatsapp_blocked")
     assert Suppression.objects.filter(channel="whatsapp").exists()
@@ -125,6 +127,6 @@ def test_a_callback_that_beats_the_worker_finds_its_delivery_by_the_id_in_its_ur
     delivery = notification.deliveries.get()
     deliveries_claim(delivery_ids=[str(delivery.id)])  # sending; Twilio's SID not stored yet
     post(f"/api/v1/webhooks/twilio?delivery={delivery.id}",
-         {"MessageSid": "SMearly", "MessageStatus": "delivered"}, token=settings.TWILIO_AUTH_TOKEN)
+         {"MessageSid": "SMearly", "MessageStatus": "delivered"}, token=provider_setting("TWILIO_AUTH_TOKEN"))
     delivery.refresh_from_db()
     assert delivery.status == "delivered"

@@ -14,6 +14,7 @@ import pytest
 from django.test import Client as HttpClient
 
 from apps.notifications.models import Delivery
+from apps.notifications.providers.conf import provider_setting
 from apps.notifications.services import notification_send
 from tests.factories import TemplateFactory
 
@@ -40,12 +41,11 @@ def status_body(delivery: Delivery, status: str = "delivered", **extra: Any) -> 
 
 def token(body: bytes, *, secret: str | None = None, iat: float | None = None,
           payload_hash: str | None = None) -> str:
-    from django.conf import settings
 
     claims = {"iat": int(iat if iat is not None else time.time()), "jti": "j-1", "iss": "Vonage",
               "payload_hash": payload_hash or hashlib.sha256(body).hexdigest(),
-              "api_key": settings.VONAGE_API_KEY, "application_id": ""}
-    return jwt.encode(claims, secret or settings.VONAGE_SIGNATURE_SECRET, algorithm="HS256")
+              "api_key": provider_setting("VONAGE_API_KEY"), "application_id": ""}
+    return jwt.encode(claims, secret or provider_setting("VONAGE_SIGNATURE_SECRET"), algorithm="HS256")
 
 
 def post(body: bytes, authorization: str | None) -> Any:
@@ -105,6 +105,7 @@ def test_the_test_mode_endpoint_applies_to_test_deliveries_only(delivery: Delive
     body = status_body(delivery)
     response = HttpClient().post(
         "/api/v1/webhooks/test/vonage", body, content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token(body, secret=settings.TEST_MODE_VONAGE_SIGNATURE_SECRET)}")
+        HTTP_AUTHORIZATION="Bearer " + token(
+            body, secret=provider_setting("TEST_MODE_VONAGE_SIGNATURE_SECRET")))
     assert response.status_code == 200
     assert response.json()["applied"] == 0  # a live delivery: untouched
