@@ -127,6 +127,16 @@ DATABASES = {
 # `?connect_timeout=` wins.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
     "connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
+# Parameters travel apart from the statement's text (server-side binding: psycopg neither
+# quotes values into the text nor re-parses it), and a statement run DB_PREPARE_THRESHOLD
+# times on a connection is prepared: PostgreSQL parses and plans it once per connection
+# (about a quarter of its CPU per single send; docs/operations.md "Fourth round"). An empty
+# DB_PREPARE_THRESHOLD turns preparing off (for a pooler that cannot keep prepared
+# statements, e.g. PgBouncer in transaction mode before 1.21); DB_SERVER_SIDE_BINDING=0 goes
+# back to client-side binding.
+DATABASES["default"]["OPTIONS"]["server_side_binding"] = env_bool("DB_SERVER_SIDE_BINDING", True)
+if env("DB_PREPARE_THRESHOLD", "5").strip():
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = env_int("DB_PREPARE_THRESHOLD", 5)
 # apps/core/db: Django's PostgreSQL backend with django-prometheus' query metrics, and a health
 # check that costs no round trip while the connection's socket is quiet.
 DATABASES["default"]["ENGINE"] = "apps.core.db"

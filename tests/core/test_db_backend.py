@@ -63,14 +63,32 @@ def test_a_long_statement_is_parsed_once_per_text() -> None:
     characters, 50 parameters) for reusing a parsed query text; apps.core.db raises them."""
     from psycopg import _queries
 
+    # The parser of the binding in use (notifyhub/settings: server-side by default).
+    server_side = connection.settings_dict["OPTIONS"].get("server_side_binding")
+    parse = _queries._query2pg if server_side else _queries._query2pg_client
     values = ", ".join(["(%s::int)"] * 120)
     sql = f"SELECT count(*) /* {'x' * 5000} */ FROM (VALUES {values}) v(n)"
     with connection.cursor() as cursor:
         cursor.execute(sql, list(range(120)))  # parsed (or found) here
-        before = _queries._query2pg_client.cache_info().hits
+        before = parse.cache_info().hits
         cursor.execute(sql, list(range(120, 240)))
         assert cursor.fetchone()[0] == 120
-    assert _queries._query2pg_client.cache_info().hits == before + 1
+    assert parse.cache_info().hits == before + 1
+
+
+@pytest.mark.django_db
+def test_statements_are_bound_server_side_and_prepared_after_a_few_runs() -> None:
+    """notifyhub/settings: values travel apart from the text, and a statement run
+    DB_PREPARE_THRESHOLD times is prepared (PostgreSQL parses and plans it once)."""
+    assert connection.settings_dict["OPTIONS"]["server_side_binding"] is True
+    threshold = connection.settings_dict["OPTIONS"]["prepare_threshold"]
+    with connection.cursor() as cursor:
+        for _ in range(threshold + 1):
+            cursor.execute("SELECT %s::int + 1 /* prepared-check */", [41])
+            assert cursor.fetchone()[0] == 42
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements "
+                       "WHERE statement LIKE %s", ["%prepared-check%"])
+        assert cursor.fetchone()[0] == 1
 
 
 @pytest.mark.django_db

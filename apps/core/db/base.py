@@ -7,13 +7,13 @@
   message or the end of the stream — while a healthy idle connection has nothing. Only then is
   Django's `SELECT 1` run (and the connection replaced if it fails). A peer that vanished
   without closing (a network partition) is not seen by either check until a query times out.
-* **Longer statements keep their parsed form.** For client-side binding psycopg splits a
-  query's text into parts once per distinct text (an LRU of 128 texts), but only for texts up
-  to 4,096 characters and 50 parameters; the send path's one-round-trip INSERTs (a
-  notification, its deliveries and events chained in one WITH; the recipients' upsert) are
-  longer, so their text was re-parsed on every request (~8 % of the API's CPU per send). The
-  limits are raised to 16,384 characters and 500 parameters: a few hundred KB per process
-  at most, and a statement of a few recipients is parsed once.
+* **Longer statements keep their parsed form.** psycopg splits a query's text into parts
+  once per distinct text (an LRU of 128 texts), but only for texts up to 4,096 characters and
+  50 parameters; the send path's one-round-trip INSERTs (a notification, its deliveries and
+  events chained in one WITH; the recipients' upsert) are longer, so their text was re-parsed
+  on every request (~8 % of the API's CPU per send). The limits are raised to 16,384
+  characters and 500 parameters: a few hundred KB per process at most, and a statement of a
+  few recipients is parsed once.
 * **Timestamps read by psycopg's C loader.** Django registers its own `timestamptz` loader, a
   Python subclass of psycopg's pure-Python one that sets the connection's time zone on each
   value: ~4 µs per value against ~0.2 µs for psycopg's C loader (a list page of 50
