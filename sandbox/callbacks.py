@@ -5,6 +5,13 @@ as ``max_batch`` events are waiting).  Failed batches are retried with
 exponential backoff and re-signed on every attempt, so providers with
 timestamped signatures (SendGrid) always send a fresh timestamp.
 
+At most ``max_inflight`` POSTs run at once *per target origin* (scheme, host,
+port), and a batch holds its slot only while its POST is in progress, never
+while it waits for a retry: a receiver that is down (or a StatusCallback URL
+nobody listens on any more) cannot keep the callbacks for other targets
+waiting.  An exception in one send is logged and counted, never stops the
+dispatcher.
+
 The dispatcher knows nothing about a particular provider: it takes a URL, a
 body encoder, static headers and an optional :class:`Signer`.  SendGrid uses a
 JSON array per batch; Twilio posts one form-encoded event per request
@@ -23,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import aiohttp
+from yarl import URL
 
 log = logging.getLogger("sandbox.callbacks")
 
@@ -94,11 +102,14 @@ class CallbackDispatcher:
 
         self._buffer: deque[Any] = deque()
         self._full = asyncio.Event()
-        self._slots: asyncio.Semaphore | None = None
+        # origin ("scheme://host:port") -> POSTs allowed to run at once to it
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._session: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task[None] | None = None
         # in-flight delivery task -> number of events it carries
         self._inflight: dict[asyncio.Task[None], int] = {}
+        # the in-flight tasks waiting out a retry backoff
+        self._backing_off: set[asyncio.Task[Any]] = set()
         self.reset_stats()
 
     # -- public API --------------------------------------------------------
@@ -116,6 +127,11 @@ class CallbackDispatcher:
     def pending(self) -> int:
         return len(self._buffer) + sum(self._inflight.values())
 
+    @property
+    def retrying(self) -> int:
+        """Events (counted in ``pending`` too) waiting out a retry backoff."""
+        return sum(self._inflight.get(task, 0) for task in self._backing_off)
+
     def stats(self) -> dict[str, int]:
         return {
             "batches_sent": self.batches_sent,
@@ -123,6 +139,7 @@ class CallbackDispatcher:
             "failures": self.failures,
             "dropped": self.dropped,
             "pending": self.pending,
+            "retrying": self.retrying,
             **self.answers,
         }
 
@@ -135,8 +152,8 @@ class CallbackDispatcher:
         if self._runner is not None:
             raise RuntimeError(f"{self.name} dispatcher already started")
         self._session = session
-        self._slots = asyncio.Semaphore(self.max_inflight)
         self._runner = asyncio.create_task(self._run(), name=f"{self.name}-callbacks")
+        self._runner.add_done_callback(self._runner_done)
         log.info(
             "%s callbacks -> %s (every %.0f ms, batch <= %d)",
             self.name,
@@ -169,25 +186,45 @@ class CallbackDispatcher:
         for task in list(self._inflight):
             task.cancel()
         self._inflight.clear()
+        self._backing_off.clear()
+        self._slots.clear()
         self.reset_stats()
 
     # -- internals ---------------------------------------------------------
 
     async def _run(self) -> None:
-        assert self._slots is not None
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), timeout=self.interval)
             self._full.clear()
+            # Every waiting event leaves the buffer now: its batch waits for a slot of its
+            # own target only, so one unreachable receiver never holds up another's events.
             while self._buffer:
-                await self._slots.acquire()
-                batch, url = self._next_batch()
-                if not batch:  # buffer was reset while we waited for a slot
-                    self._slots.release()
-                    break
+                try:
+                    batch, url = self._next_batch()
+                except Exception:  # one bad event must not stop the loop
+                    log.exception("%s callbacks: cannot batch an event; dropped", self.name)
+                    self._buffer.popleft()
+                    self.dropped += 1
+                    continue
                 task = asyncio.create_task(self._deliver(batch, url))
                 self._inflight[task] = len(batch)
                 task.add_done_callback(self._delivery_done)
+
+    def _runner_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s callbacks: dispatcher loop died: %r", self.name, task.exception())
+
+    def _slot(self, url: str) -> asyncio.Semaphore:
+        """The semaphore bounding concurrent POSTs to ``url``'s origin."""
+        try:
+            origin = str(URL(url).origin())
+        except ValueError:
+            origin = url
+        slot = self._slots.get(origin)
+        if slot is None:
+            slot = self._slots[origin] = asyncio.Semaphore(self.max_inflight)
+        return slot
 
     def _next_batch(self) -> tuple[list[Any], str]:
         if self.url_for is None:
@@ -205,28 +242,41 @@ class CallbackDispatcher:
 
     def _delivery_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
-        if self._slots is not None:
-            self._slots.release()
         if not task.cancelled() and task.exception() is not None:
             log.error("%s callbacks: delivery task crashed: %r", self.name, task.exception())
 
-    async def _deliver(self, batch: list[Any], url: str) -> None:
+    async def _attempt(self, url: str, body: bytes) -> tuple[int | None, str]:
+        """One signed POST of ``body`` to ``url`` holding a slot of its origin: the
+        answer's status (None: no answer) and a description for the logs."""
         assert self._session is not None
-        body = self.encoder(batch)
-        delay = self.retry_base
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
-        for attempt in range(1, self.max_attempts + 1):
-            headers = dict(self.static_headers)
-            if self.signer is not None:
-                headers.update(self.signer.headers(url, body))
-            status: int | None = None
+        async with self._slot(url):
             try:
+                headers = dict(self.static_headers)
+                if self.signer is not None:
+                    headers.update(self.signer.headers(url, body))
                 async with self._session.post(url, data=body, headers=headers, timeout=timeout) as resp:
                     status = resp.status
                     await resp.read()
-                problem = f"HTTP {status}"
+                return status, f"HTTP {status}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            except Exception as exc:  # a bug in one send is retried like no answer
+                log.exception("%s callbacks: sending to %s raised", self.name, URL(url).origin())
+                return None, type(exc).__name__
+
+    async def _deliver(self, batch: list[Any], url: str) -> None:
+        try:
+            body = self.encoder(batch)
+        except Exception:  # never sendable: drop it, keep the dispatcher going
+            log.exception("%s callbacks: cannot encode a batch of %d event(s); dropped",
+                          self.name, len(batch))
+            self.failures += 1
+            self.dropped += len(batch)
+            return
+        delay = self.retry_base
+        for attempt in range(1, self.max_attempts + 1):
+            status, problem = await self._attempt(url, body)
             self.answers[answer_class(status)] += 1
 
             if status is not None and 200 <= status < 300:
@@ -270,7 +320,13 @@ class CallbackDispatcher:
                 self.max_attempts,
                 delay,
             )
-            await asyncio.sleep(delay)
+            task = asyncio.current_task()
+            assert task is not None
+            self._backing_off.add(task)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._backing_off.discard(task)
             delay = min(delay * 2, self.retry_cap)
 
 

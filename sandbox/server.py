@@ -125,6 +125,7 @@ async def get_message(request: web.Request) -> web.Response:
 
 def _callback_totals(providers: list[Emulator]) -> dict[str, int]:
     callbacks = {"batches_sent": 0, "events_sent": 0, "failures": 0, "dropped": 0, "pending": 0,
+                 "retrying": 0,
                  **dict.fromkeys(ANSWER_CLASSES, 0)}
     for provider in providers:
         callbacks["pending"] += provider.pending_events

@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from tests.sandbox.receiver import HttpReceiver, Request
-from tests.support.sandbox import SandboxProcess
+from tests.support.sandbox import SandboxProcess, free_port
 
 SENDER = "+15005550006"  # Twilio's magic "valid, owned" From number
 DORA = "+15551234567"
@@ -426,3 +426,27 @@ def test_per_second_counts_accepted_requests(sandbox: SandboxProcess, client: Cl
     twilio = sandbox.stats()["by_provider"]["twilio"]
     assert sum(twilio["per_second"].values()) == twilio["accepted"] == 12
     assert max(twilio["per_second"].values()) <= 12
+
+
+def test_unreachable_callback_urls_do_not_hold_up_others(
+    sandbox: SandboxProcess, client: Client, receiver: HttpReceiver
+) -> None:
+    """Status callbacks for a URL nobody listens on (any more) are retried with backoff, and
+    meanwhile every other message's callbacks still go out at once (they used to wait, no
+    attempt made, until the dead URL's retries gave up minutes later)."""
+    dead = f"http://127.0.0.1:{free_port()}{STATUS_PATH}"
+    for _ in range(3):  # 6 events: more than the dispatcher's concurrent POSTs
+        client.messages.create(to=DORA, from_=SENDER, body="nobody listens", status_callback=dead)
+    sandbox.wait_until(
+        lambda: sandbox.stats()["callbacks"]["retrying"] >= 4, timeout=5, what="dead callbacks backing off"
+    )
+
+    message = client.messages.create(
+        to=DORA, from_=SENDER, body="Hello Dora", status_callback=receiver.url(STATUS_PATH)
+    )
+    received = callbacks_for(receiver, message.sid, 2)
+    assert [r.form["MessageStatus"] for r in received] == ["sent", "delivered"]
+    callbacks = sandbox.stats()["callbacks"]
+    assert callbacks["events_sent"] == 2
+    assert callbacks["answers_none"] >= 6  # the dead URL's attempts, counted
+    assert callbacks["pending"] == callbacks["retrying"] == 6
