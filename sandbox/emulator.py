@@ -39,6 +39,18 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+async def wait_unless_gone(request: web.Request, seconds: float, poll: float = 0.05) -> None:
+    """Sleep ``seconds``, or less if the client disconnects meanwhile (checked every ``poll``
+    seconds): a client that gave up is noticed however long the injected latency."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not client_gone(request):
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        await asyncio.sleep(min(remaining, poll))
+
+
 def basic_auth_matches(request: web.Request, user: str, password: str) -> bool:
     """The request's HTTP Basic credentials are `user`:`password` (compared in constant time)."""
     scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
@@ -147,7 +159,7 @@ class Emulator:
 
         latency_ms = control.latency_ms
         if latency_ms > 0:
-            await asyncio.sleep(latency_ms / 1000.0)
+            await wait_unless_gone(request, latency_ms / 1000.0)
         if client_gone(request):
             return self._aborted(f"after {latency_ms} ms latency")
 
