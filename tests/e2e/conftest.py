@@ -13,7 +13,7 @@ def _empty_broker() -> None:
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Any:
     """Headless Debian Chromium through Playwright (tests/support/browser.py)."""
     from tests.support.browser import launched_browser

@@ -32,20 +32,31 @@ def chromium_or_skip() -> str:
 
 
 def launched_browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium (for a test module: tests/e2e/conftest.py).
+
+    Playwright's sync API runs an event loop in this thread while it is started, so it is
+    stopped when the module ends: a later test's `asyncio.run` would find a running loop.
+    Meanwhile Django's async-safety check is off, as the ORM calls made between browser steps
+    are still synchronous code; it is put back afterwards, so no later test, and no process
+    a later test starts (`check --deploy` refuses the variable), inherits it."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_or_skip()
-    # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
-    # test between browser steps are still synchronous code.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        args = ["--no-sandbox"] if os.geteuid() == 0 else []  # root cannot use the sandbox
-        browser = playwright.chromium.launch(executable_path=executable, args=args)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            args = ["--no-sandbox"] if os.geteuid() == 0 else []  # root cannot use the sandbox
+            browser = playwright.chromium.launch(executable_path=executable, args=args)
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
 def screenshot(page: Any, name: str, **kwargs: Any) -> Path | None:
