@@ -39,7 +39,8 @@ REPORT_KEYS = {
     "benchmark", "started_at", "params", "accept_1000_recipients_ms",
     "accept_1000_recipients_in_process_ms", "optimized", "naive", "ratio", "sms", "push",
     "single", "api_cpu_ms_per_send", "server_cpu_ms_per_notification", "ceiling", "fanout",
-    "priorities", "streams", "big", "callback_answers_5xx", "smoke", "machine", "warnings",
+    "priorities", "streams", "tracing", "big", "callback_answers_5xx", "smoke", "machine",
+    "warnings",
 }
 CALLBACK_CLASSES = {"2xx", "3xx", "4xx", "5xx", "none"}
 # Its own database and Redis DB, so a `make bench` running at the same time is not disturbed.
