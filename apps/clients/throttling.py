@@ -119,29 +119,29 @@ def throttle_hit(*, key: str, limit: int, period_seconds: int) -> float:
     return 0.0 if int(allowed) else int(wait_us) / 1_000_000
 
 
-class ClientRateThrottle(BaseThrottle):
-    """DRF throttle: N requests per period per client (the API key's tenant)."""
+class WindowThrottle(BaseThrottle):
+    """A DRF throttle over `throttle_hit`: `counted(request)` says which rate and key a request
+    counts against (None: not throttled here). Fails open, logged, if Redis is down."""
 
-    scope = "client"
+    what = "API throttle"  # in the fail-open warning
 
     def __init__(self) -> None:
         self._wait: float | None = None
 
-    def allow_request(self, request: Any, view: Any) -> bool:
-        from .models import Client
+    def counted(self, request: Any) -> tuple[str, str] | None:
+        """(rate such as '1000/min', key) or None."""
+        raise NotImplementedError
 
-        client = request.user
-        if not isinstance(client, Client):
+    def allow_request(self, request: Any, view: Any) -> bool:
+        counted = self.counted(request)
+        if counted is None:
             return True
-        rate = client_rate(client)
-        if not rate:
-            return True
+        rate, key = counted
         limit, period = parse_rate(rate)
         try:
-            wait = throttle_hit(key=f"notifyhub:throttle:{client.pk}", limit=limit,
-                                period_seconds=period)
+            wait = throttle_hit(key=key, limit=limit, period_seconds=period)
         except redis.RedisError as exc:
-            warn_failing_open("API throttle", exc)
+            warn_failing_open(self.what, exc)
             return True
         if wait <= 0:
             return True
@@ -152,3 +152,18 @@ class ClientRateThrottle(BaseThrottle):
     def wait(self) -> float | None:
         # DRF writes Retry-After with "%d": round up so it is never 0.
         return float(max(math.ceil(self._wait), 1)) if self._wait is not None else None
+
+
+class ClientRateThrottle(WindowThrottle):
+    """DRF throttle: N requests per period per client (the API key's tenant)."""
+
+    scope = "client"
+
+    def counted(self, request: Any) -> tuple[str, str] | None:
+        from .models import Client
+
+        client = request.user
+        if not isinstance(client, Client):
+            return None
+        rate = client_rate(client)
+        return (rate, f"notifyhub:throttle:{client.pk}") if rate else None

@@ -4,39 +4,21 @@ loop cannot spend its client's API budget or load the database. Fails open if Re
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import redis
 from django.conf import settings
-from rest_framework.throttling import BaseThrottle
 
-from apps.clients.throttling import LIMIT_REJECTIONS, parse_rate, throttle_hit, warn_failing_open
+from apps.clients.throttling import WindowThrottle
 
 from ..tokens import InboxPrincipal
 
 
-class InboxRecipientThrottle(BaseThrottle):
-    def __init__(self) -> None:
-        self._wait: float | None = None
+class InboxRecipientThrottle(WindowThrottle):
+    what = "inbox throttle"
 
-    def allow_request(self, request: Any, view: Any) -> bool:
+    def counted(self, request: Any) -> tuple[str, str] | None:
         principal = request.user
         rate = settings.INBOX_THROTTLE_RATE
         if not isinstance(principal, InboxPrincipal) or not rate:
-            return True
-        limit, period = parse_rate(rate)
-        try:
-            wait = throttle_hit(key=f"notifyhub:throttle:inbox:{principal.recipient_pk}",
-                                limit=limit, period_seconds=period)
-        except redis.RedisError as exc:
-            warn_failing_open("inbox throttle", exc)
-            return True
-        if wait <= 0:
-            return True
-        LIMIT_REJECTIONS.labels("throttled").inc()
-        self._wait = wait
-        return False
-
-    def wait(self) -> float | None:
-        return float(max(math.ceil(self._wait), 1)) if self._wait is not None else None
+            return None
+        return rate, f"notifyhub:throttle:inbox:{principal.recipient_pk}"
