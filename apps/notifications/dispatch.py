@@ -36,6 +36,7 @@ from apps.core.correlation import current_request_id
 from apps.core.db.rows import model_columns
 from apps.core.logging import redact_pii
 from apps.core.tasks import Publication, publications_publish_on_commit
+from apps.preferences.center import preference_center_url
 from apps.preferences.selectors import (
     Decision,
     Verdict,
@@ -49,6 +50,7 @@ from apps.recipients.services import devices_deactivate
 from apps.templates.rendering import (
     RenderedMessage,
     RenderError,
+    reads_links,
     render_for_channel,
     renders_alike,
 )
@@ -483,6 +485,8 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]],
             else None)
     key = (version.id, delivery.channel, notification.id)
     rendered = memo.get(key) if memo is not None else None
+    headers = (list_unsubscribe_headers(recipient=recipient, category=notification.category)
+               if delivery.channel == "email" else {})
     if rendered is None:
         context: dict[str, Any] = {
             **notification.variables,
@@ -493,6 +497,8 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]],
                 "attributes": recipient.attributes,
             },
         }
+        if delivery.channel == "email":
+            context.update(_links(reads_links(version, "email"), headers, delivery))
         rendered = render_for_channel(version, delivery.channel, context)
         if memo is not None:
             memo[key] = rendered
@@ -518,9 +524,19 @@ def build_message(delivery: Delivery, tokens: dict[str, list[str]],
         data=rendered.data or {},
         provider_template_id=version.whatsapp_content_sid if delivery.channel == "whatsapp" else "",
         template_variables=notification.variables if delivery.channel == "whatsapp" else {},
-        headers=(list_unsubscribe_headers(recipient=recipient, category=notification.category)
-                 if delivery.channel == "email" else {}),
+        headers=headers,
     )
+
+
+def _links(names: frozenset[str], headers: dict[str, str], delivery: Delivery) -> dict[str, str]:
+    """The recipient's links an email's content reads (rendering.LINK_NAMES): its unsubscribe
+    link (the List-Unsubscribe one; "" for a critical category) and its preference center."""
+    links: dict[str, str] = {}
+    if "unsubscribe_url" in names:
+        links["unsubscribe_url"] = headers.get("List-Unsubscribe", "").strip("<>")
+    if "preferences_url" in names:
+        links["preferences_url"] = preference_center_url(delivery.client_id, delivery.recipient_id)
+    return links
 
 
 def able_providers(providers: list[Provider], message: OutboundMessage) -> list[Provider]:

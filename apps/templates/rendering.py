@@ -5,6 +5,7 @@ The environments and their guards are in `environment.py`."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,11 @@ from .environment import (
 )
 
 # Names every render gets from NotifyHub itself, so they are not required from the sender.
-BUILTIN_NAMES = frozenset({"recipient"})
+# Email content also gets the recipient's own links (`LINK_NAMES`, for a footer): the
+# unsubscribe link of the message's category (which lands on the preference center, offering
+# that unsubscribe first; "" for a critical category) and the preference center.
+LINK_NAMES = frozenset({"unsubscribe_url", "preferences_url"})
+BUILTIN_NAMES = frozenset({"recipient"}) | LINK_NAMES
 
 # Every channel a version can hold content for, in display order.
 CHANNELS: tuple[str, ...] = ("email", "sms", "whatsapp", "push", "in_app")
@@ -261,11 +266,27 @@ def _renders_alike(version_id: str, channel: str, sources: tuple[str, ...]) -> b
             ast = text_env.parse(source)
         except TemplateError:
             return False  # rendering reports it, every time
-        if "recipient" in meta.find_undeclared_variables(ast):
+        if meta.find_undeclared_variables(ast) & {"recipient", *LINK_NAMES}:
             return False
         if any(node.name == "random" for node in ast.find_all(nodes.Filter)):
             return False
     return True
+
+
+def reads_links(version: Any, channel: str) -> frozenset[str]:
+    """Which of `LINK_NAMES` this version's content for `channel` reads (dispatch computes
+    only those)."""
+    return _reads_links(str(version.id), channel, tuple(channel_sources(version, channel).values()))
+
+
+@lru_cache(maxsize=2048)
+def _reads_links(version_id: str, channel: str, sources: tuple[str, ...]) -> frozenset[str]:
+    names: set[str] = set()
+    for source in sources:
+        if source:
+            with contextlib.suppress(TemplateError):  # rendering reports it
+                names |= meta.find_undeclared_variables(text_env.parse(source)) & LINK_NAMES
+    return frozenset(names)
 
 
 def renders_alike(version: Any, channel: str) -> bool:
@@ -298,7 +319,9 @@ def preview_context(version: Any, variables: Mapping[str, Any]) -> dict[str, Any
     missing = [name for name in version.required_variables if name not in variables]
     if missing:
         raise MissingVariablesError(missing)
-    return {"recipient": sample_recipient(version.locale), **variables}
+    links = {name: f"https://notifyhub.example/{name.removesuffix('_url')}/preview/"
+             for name in LINK_NAMES}
+    return {"recipient": sample_recipient(version.locale), **links, **variables}
 
 
 def preview_channel(version: Any, channel: str, context: dict[str, Any]) -> dict[str, Any]:

@@ -88,3 +88,39 @@ def test_the_one_click_unsubscribe_link_in_an_email_stops_the_next_one(
     assert (again.status, again.error_code) == ("suppressed", "category_opted_out")
     updates = send(client_tenant, "updates", {"id": "ada"})  # only that category
     assert updates.status == "sent"
+
+
+def test_an_email_footer_links_to_the_unsubscribe_and_the_preference_center(
+    client_tenant: Any, clean_sandbox: Any
+) -> None:
+    """Email content can read the recipient's own links (templates.rendering.LINK_NAMES): the
+    footer's unsubscribe link is the List-Unsubscribe one and lands on the preference
+    center; a critical category has none; neither is a variable the sender must give."""
+    from urllib.parse import urlsplit
+
+    from django.test import Client as HttpClient
+
+    TemplateFactory(client=client_tenant, key="footer", version__html_body=(
+        '<p>Hi {{ name }}</p><footer><a href="{{ unsubscribe_url }}">Unsubscribe</a> · '
+        '<a href="{{ preferences_url }}">Preferences</a></footer>'),
+        version__text_body="Hi {{ name }}. Unsubscribe: {{ unsubscribe_url or 'none' }}")
+    for who in ("ada", "bob"):
+        send(client_tenant, "marketing", {"id": who, "email": f"{who}@example.com"}, "footer")
+    [ada] = clean_sandbox.messages(to="ada@example.com")
+    [bob] = clean_sandbox.messages(to="bob@example.com")
+    unsubscribe = ada["headers"]["List-Unsubscribe"].strip("<>")
+    assert f'href="{unsubscribe}"' in ada["html"]
+    assert bob["headers"]["List-Unsubscribe"].strip("<>") in bob["html"]  # each their own
+    assert unsubscribe not in bob["html"]
+    preferences = ada["html"].split('href="')[2].split('"')[0]
+    assert "/preferences/" in preferences and preferences not in bob["html"]
+
+    http = HttpClient()
+    landed = http.get(urlsplit(unsubscribe).path)
+    assert landed.status_code == 302 and "/preferences/" in landed["Location"]
+    page = http.get(urlsplit(preferences).path)
+    assert page.status_code == 200 and b"Save preferences" in page.content
+
+    send(client_tenant, "security", {"id": "ada"}, "footer")  # critical: nothing to leave
+    critical = [m for m in clean_sandbox.messages(to="ada@example.com") if m is not ada]
+    assert "Unsubscribe: none" in critical[-1]["text"]
