@@ -28,6 +28,8 @@ from prometheus_client import Counter
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from apps.core.redis_clients import shared_redis
+
 logger = logging.getLogger(__name__)
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -56,21 +58,14 @@ LIMIT_REJECTIONS = Counter(
     ["reason"],
 )
 
-_clients: dict[str, redis.Redis] = {}
 _lock = threading.Lock()
 _last_warning = 0.0
 
 
 def limits_redis() -> redis.Redis:
-    """A fail-fast client (short timeouts, no retries) for throttle and quota counters."""
-    url = settings.API_LIMITS_REDIS_URL
-    with _lock:
-        client = _clients.get(url)
-        if client is None:
-            client = redis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.5,
-                                          health_check_interval=30)
-            _clients[url] = client
-    return client
+    """A client with short timeouts for throttle and quota counters."""
+    return shared_redis(settings.API_LIMITS_REDIS_URL, connect_timeout=0.25, timeout=0.5,
+                        health_check_interval=30)
 
 
 _scripts: dict[tuple[str, str], Any] = {}

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 import redis
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from apps.core.redis_clients import shared_redis
 
 from .selectors import Counts, inbox_counts, inbox_counts_many, message_payload, messages_after
 
@@ -66,20 +65,10 @@ def counts_event(counts: Counts) -> dict[str, Any]:
     return counts.event()
 
 
-_lock = threading.Lock()
-_clients: dict[str, redis.Redis] = {}
-
-
 def _redis() -> redis.Redis:
-    """A process-wide fail-fast client (no retries, short timeouts) for INBOX_REDIS_URL."""
-    url = settings.INBOX_REDIS_URL
-    with _lock:
-        client = _clients.get(url)
-        if client is None:
-            client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1.0,
-                                          retry=Retry(NoBackoff(), 0))
-            _clients[url] = client
-    return client
+    """The process's fail-fast client (no retries, short timeouts) for INBOX_REDIS_URL."""
+    return shared_redis(settings.INBOX_REDIS_URL, connect_timeout=0.5, timeout=1.0,
+                        fail_fast=True)
 
 
 def _publish_now(events: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -126,10 +115,4 @@ def publish_counts(*, client_id: object, recipient_pks: Iterable[object]) -> Non
         _publish_now([(str(client_id), pk, c.event()) for pk, c in counts.items()])
 
     transaction.on_commit(publish)
-
-
-def reset_clients() -> None:
-    """Forget the Redis clients (tests that change INBOX_REDIS_URL)."""
-    with _lock:
-        _clients.clear()
 

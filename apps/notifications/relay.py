@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.core.redis_clients import shared_redis
 from apps.core.tasks import Publication
 from apps.webhooks.outbound.events import STATUS_EVENTS
 from apps.webhooks.outbound.outbox import (
@@ -107,20 +107,11 @@ WHERE d.id = waiting.id
 BROKER_MARKER_KEY = "notifyhub:relay:broker-marker"
 _MARKER_NAME = "broker"
 
-_broker_clients: dict[str, redis.Redis] = {}
-_broker_lock = threading.Lock()
-
-
 def _broker_client() -> redis.Redis | None:
     url = settings.CELERY_BROKER_URL
     if urlsplit(url).scheme not in ("redis", "rediss"):
         return None
-    with _broker_lock:
-        client = _broker_clients.get(url)
-        if client is None:
-            client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
-            _broker_clients[url] = client
-    return client
+    return shared_redis(url, connect_timeout=1, timeout=2)
 
 
 def broker_data_check(*, now: datetime | None = None) -> int:

@@ -15,8 +15,8 @@ import weakref
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from apps.core.redis_clients import shared_redis
 
 #: After a connection/timeout error, calls through the same connection pool skip Redis (and
 #: fail open immediately) for this many seconds, so a dead or black-holed Redis costs at most
@@ -74,9 +74,6 @@ class RedisGuard:
             _down_until.pop(self._pool, None)
 
 
-_clients: dict[str, redis.Redis] = {}
-
-
 def client_from_settings() -> redis.Redis:
     """A process-wide fail-fast client for the resilience primitives.
 
@@ -88,15 +85,7 @@ def client_from_settings() -> redis.Redis:
     from django.conf import settings  # lazy: keep the core classes framework-free
 
     url: str = getattr(settings, "RESILIENCE_REDIS_URL", None) or settings.REDIS_URL
-    with _lock:
-        client = _clients.get(url)
-        if client is None:
-            client = redis.Redis.from_url(
-                url,
-                socket_connect_timeout=float(getattr(settings, "RESILIENCE_REDIS_CONNECT_TIMEOUT", 0.25)),
-                socket_timeout=float(getattr(settings, "RESILIENCE_REDIS_TIMEOUT", 0.5)),
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=30,
-            )
-            _clients[url] = client
-    return client
+    return shared_redis(
+        url, connect_timeout=float(getattr(settings, "RESILIENCE_REDIS_CONNECT_TIMEOUT", 0.25)),
+        timeout=float(getattr(settings, "RESILIENCE_REDIS_TIMEOUT", 0.5)), fail_fast=True,
+        health_check_interval=30)
