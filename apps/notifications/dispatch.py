@@ -62,7 +62,7 @@ from apps.webhooks.outbound.outbox import (
 )
 
 from . import gate, instrumentation
-from .enqueue import deliveries_publications
+from .enqueue import deliveries_gather_take, deliveries_publications, gather_publication
 from .models import Delivery, DeliveryStatus, Notification
 from .policy import RetryPolicy, retry_policy
 from .providers.base import OutboundMessage, Outcome, Provider, SendResult
@@ -753,12 +753,25 @@ def load_deliveries(ids: Sequence[str]) -> list[Delivery]:
 
 
 def deliveries_dispatch(
-    *, delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
+    *, delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None,
+    gather: dict[str, Any] | None = None,
 ) -> DispatchReport:
     """Claims and sends these deliveries; safe to call twice with the same ids. `prepaid`:
-    provider tokens (account → count) these deliveries booked when they were deferred."""
+    provider tokens (account → count) these deliveries booked when they were deferred.
+    `gather` ({"priority", "until"}): also the ids its priority's window gathered
+    (enqueue.py, "Gathering"), taken once the window closes."""
+    publications: list[Publication] = []
+    if gather is not None:
+        room = max(int(settings.DISPATCH_CHUNK_SIZE) - len(delivery_ids), 1)
+        taken, more = deliveries_gather_take(priority=str(gather["priority"]),
+                                             until=float(gather["until"]), limit=room)
+        delivery_ids = [*delivery_ids, *taken]
+        if more:  # more than a chunk in one window: the rest get their own task, now
+            publications.append(gather_publication(priority=str(gather["priority"]), until=0.0))
     with subscriptions_read_once():
-        return _dispatch(delivery_ids, prepaid)
+        report = _dispatch(delivery_ids, prepaid) if delivery_ids else DispatchReport()
+    report.publications = [*publications, *report.publications]
+    return report
 
 
 def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None) -> DispatchReport:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from apps.core.queues import Priority
+from apps.core.redis_clients import shared_redis
 from apps.core.tasks import Publication, publications_publish
 
 from .models import Delivery, DeliveryStatus
@@ -129,7 +132,12 @@ def deliveries_publish_accepted(*, items: list[tuple[str, str]]) -> None:
     critical = [i for i in items if i[1] == Priority.CRITICAL]
     messages = len(critical) + (len(items) - len(critical) + size - 1) // size
     if messages <= INLINE_PUBLISH_MESSAGES:
-        deliveries_enqueue(items=items, mark_queued=False)
+        # A small accept (a single send) shares a dispatch task with the sends of the same
+        # window when gathering is on (see "Gathering" below).
+        if len(items) - len(critical) < size:
+            items = deliveries_gather(items=items)
+        if items:
+            deliveries_enqueue(items=items, mark_queued=False)
         return
     thread = threading.Thread(target=_publish_in_background, args=(items,),
                               name="accept-publish", daemon=True)
@@ -144,3 +152,148 @@ def _publish_in_background(items: list[tuple[str, str]]) -> None:
                          len(items))
     finally:
         connection.close()  # this thread's own connection (if marking failures opened one)
+
+
+# --- Gathering single sends into shared dispatch tasks ------------------------------------------
+#
+# A dispatch task costs the worker and PostgreSQL about the same for one delivery as for a
+# chunk of them (the Celery message, the claim, the read, the outcome statement, the status
+# refresh), so a stream of single sends, one task each, costs several times per delivery what a
+# bulk send does. Small accepts of a non-critical priority therefore append their delivery ids to
+# a Redis list beside the broker's queues, and only the first of a window publishes a task; that
+# task waits until the window closes (DISPATCH_GATHER_WINDOW_MS after the first send), takes up
+# to a chunk of ids from the list, and claims and sends them together. Both steps are one Redis
+# script each, so no id is ever left in the list without a task to come for it:
+# - `_JOIN` appends the ids and opens the window (`SET NX`) in one step: if a window is open,
+#   its task has not taken the list yet and will take these ids too;
+# - `_TAKE` pops up to a chunk and, if that emptied the list, closes the window in the same
+#   step: the next send opens a new window and publishes its own task. If ids are left (more
+#   than a chunk in one window), the task publishes another gathering task before it sends.
+# Nothing is lost if Redis loses the list or a gathering task is lost: the deliveries are
+# committed `pending` with the relay sweeper's lease, as a lost task message leaves them. The
+# window key expires (`GATHER_WINDOW_TTL_MS` after opening) so a lost task never stops later
+# sends from being published. `critical` is never gathered (one delivery per task, at once).
+
+GATHER_LIST_KEY = "notifyhub:dispatch:gather:{priority}"
+GATHER_WINDOW_KEY = "notifyhub:dispatch:window:{priority}"
+GATHER_WINDOW_TTL_MS = 2000
+
+_JOIN = """
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
+_TAKE = """
+local ids = redis.call('LPOP', KEYS[1], ARGV[1])
+local left = redis.call('LLEN', KEYS[1])
+if left == 0 then redis.call('DEL', KEYS[2]) end
+if not ids then return {left} end
+return {left, unpack(ids)}
+"""
+
+
+def gather_window_seconds() -> float:
+    """The gathering window (0: off). Off unless the broker is Redis: the list lives there."""
+    if settings.CELERY_BROKER_TRANSPORT is None:
+        return 0.0
+    return max(float(settings.DISPATCH_GATHER_WINDOW_MS), 0.0) / 1000
+
+
+def _gather_redis() -> Any:
+    return shared_redis(settings.CELERY_BROKER_URL, connect_timeout=1.0, timeout=2.0,
+                        fail_fast=True)
+
+
+def _scripts() -> tuple[Any, Any, Any]:
+    return _scripts_for(settings.CELERY_BROKER_URL)
+
+
+@functools.lru_cache(maxsize=4)
+def _scripts_for(url: str) -> tuple[Any, Any, Any]:
+    client = _gather_redis()
+    return (client.register_script(_JOIN), client.register_script(_TAKE),
+            client.register_script(_ABORT))
+
+
+_ABORT = """
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1], KEYS[2])
+return ids
+"""
+
+
+def gather_publication(*, priority: str, until: float, own: Sequence[str] = ()) -> Publication:
+    """The task that takes what the window of `priority` gathered once `until` (epoch s) is
+    past; `own`: the ids of the send that opened the window."""
+    return Publication(
+        DISPATCH_TASK, args=([],), kwargs={"gather": {"priority": priority, "until": until}},
+        queue=Priority(priority).queue.value, what=f"a gathering task ({priority})",
+        options={"declare": [], "argsrepr": "[]"},
+        on_failed=functools.partial(_gather_abort, priority=priority, own=list(own)),
+    )
+
+
+def _gather_abort(*, priority: str, own: list[str]) -> None:
+    """The window's task could not be published: empty the list and close the window in one
+    step (the next send opens a new one), and end the lease of what the list held, as an
+    unpublished task's deliveries have theirs ended: the relay sweeper's next run publishes
+    them. If Redis is unreachable too, at least this send's own deliveries are handed over."""
+    ids = set(own)
+    try:
+        ids.update(raw.decode() if isinstance(raw, bytes) else str(raw)
+                   for raw in _scripts()[2](keys=[GATHER_LIST_KEY.format(priority=priority),
+                                                  GATHER_WINDOW_KEY.format(priority=priority)]))
+    except Exception:
+        logger.warning("could not empty the %s gathering list; its deliveries wait for their "
+                       "lease", priority, exc_info=True)
+    deliveries_publish_failed(delivery_ids=sorted(ids))
+
+
+def deliveries_gather(*, items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Appends these (delivery id, priority) pairs to their priority's gathering list and
+    publishes a gathering task for each window this opened. Returns the pairs it could not
+    gather (critical ones, or all of them when gathering is off or Redis refused): the caller
+    publishes those as usual."""
+    window = gather_window_seconds()
+    if window <= 0:
+        return items
+    by_priority: dict[str, list[str]] = defaultdict(list)
+    rest: list[tuple[str, str]] = []
+    for delivery_id, priority in items:
+        if priority == Priority.CRITICAL:
+            rest.append((delivery_id, priority))
+        else:
+            by_priority[priority].append(str(delivery_id))
+    join = _scripts()[0]
+    publications: list[Publication] = []
+    for priority, ids in by_priority.items():
+        until = time.time() + window
+        try:
+            opened = join(keys=[GATHER_LIST_KEY.format(priority=priority),
+                                GATHER_WINDOW_KEY.format(priority=priority)],
+                          args=[repr(until), GATHER_WINDOW_TTL_MS, *ids])
+        except Exception:
+            logger.warning("could not gather %d deliveries; publishing them one task each",
+                           len(ids), exc_info=True)
+            rest.extend((i, priority) for i in ids)
+            continue
+        if opened:
+            publications.append(gather_publication(priority=priority, until=until, own=ids))
+    publications_publish(publications)
+    return rest
+
+
+def deliveries_gather_take(*, priority: str, until: float, limit: int) -> tuple[list[str], bool]:
+    """For a gathering task: waits until its window closes (`until`, epoch s; never longer
+    than one window, whatever the clocks say), then takes up to `limit` gathered ids. Returns
+    them and whether ids are left (more than `limit` in the window)."""
+    delay = min(until - time.time(), gather_window_seconds())
+    if delay > 0:
+        time.sleep(delay)
+    take = _scripts()[1]
+    reply = take(keys=[GATHER_LIST_KEY.format(priority=priority),
+                       GATHER_WINDOW_KEY.format(priority=priority)], args=[max(limit, 1)])
+    left = int(reply[0])
+    ids = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in reply[1:]]
+    return ids, left > 0

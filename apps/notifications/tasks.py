@@ -25,9 +25,9 @@ from .relay import relay_sweep
              reject_on_worker_lost=True, ignore_result=True,
              autoretry_for=(OperationalError, InterfaceError), retry_backoff=1,
              retry_backoff_max=30, max_retries=8)
-def deliveries_dispatch_task(delivery_ids: list[str],
-                             prepaid: dict[str, int] | None = None) -> dict[str, Any]:
-    report = deliveries_dispatch(delivery_ids=delivery_ids, prepaid=prepaid)
+def deliveries_dispatch_task(delivery_ids: list[str], prepaid: dict[str, int] | None = None,
+                             gather: dict[str, Any] | None = None) -> dict[str, Any]:
+    report = deliveries_dispatch(delivery_ids=delivery_ids, prepaid=prepaid, gather=gather)
     publications_publish_on_commit(report.publications)
     return {"claimed": report.claimed, "sent": report.sent, "retrying": report.retrying,
             "failed": report.failed}

@@ -12,6 +12,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from apps.notifications.enqueue import GATHER_LIST_KEY
 from apps.notifications.models import Delivery, DeliveryEvent, Notification
 from apps.recipients.models import Recipient
 from tests.factories import RecipientFactory, TemplateFactory
@@ -30,12 +31,14 @@ def bulk(api: Any, items: list[dict[str, Any]], **headers: str) -> Any:
 
 
 def published(queue: str) -> set[str]:
-    """The delivery ids in the dispatch tasks waiting on a queue."""
+    """The delivery ids in the dispatch tasks waiting on a queue, and those gathered for the
+    queue's gathering task (apps/notifications/enqueue.py, "Gathering")."""
     r = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     ids: set[str] = set()
     for raw in r.lrange(queue, 0, -1):
         args = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
         ids.update(args[0])
+    ids.update(raw.decode() for raw in r.lrange(GATHER_LIST_KEY.format(priority=queue), 0, -1))
     return ids
 
 
