@@ -40,6 +40,8 @@ def recipients_by_external_id(
 def active_device_tokens(*, recipient_ids: list[UUID | str]) -> dict[str, list[str]]:
     """recipient id → its active push tokens (newest first), in one query."""
     out: dict[str, list[str]] = {}
+    if not recipient_ids:  # a chunk without push (most): no query built
+        return out
     rows = (
         Device.objects.filter(recipient_id__in=recipient_ids, is_active=True)
         .order_by("-created_at")
