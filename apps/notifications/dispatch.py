@@ -35,7 +35,7 @@ from apps.core import tracing
 from apps.core.correlation import current_request_id
 from apps.core.db.rows import model_columns
 from apps.core.logging import redact_pii
-from apps.core.tasks import Publication, publications_publish_on_commit
+from apps.core.tasks import Publication, publications_publish, publications_publish_on_commit
 from apps.preferences.center import preference_center_url
 from apps.preferences.selectors import (
     Decision,
@@ -761,15 +761,27 @@ def deliveries_dispatch(
     `gather` ({"priority", "until"}): also the ids its priority's window gathered
     (enqueue.py, "Gathering"), taken once the window closes."""
     publications: list[Publication] = []
+    taken: list[str] = []
     if gather is not None:
+        priority = str(gather["priority"])
         room = max(int(settings.DISPATCH_CHUNK_SIZE) - len(delivery_ids), 1)
-        taken, more = deliveries_gather_take(priority=str(gather["priority"]),
-                                             until=float(gather["until"]), limit=room)
-        delivery_ids = [*delivery_ids, *taken]
+        taken, more = deliveries_gather_take(priority=priority, until=float(gather["until"]),
+                                             limit=room)
         if more:  # more than a chunk in one window: the rest get their own task, now
-            publications.append(gather_publication(priority=str(gather["priority"]), until=0.0))
-    with subscriptions_read_once():
-        report = _dispatch(delivery_ids, prepaid) if delivery_ids else DispatchReport()
+            publications.append(gather_publication(priority=priority, until=0.0))
+    try:
+        with subscriptions_read_once():
+            report = (_dispatch([*delivery_ids, *taken], prepaid) if delivery_ids or taken
+                      else DispatchReport())
+    except DatabaseError:
+        # The task is retried with its own message (its `delivery_ids`), which no longer
+        # names what it took from the list: those get a message of their own, as a retry
+        # would (a second from now; the claim skips whatever this attempt did claim).
+        if taken:
+            publications_publish([*publications, *deliveries_publications(
+                items=[(i, str(gather["priority"])) for i in taken if gather],
+                countdown=1.0, mark_queued=False)])
+        raise
     report.publications = [*publications, *report.publications]
     return report
 

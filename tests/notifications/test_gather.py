@@ -179,3 +179,31 @@ def test_gathering_off_publishes_one_task_per_send(
         ids = [send(api, f"u{i}") for i in range(2)]
 
     assert [args[0] for args, _ in messages(broker, "normal")] == [[i] for i in ids]
+
+
+def test_what_a_gathering_task_took_gets_its_own_message_when_the_database_fails(
+    api: Any, email_template: Any, broker: redis.Redis, django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL drops out after the task took the window's ids: the task's retry re-reads
+    its own message, which names none of them, so they are published on their own (a second
+    later) instead of waiting for their lease. (The chaos run's PostgreSQL scenario is the
+    real outage: `make chaos`.)"""
+    from django.db import OperationalError
+
+    from apps.notifications import dispatch
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = [send(api, f"u{i}") for i in range(2)]
+    [message] = messages(broker, "normal")
+
+    def down(ids: Any) -> Any:
+        raise OperationalError("the server closed the connection")
+
+    monkeypatch.setattr(dispatch, "_claim", down)
+    with pytest.raises(OperationalError):
+        run(message)
+
+    [_, retry] = messages(broker, "normal")
+    assert sorted(retry[0][0]) == sorted(ids)
+    assert not broker.exists(GATHER_LIST_KEY.format(priority="normal"))
