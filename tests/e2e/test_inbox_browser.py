@@ -189,8 +189,9 @@ def test_a_stream_ended_by_its_tokens_expiry_reconnects_with_a_fresh_token(
 ) -> None:
     from playwright.sync_api import expect
 
-    # A token of 3 s: the stream ends it (`token_expired`) before the widget's own refresh
-    # (at least 5 s away) would replace it, as in a background tab whose timers are throttled
+    # A token of 3 s: the stream ends with `token_expired` (its pass runs every 5 s here) about
+    # when the widget's own refresh (5 s at the earliest) is due; either way the widget gets a
+    # fresh token through the host page's hook and the stream stays live with it
     settings.INBOX_TOKEN_TTL_SECONDS = 3
     open_demo(page, live_server)
     first = page.locator("script[data-token]").get_attribute("data-token")
