@@ -2,7 +2,7 @@
 #   make run                 services + migrations + demo data + all processes (Ctrl-C stops)
 #   make test ARGS="-k foo"  pytest against private PostgreSQL/Redis
 #   make test-fast           same, without the e2e tests
-#   make lint                ruff check + mypy (the project, and clients/python strictly) +
+#   make lint                ruff check + mypy (apps, notifyhub, bench; clients/python strictly) +
 #                            promtool check/test of the alert rules (deploy/prometheus/)
 #   make bench               benchmarks against the local settings (DEBUG=0, the Procfile's
 #                            processes; docs/operations.md "Benchmarks"); ARGS=--smoke: every
@@ -48,7 +48,7 @@ test-fast: .venv
 
 lint: .venv
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/mypy apps notifyhub
+	@$(VENV)/bin/mypy apps notifyhub bench
 	@cd clients/python && ../../$(VENV)/bin/mypy
 	@bash scripts/promtool.sh
 

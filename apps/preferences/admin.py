@@ -20,7 +20,7 @@ from apps.notifications.models import Channel
 
 from .api.serializers import CATEGORY_PATTERN, FrequencyCapSerializer
 from .models import ConsentRecord, ConsentSource, PreferenceProfile
-from .selectors import critical_categories
+from .selectors import SILENT_CHANNELS, critical_categories
 from .services import ChangeContext, PreferenceChanges, QuietHours, preference_update
 from .timing import Window
 
@@ -34,6 +34,13 @@ def _enabled_field(channel: str) -> str:
 
 def _window_field(channel: str) -> str:
     return f"{channel}_quiet_hours"
+
+
+# Quiet hours never hold a silent channel (in_app: docs/preferences.md), so the form has no
+# window for it, and saving leaves whatever the API stored for it as it is.
+WINDOW_CHANNELS = [channel for channel in Channel.values if channel not in SILENT_CHANNELS]
+QUIET_HOURS_HELP = ("Holds every channel except in-app messages (they make no sound: they wait "
+                    "in the inbox) and critical categories.")
 
 
 class PreferenceProfileForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -51,12 +58,9 @@ class PreferenceProfileForm(forms.ModelForm):  # type: ignore[type-arg]
         profile = self.instance
         for channel in Channel.values:
             spec = (profile.channels or {}).get(channel) or {}
-            self.fields[_enabled_field(channel)] = forms.BooleanField(
-                required=False, initial=spec.get("enabled", True) is not False,
-                label=f"{channel} enabled")
-            self.fields[_window_field(channel)] = forms.CharField(
-                required=False, initial=spec.get("quiet_hours") or "",
-                label=f"{channel} quiet hours", help_text="HH:MM-HH:MM; replaces the window below")
+            self.fields[_enabled_field(channel)].initial = spec.get("enabled", True) is not False
+            if channel in WINDOW_CHANNELS:
+                self.fields[_window_field(channel)].initial = spec.get("quiet_hours") or ""
         self.fields["opted_out_categories"].initial = ", ".join(
             sorted(k for k, v in (profile.categories or {}).items() if v is False))
 
@@ -72,7 +76,7 @@ class PreferenceProfileForm(forms.ModelForm):  # type: ignore[type-arg]
                 self.add_error("opted_out_categories",
                                f"'{category}' is critical: it cannot be opted out of.")
         data["opted_out_categories"] = categories
-        for channel in Channel.values:
+        for channel in WINDOW_CHANNELS:
             text = data.get(_window_field(channel)) or ""
             try:
                 data[_window_field(channel)] = str(Window.parse(text)) if text else None
@@ -102,7 +106,8 @@ class PreferenceProfileForm(forms.ModelForm):  # type: ignore[type-arg]
         stored_channels = (stored.channels if stored else {}) or {}
         channels: dict[str, dict[str, Any]] = {}
         for channel in Channel.values:
-            spec: dict[str, Any] = {"quiet_hours": data.get(_window_field(channel))}
+            spec: dict[str, Any] = ({"quiet_hours": data.get(_window_field(channel))}
+                                    if channel in WINDOW_CHANNELS else {})
             enabled = bool(data.get(_enabled_field(channel)))
             # Only a box the admin actually flipped: an untouched default is not an opt-in.
             if enabled != ((stored_channels.get(channel) or {}).get("enabled", True) is not False):
@@ -125,6 +130,26 @@ class PreferenceProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             quiet_hours=QuietHours(start, end, data.get("quiet_hours_timezone") or "")
             if start is not None and end is not None else None,
         )
+
+
+def _channel_fields() -> dict[str, forms.Field]:
+    fields: dict[str, forms.Field] = {}
+    for channel in Channel.values:
+        fields[_enabled_field(channel)] = forms.BooleanField(
+            required=False, initial=True, label=f"{channel} enabled")
+        if channel in WINDOW_CHANNELS:
+            fields[_window_field(channel)] = forms.CharField(
+                required=False, label=f"{channel} quiet hours",
+                help_text="HH:MM-HH:MM; replaces the window below for this channel")
+    return fields
+
+
+# Declared on the class, not added in __init__: the admin renders (and its form factory keeps)
+# only the fields a form class declares. Added in __init__ they were never shown, so a save from
+# the page posted no channel box and turned every channel off.
+_CHANNEL_FIELDS = _channel_fields()
+PreferenceProfileForm.base_fields.update(_CHANNEL_FIELDS)
+PreferenceProfileForm.declared_fields.update(_CHANNEL_FIELDS)
 
 
 class ChannelOffFilter(admin.SimpleListFilter):
@@ -166,6 +191,20 @@ class PreferenceProfileAdmin(HashedSearchMixin, admin.ModelAdmin):  # type: igno
     autocomplete_fields = ["recipient"]
     show_full_result_count = False
     readonly_fields = ["client", "version", "created_at", "updated_at", "consent_history"]
+    fieldsets = [
+        (None, {"fields": ["recipient", "client", "version", "created_at", "updated_at"]}),
+        ("Channels", {
+            "fields": [(_enabled_field(c), _window_field(c)) if c in WINDOW_CHANNELS
+                       else _enabled_field(c) for c in Channel.values],
+            "description": "A channel turned off receives nothing. Quiet hours never hold "
+                           "in-app messages (they make no sound and wait in the inbox), so "
+                           "in_app has no quiet-hours window."}),
+        ("Quiet hours", {"fields": ["quiet_hours_start", "quiet_hours_end",
+                                    "quiet_hours_timezone"],
+                         "description": QUIET_HOURS_HELP}),
+        ("Categories", {"fields": ["opted_out_categories", "frequency_caps"]}),
+        ("Consent", {"fields": ["consent_history"]}),
+    ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))

@@ -10,6 +10,7 @@ client, opens nothing.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from datetime import time
 
@@ -17,6 +18,9 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils.functional import Promise
+from django.utils.text import capfirst
+from django.utils.translation import gettext_lazy as _
 
 from apps.notifications.models import Channel
 from apps.notifications.suppressions import CONFIRMATION_CATEGORY
@@ -84,12 +88,60 @@ def center_recipient(token: str) -> Recipient:
 
 # -- what the page shows ----------------------------------------------------------------------
 
+# How the page names a category: categories are free names a client gives its templates
+# (`[a-z0-9_.-]`), so the usual ones have a translated label (locale/fr), and any other is its
+# name made readable ("order_updates" → "Order updates").
+CATEGORY_LABELS: dict[str, Promise] = {
+    "security": _("Security alerts"),
+    "otp": _("One-time passcodes"),
+    "transactional": _("Account and service messages"),
+    "marketing": _("News and offers"),
+    "updates": _("Product updates"),
+    "newsletter": _("Newsletters"),
+    "reminders": _("Reminders"),
+    "billing": _("Billing and payments"),
+}
+CHANNEL_LABELS: dict[str, Promise] = {
+    "email": _("Email"),
+    "sms": _("SMS (text messages)"),
+    "whatsapp": _("WhatsApp"),
+    "push": _("Push notifications"),
+    "in_app": _("In-app messages"),
+}
+# The unsubscribe offer for a whole channel, one sentence each (a channel's label does not fit
+# in one sentence for every language).
+CHANNEL_UNSUBSCRIBE_QUESTIONS: dict[str, Promise] = {
+    "email": _("Stop receiving all emails?"),
+    "sms": _("Stop receiving all text messages?"),
+    "whatsapp": _("Stop receiving all WhatsApp messages?"),
+    "push": _("Stop receiving all push notifications?"),
+    "in_app": _("Stop receiving all in-app messages?"),
+}
+_SEPARATORS = re.compile(r"[_.\-]+")
+
+
+def category_label(name: str) -> str:
+    """The category's name for people, in the active language."""
+    known = CATEGORY_LABELS.get(name.lower())
+    if known is not None:
+        return str(known)
+    return capfirst(_SEPARATORS.sub(" ", name).strip()) or name
+
+
+def channel_label(channel: str) -> str:
+    known = CHANNEL_LABELS.get(channel)
+    return str(known) if known is not None else channel
+
 
 @dataclass(frozen=True)
 class CategoryState:
     name: str
     enabled: bool
     critical: bool  # shown, always on, cannot be turned off
+
+    @property
+    def label(self) -> str:
+        return category_label(self.name)
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,21 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.csrf import csrf_protect
 
 from apps.recipients.models import Recipient
 
-from .center import BadCenterToken, CenterState, center_recipient, center_state
+from .center import (
+    CHANNEL_UNSUBSCRIBE_QUESTIONS,
+    BadCenterToken,
+    CenterState,
+    category_label,
+    center_recipient,
+    center_state,
+    channel_label,
+)
 from .forms import PreferenceCenterForm
 from .models import ConsentSource
 from .services import ChangeContext, preference_update
@@ -69,7 +78,13 @@ def _unsubscribe_offer(request: HttpRequest, recipient: Recipient,
             return None
     elif not state.channels.get(target.channel, False):
         return None
-    return {"category": target.category, "channel": target.channel,
+    if target.category:
+        question = _("Stop receiving “%(category)s” messages?") % {
+            "category": category_label(target.category)}
+    else:
+        question = str(CHANNEL_UNSUBSCRIBE_QUESTIONS.get(target.channel) or _(
+            "Stop receiving all %(channel)s messages?") % {"channel": channel_label(target.channel)})
+    return {"category": target.category, "channel": target.channel, "question": question,
             "action": reverse("preferences-unsubscribe", args=[token])}
 
 
@@ -85,6 +100,7 @@ class PreferenceCenterView(View):
             "recipient": recipient, "form": form, "state": state, "saved": saved,
             "language": translation.get_language(),
             "unsubscribe": _unsubscribe_offer(request, recipient, state),
+            "channel_options": [(channel, channel_label(channel)) for channel in state.channels],
             "channels_checked": set(form["channels"].value() or []) if form.is_bound
             else {c for c, on in state.channels.items() if on},
             "categories_checked": set(form["categories"].value() or []) if form.is_bound

@@ -1,6 +1,9 @@
 """`python -m apps.stream [--host H] [--port P]`: the inbox's live stream process (the
 Procfile's `stream`). One asyncio event loop (uvloop when installed) holds every connection;
-run more processes (behind a load balancer) for more connections or cores."""
+run more processes (behind a load balancer) for more connections or cores.
+
+Metrics (apps/stream/metrics.py): written to `PROMETHEUS_MULTIPROC_DIR` when it is set (the
+web's `/metrics` shows them), or served on `--metrics-port` (`INBOX_STREAM_METRICS_PORT`)."""
 
 from __future__ import annotations
 
@@ -42,6 +45,9 @@ async def serve(host: str, port: int, backlog: int) -> None:
     await stop.wait()
     logger.info("inbox stream: stopping; closing %s connection(s)", len(server.streaming))
     await server.close()
+    from apps.notifications.instrumentation import mark_process_dead
+
+    mark_process_dead()  # its open-connections gauge leaves the host's sum
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,12 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=os.environ.get("INBOX_STREAM_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("INBOX_STREAM_PORT", "8001")))
     parser.add_argument("--backlog", type=int, default=4096, help="listen backlog (default 4096)")
+    parser.add_argument("--metrics-port", type=int,
+                        default=int(os.environ.get("INBOX_STREAM_METRICS_PORT", "0")) or None,
+                        help="serve Prometheus metrics on this port (default: none; with "
+                             "PROMETHEUS_MULTIPROC_DIR the web's /metrics shows them)")
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifyhub.settings.local")
     import django
 
     django.setup()
     limit = raise_fd_limit()
+    if args.metrics_port:
+        from apps.notifications.instrumentation import start_worker_exporter
+
+        start_worker_exporter(args.metrics_port, addr=args.host)
+        logger.info("inbox stream: metrics on http://%s:%s/metrics", args.host, args.metrics_port)
     logger.info("inbox stream: file descriptor limit %s", limit)
     try:
         import uvloop

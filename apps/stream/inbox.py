@@ -39,6 +39,7 @@ class Principal:
     client_id: str
     recipient_pk: str
     recipient_id: str
+    expires_at: float = float("inf")  # the token's expiry (Unix time): the stream ends then
 
     @property
     def key(self) -> str:
@@ -60,7 +61,9 @@ def authenticate(token: str) -> Principal:
         principal = read_inbox_token(token)
     except InvalidInboxToken as exc:
         raise Unauthorized(exc.code, str(exc)) from exc
-    return Principal(str(principal.client_id), str(principal.recipient_pk), str(principal.recipient_id))
+    expires_at = principal.expires_at.timestamp() if principal.expires_at else float("inf")
+    return Principal(str(principal.client_id), str(principal.recipient_pk),
+                     str(principal.recipient_id), expires_at)
 
 
 def origin_allowed(client_id: str, origin: str) -> bool:

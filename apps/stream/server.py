@@ -15,6 +15,10 @@ A connection's life:
    connection catch up from the database first (no gap, whatever order the publishes
    arrived in).
 
+A stream ends when its token expires (checked every `EXPIRY_CHECK_SECONDS`, with the
+heartbeat's pass): a last `token_expired` event, then the connection closes (the client
+reconnects with a fresh token and Last-Event-ID; the widget does).
+
 A heartbeat comment goes to every connection every `heartbeat_seconds`. A slow consumer (more
 than `max_buffer_bytes` unsent, or more than `queue_size` events waiting while it catches up)
 is disconnected at once (`abort`: its buffers are freed, whatever the peer does); the browser
@@ -34,6 +38,7 @@ from typing import Any, cast
 from django.db import DatabaseError
 
 from . import inbox, sse
+from . import metrics as m
 from .http import (
     MAX_HEAD_BYTES,
     BadRequest,
@@ -51,6 +56,12 @@ logger = logging.getLogger(__name__)
 STREAM_PATH = "/api/v1/inbox/stream"
 HEALTH_PATH = "/api/v1/inbox/stream/health"
 MAX_DISCARDED_BYTES = 64 * 1024  # a client sends nothing after its head
+# After its token_expired event a stream closes gracefully (what is buffered is sent); a peer
+# that does not read it within this is cut off.
+CLOSE_GRACE_SECONDS = 5.0
+# How often streams are checked for an expired token (at most; the heartbeat interval when it
+# is shorter): a stream ends within this of its token's `exp`.
+EXPIRY_CHECK_SECONDS = 5.0
 _SEQ = re.compile(r"^[0-9]{1,18}$")
 
 HEAD, OPENING, CATCHING_UP, LIVE, CLOSED = "head", "opening", "catching_up", "live", "closed"
@@ -95,7 +106,8 @@ class Connection(asyncio.Protocol):
         self.last: int | None = None  # the last message seq written (or replayed through)
         self.pending: list[Event] = []  # events that arrived while catching up
         self.again = False  # catch up once more (the subscription came back meanwhile)
-        self.head_timer: asyncio.TimerHandle | None = None
+        # The head's deadline, then (after a token_expired event) the grace of a closing stream.
+        self.timer: asyncio.TimerHandle | None = None
         self.opener: asyncio.Task[None] | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -103,7 +115,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.server.connections.add(self)
-        self.head_timer = asyncio.get_running_loop().call_later(
+        self.timer = asyncio.get_running_loop().call_later(
             self.server.config.head_timeout, self.abort)
 
     def data_received(self, data: bytes) -> None:
@@ -123,8 +135,9 @@ class Connection(asyncio.Protocol):
             return
         head = bytes(self.buffer[:end])
         self.buffer = bytearray()
-        if self.head_timer is not None:
-            self.head_timer.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         try:
             request = parse_head(head)
         except BadRequest as exc:
@@ -138,8 +151,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
-        if self.head_timer is not None:
-            self.head_timer.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.opener is not None and not self.opener.done():
             self.opener.cancel()
         self.server.forget(self)
@@ -156,7 +170,7 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
         if self.transport.get_write_buffer_size() > self.server.config.max_buffer_bytes:
-            self.server.stats["slow_consumers_dropped"] += 1
+            self.server.slow_consumer()
             self.abort()
 
     def answer(self, response: bytes) -> None:
@@ -171,6 +185,20 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
         self.state = CLOSED
 
+    def expire(self) -> None:
+        """The token expired: a last `token_expired` event, then the connection closes."""
+        if self.closed:
+            return
+        self.server.stats["token_expired"] += 1
+        m.TOKEN_EXPIRED_SENT.inc()
+        self.write(sse.token_expired_frame())
+        if self.closed:  # the write cut a slow consumer off
+            return
+        assert self.transport is not None
+        self.state = CLOSED
+        self.transport.close()
+        self.timer = asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self.abort)
+
     # -- events ---------------------------------------------------------------------------
 
     def deliver(self, event: Event) -> None:
@@ -180,7 +208,7 @@ class Connection(asyncio.Protocol):
         elif self.state in (OPENING, CATCHING_UP):
             self.pending.append(event)
             if len(self.pending) > self.server.config.queue_size:
-                self.server.stats["slow_consumers_dropped"] += 1
+                self.server.slow_consumer()
                 self.abort()
 
     def apply(self, event: Event) -> None:
@@ -195,6 +223,9 @@ class Connection(asyncio.Protocol):
                 self.catch_up(counts=False)
                 return
             self.last = event.seq
+            m.MESSAGES_SENT.inc()
+        else:
+            m.COUNTS_SENT.inc()
         self.write(event.frame)
 
     def catch_up(self, *, counts: bool) -> None:
@@ -223,7 +254,8 @@ class StreamServer:
         self.streaming: set[Connection] = set()  # response head written
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stats = {"opened": 0, "unauthorized": 0, "forbidden_origin": 0,
-                      "replayed_messages": 0, "slow_consumers_dropped": 0, "catch_ups": 0}
+                      "replayed_messages": 0, "slow_consumers_dropped": 0, "catch_ups": 0,
+                      "token_expired": 0}
         self.listener: asyncio.Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.started_at = time.time()
@@ -268,9 +300,15 @@ class StreamServer:
 
     def forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
-        self.streaming.discard(conn)
+        if conn in self.streaming:
+            self.streaming.discard(conn)
+            m.CONNECTIONS.set(len(self.streaming))
         if conn.principal is not None:
             self.hub.remove(conn.principal.key, conn)
+
+    def slow_consumer(self) -> None:
+        self.stats["slow_consumers_dropped"] += 1
+        m.SLOW_CONSUMERS.inc()
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok" if self.hub.subscribed.is_set() else "degraded",
@@ -320,6 +358,7 @@ class StreamServer:
             principal = await self.db.run(inbox.authenticate, _token(request))
         except Unauthorized as exc:
             self.stats["unauthorized"] += 1
+            m.AUTH_FAILURES.labels(code=exc.code).inc()
             # Readable by an origin some client allows, so a widget knows to get a new token.
             readable = bool(origin) and await self.db.run(inbox.origin_allowed_by_any, origin)
             conn.answer(error_response(401, exc.code, str(exc), {"token": [str(exc)]},
@@ -327,6 +366,7 @@ class StreamServer:
             return
         if origin and not await self.db.run(inbox.origin_allowed, principal.client_id, origin):
             self.stats["forbidden_origin"] += 1
+            m.AUTH_FAILURES.labels(code="origin_not_allowed").inc()
             conn.answer(error_response(403, "origin_not_allowed",
                                        "This origin is not allowed for the client's inbox.",
                                        headers=[("Vary", "Origin")]))
@@ -341,6 +381,7 @@ class StreamServer:
         if conn.closed:
             return
         self.streaming.add(conn)
+        m.CONNECTIONS.set(len(self.streaming))
         self.stats["opened"] += 1
         conn.write(_stream_head(_cors(origin) if origin else []) + sse.retry_frame(self.config.retry_ms))
         await self._catch_up(conn, counts=True, replay=last is not None)
@@ -367,6 +408,7 @@ class StreamServer:
                 current = await self.db.run(inbox.counts, conn.principal)
                 conn.pending = [e for i, e in enumerate(conn.pending) if e.kind != "counts" or i >= stale]
                 conn.write(sse.counts_frame(current))
+                m.COUNTS_SENT.inc()
             if conn.closed:
                 return
             if not conn.again:
@@ -384,6 +426,7 @@ class StreamServer:
                     conn.write(sse.message_frame(seq, message))
                     conn.last = seq
                     self.stats["replayed_messages"] += 1
+                    m.MESSAGES_SENT.inc()
             if len(rows) < page:
                 return
 
@@ -395,10 +438,23 @@ class StreamServer:
             conn.catch_up(counts=True)
 
     async def _beat(self) -> None:
+        """Every tick: the streams whose token expired end; every `heartbeat_seconds`, a
+        heartbeat to the others. One pass over the streams instead of a timer per stream (a
+        uvloop timer handle is ~550 bytes, against ~4 KiB for the whole connection)."""
+        beat_every = self.config.heartbeat_seconds
+        tick = min(beat_every, EXPIRY_CHECK_SECONDS)
+        next_beat = time.monotonic() + beat_every
         while True:
-            await asyncio.sleep(self.config.heartbeat_seconds)
+            await asyncio.sleep(tick)
+            beat = time.monotonic() >= next_beat - tick / 10
+            if beat:
+                next_beat = time.monotonic() + beat_every
+            now = time.time()
             for conn in list(self.streaming):
-                conn.write(sse.HEARTBEAT)
+                if conn.principal is not None and conn.principal.expires_at <= now:
+                    conn.expire()
+                elif beat:
+                    conn.write(sse.HEARTBEAT)
 
 
 def _token(request: Request) -> str:

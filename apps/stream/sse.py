@@ -32,3 +32,11 @@ def counts_frame(counts: Mapping[str, Any]) -> bytes:
 def retry_frame(milliseconds: int) -> bytes:
     """How long the browser waits before it reconnects."""
     return f"retry: {int(milliseconds)}\n\n".encode()
+
+
+def token_expired_frame() -> bytes:
+    """The last event of a stream whose token expired: the stream closes after it. The client
+    gets a fresh token and reconnects (with Last-Event-ID: nothing is lost)."""
+    body = {"code": "token_expired",
+            "message": "The token has expired: reconnect with a fresh token and Last-Event-ID."}
+    return f"event: token_expired\ndata: {_json(body)}\n\n".encode()

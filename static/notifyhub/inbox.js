@@ -19,8 +19,8 @@
  * and reconnects without losing or repeating messages: it remembers the highest message seq it
  * has shown, reconnects with `?last_event_id=<seq>` (the stream replays what was missed) and
  * drops any message it already has. `refreshToken` (optional) is called before the token
- * expires and after a 401; it returns `{token, expires_at}` (the token endpoint's answer) or a
- * token string.
+ * expires, when the stream ends with `token_expired` (a stream lasts as long as its token) and
+ * after a 401; it returns `{token, expires_at}` (the token endpoint's answer) or a token string.
  */
 (function (global) {
   "use strict";
@@ -368,6 +368,17 @@
     source.addEventListener("counts", function (e) {
       try { self._setCounts(JSON.parse(e.data)); } catch (err) { /* ignored */ }
       if (self.onEvent) { self.onEvent("counts", self.counts); }
+    });
+    source.addEventListener("token_expired", function () {
+      // The stream's last event when its token expires (then it closes): with the host page's
+      // hook, a fresh token at once and a reconnect from the last seq shown. Without it, the
+      // close is handled as any other (below: back off, and the API tells us why).
+      if (self.source !== source || !self.refreshToken) { return; }
+      self._disconnect();
+      self.wrap.setAttribute("data-live", "reconnecting");
+      self._refresh().catch(function () { self._scheduleRetryRefresh(); }).then(function () {
+        if (!self.source) { self._connect(); }
+      });
     });
     source.addEventListener("error", function () {
       // We reconnect ourselves, from the last seq we showed, after a backoff: the replay

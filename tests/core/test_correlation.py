@@ -22,12 +22,12 @@ from apps.core.logging import RequestIdFilter, request_id_var
 from apps.notifications.models import Delivery
 from apps.webhooks.models import WebhookMessage
 from celery_app import app
-from tests.core.test_json_logs import QuietWorker, _up
 from tests.factories import ClientFactory, TemplateFactory, api_key_for
 from tests.sandbox.receiver import HttpReceiver
-from tests.support.processes import GunicornProcess, wait_for
-from tests.support.sandbox import free_port
+from tests.support.processes import wait_for
 from tests.webhooks.outbound.support import make_endpoint
+
+from .conftest import StartWebAndWorker
 
 QUEUE = f"test-correlation-{uuid.uuid4().hex[:8]}"
 
@@ -132,28 +132,19 @@ def test_a_task_run_in_process_keeps_its_callers_request_id(log_lines: io.String
     assert log_lines.getvalue().splitlines() == ["[caller-req] child ran"]
 
 
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver()
-    yield server
-    server.close()
-
-
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_a_request_id_follows_the_send_into_the_worker_and_onto_the_clients_webhook(
     worker_env: dict[str, str], clean_sandbox: Any, receiver: HttpReceiver,
+    web_and_worker: StartWebAndWorker,
 ) -> None:
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
-    env = {**worker_env, "LOG_FORMAT": "json"}
     tenant = ClientFactory(slug="correlation")
     TemplateFactory(client=tenant, key="welcome")
     make_endpoint(tenant, receiver.url("/hooks"), events=["delivery.sent"])
-    worker = QuietWorker(env, queues="critical,high,normal,low,webhooks").start()
-    web = GunicornProcess(env, port=free_port(), workers=1).start()
+    stack = web_and_worker({**worker_env, "LOG_FORMAT": "json"})
+    web, worker = stack.web, stack.worker
     request_id = "checkout-4711.confirm"
     try:
-        wait_for(lambda: _up(web.url), timeout=30, message=f"gunicorn up: {web.log_text()}")
         send = urllib.request.Request(
             f"{web.url}/api/v1/notifications", method="POST", data=json.dumps({
                 "recipients": [{"id": "grace", "email": "grace@example.com"}],
@@ -168,8 +159,7 @@ def test_a_request_id_follows_the_send_into_the_worker_and_onto_the_clients_webh
         wait_for(lambda: WebhookMessage.objects.filter(status="succeeded").exists(), timeout=30,
                  message=f"webhook recorded: {worker.log_text()[-2000:]}")
     finally:
-        web.stop()
-        worker.stop()
+        stack.stop()  # the worker's log is complete
 
     # The client's webhook for the send carries the id the client chose.
     assert webhook.headers["X-Request-Id"] == request_id

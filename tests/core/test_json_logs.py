@@ -31,7 +31,7 @@ from apps.core.middleware import RequestIdMiddleware
 from apps.notifications.models import Delivery
 from tests.core.test_deploy_check import run as run_with_production_settings
 from tests.factories import ClientFactory, TemplateFactory, api_key_for
-from tests.support.processes import GunicornProcess, WorkerProcess, wait_for
+from tests.support.processes import GunicornProcess, QuietWorker, wait_for, web_is_up
 from tests.support.sandbox import free_port
 
 FIELDS = {"time", "level", "logger", "message", "request_id", "client", "notification_id",
@@ -130,22 +130,6 @@ def test_production_settings_write_json_and_make_run_writes_text() -> None:
     assert local.LOG_FORMAT == "text"
 
 
-class QuietWorker(WorkerProcess):
-    """The worker without celery's startup banner (printed, not logged)."""
-
-    def command(self) -> list[str]:
-        cmd = super().command()
-        return [*cmd[:3], "--quiet", *cmd[3:]]
-
-
-def _up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v1/health", timeout=5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_web_and_worker_write_only_json_lines_with_no_address_in_them(
@@ -156,7 +140,7 @@ def test_web_and_worker_write_only_json_lines_with_no_address_in_them(
     web = GunicornProcess(env, port=free_port(), workers=1).start()
     email, phone = "dorothy.vaughan@example.com", "+14155550155"
     try:
-        wait_for(lambda: _up(web.url), timeout=30, message=f"gunicorn up: {web.log_text()}")
+        wait_for(lambda: web_is_up(web.url), timeout=30, message=f"gunicorn up: {web.log_text()}")
         tenant = ClientFactory(slug="json-logs")
         TemplateFactory(client=tenant, key="welcome", channels=["email", "sms"])
         request = urllib.request.Request(

@@ -13,20 +13,18 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import redis
-from django.conf import settings
 
 from apps.core.tracing import exporters_from_env
-from tests.core.test_json_logs import QuietWorker, _up
 from tests.factories import ClientFactory, TemplateFactory, api_key_for
 from tests.sandbox.receiver import HttpReceiver
-from tests.support.processes import GunicornProcess, wait_for
+from tests.support.processes import wait_for
 from tests.support.sandbox import free_port
+
+from .conftest import StartWebAndWorker
 
 
 @pytest.mark.parametrize(("env", "exporters"), [
@@ -125,19 +123,13 @@ def exported_spans(collector: HttpReceiver) -> list[Span]:
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # opentelemetry.proto Span.SpanKind
 
 
-@pytest.fixture
-def collector() -> Iterator[HttpReceiver]:
-    server = HttpReceiver()
-    yield server
-    server.close()
-
-
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_one_trace_covers_the_request_the_publish_the_task_and_the_provider_call(
-    worker_env: dict[str, str], clean_sandbox: Any, collector: HttpReceiver,
+    worker_env: dict[str, str], clean_sandbox: Any, receiver: HttpReceiver,
+    web_and_worker: StartWebAndWorker,
 ) -> None:
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    collector = receiver  # the OTLP/HTTP collector
     port = free_port()
     # The provider's status callback comes back to this gunicorn (traced), not the test's
     # live server.
@@ -145,8 +137,8 @@ def test_one_trace_covers_the_request_the_publish_the_task_and_the_provider_call
            "OTEL_BSP_SCHEDULE_DELAY": "100", "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     tenant = ClientFactory(slug="tracing")
     TemplateFactory(client=tenant, key="otp", channels=["sms"], version__sms_body="Code {{ code }}")
-    worker = QuietWorker(env, queues="critical,high,normal,low,webhooks").start()
-    web = GunicornProcess(env, port=port, workers=1).start()
+    stack = web_and_worker(env, port=port)
+    web = stack.web
     trace_id, client_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
     def in_trace() -> list[Span]:
@@ -162,7 +154,6 @@ def test_one_trace_covers_the_request_the_publish_the_task_and_the_provider_call
                    for s in exported_spans(collector))
 
     try:
-        wait_for(lambda: _up(web.url), timeout=30, message=f"gunicorn up: {web.log_text()}")
         send = urllib.request.Request(
             f"{web.url}/api/v1/notifications", method="POST", data=json.dumps({
                 "recipients": [{"id": "grace", "phone": "+14155550100"}],
@@ -182,8 +173,7 @@ def test_one_trace_covers_the_request_the_publish_the_task_and_the_provider_call
                              "AccountSid": message["account_sid"]})
         wait_for(receipt_processed, timeout=30, message="the provider's receipt traced")
     finally:
-        web.stop()
-        worker.stop()
+        stack.stop()
 
     spans = in_trace()
     by_id = {s.span_id: s for s in spans}

@@ -184,6 +184,28 @@ def test_the_token_is_refreshed_through_the_host_pages_hook_before_it_expires(
     expect(page.locator(".nhi-badge")).to_have_text("1", timeout=30_000)
 
 
+def test_a_stream_ended_by_its_tokens_expiry_reconnects_with_a_fresh_token(
+    page: Any, live_server: Any, demo: APIClient, settings: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    # A token of 3 s: the stream ends with `token_expired` (its pass runs every 5 s here) about
+    # when the widget's own refresh (5 s at the earliest) is due; either way the widget gets a
+    # fresh token through the host page's hook and the stream stays live with it
+    settings.INBOX_TOKEN_TTL_SECONDS = 3
+    open_demo(page, live_server)
+    first = page.locator("script[data-token]").get_attribute("data-token")
+    with page.expect_response(lambda r: r.url.endswith("/demo/inbox/token"), timeout=20_000) as answer:
+        pass
+    fresh = answer.value.json()["token"]
+    assert fresh and fresh != first
+    page.wait_for_function("t => performance.getEntriesByType('resource').some("
+                           "e => e.name.includes('/inbox/stream?token=' + encodeURIComponent(t)))",
+                           arg=fresh, timeout=10_000)
+    send_in_app(demo, "after expiry")
+    expect(page.locator(".nhi-badge")).to_have_text("1", timeout=30_000)
+
+
 def test_the_widget_speaks_the_recipients_language(
     page: Any, live_server: Any, demo: APIClient
 ) -> None:

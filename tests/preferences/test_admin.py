@@ -3,6 +3,7 @@ history read-only, lists without N+1."""
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ def form_data(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "email_enabled": "on", "sms_enabled": "on", "whatsapp_enabled": "on", "push_enabled": "on",
         "in_app_enabled": "on", "email_quiet_hours": "", "sms_quiet_hours": "",
-        "whatsapp_quiet_hours": "", "push_quiet_hours": "", "in_app_quiet_hours": "",
+        "whatsapp_quiet_hours": "", "push_quiet_hours": "",
         "opted_out_categories": "", "quiet_hours_start": "",
         "quiet_hours_end": "", "quiet_hours_timezone": "", "frequency_caps": "{}",
     }
@@ -112,3 +113,80 @@ def test_consent_records_cannot_be_changed_or_deleted(admin_client: Any, ada: An
     assert record.action == "opt_out"
     assert admin_client.post(f"/admin/preferences/preferenceprofile/{ada.pk}/delete/",
                              {"post": "yes"}).status_code == 403
+
+
+class _FormReader(HTMLParser):
+    """What a browser posts for the page's form, unchanged: every named input (checkboxes only
+    when checked), select and textarea."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, str] = {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        name = a.get("name", "")
+        if tag == "input" and name and a.get("type") not in ("submit", "button"):
+            if a.get("type") == "checkbox":
+                if "checked" in a:
+                    self.data[name] = a.get("value") or "on"
+            else:
+                self.data[name] = a.get("value", "")
+        elif tag == "select" and name:
+            self._select = name
+            self.data.setdefault(name, "")
+        elif tag == "option" and self._select and "selected" in a:
+            self.data[self._select] = a.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.data[name] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.data[self._textarea] += data.strip()
+
+
+def test_saving_the_page_as_shown_changes_nothing(admin_client: Any, ada: Any) -> None:
+    """The page shows every channel's switch and window (in_app has no window: quiet hours
+    never hold it), so a save of the page as it is keeps every channel on and records nothing."""
+    preference_update(recipient=ada, changes=PreferenceChanges(
+        categories={"updates": False}, channels={"email": {"quiet_hours": "21:00-07:00"}}),
+        context=API)
+    url = f"/admin/preferences/preferenceprofile/{ada.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    for channel in ("email", "sms", "whatsapp", "push", "in_app"):
+        assert f'name="{channel}_enabled"' in page, channel
+    assert 'name="email_quiet_hours"' in page and 'value="21:00-07:00"' in page
+    assert 'name="in_app_quiet_hours"' not in page
+    assert "Quiet hours never hold in-app messages" in page
+    reader = _FormReader()
+    reader.feed(page)
+    before = ConsentRecord.objects.count()
+
+    response = admin_client.post(url, {**reader.data, "_save": "Save"})
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    profile = PreferenceProfile.objects.get(recipient=ada)
+    assert all((spec or {}).get("enabled") is not False for spec in profile.channels.values())
+    assert profile.channels["email"]["quiet_hours"] == "21:00-07:00"
+    assert ConsentRecord.objects.count() == before
+
+
+def test_an_in_app_window_stored_through_the_api_is_left_as_it_is(admin_client: Any,
+                                                                    ada: Any) -> None:
+    preference_update(recipient=ada, changes=PreferenceChanges(
+        channels={"in_app": {"quiet_hours": "22:00-06:00"}}), context=API)
+    url = f"/admin/preferences/preferenceprofile/{ada.pk}/change/"
+    response = admin_client.post(url, form_data(sms_enabled=None))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    profile = PreferenceProfile.objects.get(recipient=ada)
+    assert profile.channels["in_app"] == {"quiet_hours": "22:00-06:00"}
+    assert profile.channels["sms"] == {"enabled": False}

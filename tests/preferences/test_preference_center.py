@@ -215,3 +215,43 @@ def test_an_unsubscribe_token_of_another_recipient_is_not_offered(ada: Any) -> N
     assert "Stop receiving" not in html and other_link not in html
     html = HttpClient().get(page, {"unsubscribe": "garbage"}).content.decode()
     assert "Stop receiving" not in html
+
+
+def test_categories_and_channels_have_human_labels_in_english_and_french(ada: Any) -> None:
+    """Not the title-cased slug ("Otp"): the usual categories have labels, any other is its
+    name made readable; the same in French."""
+    TemplateFactory(client=ada.client, key="digest", category="marketing")
+    TemplateFactory(client=ada.client, key="shipping", category="order_updates")
+    page = urlsplit(preference_center_url(ada.client_id, ada.pk)).path
+
+    html = HttpClient().get(page).content.decode()
+    for label in ("One-time passcodes", "Security alerts", "News and offers", "Order updates",
+                  "SMS (text messages)", "In-app messages"):
+        assert label in html, label
+    assert "Otp" not in html and "Order_updates" not in html
+    assert 'value="order_updates" id="category-order_updates"' in html  # what is posted
+
+    ada.locale = "fr"
+    ada.save(update_fields=["locale"])
+    html = HttpClient().get(page).content.decode()
+    for label in ("Codes à usage unique", "Alertes de sécurité", "Actualités et offres",
+                  "Messages dans l\u2019application", "toujours envoyés"):
+        assert label in html, label
+
+
+def test_the_unsubscribe_offer_names_the_category_and_channel_for_people(ada: Any) -> None:
+    from apps.preferences.unsubscribe import unsubscribe_token
+
+    page = urlsplit(preference_center_url(ada.client_id, ada.pk)).path
+    for category, channel, question in (
+            ("marketing", "email", "Stop receiving “News and offers” messages?"),
+            ("", "email", "Stop receiving all emails?"),
+            ("", "in_app", "Stop receiving all in-app messages?")):
+        token = unsubscribe_token(recipient=ada, category=category, channel=channel)
+        html = HttpClient().get(page, {"unsubscribe": token}).content.decode()
+        assert question in html, question
+    ada.locale = "fr"
+    ada.save(update_fields=["locale"])
+    token = unsubscribe_token(recipient=ada, category="", channel="email")
+    assert "Ne plus recevoir aucun e-mail ?" in HttpClient().get(
+        page, {"unsubscribe": token}).content.decode()

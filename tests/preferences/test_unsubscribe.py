@@ -51,7 +51,7 @@ def test_get_lands_on_the_preference_center_offering_the_unsubscribe_and_changes
     page = response.content.decode()
     # The link's own unsubscribe comes first, posting back to the link (RFC 8058 path)…
     assert f'<form method="post" action="{link}">' in page
-    assert "Stop receiving “marketing” messages?" in page
+    assert "Stop receiving “News and offers” messages?" in page
     # … next to every other preference.
     assert "Notification preferences" in page and 'name="channels"' in page
     assert response["Cache-Control"] == "no-store"

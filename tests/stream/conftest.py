@@ -20,7 +20,8 @@ ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture(scope="module")
-def stream_env(django_db_setup: None, django_db_blocker: Any) -> dict[str, str]:
+def stream_env(django_db_setup: None, django_db_blocker: Any,
+               tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     from django.db import connection
 
     return {
@@ -33,7 +34,22 @@ def stream_env(django_db_setup: None, django_db_blocker: Any) -> dict[str, str]:
         "INBOX_CORS_CACHE_SECONDS": "0",
         "INBOX_STREAM_MAX_BUFFER_BYTES": "65536",
         "PYTHONUNBUFFERED": "1",
+        # The stream processes' metrics, as every process of a host writes them (read with
+        # stream_metrics below).
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus")),
     }
+
+
+def stream_metrics(env: dict[str, str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples the web's /metrics would show for the stream processes of `env`:
+    {(sample name, sorted labels): value}."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=env["PROMETHEUS_MULTIPROC_DIR"])  # type: ignore[no-untyped-call]
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in registry.collect() for sample in family.samples
+            if sample.name.startswith("notifyhub_stream_")}
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from tests.support.stream import StreamProcess, open_stream
 
-from .conftest import ORIGIN
+from .conftest import ORIGIN, stream_metrics
 
 PATH = "/api/v1/inbox/stream"
 
@@ -234,11 +234,13 @@ def test_bad_requests_get_clear_errors(stream: StreamProcess, inbox: Any) -> Non
         assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
 
 
-def test_a_slow_consumer_is_disconnected_instead_of_buffered(stream: StreamProcess, inbox: Any) -> None:
+def test_a_slow_consumer_is_disconnected_instead_of_buffered(stream: StreamProcess, inbox: Any,
+                                                            stream_env: dict[str, str]) -> None:
     """A browser that stops reading: past INBOX_STREAM_MAX_BUFFER_BYTES unsent (64 KiB in
     these tests) the connection is dropped; the browser would reconnect with Last-Event-ID."""
     response = open_stream(stream.port, f"{PATH}?token={inbox.token()}", rcvbuf=4096)
     before = stream.health()["slow_consumers_dropped"]
+    counted = stream_metrics(stream_env).get(("notifyhub_stream_slow_consumers_total", ()), 0)
     channel = f"notifyhub:inbox:{inbox.client.pk}:{inbox.recipient.pk}"
     publisher = redis.Redis.from_url(settings.INBOX_REDIS_URL)
     big = "x" * 100_000
@@ -251,6 +253,7 @@ def test_a_slow_consumer_is_disconnected_instead_of_buffered(stream: StreamProce
         while stream.health()["slow_consumers_dropped"] == before and time.monotonic() < deadline:
             time.sleep(0.1)
         assert stream.health()["slow_consumers_dropped"] == before + 1
+        assert stream_metrics(stream_env)[("notifyhub_stream_slow_consumers_total", ())] == counted + 1
         assert response.sock is not None
         with pytest.raises((ConnectionError, OSError)):
             response.sock.settimeout(5)
@@ -283,3 +286,55 @@ def test_a_lost_subscription_is_made_good_from_the_database(stream: StreamProces
         assert _messages_within(response, 1.5) == []  # not twice
     finally:
         response.close()
+
+
+def test_a_stream_ends_when_its_token_expires(stream: StreamProcess, inbox: Any) -> None:
+    """A last `token_expired` event, then the connection closes: the client reconnects with a
+    fresh token and Last-Event-ID (the widget does, static/notifyhub/inbox.js)."""
+    response = open_stream(stream.port, f"{PATH}?token={inbox.token(ttl=timedelta(seconds=2))}")
+    before = stream.health()["token_expired"]
+    try:
+        _first_counts(response)
+        event = response.next_named(timeout=5)
+        assert event.event == "token_expired"
+        assert event.json()["code"] == "token_expired"
+        with pytest.raises(ConnectionError):
+            response.next_event(timeout=5)
+        assert stream.health()["token_expired"] == before + 1
+    finally:
+        response.close()
+
+
+def _metric(env: dict[str, str], name: str, **labels: str) -> float:
+    return stream_metrics(env).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _eventually(check: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert check()
+
+
+def test_the_stream_process_exports_its_metrics(stream: StreamProcess, inbox: Any,
+                                                stream_env: dict[str, str]) -> None:
+    """Through PROMETHEUS_MULTIPROC_DIR, as the web's /metrics reads every process's."""
+    sent = "notifyhub_stream_events_sent_total"
+    messages = _metric(stream_env, sent, event="message")
+    counts = _metric(stream_env, sent, event="counts")
+    refused = _metric(stream_env, "notifyhub_stream_auth_failures_total", code="invalid_token")
+    response = open_stream(stream.port, f"{PATH}?token={inbox.token()}")
+    try:
+        _first_counts(response)
+        _eventually(lambda: _metric(stream_env, "notifyhub_stream_connections") == 1)
+        inbox.store(1)
+        assert response.next_named().event == "message"
+        assert response.next_named().event == "counts"
+        assert _metric(stream_env, sent, event="message") == messages + 1
+        assert _metric(stream_env, sent, event="counts") == counts + 2
+        assert open_stream(stream.port, f"{PATH}?token=nope").status == 401
+        assert _metric(stream_env, "notifyhub_stream_auth_failures_total",
+                       code="invalid_token") == refused + 1
+    finally:
+        response.close()
+    _eventually(lambda: _metric(stream_env, "notifyhub_stream_connections") == 0)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Self
@@ -112,6 +113,14 @@ class WorkerProcess(ChildProcess):
             os.unlink(self._schedule.name)
 
 
+class QuietWorker(WorkerProcess):
+    """The worker without celery's startup banner (printed, not logged)."""
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        return [*cmd[:3], "--quiet", *cmd[3:]]
+
+
 class DatabaseBeatProcess(ChildProcess):
     """celery beat with django-celery-beat's DatabaseScheduler, as `make run` runs it: it reads
     the PeriodicTask rows the scheduling services write."""
@@ -156,3 +165,12 @@ class GunicornProcess(ChildProcess):
         return [sys.executable, "-m", "gunicorn", "-c", "notifyhub/gunicorn.conf.py",
                 "notifyhub.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
                 "--workers", str(self.workers)]
+
+
+def web_is_up(url: str) -> bool:
+    """Whether the web process at `url` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/health", timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
