@@ -82,7 +82,8 @@ def test_the_receipts_span_links_to_the_span_of_the_send(
         client=client_tenant, template_id="welcome", variables={"name": "Ada"},
         recipients=[{"id": "ada", "email": "ada@example.com"}]).notification.deliveries.get()
     deliveries_dispatch(delivery_ids=[str(delivery.id)])
-    [send] = [s for s in spans.get_finished_spans() if s.name == "send sendgrid"]
+    [send] = [s for s in spans.get_finished_spans() if s.name == "send sendgrid"
+              and (s.attributes or {}).get("notifyhub.delivery_id") == str(delivery.id)]
     sent = DeliveryEvent.objects.get(delivery=delivery, event="sent")
     context = send.get_span_context()
     assert sent.detail["traceparent"] == (
