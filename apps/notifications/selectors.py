@@ -270,63 +270,72 @@ def deliveries_rows_page(
     limit: int = DELIVERY_PAGE_SIZE,
     with_events: bool = False,
 ) -> DeliveryRowsPage:
-    """`deliveries_page` as rows (DELIVERY_ROW_FIELDS, `recipient`, `timeline` with
-    `with_events`): the same statement's keyset, one query plus one for the timelines."""
-    read = _delivery_rows_read(bool(status), bool(channel), after is not None)
+    """`deliveries_page` as rows (DELIVERY_ROW_FIELDS, `recipient`, and with `with_events`
+    `timeline`: event rows, oldest first): the same keyset, in one statement (the page's
+    timelines joined to it, not a second query with the page's ids)."""
+    read = _delivery_rows_read(bool(status), bool(channel), after is not None, with_events)
     with connection.cursor() as cursor:
         cursor.execute(read.sql, _page_values(notification.pk, status, channel, after, limit))
         fetched = cursor.fetchall()
-    more = len(fetched) > limit
-    rows = [read.row(values) for values in fetched[:limit]]
-    if with_events:
-        _attach_event_rows(rows)
+    rows = read.rows(fetched)
+    more = len(rows) > limit
+    rows = rows[:limit]
     last = rows[-1] if more else None
     return DeliveryRowsPage(rows=rows, next=DeliveryCursor(
         created_at=last["created_at"], id=last["id"]) if last else None)
 
 
 class _DeliveryRowsRead:
-    def __init__(self, status: bool, channel: bool, after: bool) -> None:
+    """One page's statement: its deliveries (and their recipients' external ids), with their
+    events joined (one row per event, or one without) when `events`."""
+
+    def __init__(self, status: bool, channel: bool, after: bool, events: bool) -> None:
         self.delivery = model_columns(Delivery, "d", frozenset(DELIVERY_ROW_FIELDS))
         self.names = (*self.delivery.attnames, "recipient")
+        page = (f"FROM {Delivery._meta.db_table} d "
+                f"WHERE {_deliveries_where(status, channel, after)} "
+                "ORDER BY d.created_at, d.id LIMIT %s")
+        recipients = f"JOIN {Recipient._meta.db_table} r ON r.id = d.recipient_id"
+        self.events = None
+        if not events:
+            self.sql = (f"SELECT {self.delivery.sql}, r.external_id "
+                        f"FROM {Delivery._meta.db_table} d {recipients} "
+                        f"WHERE {_deliveries_where(status, channel, after)} "
+                        "ORDER BY d.created_at, d.id LIMIT %s")
+            return
+        self.events = model_columns(DeliveryEvent, "e", frozenset(EVENT_ROW_FIELDS))
+        self.event_names = tuple(self.events.attnames)
+        # occurred_at is never null on an event: null here means a delivery without events.
+        self.occurred_at = len(self.names) + self.event_names.index("occurred_at")
         self.sql = (
-            f"SELECT {self.delivery.sql}, r.external_id "
-            f"FROM {Delivery._meta.db_table} d "
-            f"JOIN {Recipient._meta.db_table} r ON r.id = d.recipient_id "
-            f"WHERE {_deliveries_where(status, channel, after)} "
-            "ORDER BY d.created_at, d.id LIMIT %s")
+            f"SELECT {self.delivery.sql}, r.external_id, {self.events.sql} "
+            f"FROM (SELECT {self.delivery.sql}, d.recipient_id {page}) d {recipients} "
+            f"LEFT JOIN {DeliveryEvent._meta.db_table} e ON e.delivery_id = d.id "
+            "ORDER BY d.created_at, d.id, e.id")
 
-    def row(self, values: Sequence[Any]) -> dict[str, Any]:
-        return dict(zip(self.names, [*self.delivery.convert(values[:-1]), values[-1]], strict=True))
+    def rows(self, fetched: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        n = len(self.delivery)
+        if self.events is None:
+            return [dict(zip(self.names, [*self.delivery.convert(values[:n]), values[n]],
+                             strict=True)) for values in fetched]
+        rows: list[dict[str, Any]] = []
+        row: dict[str, Any] = {"id": None}
+        for values in fetched:
+            if values[0] != row["id"]:
+                row = dict(zip(self.names, [*self.delivery.convert(values[:n]), values[n]],
+                               strict=True))
+                row["timeline"] = []
+                rows.append(row)
+            if values[self.occurred_at] is not None:
+                row["timeline"].append(dict(zip(
+                    self.event_names, self.events.convert(values[n + 1:]), strict=True)))
+        return rows
 
 
 @functools.cache
-def _delivery_rows_read(status: bool, channel: bool, after: bool) -> _DeliveryRowsRead:
-    return _DeliveryRowsRead(status, channel, after)
-
-
-@functools.cache
-def _event_rows_read() -> tuple[Any, tuple[str, ...], str]:
-    columns = model_columns(DeliveryEvent, "e", frozenset(("delivery", *EVENT_ROW_FIELDS)))
-    sql = (f"SELECT {columns.sql} FROM {DeliveryEvent._meta.db_table} e "
-           "WHERE e.delivery_id = ANY(%s) ORDER BY e.id")
-    return columns, tuple(columns.attnames), sql
-
-
-def _attach_event_rows(rows: list[dict[str, Any]]) -> None:
-    """Each row's `timeline`: its events oldest first, in one query."""
-    timelines: dict[Any, list[dict[str, Any]]] = {}
-    for row in rows:
-        row["timeline"] = timelines[row["id"]] = []
-    if not rows:
-        return
-    columns, names, sql = _event_rows_read()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [list(timelines)])
-        fetched = cursor.fetchall()
-    for values in fetched:
-        event = dict(zip(names, columns.convert(values), strict=True))
-        timelines[event["delivery_id"]].append(event)
+def _delivery_rows_read(status: bool, channel: bool, after: bool,
+                        events: bool) -> _DeliveryRowsRead:
+    return _DeliveryRowsRead(status, channel, after, events)
 
 
 def _attach_events(deliveries: list[Delivery]) -> None:

@@ -52,7 +52,7 @@ from .serializers import (
     RetryFailedSerializer,
     _iso,
     bulk_body_validate,
-    delivery_item,
+    delivery_items,
     notification_detail_body,
     notification_list_item,
     send_body_validate,
@@ -242,11 +242,11 @@ def _with_cursor(url: str, cursor: DeliveryCursor) -> str:
 
 
 def _page_body(request: Request, page: DeliveryRowsPage) -> dict[str, Any]:
-    """DeliveryPageSerializer's JSON, written directly (serializers.delivery_item)."""
+    """DeliveryPageSerializer's JSON, written directly (serializers.delivery_items)."""
     next_url = None
     if page.next is not None:
         next_url = _with_cursor(request.build_absolute_uri(), page.next)
-    return {"next": next_url, "results": [delivery_item(row) for row in page.rows]}
+    return {"next": next_url, "results": delivery_items(page.rows)}
 
 
 class NotificationDeliveriesApi(APIView):
