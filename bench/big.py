@@ -326,6 +326,13 @@ def _timed_gets(bench: Bench, servers: list[_Server], paths: list[str]) -> dict[
             server.times, server.statuses, server.cpu_web, server.cpu_db = [], {}, 0.0, 0.0
         for first in range(0, len(paths), BLOCK):
             for server in servers:
+                # A fresh keep-alive connection per block (gunicorn closes one idle for 2 s,
+                # as it may be while the other server's block runs on a busy machine), opened
+                # by an untimed request.
+                conns[server.label].close()
+                conns[server.label] = http.client.HTTPConnection(bench.api_host, server.port,
+                                                                 timeout=60)
+                _get(conns[server.label], "/api/v1/ready", bench.api_key)
                 before = CpuSnapshot.take()
                 for path in paths[first:first + BLOCK]:
                     status, body, elapsed = _get(conns[server.label], path, bench.api_key)
