@@ -20,6 +20,7 @@ from apps.clients.quotas import delivery_quota
 from apps.clients.scopes import ScopeMap
 from apps.core.exceptions import error_body
 from apps.core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotency_key_for, idempotent
+from apps.core.renderers import FastJSONRenderer
 
 from .. import instrumentation
 from ..bulk import AcceptedDelivery, notifications_send_bulk
@@ -117,6 +118,8 @@ def _query(serializer: serializers.Serializer, request: Request) -> dict[str, An
     return dict(serializer.run_validation(request.query_params))
 
 
+# The reads' JSON (pages of up to 500 deliveries) written by orjson (apps/core/renderers.py).
+READ_RENDERERS = [FastJSONRenderer]
 _LIST_FILTERS = NotificationListFilterSerializer()
 _PAGE_QUERY = DeliveryPageQuerySerializer()
 
@@ -140,6 +143,7 @@ class LimitHeadersMixin:
 
 
 class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
+    renderer_classes = READ_RENDERERS
     required_scopes: ScopeMap = {"GET": Scope.READ, "POST": Scope.SEND}
     serializer_class = NotificationSerializer
     pagination_class = KeysetCursorPagination
@@ -201,6 +205,7 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
 
 
 class NotificationDetailApi(APIView):
+    renderer_classes = READ_RENDERERS
     required_scopes: ScopeMap = {"GET": Scope.READ, "DELETE": Scope.SEND}
 
     @extend_schema(responses={200: NotificationDetailSerializer, **error_responses(404)})
@@ -250,6 +255,7 @@ def _page_body(request: Request, page: DeliveryRowsPage) -> dict[str, Any]:
 
 
 class NotificationDeliveriesApi(APIView):
+    renderer_classes = READ_RENDERERS
     required_scopes: ScopeMap = {"GET": Scope.READ}
 
     @extend_schema(parameters=[DeliveryPageQuerySerializer],
@@ -305,6 +311,7 @@ class NotificationBulkApi(LimitHeadersMixin, APIView):
 
 
 class NotificationStatusApi(APIView):
+    renderer_classes = READ_RENDERERS
     required_scopes: ScopeMap = {"GET": Scope.READ}
 
     @extend_schema(responses={200: NotificationStatusSerializer, **error_responses(404)})
