@@ -315,7 +315,7 @@ def _timed_gets(bench: Bench, servers: list[_Server], paths: list[str]) -> dict[
     around each block."""
     import http.client
 
-    from .processes import CpuSnapshot, cpu_breakdown
+    from .processes import CpuSnapshot
 
     conns = {s.label: http.client.HTTPConnection(bench.api_host, s.port, timeout=60)
              for s in servers}
@@ -339,10 +339,9 @@ def _timed_gets(bench: Bench, servers: list[_Server], paths: list[str]) -> dict[
                     server.times.append(elapsed)
                     server.statuses[str(status)] = server.statuses.get(str(status), 0) + 1
                     server.last_size = len(body)
-                cpu = cpu_breakdown(before, CpuSnapshot.take(), {"web": server.root_pid},
-                                    db_name=bench.targets.db_name, postmaster=bench.postmaster_pid)
-                server.cpu_web += cpu.get("web", 0.0)
-                server.cpu_db += cpu["postgres_bench_db"]
+                web, db = _cpu(bench, before, CpuSnapshot.take(), server.root_pid)
+                server.cpu_web += web
+                server.cpu_db += db
     finally:
         for conn in conns.values():
             conn.close()
@@ -360,6 +359,25 @@ def _timed_gets(bench: Bench, servers: list[_Server], paths: list[str]) -> dict[
                                    "postgres": round(server.cpu_db * 1000 / count, 2)},
         }
     return out
+
+
+def _cpu(bench: Bench, before: Any, after: Any, web_root: int | None) -> tuple[float, float]:
+    """CPU seconds between two snapshots of the gunicorn tree at `web_root` and of the
+    backends serving the bench database under the bench's own PostgreSQL server (not other
+    servers' databases of the same name, nor its background processes)."""
+    from .processes import _descendants
+
+    def used(pids: set[int]) -> float:
+        return sum(after.table[p].cpu - (before.table[p].cpu if p in before.table else 0.0)
+                   for p in pids if p in after.table)
+
+    web = used(_descendants(after.table, web_root)) if web_root is not None else 0.0
+    marker = f" {bench.targets.db_name} "
+    backends: set[int] = set()
+    if bench.postmaster_pid is not None:
+        backends = {p for p in _descendants(after.table, bench.postmaster_pid)
+                    if marker in after.table[p].title}
+    return web, used(backends)
 
 
 def _compare_gunicorn(bench: Bench, root: str) -> Any:
