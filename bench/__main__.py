@@ -148,6 +148,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      help="big: deliveries per notification (default: 50)")
     new.add_argument("--big-reads", type=_positive, default=200,
                      help="big: timed requests per endpoint (default: 200)")
+    new.add_argument("--big-reuse", action="store_true",
+                     help="big: keep the bench database when it already holds this load (same "
+                          "--big-deliveries and --big-per-notification; migrations are applied) "
+                          "instead of dropping it and loading again (~6 minutes); only with "
+                          "--channels-only --skip-sms --skip-push --phases big")
+    new.add_argument("--big-compare-root", default=None, metavar="DIR",
+                     help="big: also time a gunicorn running another checkout's code (DIR, e.g. "
+                          "`git worktree`/`git archive` of the base commit) on the same rows, in "
+                          "blocks of 20 requests alternating with this tree's; reported under "
+                          "big.compare")
     parser.add_argument("--smoke", action="store_true",
                         help="every phase but big on a small scale (a few hundred messages, short "
                              "rates), in a few minutes; says nothing about speed")
@@ -189,6 +199,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.stream_api_rate, args.stream_api_duration = 10.0, 3.0
     if args.channels_only and args.skip_sms and args.skip_push and not args.phase_list and not args.big:
         parser.error("--channels-only with --skip-sms and --skip-push leaves nothing to run")
+    if args.big_reuse and not (args.big and args.channels_only and args.skip_sms
+                               and args.skip_push and not args.phase_list):
+        parser.error("--big-reuse needs --channels-only --skip-sms --skip-push --phases big "
+                     "(the other phases empty the tables)")
+    if args.big_compare_root and not Path(args.big_compare_root, "manage.py").is_file():
+        parser.error(f"--big-compare-root {args.big_compare_root}: not a NotifyHub checkout")
     return args
 
 
@@ -213,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           tracing_rate=args.tracing_rate, tracing_duration=args.tracing_duration),
                       big=BigOptions(deliveries=args.big_deliveries,
                                      per_notification=args.big_per_notification,
-                                     reads=args.big_reads) if args.big else None)
+                                     reads=args.big_reads, reuse=args.big_reuse,
+                                     compare_root=args.big_compare_root) if args.big else None)
     real_stdout = sys.stdout
     try:
         targets = targets_from(os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL"),

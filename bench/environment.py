@@ -109,6 +109,14 @@ def recreate_database(targets: Targets) -> str:
     return version
 
 
+def server_version(targets: Targets) -> str:
+    try:
+        with psycopg.connect(targets.maintenance_url, autocommit=True, connect_timeout=10) as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+    except psycopg.Error as exc:
+        raise BenchSetupError(f"could not reach the server of {targets.db_name!r}: {exc}") from exc
+
+
 def flush_redis(targets: Targets) -> None:
     client = redis.Redis.from_url(targets.redis_url, socket_timeout=10)
     try:

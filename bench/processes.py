@@ -41,10 +41,12 @@ def venv_tool(name: str) -> list[str]:
 class ManagedProcess:
     """One child process (group) with its output in a temporary log file."""
 
-    def __init__(self, name: str, cmd: Sequence[str], env: Mapping[str, str]) -> None:
+    def __init__(self, name: str, cmd: Sequence[str], env: Mapping[str, str],
+                 cwd: str | Path = REPO_ROOT) -> None:
         self.name = name
         self.cmd = list(cmd)
         self.env = dict(env)
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -59,7 +61,7 @@ class ManagedProcess:
             raise ProcessError(f"{self.name} already started")
         self._log = tempfile.TemporaryFile(prefix=f"bench-{self.name}-")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            self.cmd, cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL,
+            self.cmd, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self

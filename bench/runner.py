@@ -23,12 +23,14 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
+from .big import reusable as big_load_reusable
 from .environment import (
     BenchSetupError,
     Targets,
     flush_redis,
     provider_settings,
     recreate_database,
+    server_version,
     write_fcm_service_account,
     write_signing_key,
 )
@@ -98,6 +100,7 @@ class Bench:
         self.api_port = 0
         self.api_base_url = ""
         self.postmaster_pid: int | None = None
+        self.big_reused = False  # --big-reuse found the big load in the kept database
         self.stack: Any = None  # phases.Stack
         from . import procfile
 
@@ -146,8 +149,16 @@ class Bench:
 
     def setup(self) -> None:
         targets = self.targets
-        log(f"recreating database {targets.db_name!r} and flushing Redis {targets.redis_url}")
-        self.server_version = recreate_database(targets)
+        big = self.options.big
+        self.big_reused = bool(big is not None and big.reuse
+                               and big_load_reusable(targets.database_url, big))
+        if self.big_reused:
+            log(f"keeping database {targets.db_name!r} (--big-reuse: it holds the big load); "
+                f"flushing Redis {targets.redis_url}")
+            self.server_version = server_version(targets)
+        else:
+            log(f"recreating database {targets.db_name!r} and flushing Redis {targets.redis_url}")
+            self.server_version = recreate_database(targets)
         flush_redis(targets)
 
         key_file, public_key = write_signing_key(self.workdir)
@@ -200,7 +211,7 @@ class Bench:
 
         log("migrating")
         call_command("migrate", interactive=False, verbosity=0, stdout=sys.stderr)
-        raw_key = self._create_tenant()
+        raw_key = self._reuse_tenant() if self.big_reused else self._create_tenant()
 
         log("starting the provider sandbox")
         self.sandbox.start()
@@ -258,6 +269,16 @@ class Bench:
                 "DJANGO_SETTINGS_MODULE=notifyhub.settings.local"
             )
         import celery_app  # noqa: F401 - makes the project's Celery app the current one
+
+    def _reuse_tenant(self) -> str:
+        """The kept database's bench client, with a new API key (the old one's raw value is
+        gone with the run that made it)."""
+        from apps.clients.models import Client
+        from apps.clients.services import api_key_create
+
+        self.client = Client.objects.get(slug=CLIENT_SLUG)
+        _, raw_key = api_key_create(client=self.client, name="bench")
+        return raw_key
 
     def _create_tenant(self) -> str:
         from apps.clients.models import Client
@@ -559,7 +580,8 @@ class Bench:
     def big_phase(self) -> dict[str, Any]:
         from .big import big_phase
 
-        self.reset_between_phases()
+        if not self.big_reused:
+            self.reset_between_phases()
         return big_phase(self, self.options.big)
 
     # -- report -------------------------------------------------------------------------

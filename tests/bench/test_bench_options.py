@@ -139,3 +139,22 @@ def test_loadgen_percentiles_and_bodies() -> None:
     body = json.loads(body_for(7, prefix="x", template="t", priority="high"))
     assert body == {"recipients": [{"id": "x7", "email": "x7@example.com"}], "template_id": "t",
                     "variables": {"name": "Bench"}, "priority": "high"}
+
+
+BIG_ONLY = ["--channels-only", "--skip-sms", "--skip-push", "--phases", "big"]
+
+
+def test_big_reuse_only_when_nothing_else_empties_the_tables() -> None:
+    args = parse_args([*BIG_ONLY, "--big-reuse"])
+    assert args.big and args.big_reuse
+    with pytest.raises(SystemExit):
+        parse_args(["--phases", "single,big", "--big-reuse"])
+    with pytest.raises(SystemExit):
+        parse_args(["--channels-only", "--skip-push", "--phases", "big", "--big-reuse"])
+
+
+def test_big_compare_root_must_be_a_checkout(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert parse_args([*BIG_ONLY, "--big-compare-root", str(root)]).big_compare_root == str(root)
+    with pytest.raises(SystemExit):
+        parse_args([*BIG_ONLY, "--big-compare-root", str(tmp_path)])

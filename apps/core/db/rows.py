@@ -43,11 +43,16 @@ class ModelColumns:
     def __len__(self) -> int:
         return len(self.attnames)
 
-    def instance(self, values: Sequence[Any]) -> Any:
+    def convert(self, values: Sequence[Any]) -> list[Any]:
+        """A row's values as the model's fields read them (decrypted, JSON decoded …)."""
         values = list(values)
         for i, converters, col in self._converters:
             for convert in converters:
                 values[i] = convert(values[i], col, connection)
+        return values
+
+    def instance(self, values: Sequence[Any]) -> Any:
+        values = self.convert(values)
         # `connection` is the default alias's (reading `connection.alias` would cost a
         # thread-local lookup per row: ~2 ms for a page of 50 deliveries).
         if not self._plain:

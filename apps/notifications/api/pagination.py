@@ -24,6 +24,8 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from apps.core.pagination import CursorPagination
 
+from ..selectors import NotificationList
+
 
 def _encode(reverse: bool, created_at: datetime, ident: uuid.UUID) -> str:
     raw = f"{'r' if reverse else 'n'}|{created_at.isoformat()}|{ident}".encode()
@@ -46,7 +48,7 @@ def _decode(value: str) -> tuple[bool, datetime, uuid.UUID]:
 
 class KeysetCursorPagination(CursorPagination):
     """For querysets of Notification (instances, or `values()` rows with `created_at` and
-    `id`)."""
+    `id`), or a selectors.NotificationList (its rows, read by statements built once)."""
 
     ordering = ("-created_at", "-id")
 
@@ -71,8 +73,26 @@ class KeysetCursorPagination(CursorPagination):
         self.has_previous = more if reverse else position is not None
         return rows
 
-    def _fetch(self, queryset: QuerySet[Any], position: tuple[bool, datetime, uuid.UUID] | None,
+    def _fetch(self, queryset: QuerySet[Any] | NotificationList,
+               position: tuple[bool, datetime, uuid.UUID] | None,
                page_size: int) -> tuple[list[Any], bool]:
+        reverse = False
+        if isinstance(queryset, NotificationList):  # rows from a statement built once
+            reverse = bool(position and position[0])
+            rows = queryset.page(after=position[1:] if position else None, reverse=reverse,
+                                 limit=page_size + 1)
+        else:
+            rows = self._fetch_queryset(queryset, position, page_size)
+            reverse = bool(position and position[0])
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        if reverse:
+            rows.reverse()
+        return rows, more
+
+    def _fetch_queryset(self, queryset: QuerySet[Any],
+                        position: tuple[bool, datetime, uuid.UUID] | None,
+                        page_size: int) -> list[Any]:
         reverse = False
         if position is not None:
             reverse, created_at, ident = position
@@ -85,12 +105,7 @@ class KeysetCursorPagination(CursorPagination):
                 " < (%s, %s)", params, output_field=BooleanField(),
             ))
         order = ("created_at", "id") if reverse else ("-created_at", "-id")
-        rows = list(queryset.order_by(*order)[: page_size + 1])
-        more = len(rows) > page_size
-        rows = rows[:page_size]
-        if reverse:
-            rows.reverse()
-        return rows, more
+        return list(queryset.order_by(*order)[: page_size + 1])
 
     def _link(self, reverse: bool, row: Any) -> str:
         url = remove_query_param(str(self.base_url), self.cursor_query_param)
