@@ -229,7 +229,8 @@ def cpu_report(bench: Bench, stack: Stack, start: CpuSnapshot, end: CpuSnapshot,
                                      "sandbox": bench.sandbox.proc.pid if bench.sandbox.proc else None}
     groups.update(extra_groups or {})
     seconds = cpu_breakdown(start, end, groups, {"bench_process": os.getpid()},
-                            db_name=bench.targets.db_name, postmaster=bench.postmaster_pid)
+                            db_name=bench.targets.db_name, postmaster=bench.postmaster_pid,
+                            redis_url=bench.targets.redis_url)
     seconds.update(extra_cpu or {})
     worker_names = [e.name for e in stack.entries if e.kind == "worker"]
     beat_names = [e.name for e in stack.entries if e.kind == "beat"]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -242,11 +243,13 @@ def cpu_breakdown(
     *,
     db_name: str = "",
     postmaster: int | None = None,
+    redis_url: str | None = None,
 ) -> dict[str, Any]:
     """CPU seconds spent between two snapshots by each process tree in `groups` (name → root
     pid), by each single process in `singles`, by the PostgreSQL backends (and their server)
-    serving database `db_name`, by all `redis-server` processes of the machine (the Redis
-    server is shared), and by the machine as a whole (busy, and capacity = cores * wall).
+    serving database `db_name` (of the server of `postmaster` when given), by the Redis server
+    of `redis_url` (every `redis-server` of the machine without it), and by the machine as a
+    whole (busy, and capacity = cores * wall).
     `other_processes` is the rest of the machine's process time (other jobs), `other_top` the
     biggest of those still running, by command name. Processes that ended in between are not
     seen individually."""
@@ -268,17 +271,21 @@ def cpu_breakdown(
         ours.add(pid)
         out[name] = round(used({pid}), 2)
     marker = f" {db_name} "
-    postgres = {p for p, proc in end.table.items()
-                if proc.comm == "postgres" and (marker in proc.title or "postgres: " not in proc.title)}
     if postmaster is not None and postmaster in end.table:
-        # The bench database's server: its postmaster, its background processes (WAL writer,
-        # checkpointer, autovacuum …: no client address in their title) and the backends
-        # serving the bench database (not those of other databases on the same server).
-        for pid in _descendants(end.table, postmaster):
-            title = end.table[pid].title
-            if pid == postmaster or marker in title or not _is_client_backend(title):
-                postgres.add(pid)
-    redis_server = {p for p, proc in end.table.items() if proc.comm == "redis-server"}
+        # The bench database's server only: its postmaster, its background processes (WAL
+        # writer, checkpointer, autovacuum …: no client address in their title) and the
+        # backends serving the bench database (not those of other databases on the same
+        # server, nor other servers' processes: another checkout's bench on this machine).
+        postgres = {pid for pid in _descendants(end.table, postmaster)
+                    if pid == postmaster or marker in end.table[pid].title
+                    or not _is_client_backend(end.table[pid].title)}
+    else:
+        postgres = {p for p, proc in end.table.items() if proc.comm == "postgres"
+                    and (marker in proc.title or "postgres: " not in proc.title)}
+    # The bench's Redis server when its port is known (its title names it), else every one.
+    port = f":{urlsplit(redis_url).port or 6379}" if redis_url else ""
+    redis_server = {p for p, proc in end.table.items()
+                    if proc.comm == "redis-server" and port in proc.title}
     ours |= postgres | redis_server
     out["postgres_bench_db"] = round(used(postgres), 2)
     out["redis_server"] = round(used(redis_server), 2)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import redis
-from django.conf import settings
 from django.utils import timezone
 
 from apps.core.tasks import publications_publish
