@@ -13,8 +13,10 @@ A worker takes its queues strictly in the order `-Q` names them (`queue_order_st
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+import click
+from celery import Celery, bootsteps
 from celery.signals import beat_init, task_postrun, worker_process_init
 from kombu import Queue as KombuQueue
 
@@ -87,6 +89,25 @@ app.conf.beat_schedule = {
                     "expires": settings.INBOX_RETENTION_INTERVAL_SECONDS},
     },
 }
+
+
+class _Nice(bootsteps.Step):
+    """`celery worker --nice N`: the worker (its pool processes are forked after this step and
+    inherit it) runs N steps nicer (os.nice). The Procfile gives the bulk and webhook workers
+    5: when the machine's cores are saturated (a burst of sends), the API and the priority
+    worker get about three times their CPU share, so accepting stays fast and bulk deliveries
+    queue behind the burst instead (docs/operations.md "Processes")."""
+
+    def __init__(self, parent: Any, nice: int = 0, **options: Any) -> None:
+        super().__init__(parent, **options)
+        if nice:
+            os.nice(nice)
+
+
+app.user_options["worker"].add(click.Option(
+    ("--nice",), type=int, default=0, show_default=True,
+    help="Run the worker and its pool this many steps nicer (os.nice)."))
+app.steps["worker"].add(_Nice)
 
 
 @task_postrun.connect(weak=False)
