@@ -46,7 +46,7 @@ def test_the_preference_center_saves_a_change_that_the_next_send_honours(
     screenshot(page, "preference-center", full_page=True)
 
     # When they turn marketing off and set quiet hours, by keyboard and labels alone
-    page.get_by_role("checkbox", name="Marketing").uncheck()
+    page.get_by_role("checkbox", name="News and offers").uncheck()
     # (a window that does not hold the update sent below: it starts in two hours in Paris)
     paris_now = datetime.now(ZoneInfo("Europe/Paris"))
     page.get_by_label("Use quiet hours").check()
@@ -58,7 +58,7 @@ def test_the_preference_center_saves_a_change_that_the_next_send_honours(
     status = page.get_by_role("status")
     status.wait_for()
     assert status.inner_text() == "Your preferences were saved."
-    assert not page.get_by_role("checkbox", name="Marketing").is_checked()
+    assert not page.get_by_role("checkbox", name="News and offers").is_checked()
     sources = set(ConsentRecord.objects.filter(recipient=ada).values_list("source", flat=True))
     assert sources == {"preference_center"}
 
@@ -84,7 +84,7 @@ def test_the_page_is_french_for_a_french_recipient(page: Any, live_server: Any) 
     page.goto(f"{live_server.url}{urlsplit(preference_center_url(tenant.pk, marie.pk)).path}")
     assert page.locator("html").get_attribute("lang") == "fr"
     assert page.get_by_role("heading", name="Préférences de notification").is_visible()
-    page.get_by_role("checkbox", name="Marketing").uncheck()
+    page.get_by_role("checkbox", name="Actualités et offres").uncheck()
     page.get_by_role("button", name="Enregistrer les préférences").click()
     assert page.get_by_role("status").inner_text() == "Vos préférences ont été enregistrées."
     screenshot(page, "preference-center-fr", full_page=True)
