@@ -171,7 +171,9 @@ class _Proc:
     ppid: int
     comm: str
     cpu: float  # user + system seconds
-    title: str = ""  # PostgreSQL backends only: "postgres: user dbname host(port) state"
+    # PostgreSQL and Redis servers only: "postgres: user dbname host(port) state",
+    # "/usr/bin/redis-server 127.0.0.1:63799"
+    title: str = ""
 
 
 def _proc_table() -> dict[int, _Proc]:
@@ -188,7 +190,7 @@ def _proc_table() -> dict[int, _Proc]:
         fields = rest.split()
         # fields[0] is state (field 3 of stat), so utime/stime (14/15) are fields[11]/[12].
         title = ""
-        if comm == "postgres":
+        if comm in ("postgres", "redis-server"):
             with contextlib.suppress(OSError):
                 title = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
                     "utf-8", "replace")
@@ -285,7 +287,8 @@ def cpu_breakdown(
     # The bench's Redis server when its port is known (its title names it), else every one.
     port = f":{urlsplit(redis_url).port or 6379}" if redis_url else ""
     redis_server = {p for p, proc in end.table.items()
-                    if proc.comm == "redis-server" and port in proc.title}
+                    if proc.comm == "redis-server"
+                    and any(word.endswith(port) for word in proc.title.split() or [""])}
     ours |= postgres | redis_server
     out["postgres_bench_db"] = round(used(postgres), 2)
     out["redis_server"] = round(used(redis_server), 2)

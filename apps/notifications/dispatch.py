@@ -559,7 +559,7 @@ def _send(provider: Provider, message: OutboundMessage) -> tuple[SendResult, str
 
 def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
                      chunk_gate: gate.ChunkGate | None = None,
-                     prepaid: gate.Prepaid | None = None) -> Attempt:
+                     prepaid: gate.Prepaid | None = None, urgent: bool = False) -> Attempt:
     """One attempt: the first provider whose breaker and rate limit admit it sends.
 
     Providers whose breaker is open are skipped (failover down the channel's list), and so is
@@ -568,7 +568,8 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
     deferred by the shortest wait they gave, without spending it (so is one whose next
     provider could not be reached either): while every provider of the channel is
     unreachable, deliveries wait. With a `chunk_gate`, a provider that has a
-    lane in it admits from the tokens the chunk took."""
+    lane in it admits from the tokens the chunk took. `urgent` (critical, high) asks the
+    providers' urgent lanes (gate.py)."""
     cost = max(len(message.tokens), 1)
     waits: list[tuple[float, str]] = []
     skipped: list[str] = []
@@ -581,7 +582,7 @@ def attempt_delivery(message: OutboundMessage, providers: Sequence[Provider],
             result, traceparent = _send(provider, message)
             open_for = lane.report(result)
         else:
-            admission = gate.admit(provider, cost, prepaid)
+            admission = gate.admit(provider, cost, prepaid, urgent=urgent)
             if not admission.allowed:
                 if admission.reason == "rate_limited":
                     # Back-pressure: wait for this provider's capacity, do not spill over.
@@ -814,7 +815,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
         call per provider): deferred once, behind every worker's work already waiting, and
         spending the booking when they come back instead of asking (and being deferred) again."""
         out: dict[str, tuple[float, str, int]] = {}
-        limited: dict[str, list[tuple[Delivery, Attempt, int]]] = defaultdict(list)
+        limited: dict[tuple[str, bool], list[tuple[Delivery, Attempt, int]]] = defaultdict(list)
         providers: dict[str, Provider] = {}
         for delivery, attempt in batch:
             if attempt.result is not None:
@@ -823,13 +824,14 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
             if attempt.defer_reason == "rate_limited" and attempt.defer_provider is not None:
                 name = gate.account_name(attempt.defer_provider)
                 providers[name] = attempt.defer_provider
-                limited[name].append((delivery, attempt, cost))
+                limited[name, gate.is_urgent(delivery.priority)].append((delivery, attempt, cost))
             else:
                 # An open breaker: spread the comeback a little (10 %) so chunks deferred
                 # together do not all ask again in the same instant.
                 out[str(delivery.id)] = (attempt.defer_seconds * random.uniform(1.0, 1.1), "", cost)
-        for name, items in limited.items():
-            booking = gate.reserve(providers[name], sum(cost for _, _, cost in items))
+        for (name, urgent), items in limited.items():
+            booking = gate.reserve(providers[name], sum(cost for _, _, cost in items),
+                                   urgent=urgent)
             position = 0
             for delivery, attempt, cost in items:
                 position += cost
@@ -1001,10 +1003,12 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
                         for (delivery, _), result in zip(stored, results, strict=True)])
 
     # The gates are asked once for the chunk (one breaker read and one token take per
-    # provider account), not for every message.
+    # provider account), not for every message. A chunk of critical or high sends asks the
+    # urgent lanes (one priority per chunk; a mixed one counts as bulk).
+    urgent = bool(work) and all(gate.is_urgent(d.priority) for d, _, _ in work)
     chunk_gate = gate.ChunkGate(((providers, max(len(message.tokens), 1))
                                  for _, message, providers in work),
-                                prepaid_pool) if len(work) > 1 else None
+                                prepaid_pool, urgent=urgent) if len(work) > 1 else None
     if work:
         # A long-lived pool per worker process: its threads keep their provider sessions
         # (and OAuth tokens) from task to task. A single send goes through it too, so this
@@ -1013,7 +1017,7 @@ def _dispatch(delivery_ids: Sequence[str], prepaid: dict[str, int] | None = None
         futures: dict[Future[Attempt], Delivery] = {
             # In the task's context: the sender thread's log lines carry its request id.
             pool.submit(contextvars.copy_context().run, attempt_delivery, message, providers,
-                        chunk_gate, prepaid_pool): delivery
+                        chunk_gate, prepaid_pool, urgent): delivery
             for delivery, message, providers in work
         }
         # Recorded in this thread as calls return: everything that finished while the previous

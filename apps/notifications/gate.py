@@ -4,6 +4,7 @@ shared by every worker through Redis. Dispatch asks before every provider call."
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -14,7 +15,7 @@ from django.conf import settings
 
 from .providers.base import Provider, SendResult
 from .resilience.breaker import CLOSED, OPEN, UNKNOWN, CircuitBreaker, Decision
-from .resilience.ratelimit import Booking, TokenBucket
+from .resilience.ratelimit import Booking, Grant, TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +32,75 @@ def breaker_for(name: str) -> CircuitBreaker:
     return CircuitBreaker.from_settings(name)  # it logs its own state changes
 
 
+# Priorities whose sends never wait behind a bulk backlog's bookings: with
+# PROVIDER_URGENT_SHARE > 0 each provider account's rate is split into two buckets, "bulk"
+# (normal, low: 1 - share of the rate) and "urgent" (critical, high: the share, and whatever
+# the bulk bucket has spare). A backlog that drains at the provider's limit books the bulk
+# bucket minutes ahead; without the split a critical send would be deferred behind those
+# bookings. The sum of both buckets' rates is the account's limit, so it is never exceeded.
+URGENT_PRIORITIES = frozenset({"critical", "high"})
+
+
+def is_urgent(priority: str) -> bool:
+    return priority in URGENT_PRIORITIES
+
+
+def _urgent_share() -> float:
+    share = float(getattr(settings, "PROVIDER_URGENT_SHARE", 0.0) or 0.0)
+    return share if 0.0 < share < 1.0 else 0.0
+
+
+class UrgentBucket:
+    """The urgent lane of a provider account: its own bucket first, then whole tokens the
+    bulk bucket has spare now (never the bulk bucket's bookings: when a backlog has booked
+    it ahead, it has none). Deferred urgent work books on its own bucket."""
+
+    def __init__(self, own: TokenBucket, spare: TokenBucket) -> None:
+        self.own, self.spare = own, spare
+        self.rate_per_second = own.rate_per_second + spare.rate_per_second
+
+    def acquire(self, n: int = 1) -> Grant:
+        grant = self.own.acquire(n)
+        if grant.complete:
+            return grant
+        more = self.spare.acquire(n - grant.granted)
+        granted = grant.granted + more.granted
+        return Grant(granted, n, 0.0 if granted >= n else grant.wait_seconds,
+                     grant.fail_open or more.fail_open)
+
+    def acquire_all_or_nothing(self, n: int) -> Grant:
+        grant = self.own.acquire_all_or_nothing(n) if n <= self.own.burst else None
+        if grant is not None and grant.complete:
+            return grant
+        if n <= self.spare.burst:
+            more = self.spare.acquire_all_or_nothing(n)
+            if more.complete or grant is None:
+                return more
+        assert grant is not None
+        return grant
+
+    def reserve(self, n: int, max_wait_seconds: float = 300.0) -> Booking:
+        return self.own.reserve(n, max_wait_seconds)
+
+
 @cache
-def bucket_for(name: str) -> TokenBucket:
-    return TokenBucket.from_settings(name)
+def bucket_for(name: str, urgent: bool = False) -> TokenBucket | UrgentBucket:
+    """The bucket a send of this provider account takes its tokens from: with an urgent
+    share, the bulk bucket (normal, low) or the urgent lane (critical, high); without, the
+    account's one bucket."""
+    share = _urgent_share()
+    if not share:
+        return TokenBucket.from_settings(name)
+    whole = TokenBucket.from_settings(name)
+    bulk = TokenBucket.from_settings(
+        name, rate_per_second=whole.rate_per_second * (1 - share),
+        burst=max(1, math.floor(whole.burst * (1 - share))))
+    if not urgent:
+        return bulk
+    own = TokenBucket.from_settings(
+        name, rate_per_second=whole.rate_per_second * share,
+        burst=max(1, math.ceil(whole.burst * share)), key_prefix="notifyhub:rl:urgent")
+    return UrgentBucket(own, bulk)
 
 
 @dataclass(frozen=True)
@@ -67,9 +134,11 @@ class Prepaid:
             return taken
 
 
-def admit(provider: Provider, cost: int = 1, prepaid: Prepaid | None = None) -> Admission:
+def admit(provider: Provider, cost: int = 1, prepaid: Prepaid | None = None, *,
+          urgent: bool = False) -> Admission:
     """May we call this provider now for `cost` messages? Never blocks or sleeps. Tokens the
-    work booked before its deferral (`prepaid`) are spent before the bucket is asked."""
+    work booked before its deferral (`prepaid`) are spent before the bucket is asked; `urgent`
+    (a critical or high send) asks the urgent lane."""
     if not settings.PROVIDER_GATES_ENABLED:
         return Admission(True)
     name = account_name(provider)
@@ -79,7 +148,7 @@ def admit(provider: Provider, cost: int = 1, prepaid: Prepaid | None = None) -> 
         return Admission(False, decision, decision.retry_after or 1.0, "circuit_open")
     if prepaid is not None and prepaid.take(name, cost):
         return Admission(True, decision)
-    grant = bucket_for(name).acquire_all_or_nothing(cost)
+    grant = bucket_for(name, urgent).acquire_all_or_nothing(cost)
     if not grant.complete:
         if decision.is_probe:
             breaker.release(decision)  # no call made: the probe slot goes to the next caller
@@ -87,10 +156,11 @@ def admit(provider: Provider, cost: int = 1, prepaid: Prepaid | None = None) -> 
     return Admission(True, decision)
 
 
-def reserve(provider: Provider, count: int) -> Booking:
+def reserve(provider: Provider, count: int, *, urgent: bool = False) -> Booking:
     """Books `count` of this provider's tokens ahead for work deferred until they are
-    produced (at most RETRY_MAX_SECONDS ahead): see `TokenBucket.reserve`."""
-    bucket = bucket_for(account_name(provider))
+    produced (at most RETRY_MAX_SECONDS ahead): see `TokenBucket.reserve`. Urgent work books
+    on the urgent lane, behind other urgent work only."""
+    bucket = bucket_for(account_name(provider), urgent)
     if not settings.PROVIDER_GATES_ENABLED:
         return Booking(0, count, 0.0, bucket.rate_per_second, fail_open=True)
     return bucket.reserve(count, float(settings.RETRY_MAX_SECONDS))
@@ -164,7 +234,7 @@ class ChunkGate:
     admitted one by one as before."""
 
     def __init__(self, demands: Iterable[tuple[Sequence[Provider], int]],
-                 prepaid: Prepaid | None = None) -> None:
+                 prepaid: Prepaid | None = None, *, urgent: bool = False) -> None:
         self.lanes: dict[str, Lane] = {}
         if not settings.PROVIDER_GATES_ENABLED:
             return
@@ -181,7 +251,7 @@ class ChunkGate:
             if booked == count:
                 self.lanes[name] = Lane(chosen[name], booked, 0.0)
                 continue
-            grant = bucket_for(name).acquire(count - booked)
+            grant = bucket_for(name, urgent).acquire(count - booked)
             self.lanes[name] = Lane(chosen[name], booked + grant.granted, grant.wait_seconds)
 
     @staticmethod

@@ -320,6 +320,11 @@ PROVIDER_GATES_ENABLED = env_bool("PROVIDER_GATES_ENABLED", True)
 # overrides one). Entries here override both, per provider or provider account ("twilio_sms",
 # "twilio_sms:default"); a dict allows "burst" too.
 PROVIDER_RATE_LIMITS: dict[str, float | dict[str, float]] = {}
+# The share of each provider account's rate kept for critical and high sends (apps/notifications/
+# gate.py): normal and low get the rest, critical and high their share plus whatever normal and
+# low leave spare, so an urgent send never waits behind a backlog's booked tokens. 0 = one
+# bucket for every priority.
+PROVIDER_URGENT_SHARE = env_float("PROVIDER_URGENT_SHARE", 0.1)
 CIRCUIT_BREAKER = {
     "window_seconds": env_float("BREAKER_WINDOW_SECONDS", 30),
     "min_requests": env_int("BREAKER_MIN_REQUESTS", 20),
