@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
@@ -19,6 +18,7 @@ from django.db import models
 
 from apps.audit.context import current_context
 from apps.clients.models import Client
+from apps.core import ids
 from apps.core.crypto import encrypt
 from apps.core.queues import Priority
 from apps.core.tasks import task_publish
@@ -40,7 +40,7 @@ class JobBuilder:
     """Collects an accept's validated items and writes them as a job with its slices."""
 
     def __init__(self, *, client: Client, is_test: bool, now: datetime) -> None:
-        self.id = uuid.uuid4()
+        self.id = ids.uuid4()
         self.client_id = client.id
         self.is_test = is_test
         self.now = now

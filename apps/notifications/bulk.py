@@ -37,6 +37,7 @@ from apps.audit.context import current_context
 from apps.audit.models import AuditLog
 from apps.audit.services import Entry
 from apps.clients.models import Client, key_mode
+from apps.core import ids
 from apps.core.crypto import encrypt, pii_batch
 from apps.core.db.rows import model_columns, unsaved
 from apps.core.encrypted_fields import EncryptedMixin, PIIHashField
@@ -676,7 +677,7 @@ class DeliveryRows:
         status = (DeliveryStatus.SCHEDULED.value if due_at is not None
                   else DeliveryStatus.PENDING.value)
         for channel in plan.channels:
-            delivery_id = uuid.uuid4()
+            delivery_id = ids.uuid4()
             created = stamp()
             self.rows.append({
                 "id": delivery_id, "notification_id": plan.notification_id,

@@ -7,6 +7,7 @@ the ORM query each time (~0.3-0.5 ms per query on the send path)."""
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,8 @@ from django.db import DEFAULT_DB_ALIAS, connection, models
 from django.db.models import signals
 from django.db.models.base import ModelState
 from django.db.models.fields import AutoFieldMixin
+
+from apps.core import ids
 
 
 class ModelColumns:
@@ -89,7 +92,8 @@ def _defaults(model: type[models.Model]) -> tuple[dict[str, Any], list[tuple[str
         if isinstance(f, AutoFieldMixin):
             continue
         if f.has_default() and callable(f.default):
-            computed.append((f.attname, f.get_default))
+            # uuid.uuid4 (every primary key): the same ids, built without UUID.__init__.
+            computed.append((f.attname, ids.uuid4 if f.default is uuid.uuid4 else f.get_default))
             continue
         value = f.get_default()
         if isinstance(value, list | dict | set):

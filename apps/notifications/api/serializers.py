@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
@@ -498,6 +499,15 @@ def _text(value: Any, max_length: int) -> str:
 def _json_object(value: Any, max_bytes: int) -> dict[str, Any]:
     if type(value) is not dict or has_nul(value):
         raise _Slow
+    # The limit is on json.dumps's text (BoundedJSONObjectField). Each byte of orjson's compact
+    # UTF-8 text is at most 6 characters of it (a control character as \u0001; a separator
+    # with its space, 2), so an object within a sixth of the limit by orjson is within it:
+    # most items, ~10x cheaper. The rest (or what orjson cannot write) are measured exactly.
+    try:
+        if 6 * len(orjson.dumps(value)) <= max_bytes:
+            return value
+    except (TypeError, orjson.JSONEncodeError):
+        pass
     if len(json.dumps(value, default=str)) > max_bytes:
         raise _Slow
     return value

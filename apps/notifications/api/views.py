@@ -19,6 +19,7 @@ from apps.clients.models import Scope
 from apps.clients.quotas import delivery_quota
 from apps.clients.scopes import ScopeMap
 from apps.core.exceptions import error_body
+from apps.core.gcpause import paused_for_large_bodies
 from apps.core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotency_key_for, idempotent
 from apps.core.renderers import FastJSONRenderer
 
@@ -154,6 +155,7 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
             400, 409, 413, 422, 429, examples={409: ["idempotency_key_in_flight"]})},
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
     )
+    @paused_for_large_bodies
     @idempotent
     def post(self, request: Request) -> Response:
         """Send a template to recipients on one or more channels. 202 once committed."""
@@ -277,6 +279,8 @@ class NotificationDeliveriesApi(APIView):
 
 
 class NotificationBulkApi(LimitHeadersMixin, APIView):
+    # 50,000 items' ids in the 202: orjson writes them ~8x faster (the same bytes).
+    renderer_classes = READ_RENDERERS
     required_scopes: ScopeMap = {"POST": Scope.SEND}
 
     @extend_schema(
@@ -287,6 +291,7 @@ class NotificationBulkApi(LimitHeadersMixin, APIView):
                       422: ["bulk_unknown_template", "idempotency_key_reused"]})},
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
     )
+    @paused_for_large_bodies
     @idempotent
     def post(self, request: Request) -> Response:
         """Send up to 50,000 notifications at once: every item is a send body. All or
