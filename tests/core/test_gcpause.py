@@ -6,6 +6,8 @@ import gc
 import threading
 from typing import Any
 
+import pytest
+
 from apps.core.gcpause import LARGE_BODY_BYTES, gc_paused, paused_for_large_bodies
 
 
@@ -69,8 +71,6 @@ def test_the_collector_resumes_when_the_handler_raises() -> None:
     def handler(view: Any, request: Any) -> None:
         raise RuntimeError("boom")
 
-    try:
+    with pytest.raises(RuntimeError):
         handler(None, _Request(str(10 * LARGE_BODY_BYTES)))
-    except RuntimeError:
-        pass
     assert gc.isenabled()
