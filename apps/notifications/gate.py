@@ -13,6 +13,8 @@ from functools import cache
 
 from django.conf import settings
 
+from apps.core.queues import Priority
+
 from .providers.base import Provider, SendResult
 from .resilience.breaker import CLOSED, OPEN, UNKNOWN, CircuitBreaker, Decision
 from .resilience.ratelimit import Booking, Grant, TokenBucket
@@ -38,7 +40,7 @@ def breaker_for(name: str) -> CircuitBreaker:
 # the bulk bucket has spare). A backlog that drains at the provider's limit books the bulk
 # bucket minutes ahead; without the split a critical send would be deferred behind those
 # bookings. The sum of both buckets' rates is the account's limit, so it is never exceeded.
-URGENT_PRIORITIES = frozenset({"critical", "high"})
+URGENT_PRIORITIES = frozenset({Priority.CRITICAL, Priority.HIGH})
 
 
 def is_urgent(priority: str) -> bool:
@@ -69,15 +71,18 @@ class UrgentBucket:
                      grant.fail_open or more.fail_open)
 
     def acquire_all_or_nothing(self, n: int) -> Grant:
-        grant = self.own.acquire_all_or_nothing(n) if n <= self.own.burst else None
-        if grant is not None and grant.complete:
-            return grant
-        if n <= self.spare.burst:
-            more = self.spare.acquire_all_or_nothing(n)
-            if more.complete or grant is None:
-                return more
-        assert grant is not None
-        return grant
+        """Its own bucket, else the bulk bucket's spare tokens; when neither has `n`, the wait
+        of the first that could ever hold them."""
+        refused: Grant | None = None
+        for bucket in (self.own, self.spare):
+            if n <= bucket.burst:
+                grant = bucket.acquire_all_or_nothing(n)
+                if grant.complete:
+                    return grant
+                refused = refused or grant
+        if refused is None:
+            raise ValueError(f"n={n} exceeds both bursts; it could never be granted")
+        return refused
 
     def reserve(self, n: int, max_wait_seconds: float = 300.0) -> Booking:
         return self.own.reserve(n, max_wait_seconds)
@@ -89,17 +94,18 @@ def bucket_for(name: str, urgent: bool = False) -> TokenBucket | UrgentBucket:
     share, the bulk bucket (normal, low) or the urgent lane (critical, high); without, the
     account's one bucket."""
     share = _urgent_share()
-    if not share:
-        return TokenBucket.from_settings(name)
     whole = TokenBucket.from_settings(name)
-    bulk = TokenBucket.from_settings(
-        name, rate_per_second=whole.rate_per_second * (1 - share),
-        burst=max(1, math.floor(whole.burst * (1 - share))))
+    if not share:
+        return whole
     if not urgent:
-        return bulk
+        return TokenBucket.from_settings(
+            name, rate_per_second=whole.rate_per_second * (1 - share),
+            burst=max(1, math.floor(whole.burst * (1 - share))))
     own = TokenBucket.from_settings(
         name, rate_per_second=whole.rate_per_second * share,
         burst=max(1, math.ceil(whole.burst * share)), key_prefix="notifyhub:rl:urgent")
+    bulk = bucket_for(name)
+    assert isinstance(bulk, TokenBucket)
     return UrgentBucket(own, bulk)
 
 
