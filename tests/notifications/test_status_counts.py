@@ -169,3 +169,44 @@ def test_a_refresh_is_one_locking_read_and_one_write(client_tenant: Any) -> None
     # (BEGIN/COMMIT, or a savepoint inside the test's transaction, around them)
     assert [s for s in statements if s not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")] == [
         "SELECT", "WITH"]
+
+
+def test_a_large_notifications_status_probe_reads_index_entries_not_its_deliveries(
+    client_tenant: Any,
+) -> None:
+    """The refresh of a large send in flight probes the statuses on the (notification, status)
+    index, also before PostgreSQL's statistics know the send: as they would be in production,
+    they say most notifications have one delivery. Filtering the send's deliveries instead
+    read every one of them 11 times per refresh, under the notification's row lock."""
+    from django.db import connection
+
+    small = send_to(client_tenant, 1)
+    large = send_to(client_tenant, 1)
+    with connection.cursor() as cursor:
+        # 3,000 more one-delivery notifications, then the statistics.
+        cursor.execute(
+            """WITH n AS (
+                   INSERT INTO notifications_notification
+                   SELECT (jsonb_populate_record(n, jsonb_build_object(
+                       'id', gen_random_uuid(), 'idempotency_key', NULL))).*
+                   FROM notifications_notification n, generate_series(1, 3000) WHERE n.id = %s
+                   RETURNING id)
+               INSERT INTO notifications_delivery
+               SELECT (jsonb_populate_record(d, jsonb_build_object(
+                   'id', gen_random_uuid(), 'notification_id', n.id))).*
+               FROM notifications_delivery d, n WHERE d.notification_id = %s""",
+            [small.id, small.id])
+        cursor.execute("ANALYZE notifications_delivery")
+        # The large send's other 5,000 deliveries arrive after that.
+        cursor.execute(
+            """INSERT INTO notifications_delivery
+               SELECT (jsonb_populate_record(d, jsonb_build_object('id', gen_random_uuid()))).*
+               FROM notifications_delivery d, generate_series(1, 5000)
+               WHERE d.notification_id = %s""", [large.id])
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + status_module.PRESENT_SQL,
+                       [[str(large.id)], status_module.ALL_STATUSES])
+        plan = cursor.fetchone()[0]
+        cursor.execute(status_module.PRESENT_SQL, [[str(large.id)], status_module.ALL_STATUSES])
+        assert cursor.fetchall() == [(str(large.id), "pending")]
+    # 11 index descents read a few dozen pages; filtering the deliveries reads ~11 x 5,001.
+    assert plan[0]["Plan"]["Shared Hit Blocks"] + plan[0]["Plan"]["Shared Read Blocks"] < 1000
