@@ -33,6 +33,7 @@ from django.utils import timezone
 from apps.clients.models import Client
 from apps.core import tracing
 from apps.core.correlation import current_request_id
+from apps.core.db.plans import planned_per_run
 from apps.core.db.rows import model_columns
 from apps.core.logging import redact_pii
 from apps.core.tasks import Publication, publications_publish, publications_publish_on_commit
@@ -403,7 +404,7 @@ def _write_many(rows: Sequence[dict[str, Any]], now: datetime) -> list[Publicati
     """Writes a batch of outcome rows (one statement). Returns what must be published once it
     is committed: the client webhooks it wrote to the outbox (`records_webhook_events`)."""
     if rows:
-        with connection.cursor() as cursor:
+        with connection.cursor() as cursor, planned_per_run():
             cursor.execute(_RECORD_SQL, {"rows": json.dumps(list(rows), default=str), "now": now})
     return []
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from psycopg import errors as pg_errors
 
 from apps.core import tracing
+from apps.core.db.plans import planned_per_run
 from apps.core.logging import redact_pii, request_id_var
 from apps.core.tasks import publications_publish_on_commit
 from apps.webhooks.outbound.outbox import webhook_receipts_record
@@ -167,7 +168,9 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
             by_message.setdefault(e.provider, set()).add(e.provider_message_id)
     query = Q(id__any=ids)
     for provider, message_ids in by_message.items():
-        query |= Q(provider=provider, provider_message_id__any=message_ids)
+        # `__filled`: the partial index's condition, so that generic plans use it too.
+        query |= Q(provider=provider, provider_message_id__filled=True,
+                   provider_message_id__any=message_ids)
     # Locked in id order (as dispatch's outcome write does), FOR NO KEY UPDATE (event rows
     # inserted meanwhile by a worker only need a key-share lock, which this does not block).
     # The (encrypted) address is neither read nor decrypted: whether it is blank (the
@@ -179,17 +182,22 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     )
     if test_only:
         candidates = candidates.filter(is_test=True)
-    deliveries = {str(d.id): d for d in candidates.order_by("id")}
+    with planned_per_run():  # a batch: planned for its own ids (apps/core/db/plans.py)
+        deliveries = {str(d.id): d for d in candidates.order_by("id")}
     by_msg_id = {(d.provider, d.provider_message_id): d for d in deliveries.values()}
 
     # Receipts already stored (same provider event id) are skipped: the same callback twice
     # changes nothing.
     seen_ids = [e.provider_event_id for e in events if e.provider_event_id]
-    seen = set(
-        DeliveryEvent.objects.filter(
-            provider__in={e.provider for e in events}, provider_event_id__any=seen_ids
-        ).values_list("provider_event_id", flat=True)
-    ) if seen_ids else set()
+    # `__filled` repeats the unique index's condition: without it a generic (prepared) plan
+    # cannot use that partial index and scans the whole event table (apps/core/db/lookups.py).
+    with planned_per_run():
+        seen = set(
+            DeliveryEvent.objects.filter(
+                provider__any=sorted({e.provider for e in events}), provider_event_id__filled=True,
+                provider_event_id__any=seen_ids,
+            ).order_by().values_list("provider_event_id", flat=True)
+        ) if seen_ids else set()
 
     now = timezone.now()
     new_events: list[DeliveryEvent] = []
@@ -367,7 +375,7 @@ def _insert_events(events: list[DeliveryEvent], now: datetime) -> None:
          "occurred_at": e.occurred_at.isoformat()}
         for e in events
     ]
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, planned_per_run():
         cursor.execute(_EVENTS_SQL, {"rows": json.dumps(payload, default=str), "now": now})
 
 
@@ -385,5 +393,5 @@ def _update_deliveries(rows: list[Delivery], now: datetime) -> None:
          "sent_at": d.sent_at.isoformat() if d.sent_at else None}
         for d in rows
     ]
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, planned_per_run():
         cursor.execute(_UPDATE_SQL, {"rows": json.dumps(payload), "now": now})

@@ -5,7 +5,13 @@ changes with the number of values: psycopg parses each new text again (client-si
 its parsed-text cache holds 128 texts of at most 500 parameters) and PostgreSQL plans it
 anew. A receipts callback of a few hundred events spent more CPU converting its two `IN`
 lists than applying the receipts. `__any` keeps one text whatever the count, and the index
-on the column is used as for `IN`. An empty list matches nothing."""
+on the column is used as for `IN`. An empty list matches nothing.
+
+`field__filled=True`: `field <> ''` with the empty string in the statement's text, not a
+parameter. A partial index `WHERE field <> ''` (Django's `condition=~Q(field="")`) is only
+used when the planner can prove its condition from the query's; with `~Q(field="")` the ''
+travels as a parameter, and once PostgreSQL caches a generic plan for a prepared statement
+(DB_PREPARE_THRESHOLD) it cannot, and scans the whole table instead."""
 
 from __future__ import annotations
 
@@ -28,3 +34,15 @@ class AnyOf(Lookup):  # type: ignore[type-arg]
         rhs, rhs_params = self.process_rhs(compiler, connection)
         db_type = self.lhs.output_field.db_type(connection)
         return f"{lhs} = ANY({rhs}::{db_type}[])", (*lhs_params, *rhs_params)
+
+
+@Field.register_lookup
+class Filled(Lookup):  # type: ignore[type-arg]
+    lookup_name = "filled"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
+        if self.rhs is not True:
+            raise ValueError("__filled takes True only")
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        return f"{lhs} <> ''", tuple(lhs_params)
