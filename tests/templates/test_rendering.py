@@ -270,3 +270,20 @@ def test_preview_names_every_missing_variable() -> None:
 def test_preview_gives_a_sample_recipient() -> None:
     version = _version(text_body="{{ recipient.id }} {{ recipient.locale }}")
     assert preview(version, {}, channels=["sms"])["sms"] == {"body": "preview-recipient en"}
+
+
+@pytest.mark.parametrize("value", [
+    "", "https://app.example.com/orders/1", "HTTP://x.test", "  https://x.test ", "/orders/1",
+    "/", "{{ url }}", " {{ url }}/x", "//evil.test", "/a\\b", "javascript:alert(1)", "   ",
+    "orders/1", "ftp://x.test", "000000", "\n/orders", "https:/x",
+])
+def test_the_schemas_action_url_pattern_is_the_services_rule(value: str) -> None:
+    """The OpenAPI schema's pattern for `in_app_action_url` accepts what the template service
+    accepts and nothing else (a schema-valid value is never refused with a 422)."""
+    import re
+
+    from apps.templates.api.serializers import ACTION_URL_PATTERN
+    from apps.templates.rendering import is_safe_action_url
+
+    expected = value == "" or is_safe_action_url(value, template=True)
+    assert bool(re.search(ACTION_URL_PATTERN, value)) == expected

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_serializer
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from apps.core.fields import BoundedJSONObjectField, StrictTypesMixin
@@ -21,6 +21,18 @@ def _text(max_length: int) -> serializers.CharField:
     # Bodies keep their whitespace (trailing newlines matter in text email and SMS).
     return serializers.CharField(required=False, allow_blank=True, max_length=max_length,
                                  trim_whitespace=False)
+
+
+# services._checked_in_app's rule for an action URL (rendering.is_safe_action_url: http(s), a
+# path on the page's own site, or a template starting with a variable), in the OpenAPI schema
+# only, so that clients and contract tests know it; the service still answers a bad one with
+# its own 422 `invalid_in_app_content`.
+ACTION_URL_PATTERN = r"^(\s*(\{\{[\s\S]*|[Hh][Tt][Tt][Pp][Ss]?://[\s\S]*|/([^/\\][^\\]*)?))?$"
+
+
+@extend_schema_field({"type": "string", "maxLength": 2_000, "pattern": ACTION_URL_PATTERN})
+class _ActionUrlField(serializers.CharField):
+    pass
 
 
 def _locale(**kwargs: Any) -> serializers.RegexField:
@@ -64,7 +76,8 @@ class VersionContentSerializer(StrictTypesMixin, serializers.Serializer):
     # In-app (docs/inbox.md): title and body fall back to push's, then the email's.
     in_app_title = _text(500)
     in_app_body = _text(10_000)
-    in_app_action_url = _text(2_000)
+    in_app_action_url = _ActionUrlField(required=False, allow_blank=True, max_length=2_000,
+                                        trim_whitespace=False)
     in_app_data = serializers.DictField(
         required=False, help_text="Any JSON object (4 KB at most); string values are templates.")
 
