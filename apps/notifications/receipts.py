@@ -136,6 +136,14 @@ def _send_traceparents(events: list[ProviderEvent]) -> list[str]:
 
 
 def _apply_in_transaction(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
+    # A receipt batch's statements join the batch to the deliveries and events: each is planned
+    # for this batch and the tables' current size, never from a cached generic plan
+    # (apps/core/db/plans.py).
+    with planned_per_run():
+        return _apply_attempts(events=events, test_only=test_only)
+
+
+def _apply_attempts(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     if connection.in_atomic_block:
         return _apply(events=events, test_only=test_only)
     for attempt in range(1, RECEIPT_ATTEMPTS + 1):
@@ -168,7 +176,7 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
             by_message.setdefault(e.provider, set()).add(e.provider_message_id)
     query = Q(id__any=ids)
     for provider, message_ids in by_message.items():
-        # `__filled`: the partial index's condition, so that generic plans use it too.
+        # `__filled`: the partial index's condition, however the statement is planned.
         query |= Q(provider=provider, provider_message_id__filled=True,
                    provider_message_id__any=message_ids)
     # Locked in id order (as dispatch's outcome write does), FOR NO KEY UPDATE (event rows
@@ -182,22 +190,20 @@ def _apply(*, events: list[ProviderEvent], test_only: bool) -> ReceiptReport:
     )
     if test_only:
         candidates = candidates.filter(is_test=True)
-    with planned_per_run():  # a batch: planned for its own ids (apps/core/db/plans.py)
-        deliveries = {str(d.id): d for d in candidates.order_by("id")}
+    deliveries = {str(d.id): d for d in candidates.order_by("id")}
     by_msg_id = {(d.provider, d.provider_message_id): d for d in deliveries.values()}
 
     # Receipts already stored (same provider event id) are skipped: the same callback twice
     # changes nothing.
     seen_ids = [e.provider_event_id for e in events if e.provider_event_id]
-    # `__filled` repeats the unique index's condition: without it a generic (prepared) plan
-    # cannot use that partial index and scans the whole event table (apps/core/db/lookups.py).
-    with planned_per_run():
-        seen = set(
-            DeliveryEvent.objects.filter(
-                provider__any=sorted({e.provider for e in events}), provider_event_id__filled=True,
-                provider_event_id__any=seen_ids,
-            ).order_by().values_list("provider_event_id", flat=True)
-        ) if seen_ids else set()
+    # `__filled` repeats the unique index's condition, so the index serves the check however
+    # the statement is planned (apps/core/db/lookups.py).
+    seen = set(
+        DeliveryEvent.objects.filter(
+            provider__any=sorted({e.provider for e in events}), provider_event_id__filled=True,
+            provider_event_id__any=seen_ids,
+        ).order_by().values_list("provider_event_id", flat=True)
+    ) if seen_ids else set()
 
     now = timezone.now()
     new_events: list[DeliveryEvent] = []
@@ -375,7 +381,7 @@ def _insert_events(events: list[DeliveryEvent], now: datetime) -> None:
          "occurred_at": e.occurred_at.isoformat()}
         for e in events
     ]
-    with connection.cursor() as cursor, planned_per_run():
+    with connection.cursor() as cursor:
         cursor.execute(_EVENTS_SQL, {"rows": json.dumps(payload, default=str), "now": now})
 
 
@@ -393,5 +399,5 @@ def _update_deliveries(rows: list[Delivery], now: datetime) -> None:
          "sent_at": d.sent_at.isoformat() if d.sent_at else None}
         for d in rows
     ]
-    with connection.cursor() as cursor, planned_per_run():
+    with connection.cursor() as cursor:
         cursor.execute(_UPDATE_SQL, {"rows": json.dumps(payload), "now": now})
