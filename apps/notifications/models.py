@@ -237,7 +237,9 @@ class DeliveryEvent(models.Model):
     """Append-only history of a delivery: every status change and provider receipt."""
 
     id = models.BigAutoField(primary_key=True)
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: event_delivery_order (delivery, id) serves every lookup by delivery.
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events",
+                                 db_index=False)
     status = models.CharField(max_length=20, choices=DeliveryStatus.choices)
     # What happened, in provider-neutral words: accepted, claimed, sent, delivered, bounced,
     # retry_scheduled, failed, requeued, processed (provider receipt), …

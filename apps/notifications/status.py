@@ -87,6 +87,10 @@ WHERE n.id = v.id
 
 # The aggregate and the update in one statement (under the row locks the refresh took
 # before): `status_from_present` in SQL, over the statuses the aggregate found.
+# `n.id = ANY(ids)` again in the update: the planner cannot know how many rows the aggregate
+# gives, and while the notifications table is small (a new service, the bench) it joined
+# them by a sequential scan of the whole table, a plan a prepared statement keeps as the
+# table grows.
 _ACTIVE_SQL = "ARRAY['pending', 'queued', 'sending', 'retrying']"
 _REFRESH_COUNTED_SQL = f"""
 WITH c AS (
@@ -124,7 +128,7 @@ SET status = v.status,
                         OR n.counts IS DISTINCT FROM v.counts
                       THEN v.now ELSE n.updated_at END
 FROM v
-WHERE n.id = v.id
+WHERE n.id = v.id AND n.id = ANY(%(ids)s::uuid[])
   AND (n.status IS DISTINCT FROM v.status OR n.counts IS DISTINCT FROM v.counts
        OR n.counts_stale OR n.counts_at IS NULL)
 """

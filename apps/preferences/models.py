@@ -57,7 +57,8 @@ class PreferenceProfile(models.Model):
     recipient = models.OneToOneField(
         Recipient, on_delete=models.CASCADE, primary_key=True, related_name="preference_profile"
     )
-    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: prefprofile_client_updated (client, updated_at) serves it.
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+", db_index=False)
     channels = models.JSONField(default=dict, blank=True)
     categories = models.JSONField(default=dict, blank=True)
     quiet_hours_start = models.TimeField(null=True, blank=True)
