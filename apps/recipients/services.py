@@ -79,10 +79,14 @@ def _existing(client: Client, external_ids: list[str], *, deferred: list[str]
     """The client's stored recipients among `external_ids` (the `deferred` addresses not read
     nor decrypted): one plain statement, built once per deferred set."""
     columns = model_columns(Recipient, "r", all_but(Recipient, deferred))
+    # One id (a single send) is looked up by equality: a prepared `= ANY(…)` planned while the
+    # table had no statistics (a new database) kept reading every recipient of the client
+    # through the index's first column and filtering on the id; a full key of the unique
+    # index is one row in any plan.
+    match, value = ("= %s", external_ids[0]) if len(external_ids) == 1 else ("= ANY(%s)", external_ids)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {columns.sql} FROM {Recipient._meta.db_table} r "
-                       "WHERE r.client_id = %s AND r.external_id = ANY(%s)",
-                       [client.pk, external_ids])
+                       f"WHERE r.client_id = %s AND r.external_id {match}", [client.pk, value])
         rows = cursor.fetchall()
     found = (columns.instance(row) for row in rows)
     return {r.external_id: r for r in found}
