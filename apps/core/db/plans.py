@@ -10,6 +10,12 @@ database, the first minute of a large send) the generic plan is a sequential sca
 join, and the connection keeps it while the table grows to 50,000 rows and more: ~5 ms per
 write of a few rows in the bench's 50,000-recipient sends (docs/operations.md, "Seventh round
 of issue 8's work"). Planning such a statement costs a fraction of a millisecond per batch.
+
+Planned per run is not enough on its own: PostgreSQL estimates any `jsonb_to_recordset(…)` at
+100 rows, so a write of three outcomes against a table of a few thousand rows still looked
+cheaper as a hash join over a sequential scan. Such statements also say `d.id = ANY(ids)` with
+the batch's ids as an array, whose length the planner sees (docs/operations.md, "Eighth round
+of issue 8's work").
 """
 
 from __future__ import annotations
