@@ -1,5 +1,6 @@
 """`python -m bench.micro N [--profile FILE] [--cprofile] [--queries]`: the API's own CPU cost
-(`--bulk N`: of one N-item bulk request; `--reads`: of the read endpoints) of one
+(`--bulk N`: of one N-item bulk request; `--reads`: of the read endpoints; `--receipts K`: of
+N signed SendGrid callbacks of K events each) of one
 single-recipient send (POST /api/v1/notifications, one new inline email recipient),
 in process through Django's WSGI handler with DEBUG=0 and the local settings: no HTTP server,
 no load generator, so it measures our code alone. Uses its own database (notifyhub_micro on
@@ -18,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:  # imported for real only after django.setup()
     from django.test import Client as HttpClient
@@ -75,6 +76,10 @@ def main() -> None:
         return
     if "--bulk" in sys.argv:
         _bulk(http, headers, template.key, tag, int(sys.argv[sys.argv.index("--bulk") + 1]))
+        return
+    if "--receipts" in sys.argv:
+        _receipts(http, send, client, tag, int(sys.argv[sys.argv.index("--receipts") + 1]),
+                  int(sys.argv[1]))
         return
     n = int(sys.argv[1])
     for i in range(50):  # warm: caches, the API key, prepared query texts
@@ -205,6 +210,75 @@ def _bulk(http: HttpClient, headers: Mapping[str, str], template_key: str, tag: 
         pstats.Stats(profile).sort_stats("cumtime").print_stats(60)
         pstats.Stats(profile).sort_stats("tottime").print_stats(40)
     print(f"bulk of {count}: cpu {cpu:.2f} s, wall {wall:.2f} s (to the 202)")
+
+
+def _receipts(http: HttpClient, send: Any, client: Client, tag: str, per_callback: int,
+              callbacks: int) -> None:
+    """`N --receipts K`: N signed SendGrid event callbacks of K `delivered` events each
+    (POST /api/v1/webhooks/sendgrid, as the sandbox posts them) for deliveries recorded as
+    sent: CPU per callback and per event, after a few warm-up callbacks."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from apps.notifications.dispatch import deliveries_claim, delivery_record_outcome
+    from apps.notifications.models import Delivery
+    from apps.notifications.providers.base import SendResult
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    os.environ["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public  # read per request (providers/conf.py)
+    warm = 5
+    total = (callbacks + warm) * per_callback
+    for i in range(total):
+        send(10**7 + i)
+    ids = [str(i) for i in Delivery.objects.filter(client=client, status__in=["pending", "queued"])
+           .order_by("created_at").values_list("id", flat=True)[:total]]
+    for delivery_id, attempt in deliveries_claim(delivery_ids=ids).items():
+        delivery_record_outcome(delivery_id=delivery_id, attempt=attempt,
+                                result=SendResult.sent("sendgrid", f"msg-{delivery_id}"))
+    bodies = []
+    for start in range(0, len(ids), per_callback):
+        events = [{"email": "x@example.com", "timestamp": int(time.time()), "event": "delivered",
+                   "sg_event_id": f"ev-{tag}-{i}", "sg_message_id": f"msg-{i}.filter0001.1",
+                   "notifyhub_delivery_id": i} for i in ids[start:start + per_callback]]
+        body = json.dumps(events)
+        ts = str(int(time.time()))
+        signature = base64.b64encode(
+            key.sign((ts + body).encode(), ec.ECDSA(hashes.SHA256()))).decode()
+        bodies.append((body, {"X-Twilio-Email-Event-Webhook-Signature": signature,
+                              "X-Twilio-Email-Event-Webhook-Timestamp": ts}))
+
+    def post(body: str, headers: dict[str, str]) -> None:
+        response = http.post("/api/v1/webhooks/sendgrid", body, content_type="application/json",
+                             headers=headers)
+        assert response.status_code < 300, (response.status_code, response.content[:400])
+
+    for body, headers in bodies[:warm]:
+        post(body, headers)
+    profile = None
+    if "--cprofile" in sys.argv:
+        import cProfile
+
+        profile = cProfile.Profile(time.process_time)
+        profile.enable()
+    pg = _backend_cpu()
+    cpu = time.process_time()
+    for body, headers in bodies[warm:]:
+        post(body, headers)
+    cpu = time.process_time() - cpu
+    pg = _backend_cpu() - pg
+    if profile is not None:
+        import pstats
+
+        profile.disable()
+        pstats.Stats(profile).sort_stats("cumtime").print_stats(70)
+    done = Delivery.objects.filter(id__in=ids, status="delivered").count()
+    print(f"receipts: {callbacks} callbacks of {per_callback} events: cpu {1000 * cpu / callbacks:.2f} ms"
+          f" per callback ({1000 * cpu / (callbacks * per_callback):.3f} ms per event); PostgreSQL"
+          f" backend {1000 * pg / callbacks:.2f} ms per callback; {done} of {len(ids)} delivered")
 
 
 if __name__ == "__main__":
