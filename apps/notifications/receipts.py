@@ -20,7 +20,7 @@ from psycopg import errors as pg_errors
 
 from apps.core import tracing
 from apps.core.db.plans import planned_per_run
-from apps.core.db.rows import ModelColumns, model_columns
+from apps.core.db.rows import model_columns
 from apps.core.logging import redact_pii, request_id_var
 from apps.core.tasks import publications_publish_on_commit
 from apps.webhooks.outbound.outbox import webhook_receipts_record
@@ -168,14 +168,10 @@ def _candidates_sql(providers: int, test_only: bool) -> str:
     CPU). `<> ''` is the partial index's condition, however the statement is planned."""
     by_message = " OR ".join(["(d.provider = %s AND d.provider_message_id <> ''"
                               " AND d.provider_message_id = ANY(%s::varchar[]))"] * providers)
-    return (f"SELECT {_columns().sql}, d.address = '' FROM notifications_delivery d"
+    columns = model_columns(Delivery, "d", frozenset(_FIELDS))
+    return (f"SELECT {columns.sql}, d.address = '' FROM notifications_delivery d"
             f" WHERE (d.id = ANY(%s::uuid[]){' OR ' + by_message if providers else ''})"
             f"{' AND d.is_test' if test_only else ''} ORDER BY d.id FOR NO KEY UPDATE OF d")
-
-
-@functools.cache
-def _columns() -> ModelColumns:
-    return model_columns(Delivery, "d", frozenset(_FIELDS))
 
 
 def _candidates(ids: set[str], by_message: dict[str, set[str]], *, test_only: bool
@@ -185,7 +181,7 @@ def _candidates(ids: set[str], by_message: dict[str, set[str]], *, test_only: bo
     params: list[Any] = [sorted(ids)]
     for provider, message_ids in sorted(by_message.items()):
         params += [provider, sorted(message_ids)]
-    columns = _columns()
+    columns = model_columns(Delivery, "d", frozenset(_FIELDS))
     out = []
     with connection.cursor() as cursor:
         cursor.execute(_candidates_sql(len(by_message), test_only), params)

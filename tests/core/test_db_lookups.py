@@ -74,7 +74,7 @@ def _generic_plan(queryset: Any) -> str:
 
 def test_filled_lets_a_generic_plan_use_a_partial_index(client_tenant: Any,
                                                         email_template: Any) -> None:
-    """The receipts' look-ups by provider message id use the partial index on filled ids
+    """A look-up by provider message id with `__filled` uses the partial index on filled ids
     (`delivery_provider_msg`) also once prepared; with `~Q(field="")` the '' is a parameter
     and the cached plan reads the whole table."""
     delivery = _deliveries(client_tenant, 1)[0]
