@@ -38,6 +38,7 @@ from .processes import (
     cpu_breakdown,
     log,
 )
+from .speed import speed_probe_ms
 
 if TYPE_CHECKING:
     from .runner import Bench
@@ -302,6 +303,7 @@ def _single_rate(bench: Bench, stack: Stack, opts: NewPhaseOptions, *, rate: flo
     """Open-loop single-recipient sends at `rate` for `duration` (opts.rate_duration), until
     every delivery is final; latency, and CPU of every process per notification."""
     duration = opts.rate_duration if duration is None else duration
+    speed = speed_probe_ms()  # how fast the machine is right now (bench/speed.py)
     bench.sandbox.reset()
     before_notifications = notification_count()
     before = delivery_totals()
@@ -330,6 +332,7 @@ def _single_rate(bench: Bench, stack: Stack, opts: NewPhaseOptions, *, rate: flo
         "delivered": waited["delivered"] - before["delivered"],
         "without_final_receipt": waited["without_final_receipt"],
         "seconds_until_all_delivered": round(waited["seen_at"] - cpu_before.wall, 2),
+        "speed_probe_ms": speed,
         **cpu,
         "callback_answers": answers,
         "callback_answers_5xx": answers.get("5xx", 0),

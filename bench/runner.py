@@ -43,6 +43,7 @@ from .processes import (
     start_worker,
     worker_command,
 )
+from .speed import speed_probe_ms
 
 CLIENT_SLUG = "bench"
 CLIENT_THROTTLE = "100000/s"
@@ -89,6 +90,7 @@ class Bench:
         self.workdir = workdir
         self.sandbox: Any = None  # tests.support.sandbox.SandboxProcess
         self.gunicorn: ManagedProcess | None = None
+        self.speed_at_start: float | None = None  # bench/speed.py, before anything starts
         self.web_cmd: list[str] = []
         self.worker: ManagedProcess | None = None
         self.child_env: dict[str, str] = {}
@@ -604,6 +606,9 @@ class Bench:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            # CPU ms of a fixed piece of Python work (bench/speed.py): higher is slower.
+            "speed_probe_ms": {"at_start": self.speed_at_start,
+                               "at_end": speed_probe_ms()},
             "postgresql": self.server_version,
             "settings_module": os.environ.get("DJANGO_SETTINGS_MODULE"),
             "settings": {
@@ -637,6 +642,7 @@ class Bench:
     def run(self) -> dict[str, Any]:
         options = self.options
         started = datetime.now(UTC).isoformat(timespec="seconds")
+        self.speed_at_start = speed_probe_ms()
         self.setup()
         accept_http = accept_local = optimized = naive = None
         if not options.channels_only:

@@ -110,6 +110,7 @@ def test_bench_runs_and_every_delivery_of_every_phase_is_delivered_or_sent() -> 
     procfile = {entry["name"]: entry for entry in result["machine"]["procfile"]}
     assert any(e["kind"] == "worker" for e in procfile.values())
     assert "-c notifyhub/gunicorn.conf.py" in result["machine"]["gunicorn_command"]
+    assert all(result["machine"]["speed_probe_ms"][when] > 0 for when in ("at_start", "at_end"))
 
 
 def _assert_single(result: dict[str, Any]) -> None:
@@ -130,6 +131,7 @@ def _assert_single(result: dict[str, Any]) -> None:
         assert rate["deliveries_final"] + rate["without_final_receipt"] == rate["deliveries"]
         assert rate["delivered"] > 0
         assert rate["api_cpu_ms_per_send"] > 0 and rate["server_cpu_ms_per_notification"] > 0
+        assert rate["speed_probe_ms"] > 0
         per = rate["cpu_ms_per_notification"]
         assert {"api", "postgres", "redis", "sandbox", "total"} <= set(per)
         assert any(name.startswith("worker") for name in per)
