@@ -33,3 +33,12 @@ def test_the_application_module_loads_what_the_first_request_would(module: str) 
 
 def test_django_setup_alone_does_not_so_the_warm_up_is_what_loads_them() -> None:
     assert _loaded_after("import django; django.setup()") == []
+
+
+def test_what_the_process_holds_after_booting_is_out_of_the_collectors_reach() -> None:
+    code = "import gc, notifyhub.wsgi; print(gc.get_freeze_count())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["DJANGO_SETTINGS_MODULE"] = "notifyhub.settings.test"
+    frozen = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                            capture_output=True, text=True, timeout=60).stdout.split()[-1]
+    assert int(frozen) > 10_000
