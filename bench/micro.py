@@ -39,19 +39,15 @@ def main() -> None:
     with psycopg.connect(server + "/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'notifyhub_micro'").fetchone():
             conn.execute("CREATE DATABASE notifyhub_micro")
-    # Traces as the web process sets them up (notifyhub/wsgi.py): on only with an OTEL_*
-    # exporter configured (docs/operations.md, "Traces").
-    from apps.core import tracing
-
-    tracing.configure("notifyhub-api")
-    import django
-
-    django.setup()
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client as HttpClient
     from django.test.utils import CaptureQueriesContext
 
+    # Booted as a gunicorn worker boots: notifyhub/wsgi.py sets up traces (on only with an
+    # OTEL_* exporter configured: docs/operations.md, "Traces"), Django, and the warm-up of
+    # apps/core/boot.py (the URLconf and providers loaded, what the boot holds frozen).
+    import notifyhub.wsgi  # noqa: F401
     from apps.clients.models import Client
     from apps.templates.models import Template
     from tests.factories import ClientFactory, TemplateFactory, api_key_for
