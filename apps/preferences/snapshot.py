@@ -161,10 +161,31 @@ def cache_read(recipient_ids: Iterable[str]) -> dict[str, Preferences]:
     return out
 
 
+# Readers' fills, one command per FILL_BATCH keys: SET NX with the expiry for each key
+# (ARGV[1] the seconds, ARGV[i + 1] the value of KEYS[i]). A pipeline of one SET per recipient
+# cost the client ~25 µs per command: 5 % of a worker's samples in a chunk of new recipients.
+# Batches keep one script short (a send to 50,000 recipients reads their preferences too).
+_FILL = """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1], 'NX')
+end
+return #KEYS
+"""
+FILL_BATCH = 1000
+
+
+def _fill_script(client: Any) -> Any:
+    script = client.__dict__.get("_notifyhub_fill")
+    if script is None:
+        script = client._notifyhub_fill = client.register_script(_FILL)
+    return script
+
+
 def cache_fill(items: Mapping[str, Preferences]) -> None:
-    """Caches what a reader loaded, without overwriting a newer value a writer has set: one
-    pipelined round trip of SET NX for the whole batch (Django's `add` is one round trip, and
-    one client object, per key)."""
+    """Caches what a reader loaded, without overwriting a newer value a writer has set: SET NX
+    for every entry, one round trip per FILL_BATCH entries (Django's `add` is one round trip,
+    and one client object, per key). Entries that share a Preferences object (the defaults)
+    are serialized once."""
     if not items:
         return
     timeout = _timeout()
@@ -174,11 +195,19 @@ def cache_fill(items: Mapping[str, Preferences]) -> None:
             for recipient_id, prefs in items.items():  # another cache backend: one by one
                 cache.add(cache_key(recipient_id), prefs.to_cache(), timeout)
             return
-        pipe = _client(backend).pipeline(transaction=False)
+        script = _fill_script(_client(backend))
+        serialized: dict[int, bytes] = {}
+        keys: list[str] = []
+        values: list[bytes] = []
         for recipient_id, prefs in items.items():
-            pipe.set(cache.make_and_validate_key(cache_key(recipient_id)),
-                     backend._serializer.dumps(prefs.to_cache()), ex=timeout, nx=True)
-        pipe.execute()
+            value = serialized.get(id(prefs))
+            if value is None:
+                value = serialized[id(prefs)] = backend._serializer.dumps(prefs.to_cache())
+            keys.append(cache.make_and_validate_key(cache_key(recipient_id)))
+            values.append(value)
+        for start in range(0, len(keys), FILL_BATCH):
+            script(keys=keys[start:start + FILL_BATCH],
+                   args=[timeout, *values[start:start + FILL_BATCH]])
     except _CACHE_ERRORS as exc:
         logger.warning("preferences cache unavailable, not caching: %s", exc)
 

@@ -273,6 +273,7 @@ def test_a_batch_reads_its_preferences_in_constant_round_trips_and_queries(
     recipients = RecipientFactory.create_batch(30, client=client_tenant)
     set_prefs(recipients[0], categories={"updates": False})
     cache.delete_many([cache_key(r.pk) for r in recipients])
+    cache_fill({"warm-up": Preferences()})  # the fill's script is loaded on the server once
     checks = [PreferenceCheck(f"d{i}", str(r.pk), "email", "updates") for i, r in enumerate(recipients)]
     round_trips = []
     send = redis.connection.AbstractConnection.send_packed_command
@@ -290,3 +291,25 @@ def test_a_batch_reads_its_preferences_in_constant_round_trips_and_queries(
     assert cold == warm
     assert cold["d0"] == Decision.suppress("category_opted_out")
     assert all(cold[f"d{i}"].allowed for i in range(1, 30))
+
+
+def test_a_fill_caches_every_entry_with_the_expiry_in_batches_and_never_overwrites(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    from apps.preferences import snapshot
+
+    settings.PREFERENCES_CACHE_SECONDS = 120
+    monkeypatch.setattr(snapshot, "FILL_BATCH", 2)
+    ids = [f"fill-{i}" for i in range(5)]
+    cache.delete_many([cache_key(rid) for rid in ids])
+    written = Preferences(version=7, opted_out_categories=frozenset({"news"}))
+    cache_store({ids[3]: written})  # a writer's value, set after a change committed
+
+    cache_fill({rid: Preferences(version=1) for rid in ids})
+
+    found = cache_read(ids)
+    assert [found[rid].version for rid in ids] == [1, 1, 1, 7, 1]
+    assert found[ids[3]] == written
+    client = snapshot._client(cache._cache)  # type: ignore[attr-defined]
+    ttls = [client.ttl(cache.make_and_validate_key(cache_key(rid))) for rid in ids]
+    assert all(0 < ttl <= 120 for ttl in ttls)
