@@ -13,7 +13,7 @@ down at boot is found by the first request (and /api/v1/ready), as before.
 Last, what the process holds after booting (~190,000 objects: modules, classes, the SDKs'
 models) is moved out of the garbage collector's reach with `gc.freeze()`: it lives as long as
 the process, and each full collection walked all of it, ~130 ms of CPU in one pause every
-~2,000 sends (12 ms frozen; measured in process, docs/operations.md "Ninth round")."""
+~2,000 sends (9-27 ms frozen; measured in process, docs/operations.md "Ninth round")."""
 
 from __future__ import annotations
 
