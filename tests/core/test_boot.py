@@ -16,14 +16,19 @@ FIRST_REQUEST_MODULES = ["notifyhub.urls", "apps.notifications.providers.urls", 
                          "pyfcm", "kombu.transport.redis"]
 
 
-def _loaded_after(statement: str) -> list[str]:
-    code = (f"import json, sys; {statement}; "
-            f"print(json.dumps([m for m in {FIRST_REQUEST_MODULES!r} if m in sys.modules]))")
+def _last_line(code: str) -> str:
+    """The last line `code` prints in a fresh interpreter with the test settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["DJANGO_SETTINGS_MODULE"] = "notifyhub.settings.test"
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                          capture_output=True, text=True, timeout=60).stdout
-    return list(json.loads(out.strip().splitlines()[-1]))
+    return out.strip().splitlines()[-1]
+
+
+def _loaded_after(statement: str) -> list[str]:
+    return list(json.loads(_last_line(
+        f"import json, sys; {statement}; "
+        f"print(json.dumps([m for m in {FIRST_REQUEST_MODULES!r} if m in sys.modules]))")))
 
 
 @pytest.mark.parametrize("module", ["notifyhub.wsgi", "notifyhub.asgi"])
@@ -36,9 +41,5 @@ def test_django_setup_alone_does_not_so_the_warm_up_is_what_loads_them() -> None
 
 
 def test_what_the_process_holds_after_booting_is_out_of_the_collectors_reach() -> None:
-    code = "import gc, notifyhub.wsgi; print(gc.get_freeze_count())"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["DJANGO_SETTINGS_MODULE"] = "notifyhub.settings.test"
-    frozen = subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                            capture_output=True, text=True, timeout=60).stdout.split()[-1]
+    frozen = _last_line("import gc, notifyhub.wsgi; print(gc.get_freeze_count())")
     assert int(frozen) > 10_000
