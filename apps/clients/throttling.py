@@ -10,6 +10,10 @@ The rate is REST_FRAMEWORK's DEFAULT_THROTTLE_RATES["client"] (default 1000/min)
 client's entry in API_THROTTLE_RATES_BY_CLIENT (by slug). Requests without an API key (health,
 provider callbacks) are not throttled here. If Redis cannot be reached the throttle fails open.
 
+The same call reads the client's configuration generation (config_generation.py) for an
+allowed request, and the request carries it: what lets a send use the process's copy of its
+templates without a round trip of its own.
+
 This module is imported while DRF builds APIView: it must not import rest_framework.views or
 models at import time.
 """
@@ -28,14 +32,21 @@ from prometheus_client import Counter
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from apps.core.redis_clients import shared_redis
+from .config_generation import (
+    TOKEN_TTL_SECONDS,
+    client_generation_key,
+    new_token,
+    remember_client_generation,
+)
+from .limits_store import limits_redis
 
 logger = logging.getLogger(__name__)
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
-# KEYS[1]: the client's key. ARGV: emission interval (µs), burst window (µs).
-# Returns {allowed (0/1), wait µs}.
+# KEYS[1]: the client's key; KEYS[2] (optional): the client's configuration generation
+# (config_generation.py). ARGV: emission interval (µs), burst window (µs); with KEYS[2], a new
+# token and its TTL (s) to set if it has none. Returns {allowed (0/1), wait µs, generation}.
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -50,7 +61,15 @@ if allow_at > now then
 end
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX',
            math.floor((new_tat - now) / 1000) + 1000)
-return {1, 0}
+local generation = false
+if KEYS[2] then
+  generation = redis.call('GET', KEYS[2])
+  if not generation then
+    generation = ARGV[3]
+    redis.call('SET', KEYS[2], generation, 'EX', ARGV[4])
+  end
+end
+return {1, 0, generation}
 """
 
 LIMIT_REJECTIONS = Counter(
@@ -60,12 +79,6 @@ LIMIT_REJECTIONS = Counter(
 
 _lock = threading.Lock()
 _last_warning = 0.0
-
-
-def limits_redis() -> redis.Redis:
-    """A client with short timeouts for throttle and quota counters."""
-    return shared_redis(settings.API_LIMITS_REDIS_URL, connect_timeout=0.25, timeout=0.5,
-                        health_check_interval=30)
 
 
 _scripts: dict[tuple[str, str], Any] = {}
@@ -108,10 +121,24 @@ def client_rate(client: Any) -> str | None:
 
 def throttle_hit(*, key: str, limit: int, period_seconds: int) -> float:
     """Counts one request against `key`; returns 0 if allowed, else seconds to wait."""
+    return throttle_hit_reading(key=key, limit=limit, period_seconds=period_seconds)[0]
+
+
+def throttle_hit_reading(*, key: str, limit: int, period_seconds: int,
+                         generation_key: str | None = None) -> tuple[float, str | None]:
+    """`throttle_hit`, plus (when allowed) the token at `generation_key` in the same call,
+    set to a new one if it has none (config_generation.py): (wait, token or None)."""
     period_us = period_seconds * 1_000_000
     interval_us = max(period_us // max(limit, 1), 1)
-    allowed, wait_us = script(_GCRA)(keys=[key], args=[interval_us, period_us])
-    return 0.0 if int(allowed) else int(wait_us) / 1_000_000
+    if generation_key is None:
+        reply = script(_GCRA)(keys=[key], args=[interval_us, period_us])
+    else:
+        reply = script(_GCRA)(keys=[key, generation_key],
+                              args=[interval_us, period_us, new_token(), TOKEN_TTL_SECONDS])
+    if not int(reply[0]):
+        return int(reply[1]) / 1_000_000, None
+    token = reply[2] if len(reply) > 2 else None
+    return 0.0, token.decode() if isinstance(token, bytes) else token
 
 
 class WindowThrottle(BaseThrottle):
@@ -127,6 +154,10 @@ class WindowThrottle(BaseThrottle):
         """(rate such as '1000/min', key) or None."""
         raise NotImplementedError
 
+    def generation_key(self, request: Any) -> str | None:
+        """A configuration generation to read in the same call (config_generation.py)."""
+        return None
+
     def allow_request(self, request: Any, view: Any) -> bool:
         counted = self.counted(request)
         if counted is None:
@@ -134,11 +165,14 @@ class WindowThrottle(BaseThrottle):
         rate, key = counted
         limit, period = parse_rate(rate)
         try:
-            wait = throttle_hit(key=key, limit=limit, period_seconds=period)
+            wait, token = throttle_hit_reading(key=key, limit=limit, period_seconds=period,
+                                               generation_key=self.generation_key(request))
         except redis.RedisError as exc:
             warn_failing_open(self.what, exc)
             return True
         if wait <= 0:
+            if token is not None:
+                remember_client_generation(request, token)
             return True
         LIMIT_REJECTIONS.labels("throttled").inc()
         self._wait = wait
@@ -162,3 +196,6 @@ class ClientRateThrottle(WindowThrottle):
             return None
         rate = client_rate(client)
         return (rate, f"notifyhub:throttle:{client.pk}") if rate else None
+
+    def generation_key(self, request: Any) -> str | None:
+        return client_generation_key(request.user.pk)

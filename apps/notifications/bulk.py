@@ -15,6 +15,7 @@ sweeper's net for a lost publish) until a worker claims them.
 from __future__ import annotations
 
 import contextlib
+import copy
 import enum
 import functools
 import json
@@ -36,6 +37,7 @@ from psycopg.types.json import Jsonb
 from apps.audit.context import current_context
 from apps.audit.models import AuditLog
 from apps.audit.services import Entry
+from apps.clients.config_generation import GenerationCache
 from apps.clients.models import Client, key_mode
 from apps.core import ids
 from apps.core.crypto import encrypt, pii_batch
@@ -214,28 +216,44 @@ def _index_refs(refs: set[str], templates: Iterable[Template]) -> dict[str, Temp
     return by_ref
 
 
+# (client id, refs) → the rows `_templates` read, at a client configuration generation.
+_TEMPLATE_ROWS: GenerationCache[tuple[Any, frozenset[str]], list[tuple[Any, ...]]] = GenerationCache()
+
+
 def _templates(
-    client: Client, refs: set[str]
+    client: Client, refs: set[str], *, generation: str | None = None,
 ) -> tuple[dict[str, Template], dict[Any, dict[str, TemplateVersion]]]:
     """ref (key or UUID string) → the client's template with its active version, and template
     id → {locale key → active version}: one query (each active-version pointer with its
     template; plain SQL, the ORM's compile of the same join costs more than running it), the
     versions themselves from the process's cache of immutable versions (one query for those
     it has not seen), plus one only when a ref names no published template (unknown or
-    unpublished)."""
+    unpublished).
+
+    With the request's `generation` (apps/clients/config_generation.py), the pointer rows come
+    from this process's copy read at that generation when there is one (no query), and a
+    read that found every ref is kept for the next request."""
     template_columns = model_columns(Template, "t")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT p.locale, p.version_id, {template_columns.sql} "
-            "FROM templates_templateactiveversion p "
-            "JOIN templates_template t ON t.id = p.template_id "
-            "WHERE t.client_id = %s AND (t.key = ANY(%s) OR t.id = ANY(%s))",
-            [client.id, list(refs), list(_ref_ids(refs))])
-        rows = cursor.fetchall()
+    cache_key = (client.id, frozenset(refs))
+    rows = _TEMPLATE_ROWS.get(cache_key, generation) if generation is not None else None
+    if rows is None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT p.locale, p.version_id, {template_columns.sql} "
+                "FROM templates_templateactiveversion p "
+                "JOIN templates_template t ON t.id = p.template_id "
+                "WHERE t.client_id = %s AND (t.key = ANY(%s) OR t.id = ANY(%s))",
+                [client.id, list(refs), list(_ref_ids(refs))])
+            rows = cursor.fetchall()
+        cache = generation is not None
+    else:
+        cache = False
     templates: dict[Any, Template] = {}
     for _, _, *values in rows:
         if values[0] not in templates:
-            templates[values[0]] = template_columns.instance(values)
+            # A fresh instance per request: its list and dict values are copies.
+            templates[values[0]] = template_columns.instance(
+                [copy.deepcopy(v) if isinstance(v, list | dict) else v for v in values])
     versions = template_versions_cached(
         {version_id for _, version_id, *_ in rows}
         | {t.active_version_id for t in templates.values() if t.active_version_id})
@@ -250,6 +268,8 @@ def _templates(
         found = Template.objects.select_related("active_version").filter(
             Q(key__in=refs) | Q(id__in=_ref_ids(refs)), client=client)
         by_ref = _index_refs(refs, [templates.get(t.id, t) for t in found])
+    elif cache and generation is not None:
+        _TEMPLATE_ROWS.put(cache_key, generation, rows)
     return by_ref, by_locale
 
 
@@ -715,7 +735,7 @@ class DeliveryRows:
 @pii_batch()  # each address encrypted once for the recipient and its deliveries
 def notifications_accept(
     *, client: Client, requests: Sequence[SendRequest], is_test: bool = False,
-    field_name: FieldName = bulk_field, fanout: bool = False,
+    field_name: FieldName = bulk_field, fanout: bool = False, config_generation: str | None = None,
 ) -> Accepted:
     """Accepts every request or none: raises the first failing rule's ApplicationError naming
     every request that breaks it (`field_name(index, field)`). `is_test` marks them all as a
@@ -731,7 +751,11 @@ def notifications_accept(
     a job (fanout.py): every check runs here as for a small batch (addresses from the stored
     hashes merged with the inline fields, nothing decrypted), then only the notifications,
     their audit rows and the job are written; workers upsert the recipients and create the
-    deliveries after commit. `Accepted.deliveries` is then empty."""
+    deliveries after commit. `Accepted.deliveries` is then empty.
+
+    `config_generation`: the client's configuration generation read at the start of the
+    request (apps/clients/config_generation.py); with it, the templates may come from this
+    process's copy read at the same generation (no query)."""
     now = timezone.now()
     errors = _Errors(field_name)
 
@@ -744,7 +768,8 @@ def notifications_accept(
     errors.raise_any()
 
     # 2. Templates and their locale versions, once per template.
-    templates, by_locale = _templates(client, {request.template_id for request in requests})
+    templates, by_locale = _templates(client, {request.template_id for request in requests},
+                                      generation=config_generation)
     for index, request in enumerate(requests):
         template = templates.get(request.template_id)
         if template is None:
@@ -968,13 +993,13 @@ def notifications_accept(
 @transaction.atomic
 def notifications_send_bulk(
     *, client: Client, items: Sequence[Mapping[str, Any]], is_test: bool = False,
-    charge: Callable[[int], None] | None = None,
+    charge: Callable[[int], None] | None = None, config_generation: str | None = None,
 ) -> Accepted:
     """The bulk API's send: every item (a validated send body) or none, each failure named
-    `notifications[<index>].<field>`. `charge`: as notification_send's."""
+    `notifications[<index>].<field>`. `charge`, `config_generation`: as notification_send's."""
     accepted = notifications_accept(
         client=client, requests=[SendRequest.from_body(i) for i in items], is_test=is_test,
-        field_name=bulk_field, fanout=True)
+        field_name=bulk_field, fanout=True, config_generation=config_generation)
     if charge is not None:
         charge(accepted.delivery_count)
     return accepted

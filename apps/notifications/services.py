@@ -85,6 +85,7 @@ def notification_send(
     request_hash: str = "",
     is_test: bool = False,
     charge: Callable[[int], None] | None = None,
+    config_generation: str | None = None,
 ) -> SendOutcome:
     """Accepts a send: a batch of one (`notifications_accept`), its errors named as the body
     names its fields (`recipients[2]`). `is_test` (a test key's send) marks the notification
@@ -95,7 +96,10 @@ def notification_send(
 
     `charge` (the daily quota's, apps.clients.quotas.delivery_quota) is called with the number
     of new deliveries inside this transaction, before it commits. Called outside any
-    transaction (as the API does), this is the request's only transaction: no savepoint."""
+    transaction (as the API does), this is the request's only transaction: no savepoint.
+
+    `config_generation`: the client's configuration generation the request's throttle read
+    (apps/clients/config_generation.py); lets the templates come from this process's copy."""
     if local_send_time is not None and scheduled_at is not None:
         raise ApplicationError(
             "Use either scheduled_at or local_send_time, not both.",
@@ -115,7 +119,8 @@ def notification_send(
         request_hash=request_hash,
     )
     accepted = notifications_accept(client=client, requests=[request], is_test=is_test,
-                                    field_name=single_field, fanout=True)
+                                    field_name=single_field, fanout=True,
+                                    config_generation=config_generation)
     if charge is not None:
         charge(accepted.delivery_count)
     return SendOutcome(notification=accepted.notifications[0], replayed=False,

@@ -1,6 +1,11 @@
 """Writes for templates. Versions are appended, never edited; publishing or rolling back moves
 the per-locale pointer (TemplateActiveVersion) and appends a TemplatePublication, in the same
-transaction. `Template.active_version` always mirrors the default locale's pointer."""
+transaction. `Template.active_version` always mirrors the default locale's pointer.
+
+Every write a send would read (a template's settings, a pointer, a delete) calls
+`client_config_changed`: web processes keep a copy of what a send reads, valid until the
+client's configuration generation changes (apps/clients/config_generation.py). A write that
+bypasses these services is seen by sends within that copy's TTL (60 s)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from django.db.models.deletion import ProtectedError
 from django.utils import timezone
 
 from apps.audit.services import audit_record, audit_snapshot, audit_update
+from apps.clients.config_generation import client_config_changed
 from apps.clients.models import Client
 from apps.core.exceptions import ApplicationError, Conflict
 
@@ -132,6 +138,7 @@ def template_create(
     except IntegrityError as exc:
         raise Conflict(f"A template with key '{key}' exists.", code="template_key_taken",
                        fields={"key": ["Already used by another of your templates."]}) from exc
+    client_config_changed(client_id=client.pk)
     audit_record(action="template.create", client=client, object_type="template", object_id=template.pk,
                  changes={"key": key, "name": name, "channels": channels, "category": category,
                           "default_locale": default_locale})
@@ -181,6 +188,7 @@ def template_update(
         locked.active_version = version
         fields += ["default_locale", "active_version"]
     locked.save(update_fields=fields)
+    client_config_changed(client_id=locked.client_id)
     audit_update(action="template.update", before=before, after=locked, client=locked.client_id,
                  object_type="template", extra={"key": locked.key})
     return locked
@@ -209,6 +217,7 @@ def template_delete(*, template: Template) -> None:
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     except (IntegrityError, ProtectedError) as exc:
         raise in_use from exc
+    client_config_changed(client_id=locked.client_id)
     audit_record(action="template.delete", client=locked.client_id, object_type="template",
                  object_id=locked.pk, changes={"key": locked.key, "name": locked.name})
 
@@ -319,6 +328,7 @@ def _make_active(*, version: TemplateVersion, actor: str, rollback: bool) -> Tem
               else PublicationAction.PUBLISH)
     TemplatePublication.objects.create(template=template, locale=version.locale, version=version,
                                        previous_version=previous, action=action, actor=actor)
+    client_config_changed(client_id=template.client_id)
     audit_record(action=f"template.version.{action.value}", client=template.client_id,
                  object_type="template_version", object_id=version.pk,
                  changes={"template": template.key, "locale": version.locale, "version": version.version,

@@ -15,6 +15,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from apps.clients.authentication import request_client, request_is_test
+from apps.clients.config_generation import request_client_generation
 from apps.clients.models import Scope
 from apps.clients.quotas import delivery_quota
 from apps.clients.scopes import ScopeMap
@@ -175,6 +176,7 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
                 request_hash=request_fingerprint(request.data),
                 is_test=is_test,
                 charge=charge,
+                config_generation=request_client_generation(request),
             )
         if outcome.expanding:
             instrumentation.observe_accepted_counts(
@@ -301,8 +303,9 @@ class NotificationBulkApi(LimitHeadersMixin, APIView):
         client = request_client(request)
         is_test = request_is_test(request)
         with delivery_quota(client=client, is_test=is_test) as charge:
-            accepted = notifications_send_bulk(client=client, items=items, is_test=is_test,
-                                               charge=charge)
+            accepted = notifications_send_bulk(
+                client=client, items=items, is_test=is_test, charge=charge,
+                config_generation=request_client_generation(request))
         instrumentation.observe_accepted_counts(accepted.by_channel)
         body = {
             "count": len(accepted.notifications),
