@@ -173,7 +173,8 @@ class NotificationCollectionApi(LimitHeadersMixin, ListAPIView):
                 client=client,
                 **body,
                 idempotency_key=key,
-                request_hash=request_fingerprint(request.data),
+                # Compared only when the key is reused (notification_replay): no key, no hash.
+                request_hash=request_fingerprint(request.data) if key else "",
                 is_test=is_test,
                 charge=charge,
                 config_generation=request_client_generation(request),
