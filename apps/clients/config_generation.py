@@ -14,7 +14,8 @@ current one.
 - Writers also replace the token at once, inside their transaction: a later request of a
   test's never-committed transaction, or one that reads between the write and its commit,
   reads the database (the copy it files is dropped by the bump after commit).
-- If Redis refuses a bump, copies live out their TTL (`GenerationCache`, 60 s): the bound on
+- If Redis refuses a bump, copies live out their TTL (apps/core/generations.py
+  `GenerationCache`, 60 s): the bound on
   how long a send can use a template version replaced meanwhile. The same bound holds for a
   write that bypasses the services (SQL by hand, a data migration).
 - Without a token (throttle off for the client, Redis unreachable) nothing is cached or
@@ -25,13 +26,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
-import time
-from collections.abc import Hashable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import redis
-from django.db import transaction
+
+from apps.core.generations import GenerationCache, now_and_after_commit
 
 from .limits_store import limits_redis
 
@@ -71,39 +70,4 @@ def _bump(client_id: Any) -> None:
 def client_config_changed(*, client_id: Any) -> None:
     """Call from every service that writes what a web process caches about a client (inside
     its transaction): replaces the client's generation now and again after commit."""
-    _bump(client_id)
-    transaction.on_commit(lambda: _bump(client_id))
-
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class GenerationCache(Generic[K, V]):
-    """A process's bounded map of values filed under the generation they were read at: `get`
-    gives a value only for the same generation and within `ttl` seconds of its read. Shared
-    by threads; a full map is emptied (the next reads refill it)."""
-
-    ttl_default = 60.0
-
-    def __init__(self, *, max_entries: int = 1024, ttl: float = ttl_default) -> None:
-        self.max_entries = max_entries
-        self.ttl = ttl
-        self._entries: dict[K, tuple[str, float, V]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: K, generation: str) -> V | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] != generation or entry[1] < time.monotonic():
-            return None
-        return entry[2]
-
-    def put(self, key: K, generation: str, value: V) -> None:
-        with self._lock:
-            if len(self._entries) >= self.max_entries and key not in self._entries:
-                self._entries.clear()
-            self._entries[key] = (generation, time.monotonic() + self.ttl, value)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+    now_and_after_commit(lambda: _bump(client_id))

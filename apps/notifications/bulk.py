@@ -37,13 +37,13 @@ from psycopg.types.json import Jsonb
 from apps.audit.context import current_context
 from apps.audit.models import AuditLog
 from apps.audit.services import Entry
-from apps.clients.config_generation import GenerationCache
 from apps.clients.models import Client, key_mode
 from apps.core import ids
 from apps.core.crypto import encrypt, pii_batch
 from apps.core.db.rows import model_columns, unsaved
 from apps.core.encrypted_fields import EncryptedMixin, PIIHashField
 from apps.core.exceptions import ApplicationError
+from apps.core.generations import GenerationCache
 from apps.recipients.models import Recipient
 from apps.recipients.selectors import active_device_tokens, recipients_by_external_id
 from apps.recipients.services import RECIPIENT_FIELDS, recipients_upsert

@@ -1,6 +1,7 @@
 """A client's configuration generation (apps/clients/config_generation.py): the throttle
 reads it in the call that counts the request, a write replaces it at once and after commit,
-and the process's copies are served only at their own generation and within their TTL."""
+and the process's copies are served only at their own generation and within their TTL
+(tests/core/test_generations.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from apps.clients.config_generation import (
-    GenerationCache,
-    client_config_changed,
-    client_generation_key,
-)
+from apps.clients.config_generation import client_config_changed, client_generation_key
 from apps.clients.limits_store import limits_redis
 from apps.clients.throttling import throttle_hit_reading
 from tests.factories import ClientFactory
@@ -85,28 +82,3 @@ def test_a_change_while_redis_is_down_does_not_fail_the_write(settings: Any, cap
     settings.API_LIMITS_REDIS_URL = "redis://127.0.0.1:1/0"
     client_config_changed(client_id="c1")
     assert "could not replace the configuration generation" in caplog.text
-
-
-def test_a_copy_is_served_only_at_its_generation_and_within_its_ttl(monkeypatch: Any) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr("apps.clients.config_generation.time.monotonic", lambda: clock[0])
-    cache: GenerationCache[str, int] = GenerationCache(ttl=60)
-    cache.put("k", "g1", 1)
-
-    assert cache.get("k", "g1") == 1
-    assert cache.get("k", "g2") is None
-    assert cache.get("other", "g1") is None
-    clock[0] += 61
-    assert cache.get("k", "g1") is None
-
-
-def test_a_full_cache_starts_over() -> None:
-    cache: GenerationCache[int, int] = GenerationCache(max_entries=3)
-    for i in range(3):
-        cache.put(i, "g", i)
-    cache.put(0, "g", 10)  # replacing an entry keeps the others
-    assert [cache.get(i, "g") for i in range(3)] == [10, 1, 2]
-
-    cache.put(3, "g", 3)
-
-    assert [cache.get(i, "g") for i in range(4)] == [None, None, None, 3]

@@ -30,7 +30,6 @@ import contextvars
 import functools
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.core.correlation import current_request_id
+from apps.core.generations import GenerationCache, now_and_after_commit
 from apps.core.tasks import Publication
 
 from ..models import WebhookEndpoint
@@ -227,9 +227,9 @@ def _read_subscriptions() -> dict[str, list[str]]:
             generation = cache.get(_GENERATION_KEY)
         # What this process read under the current generation, while it is younger than the
         # shared entry's lifetime: the generation read above is the only round trip then.
-        memo = _process_memo.get("value")
-        if memo is not None and memo[0] == generation and memo[1] > time.monotonic():
-            return dict(memo[2])
+        memo = _process_memo.get("subscriptions", generation)
+        if memo is not None:
+            return dict(memo)
         key = f"{SUBSCRIPTIONS_CACHE_KEY}:{generation}"
         cached = cache.get(key)
     except RedisError:
@@ -243,12 +243,12 @@ def _read_subscriptions() -> dict[str, list[str]]:
             cache.set(key, subscriptions, seconds)
         except RedisError:
             logger.warning("webhook subscriptions cache unavailable; not cached")
-    _process_memo["value"] = (generation, time.monotonic() + seconds, subscriptions)
+    _process_memo.put("subscriptions", generation, subscriptions, ttl=seconds)
     return dict(subscriptions)
 
 
-# (generation, valid until (monotonic), subscriptions) as this process last read them.
-_process_memo: dict[str, tuple[Any, float, dict[str, list[str]]]] = {}
+# The subscriptions as this process last read them, under their generation.
+_process_memo: GenerationCache[str, dict[str, list[str]]] = GenerationCache(max_entries=1)
 
 
 def _generation() -> Any:
@@ -274,8 +274,7 @@ def subscriptions_changed() -> None:
         except RedisError:
             logger.warning("could not renew the webhook subscriptions cache; it expires by itself")
 
-    bump()
-    transaction.on_commit(bump)
+    now_and_after_commit(bump)
 
 
 def _clients_for(event_types: set[str], subscriptions: dict[str, list[str]]) -> list[str]:
