@@ -236,6 +236,7 @@ def _templates(
     template_columns = model_columns(Template, "t")
     cache_key = (client.id, frozenset(refs))
     rows = _TEMPLATE_ROWS.get(cache_key, generation) if generation is not None else None
+    read_now = rows is None
     if rows is None:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -245,9 +246,6 @@ def _templates(
                 "WHERE t.client_id = %s AND (t.key = ANY(%s) OR t.id = ANY(%s))",
                 [client.id, list(refs), list(_ref_ids(refs))])
             rows = cursor.fetchall()
-        cache = generation is not None
-    else:
-        cache = False
     templates: dict[Any, Template] = {}
     for _, _, *values in rows:
         if values[0] not in templates:
@@ -268,7 +266,7 @@ def _templates(
         found = Template.objects.select_related("active_version").filter(
             Q(key__in=refs) | Q(id__in=_ref_ids(refs)), client=client)
         by_ref = _index_refs(refs, [templates.get(t.id, t) for t in found])
-    elif cache and generation is not None:
+    elif read_now and generation is not None:
         _TEMPLATE_ROWS.put(cache_key, generation, rows)
     return by_ref, by_locale
 
